@@ -1,0 +1,93 @@
+// Types of the engine's Node-API addon. @s2s/core wraps these in the Model class; use that.
+
+export interface NativeConfig {
+  vocabSize: number;
+  maxSeqLen: number;
+  numLayers: number;
+  numHeads: number;
+  channels: number;
+  valueHead?: boolean;
+}
+
+export interface NativeTensorInfo {
+  name: string;
+  shape: number[];
+  offset: number;
+  numel: number;
+  decay: boolean;
+}
+
+export type NativeBufferKind = 'params' | 'grads' | 'adam_m' | 'adam_v';
+
+export interface NativeForwardOptions {
+  values?: boolean;
+  entropy?: boolean;
+  temperature?: number;
+}
+
+export interface NativeForwardResult {
+  logprob: Float32Array;
+  values?: Float32Array;
+  entropy?: Float32Array;
+}
+
+export interface NativeAdamW {
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+}
+
+export interface NativeGenerateOptions {
+  maxNewTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  eos?: Int32Array;
+  seed?: number | bigint;
+}
+
+export interface NativeGenerateResult {
+  tokens: Int32Array;
+  logprobs: Float32Array;
+  lengths: Int32Array;
+  eos: Uint8Array;
+  maxNewTokens: number;
+}
+
+export class NativeModel {
+  constructor(config: NativeConfig);
+  readonly numParams: number;
+  readonly config: Required<NativeConfig>;
+  adamStep: number;
+  layout(): NativeTensorInfo[];
+  flopsPerToken(T?: number): number;
+  initWeights(seed: number | bigint): Promise<void>;
+  forward(
+    tokens: Int32Array,
+    targets: Int32Array | null,
+    B: number,
+    T: number,
+    opts?: NativeForwardOptions,
+  ): Promise<NativeForwardResult>;
+  backward(dlogprob: Float32Array | null, dvalue?: Float32Array | null): Promise<void>;
+  step(opts?: NativeAdamW): Promise<number>;
+  zeroGrad(): Promise<void>;
+  generate(prompts: Int32Array, promptLengths: Int32Array, opts?: NativeGenerateOptions): Promise<NativeGenerateResult>;
+  greedyMatch(
+    tokens: Int32Array,
+    B: number,
+    T: number,
+    spans: Int32Array,
+  ): Promise<{ match: Uint8Array; argmax: Int32Array }>;
+  readBuffer(kind: NativeBufferKind, offset?: number, length?: number): Promise<Float32Array>;
+  writeBuffer(kind: NativeBufferKind, data: Float32Array, offset?: number): Promise<void>;
+  dispose(): void;
+}
+
+export function setNumThreads(n: number): void;
+export function getNumThreads(): number;
+export function measureSgemm(M: number, N: number, K: number, iters: number): Promise<number>;
+export const cuda: { available: boolean; reason: string };

@@ -1,0 +1,82 @@
+// Shared pieces of the engine: the error type, aligned buffers, thread control and the RNG.
+//
+// Letters used for sizes throughout the engine (as in llm.c):
+//   B  batch size          T  sequence length (positions)      C  channels (model width)
+//   V  vocabulary size     L  number of layers                 NH number of attention heads
+//   hs head size (C / NH)  OC output channels of a matmul      N  number of rows (B*T)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace s2s {
+
+// Every error the engine reports to a user is an s2s::Error with a sentence they can act on.
+struct Error : std::runtime_error {
+  explicit Error(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+// A 64-byte aligned float buffer that owns its memory and can grow (contents are not kept).
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t n) { resize(n); }
+  ~Buffer() { release(); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr; o.size_ = 0; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) { release(); data_ = o.data_; size_ = o.size_; o.data_ = nullptr; o.size_ = 0; }
+    return *this;
+  }
+  // Makes room for at least n floats; returns true when it had to reallocate.
+  bool reserve(size_t n);
+  // Exactly n floats (reallocates when the size differs).
+  void resize(size_t n);
+  void zero() { if (size_) std::memset(data_, 0, size_ * sizeof(float)); }
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  size_t size() const { return size_; }
+  float& operator[](size_t i) { return data_[i]; }
+  const float& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  void release();
+  float* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Thread count for every OpenMP region and oneDNN call the engine makes. Node runs engine calls
+// on libuv worker threads, and OpenMP's thread count is per calling thread, so each entry point
+// applies the global setting with ThreadScope before it computes.
+void set_num_threads(int n);  // n <= 0 restores the default (S2S_NUM_THREADS, else all cores)
+int get_num_threads();
+struct ThreadScope {
+  ThreadScope();
+};
+
+// Counter-based RNG (splitmix64 mixing): a stream is fixed by (seed, stream id), so results do
+// not depend on thread count or scheduling.
+struct Rng {
+  uint64_t state;
+  Rng(uint64_t seed, uint64_t stream) : state(mix(seed * 0x9E3779B97F4A7C15ull + mix(stream + 1))) {}
+  static uint64_t mix(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  uint64_t next_u64() { return mix(state++); }
+  // uniform in [0, 1) with 24 random bits, as float
+  float uniform() { return (next_u64() >> 40) * (1.0f / 16777216.0f); }
+  // uniform in [0, 1) with 53 random bits
+  double uniform_double() { return (next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+  // standard normal (Box-Muller; one value per call keeps the stream position simple)
+  double normal();
+};
+
+}  // namespace s2s

@@ -1,0 +1,53 @@
+// AdamW and the global norm: one parallel loop each; reference loops in double.
+#include "cpu/adamw.h"
+
+#include <cmath>
+
+namespace s2s {
+
+double global_norm(const float* grads, size_t n) {
+  double acc = 0.0;
+#pragma omp parallel for simd reduction(+ : acc) schedule(static)
+  for (size_t i = 0; i < n; i++) acc += (double)grads[i] * grads[i];
+  return std::sqrt(acc);
+}
+
+double global_norm_naive(const float* grads, size_t n) {
+  double acc = 0.0;
+  for (size_t i = 0; i < n; i++) acc += (double)grads[i] * grads[i];
+  return std::sqrt(acc);
+}
+
+void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
+  float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);
+  float bc2 = 1.0f - (float)std::pow((double)beta2, (double)t);
+  float decay = 1.0f - lr * weight_decay;
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float g = grads[i] * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    params[i] = params[i] * decay - lr * (mi / bc1) / (std::sqrt(vi / bc2) + eps);
+  }
+}
+
+void adamw_update_naive(float* params, const float* grads, float* m, float* v, size_t n, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
+  for (size_t i = 0; i < n; i++) {
+    double g = (double)grads[i] * grad_scale;
+    double mi = beta1 * (double)m[i] + (1.0 - beta1) * g;
+    double vi = beta2 * (double)v[i] + (1.0 - beta2) * g * g;
+    m[i] = (float)mi;
+    v[i] = (float)vi;
+    double mhat = mi / (1.0 - std::pow((double)beta1, (double)t));
+    double vhat = vi / (1.0 - std::pow((double)beta2, (double)t));
+    double p = params[i];
+    p -= lr * weight_decay * p;
+    params[i] = (float)(p - lr * mhat / (std::sqrt(vhat) + eps));
+  }
+}
+
+}  // namespace s2s

@@ -1,0 +1,157 @@
+// Fused LM head. Each chunk of rows: one GEMM for its logits, then one row-parallel pass for the
+// log-softmax, the gathered log-prob and the entropy; the backward turns the logits into dlogits in
+// place and runs the two GEMMs of the tied embedding.
+#include "cpu/classifier.h"
+
+#include <cmath>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/vecmath.h"
+
+namespace s2s {
+
+namespace {
+
+// Logits for rows [r0, r0 + rows): either the stored slice or freshly computed into scratch.
+float* chunk_logits(const ClassifierArgs& a, int64_t r0, int64_t rows, bool compute) {
+  float* lg = a.logits ? a.logits + r0 * a.V : a.scratch;
+  if (compute) gemm(false, true, rows, a.V, a.C, a.lnf + r0 * a.C, a.wte, lg, a.inv_temp, false);
+  return lg;
+}
+
+int64_t chunk_rows(const ClassifierArgs& a) { return a.logits ? a.N : a.chunk; }
+
+}  // namespace
+
+void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy, float* lse) {
+  const int V = a.V;
+  for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
+    int64_t rows = std::min(chunk_rows(a), a.N - r0);
+    float* lg = chunk_logits(a, r0, rows, true);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+      const float* l = lg + i * V;
+      float mx = l[0];
+#pragma omp simd reduction(max : mx)
+      for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+      float sum = 0.0f, wsum = 0.0f;
+#pragma omp simd reduction(+ : sum, wsum)
+      for (int v = 0; v < V; v++) {
+        float e = fast_exp(l[v] - mx);
+        sum += e;
+        wsum += e * (l[v] - mx);
+      }
+      float logsum = std::log(sum);
+      int64_t n = r0 + i;
+      lse[n] = mx + logsum;
+      int32_t tgt = a.targets ? a.targets[n] : -1;
+      logprob[n] = tgt >= 0 ? l[tgt] - lse[n] : 0.0f;
+      if (entropy) entropy[n] = logsum - wsum / sum;
+    }
+  }
+}
+
+void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob,
+                         const float* lse) {
+  const int V = a.V;
+  for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
+    int64_t rows = std::min(chunk_rows(a), a.N - r0);
+    float* lg = chunk_logits(a, r0, rows, a.logits == nullptr);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+      int64_t n = r0 + i;
+      float* l = lg + i * V;
+      int32_t tgt = a.targets ? a.targets[n] : -1;
+      float g = tgt >= 0 ? dlogprob[n] : 0.0f;
+      float m = lse[n];
+#pragma omp simd
+      for (int v = 0; v < V; v++) l[v] = -g * fast_exp(l[v] - m);
+      if (tgt >= 0) l[tgt] += g;
+    }
+    gemm(false, false, rows, a.C, V, lg, a.wte, dlnf + r0 * a.C, a.inv_temp, false);
+    gemm(true, false, V, a.C, rows, lg, a.lnf + r0 * a.C, dwte, a.inv_temp, true);
+  }
+}
+
+void classifier_argmax(const ClassifierArgs& a, int32_t* argmax) {
+  const int V = a.V;
+  for (int64_t r0 = 0; r0 < a.N; r0 += a.chunk) {
+    int64_t rows = std::min(a.chunk, a.N - r0);
+    gemm(false, true, rows, V, a.C, a.lnf + r0 * a.C, a.wte, a.scratch, 1.0f, false);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+      const float* l = a.scratch + i * V;
+      int best = 0;
+      for (int v = 1; v < V; v++)
+        if (l[v] > l[best]) best = v;
+      argmax[r0 + i] = best;
+    }
+  }
+}
+
+namespace {
+std::vector<double> naive_logits(const float* lnf, const float* wte, int64_t n, int C, int V, double scale) {
+  std::vector<double> l(V);
+  for (int v = 0; v < V; v++) {
+    double acc = 0;
+    for (int c = 0; c < C; c++) acc += (double)lnf[n * C + c] * wte[(int64_t)v * C + c];
+    l[v] = acc * scale;
+  }
+  return l;
+}
+}  // namespace
+
+void classifier_forward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
+                              int V, float inv_temp, float* logprob, float* entropy) {
+  for (int64_t n = 0; n < N; n++) {
+    std::vector<double> l = naive_logits(lnf, wte, n, C, V, inv_temp);
+    double mx = l[0];
+    for (int v = 1; v < V; v++) mx = std::max(mx, l[v]);
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += std::exp(l[v] - mx);
+    double lse = mx + std::log(sum);
+    logprob[n] = targets[n] >= 0 ? (float)(l[targets[n]] - lse) : 0.0f;
+    if (entropy) {
+      double h = 0;
+      for (int v = 0; v < V; v++) {
+        double lp = l[v] - lse;
+        h -= std::exp(lp) * lp;
+      }
+      entropy[n] = (float)h;
+    }
+  }
+}
+
+void classifier_backward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
+                               int V, float inv_temp, const float* dlogprob, float* dlnf, float* dwte) {
+  for (int64_t n = 0; n < N; n++) {
+    std::vector<double> l = naive_logits(lnf, wte, n, C, V, inv_temp);
+    double mx = l[0];
+    for (int v = 1; v < V; v++) mx = std::max(mx, l[v]);
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += std::exp(l[v] - mx);
+    double g = targets[n] >= 0 ? dlogprob[n] : 0.0;
+    std::vector<double> dl(V);
+    for (int v = 0; v < V; v++) dl[v] = g * ((v == targets[n] ? 1.0 : 0.0) - std::exp(l[v] - mx) / sum) * inv_temp;
+    for (int c = 0; c < C; c++) {
+      double acc = 0;
+      for (int v = 0; v < V; v++) acc += dl[v] * wte[(int64_t)v * C + c];
+      dlnf[n * C + c] = (float)acc;
+    }
+    for (int v = 0; v < V; v++)
+      for (int c = 0; c < C; c++) dwte[(int64_t)v * C + c] += (float)(dl[v] * lnf[n * C + c]);
+  }
+}
+
+void classifier_argmax_naive(const float* lnf, const float* wte, int64_t N, int C, int V, int32_t* argmax) {
+  for (int64_t n = 0; n < N; n++) {
+    std::vector<double> l = naive_logits(lnf, wte, n, C, V, 1.0);
+    int best = 0;
+    for (int v = 1; v < V; v++)
+      if (l[v] > l[best]) best = v;
+    argmax[n] = best;
+  }
+}
+
+}  // namespace s2s

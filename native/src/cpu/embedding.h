@@ -1,0 +1,20 @@
+// Token + learned position embedding (GPT-2's wte and wpe).
+#pragma once
+
+#include <cstdint>
+
+namespace s2s {
+
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[pos0 + t,:]
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
+                       int C, int pos0 = 0);
+// dwte[tokens[b,t],:] += dout[b,t,:];  dwpe[t,:] += dout[b,t,:]
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+                        int C);
+
+void embedding_forward_naive(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                             int T, int C);
+void embedding_backward_naive(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                              int T, int C);
+
+}  // namespace s2s

@@ -1,0 +1,64 @@
+// Value head forward/backward and reference loops.
+#include "cpu/value_head.h"
+
+#include <omp.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace s2s {
+
+void value_head_forward(float* values, const float* lnf, const float* weight, int64_t N, int C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    const float* x = lnf + n * C;
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int c = 0; c < C; c++) acc += x[c] * weight[c];
+    values[n] = acc;
+  }
+}
+
+void value_head_backward(float* dlnf, float* dweight, const float* dvalues, const float* lnf,
+                         const float* weight, int64_t N, int C) {
+  int nthreads = omp_get_max_threads();
+  std::vector<double> partial((size_t)nthreads * C, 0.0);
+#pragma omp parallel
+  {
+    double* dw = partial.data() + (size_t)omp_get_thread_num() * C;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+      float g = dvalues[n];
+      if (g == 0.0f) continue;
+      const float* x = lnf + n * C;
+      float* dx = dlnf + n * C;
+      for (int c = 0; c < C; c++) {
+        dx[c] += g * weight[c];
+        dw[c] += (double)g * x[c];
+      }
+    }
+  }
+  for (int t = 0; t < nthreads; t++) {
+    const double* dw = partial.data() + (size_t)t * C;
+    for (int c = 0; c < C; c++) dweight[c] += (float)dw[c];
+  }
+}
+
+void value_head_forward_naive(float* values, const float* lnf, const float* weight, int64_t N, int C) {
+  for (int64_t n = 0; n < N; n++) {
+    double acc = 0;
+    for (int c = 0; c < C; c++) acc += (double)lnf[n * C + c] * weight[c];
+    values[n] = (float)acc;
+  }
+}
+
+void value_head_backward_naive(float* dlnf, float* dweight, const float* dvalues, const float* lnf,
+                               const float* weight, int64_t N, int C) {
+  for (int64_t n = 0; n < N; n++)
+    for (int c = 0; c < C; c++) {
+      dlnf[n * C + c] += dvalues[n] * weight[c];
+      dweight[c] += dvalues[n] * lnf[n * C + c];
+    }
+}
+
+}  // namespace s2s

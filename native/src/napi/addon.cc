@@ -1,0 +1,81 @@
+// The addon's entry point: the NativeModel class and the engine-wide functions.
+#include <napi.h>
+
+#include "common.h"
+#include "cpu/matmul.h"
+#include "napi/model_wrap.h"
+#include "napi/util.h"
+
+namespace s2s {
+
+namespace {
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  int n = get_int_arg(info.Env(), info, 0, "threads", 0, 1 << 16);
+  set_num_threads(n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), get_num_threads()); }
+
+// Sustained sgemm GFLOP/s through the engine's own matmul path (the peak the benchmarks report
+// their fraction of), measured off the JavaScript thread.
+class SgemmWorker : public Napi::AsyncWorker {
+ public:
+  SgemmWorker(Napi::Env env, int64_t m, int64_t n, int64_t k, int iters)
+      : Napi::AsyncWorker(env, "s2s.sgemm"), deferred_(Napi::Promise::Deferred::New(env)), m_(m), n_(n), k_(k), iters_(iters) {}
+  Napi::Promise Start() {
+    Napi::Promise p = deferred_.Promise();
+    Queue();
+    return p;
+  }
+  void Execute() override {
+    ThreadScope threads;
+    try {
+      gflops_ = measure_sgemm_gflops(m_, n_, k_, iters_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), gflops_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int64_t m_, n_, k_;
+  int iters_;
+  double gflops_ = 0;
+};
+
+Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int m = get_int_arg(env, info, 0, "M", 1, 1 << 16);
+  int n = get_int_arg(env, info, 1, "N", 1, 1 << 16);
+  int k = get_int_arg(env, info, 2, "K", 1, 1 << 16);
+  int iters = get_int_arg(env, info, 3, "iters", 1, 1 << 20);
+  return (new SgemmWorker(env, m, n, k, iters))->Start();
+}
+
+Napi::Object CudaStatus(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", false);
+  o.Set("reason", "this build of the engine has no CUDA backend");
+  return o;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeModel", ModelWrap::Init(env));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("measureSgemm", Napi::Function::New(env, MeasureSgemm));
+  exports.Set("cuda", CudaStatus(env));
+  return exports;
+}
+
+}  // namespace s2s
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return s2s::Init(env, exports); }
+
+NODE_API_MODULE(s2s, InitAddon)

@@ -1,0 +1,402 @@
+// Model binding: argument checking on the JavaScript thread, engine work in AsyncWorkers.
+#include "napi/model_wrap.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "napi/util.h"
+
+namespace s2s {
+
+namespace {
+
+// Runs `work` on a libuv worker thread with the model locked and resolves with `result` (built
+// on the JavaScript thread); any engine error rejects with its message.
+class ModelWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void(GPT&)>;
+  using Result = std::function<Napi::Value(Napi::Env)>;
+
+  ModelWorker(Napi::Env env, Napi::Object self, std::shared_ptr<GPT> model, Work work, Result result)
+      : Napi::AsyncWorker(env, "s2s.model"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        self_(Napi::Persistent(self)),
+        model_(std::move(model)),
+        work_(std::move(work)),
+        result_(std::move(result)) {}
+
+  Napi::Promise Start() {
+    Napi::Promise p = deferred_.Promise();
+    Queue();
+    return p;
+  }
+
+  void Execute() override {
+    ThreadScope threads;
+    try {
+      std::lock_guard<std::mutex> lock(model_->mu);
+      work_(*model_);
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory in the s2s engine");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(result_ ? result_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference self_;  // keeps the JavaScript Model (and so the wrap) alive meanwhile
+  std::shared_ptr<GPT> model_;
+  Work work_;
+  Result result_;
+};
+
+GPT::BufferKind buffer_kind(Napi::Env env, const Napi::Value& v) {
+  std::string k = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (k == "params") return GPT::BufferKind::params;
+  if (k == "grads") return GPT::BufferKind::grads;
+  if (k == "adam_m") return GPT::BufferKind::adam_m;
+  if (k == "adam_v") return GPT::BufferKind::adam_v;
+  throw Napi::TypeError::New(env, "buffer kind must be 'params', 'grads', 'adam_m' or 'adam_v'");
+}
+
+}  // namespace
+
+Napi::Function ModelWrap::Init(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceMethod("layout", &ModelWrap::Layout),
+                         InstanceMethod("flopsPerToken", &ModelWrap::FlopsPerToken),
+                         InstanceMethod("initWeights", &ModelWrap::InitWeights),
+                         InstanceMethod("forward", &ModelWrap::Forward),
+                         InstanceMethod("backward", &ModelWrap::Backward),
+                         InstanceMethod("step", &ModelWrap::Step),
+                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
+                         InstanceMethod("generate", &ModelWrap::Generate),
+                         InstanceMethod("greedyMatch", &ModelWrap::GreedyMatch),
+                         InstanceMethod("readBuffer", &ModelWrap::ReadBuffer),
+                         InstanceMethod("writeBuffer", &ModelWrap::WriteBuffer),
+                         InstanceMethod("dispose", &ModelWrap::Dispose),
+                         InstanceAccessor("numParams", &ModelWrap::NumParams, nullptr),
+                         InstanceAccessor("config", &ModelWrap::Config, nullptr),
+                         InstanceAccessor("adamStep", &ModelWrap::GetAdamStep, &ModelWrap::SetAdamStep),
+                     });
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "NativeModel(config): config must be an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  GPTConfig c;
+  c.vocab_size = get_int(env, o, "vocabSize", -1, 1, std::numeric_limits<int>::max());
+  c.max_seq_len = get_int(env, o, "maxSeqLen", -1, 1, 1 << 20);
+  c.num_layers = get_int(env, o, "numLayers", -1, 1, 1 << 12);
+  c.num_heads = get_int(env, o, "numHeads", -1, 1, 1 << 12);
+  c.channels = get_int(env, o, "channels", -1, 1, 1 << 20);
+  c.value_head = get_bool(env, o, "valueHead", false);
+  try {
+    model_ = std::make_shared<GPT>(c);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "out of memory allocating the model's parameters");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  external_bytes_ = (int64_t)model_->num_params() * (int64_t)sizeof(float);
+  Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
+}
+
+ModelWrap::~ModelWrap() {
+  if (external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
+}
+
+GPT* ModelWrap::model(Napi::Env env) {
+  if (!model_) throw Napi::Error::New(env, "this model was disposed");
+  return model_.get();
+}
+
+Napi::Value ModelWrap::Layout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& layout = model(env)->layout();
+  Napi::Array out = Napi::Array::New(env, layout.size());
+  for (size_t i = 0; i < layout.size(); i++) {
+    const TensorInfo& t = layout[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", t.name);
+    Napi::Array shape = Napi::Array::New(env, t.shape.size());
+    for (size_t d = 0; d < t.shape.size(); d++) shape.Set((uint32_t)d, Napi::Number::New(env, (double)t.shape[d]));
+    o.Set("shape", shape);
+    o.Set("offset", Napi::Number::New(env, (double)t.offset));
+    o.Set("numel", Napi::Number::New(env, (double)t.numel));
+    o.Set("decay", Napi::Boolean::New(env, t.decay));
+    out.Set((uint32_t)i, o);
+  }
+  return out;
+}
+
+Napi::Value ModelWrap::NumParams(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)model(info.Env())->num_params());
+}
+
+Napi::Value ModelWrap::Config(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const GPTConfig& c = model(env)->config();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("vocabSize", c.vocab_size);
+  o.Set("maxSeqLen", c.max_seq_len);
+  o.Set("numLayers", c.num_layers);
+  o.Set("numHeads", c.num_heads);
+  o.Set("channels", c.channels);
+  o.Set("valueHead", c.value_head);
+  return o;
+}
+
+Napi::Value ModelWrap::FlopsPerToken(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GPT* m = model(env);
+  int T = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : m->config().max_seq_len;
+  return Napi::Number::New(env, m->flops_per_token(T));
+}
+
+Napi::Value ModelWrap::GetAdamStep(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)model(info.Env())->adam_step);
+}
+
+void ModelWrap::SetAdamStep(const Napi::CallbackInfo& info, const Napi::Value& value) {
+  Napi::Env env = info.Env();
+  if (!value.IsNumber()) throw Napi::TypeError::New(env, "adamStep must be a number");
+  double v = value.As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v != std::floor(v) || v > 9007199254740991.0)
+    throw Napi::RangeError::New(env, "adamStep must be a non-negative integer");
+  GPT* m = model(env);
+  std::lock_guard<std::mutex> lock(m->mu);
+  m->adam_step = (int64_t)v;
+}
+
+Napi::Value ModelWrap::InitWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  uint64_t seed = get_seed(env, info[0], "seed");
+  auto w = new ModelWorker(env, Value(), model_, [seed](GPT& m) { m.init_weights(seed); }, nullptr);
+  return w->Start();
+}
+
+Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  int B = get_int_arg(env, info, 2, "B", 1, std::numeric_limits<int>::max());
+  int T = get_int_arg(env, info, 3, "T", 1, std::numeric_limits<int>::max());
+  size_t n = (size_t)B * T;
+  auto tokens = copy_int32(env, info[0], "tokens", n);
+  bool has_targets = !(info[1].IsNull() || info[1].IsUndefined());
+  std::vector<int32_t> targets = has_targets ? copy_int32(env, info[1], "targets", n) : std::vector<int32_t>();
+  ForwardOptions o;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Object opts = info[4].As<Napi::Object>();
+    o.values = get_bool(env, opts, "values", false);
+    o.entropy = get_bool(env, opts, "entropy", false);
+    o.temperature = (float)get_number(env, opts, "temperature", 1.0);
+  }
+  auto result = std::make_shared<ForwardResult>();
+  auto w = new ModelWorker(
+      env, Value(), model_,
+      [=](GPT& m) { *result = m.forward(tokens.data(), has_targets ? targets.data() : nullptr, B, T, o); },
+      [=](Napi::Env env) {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("logprob", to_float32(env, result->logprob));
+        if (o.values) out.Set("values", to_float32(env, result->values));
+        if (o.entropy) out.Set("entropy", to_float32(env, result->entropy));
+        return out;
+      });
+  return w->Start();
+}
+
+Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  auto opt_floats = [&](size_t i, const char* name) {
+    if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return std::vector<float>();
+    return copy_float32(env, info[i], name, 0);
+  };
+  auto dlogprob = opt_floats(0, "dlogprob");
+  auto dvalue = opt_floats(1, "dvalue");
+  auto w = new ModelWorker(
+      env, Value(), model_,
+      [=](GPT& m) {
+        // The shapes are those of the last forward; check them here, under the model's lock.
+        size_t n = m.last_batch_size();
+        if (!dlogprob.empty() && dlogprob.size() != n)
+          throw Error("dlogprob has " + std::to_string(dlogprob.size()) + " elements; the last forward had B*T = " +
+                      std::to_string(n));
+        if (!dvalue.empty() && dvalue.size() != n)
+          throw Error("dvalue has " + std::to_string(dvalue.size()) + " elements; the last forward had B*T = " +
+                      std::to_string(n));
+        m.backward(dlogprob.empty() ? nullptr : dlogprob.data(), dvalue.empty() ? nullptr : dvalue.data());
+      },
+      nullptr);
+  return w->Start();
+}
+
+Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  AdamWConfig c;
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    c.lr = (float)get_number(env, o, "lr", c.lr);
+    c.beta1 = (float)get_number(env, o, "beta1", c.beta1);
+    c.beta2 = (float)get_number(env, o, "beta2", c.beta2);
+    c.eps = (float)get_number(env, o, "eps", c.eps);
+    c.weight_decay = (float)get_number(env, o, "weightDecay", c.weight_decay);
+    c.max_grad_norm = (float)get_number(env, o, "maxGradNorm", c.max_grad_norm);
+  }
+  auto norm = std::make_shared<double>(0.0);
+  auto w = new ModelWorker(
+      env, Value(), model_, [=](GPT& m) { *norm = m.step(c); },
+      [=](Napi::Env env) { return Napi::Number::New(env, *norm); });
+  return w->Start();
+}
+
+Napi::Value ModelWrap::ZeroGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  auto w = new ModelWorker(env, Value(), model_, [](GPT& m) { m.zero_grad(); }, nullptr);
+  return w->Start();
+}
+
+Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  auto flat = copy_int32(env, info[0], "prompts", 0);
+  auto lengths = copy_int32(env, info[1], "promptLengths", 0);
+  std::vector<std::vector<int32_t>> prompts;
+  size_t at = 0;
+  for (size_t b = 0; b < lengths.size(); b++) {
+    if (lengths[b] < 0 || at + (size_t)lengths[b] > flat.size())
+      throw Napi::RangeError::New(env, "promptLengths do not add up to the length of prompts");
+    prompts.emplace_back(flat.begin() + at, flat.begin() + at + lengths[b]);
+    at += lengths[b];
+  }
+  if (at != flat.size()) throw Napi::RangeError::New(env, "promptLengths do not add up to the length of prompts");
+  GenerateOptions o;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object opts = info[2].As<Napi::Object>();
+    o.max_new_tokens = get_int(env, opts, "maxNewTokens", o.max_new_tokens, 1, 1 << 20);
+    o.sampling.temperature = (float)get_number(env, opts, "temperature", 1.0);
+    o.sampling.top_k = get_int(env, opts, "topK", 0, 0, std::numeric_limits<int>::max());
+    o.sampling.top_p = (float)get_number(env, opts, "topP", 1.0);
+    if (opts.Has("eos") && !opts.Get("eos").IsUndefined() && !opts.Get("eos").IsNull())
+      o.eos = copy_int32(env, opts.Get("eos"), "eos", 0);
+    if (opts.Has("seed")) o.seed = get_seed(env, opts.Get("seed"), "seed");
+  }
+  auto result = std::make_shared<GenerateResult>();
+  auto w = new ModelWorker(
+      env, Value(), model_, [=](GPT& m) { *result = m.generate(prompts, o); },
+      [=](Napi::Env env) {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("tokens", to_int32(env, result->tokens));
+        out.Set("logprobs", to_float32(env, result->logprobs));
+        out.Set("lengths", to_int32(env, result->lengths));
+        out.Set("eos", to_uint8(env, result->eos));
+        out.Set("maxNewTokens", result->max_new);
+        return out;
+      });
+  return w->Start();
+}
+
+Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  int B = get_int_arg(env, info, 1, "B", 1, std::numeric_limits<int>::max());
+  int T = get_int_arg(env, info, 2, "T", 1, std::numeric_limits<int>::max());
+  auto tokens = copy_int32(env, info[0], "tokens", (size_t)B * T);
+  auto spans = copy_int32(env, info[3], "spans", (size_t)B * 2);
+  auto result = std::make_shared<GreedyMatchResult>();
+  auto w = new ModelWorker(
+      env, Value(), model_, [=](GPT& m) { *result = m.greedy_match(tokens.data(), B, T, spans.data()); },
+      [=](Napi::Env env) {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("match", to_uint8(env, result->match));
+        out.Set("argmax", to_int32(env, result->argmax));
+        return out;
+      });
+  return w->Start();
+}
+
+Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GPT* m = model(env);
+  GPT::BufferKind kind = buffer_kind(env, info[0]);
+  size_t total = m->num_params();
+  size_t offset = info.Length() > 1 && !info[1].IsUndefined() ? get_size_arg(env, info, 1, "offset", total) : 0;
+  size_t length = info.Length() > 2 && !info[2].IsUndefined() ? get_size_arg(env, info, 2, "length", total) : total - offset;
+  if (offset + length > total)
+    throw Napi::RangeError::New(env, "offset + length (" + std::to_string(offset + length) +
+                                         ") exceeds the number of parameters (" + std::to_string(total) + ")");
+  // The output array is made here and filled on the worker thread: one copy, no staging buffer.
+  Napi::Float32Array out = Napi::Float32Array::New(env, length);
+  float* dst = out.Data();
+  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
+  auto w = new ModelWorker(
+      env, Value(), model_,
+      [=](GPT& m) {
+        const float* src = m.read_buffer(kind);
+        if (src)
+          std::memcpy(dst, src + offset, length * sizeof(float));
+        else
+          std::memset(dst, 0, length * sizeof(float));
+      },
+      [ref](Napi::Env) { return ref->Value(); });
+  return w->Start();
+}
+
+Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GPT* m = model(env);
+  GPT::BufferKind kind = buffer_kind(env, info[0]);
+  if (!is_typed(info[1], napi_float32_array)) throw Napi::TypeError::New(env, "data must be a Float32Array");
+  Napi::Float32Array data = info[1].As<Napi::Float32Array>();
+  size_t total = m->num_params();
+  size_t offset = info.Length() > 2 && !info[2].IsUndefined() ? get_size_arg(env, info, 2, "offset", total) : 0;
+  size_t length = data.ElementLength();
+  if (offset + length > total)
+    throw Napi::RangeError::New(env, "offset + data.length (" + std::to_string(offset + length) +
+                                         ") exceeds the number of parameters (" + std::to_string(total) + ")");
+  const float* src = data.Data();
+  // Held until the copy is done, so the source cannot be collected meanwhile.
+  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(data.As<Napi::Object>()));
+  auto w = new ModelWorker(
+      env, Value(), model_,
+      [=](GPT& m) {
+        (void)ref;
+        std::memcpy(m.write_buffer(kind) + offset, src, length * sizeof(float));
+      },
+      nullptr);
+  return w->Start();
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  // Running calls hold their own reference; memory goes when the last of them finishes.
+  model_.reset();
+  if (external_bytes_) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_bytes_);
+    external_bytes_ = 0;
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace s2s

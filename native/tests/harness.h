@@ -1,0 +1,104 @@
+// A small test harness for the engine's C++ tests (no external framework, so the GPU machines
+// need nothing but CMake and a compiler): TEST registers a case, the EXPECT macros record
+// failures, and main() runs every case and exits non-zero when one failed.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace harness {
+
+struct Case {
+  const char* name;
+  std::function<void()> fn;
+};
+inline std::vector<Case>& cases() {
+  static std::vector<Case> c;
+  return c;
+}
+inline int& failures() {
+  static int f = 0;
+  return f;
+}
+struct Register {
+  Register(const char* name, std::function<void()> fn) { cases().push_back({name, std::move(fn)}); }
+};
+
+// Normalised error between a result and its reference: max |a - b| / max(max |b|, 1e-6).
+inline double rel_error(const float* a, const float* b, size_t n) {
+  double md = 0, mb = 0;
+  for (size_t i = 0; i < n; i++) {
+    md = std::fmax(md, std::fabs((double)a[i] - b[i]));
+    mb = std::fmax(mb, std::fabs((double)b[i]));
+  }
+  if (!std::isfinite(md)) return INFINITY;
+  return md / std::fmax(mb, 1e-6);
+}
+
+inline void expect_close(const char* what, const float* a, const float* b, size_t n, double tol,
+                         const char* file, int line) {
+  double e = rel_error(a, b, n);
+  if (!(e <= tol)) {
+    std::printf("  FAIL %s:%d  %s: normalised error %.3g > %.3g\n", file, line, what, e, tol);
+    failures()++;
+  }
+}
+
+// Fresh random values in [lo, hi), never all zeros.
+inline void fill_uniform(float* p, size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  s2s::Rng rng(seed, 7);
+  for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng.uniform();
+}
+
+inline int run_all() {
+  for (auto& c : cases()) {
+    int before = failures();
+    std::printf("[ RUN  ] %s\n", c.name);
+    try {
+      c.fn();
+    } catch (const std::exception& e) {
+      std::printf("  FAIL unexpected exception: %s\n", e.what());
+      failures()++;
+    }
+    std::printf("[ %s ] %s\n", failures() == before ? " OK " : "FAIL", c.name);
+  }
+  std::printf("%zu cases, %d failures\n", cases().size(), failures());
+  return failures() == 0 ? 0 : 1;
+}
+
+}  // namespace harness
+
+#define TEST(name)                                                          \
+  static void name();                                                       \
+  static harness::Register name##_reg(#name, name);                         \
+  static void name()
+#define EXPECT_CLOSE(a, b, n, tol) harness::expect_close(#a " vs " #b, a, b, n, tol, __FILE__, __LINE__)
+#define EXPECT(cond)                                                        \
+  do {                                                                      \
+    if (!(cond)) {                                                          \
+      std::printf("  FAIL %s:%d  expected %s\n", __FILE__, __LINE__, #cond); \
+      harness::failures()++;                                                \
+    }                                                                       \
+  } while (0)
+#define EXPECT_THROWS_WITH(stmt, substr)                                                      \
+  do {                                                                                        \
+    bool thrown_ = false;                                                                     \
+    try {                                                                                     \
+      stmt;                                                                                   \
+    } catch (const s2s::Error& e_) {                                                          \
+      thrown_ = true;                                                                         \
+      if (std::string(e_.what()).find(substr) == std::string::npos) {                         \
+        std::printf("  FAIL %s:%d  message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, e_.what(), substr); \
+        harness::failures()++;                                                                \
+      }                                                                                       \
+    }                                                                                         \
+    if (!thrown_) {                                                                           \
+      std::printf("  FAIL %s:%d  %s did not throw\n", __FILE__, __LINE__, #stmt);            \
+      harness::failures()++;                                                                  \
+    }                                                                                         \
+  } while (0)
