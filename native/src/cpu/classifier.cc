@@ -100,17 +100,21 @@ std::vector<double> naive_logits(const float* lnf, const float* wte, int64_t n, 
   }
   return l;
 }
+
+double naive_lse(const std::vector<double>& l) {
+  double mx = l[0];
+  for (double x : l) mx = std::max(mx, x);
+  double sum = 0;
+  for (double x : l) sum += std::exp(x - mx);
+  return mx + std::log(sum);
+}
 }  // namespace
 
 void classifier_forward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
                               int V, float inv_temp, float* logprob, float* entropy) {
   for (int64_t n = 0; n < N; n++) {
     std::vector<double> l = naive_logits(lnf, wte, n, C, V, inv_temp);
-    double mx = l[0];
-    for (int v = 1; v < V; v++) mx = std::max(mx, l[v]);
-    double sum = 0;
-    for (int v = 0; v < V; v++) sum += std::exp(l[v] - mx);
-    double lse = mx + std::log(sum);
+    double lse = naive_lse(l);
     logprob[n] = targets[n] >= 0 ? (float)(l[targets[n]] - lse) : 0.0f;
     if (entropy) {
       double h = 0;
@@ -127,13 +131,10 @@ void classifier_backward_naive(const float* lnf, const float* wte, const int32_t
                                int V, float inv_temp, const float* dlogprob, float* dlnf, float* dwte) {
   for (int64_t n = 0; n < N; n++) {
     std::vector<double> l = naive_logits(lnf, wte, n, C, V, inv_temp);
-    double mx = l[0];
-    for (int v = 1; v < V; v++) mx = std::max(mx, l[v]);
-    double sum = 0;
-    for (int v = 0; v < V; v++) sum += std::exp(l[v] - mx);
+    double lse = naive_lse(l);
     double g = targets[n] >= 0 ? dlogprob[n] : 0.0;
     std::vector<double> dl(V);
-    for (int v = 0; v < V; v++) dl[v] = g * ((v == targets[n] ? 1.0 : 0.0) - std::exp(l[v] - mx) / sum) * inv_temp;
+    for (int v = 0; v < V; v++) dl[v] = g * ((v == targets[n] ? 1.0 : 0.0) - std::exp(l[v] - lse)) * inv_temp;
     for (int c = 0; c < C; c++) {
       double acc = 0;
       for (int v = 0; v < V; v++) acc += dl[v] * wte[(int64_t)v * C + c];

@@ -1,6 +1,8 @@
 // The addon's entry point: the NativeModel class and the engine-wide functions.
 #include <napi.h>
 
+#include <memory>
+
 #include "common.h"
 #include "cpu/matmul.h"
 #include "napi/model_wrap.h"
@@ -18,42 +20,17 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), get_num_threads()); }
 
-// Sustained sgemm GFLOP/s through the engine's own matmul path (the peak the benchmarks report
-// their fraction of), measured off the JavaScript thread.
-class SgemmWorker : public Napi::AsyncWorker {
- public:
-  SgemmWorker(Napi::Env env, int64_t m, int64_t n, int64_t k, int iters)
-      : Napi::AsyncWorker(env, "s2s.sgemm"), deferred_(Napi::Promise::Deferred::New(env)), m_(m), n_(n), k_(k), iters_(iters) {}
-  Napi::Promise Start() {
-    Napi::Promise p = deferred_.Promise();
-    Queue();
-    return p;
-  }
-  void Execute() override {
-    ThreadScope threads;
-    try {
-      gflops_ = measure_sgemm_gflops(m_, n_, k_, iters_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), gflops_)); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  int64_t m_, n_, k_;
-  int iters_;
-  double gflops_ = 0;
-};
-
 Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int m = get_int_arg(env, info, 0, "M", 1, 1 << 16);
   int n = get_int_arg(env, info, 1, "N", 1, 1 << 16);
   int k = get_int_arg(env, info, 2, "K", 1, 1 << 16);
   int iters = get_int_arg(env, info, 3, "iters", 1, 1 << 20);
-  return (new SgemmWorker(env, m, n, k, iters))->Start();
+  // Sustained GFLOP/s through the engine's own matmul path: the peak benchmarks compare against.
+  auto gflops = std::make_shared<double>(0.0);
+  return PromiseWorker::Start(
+      env, [=] { *gflops = measure_sgemm_gflops(m, n, k, iters); },
+      [=](Napi::Env env) { return Napi::Number::New(env, *gflops); });
 }
 
 Napi::Object CudaStatus(Napi::Env env) {

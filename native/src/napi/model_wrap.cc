@@ -14,57 +14,16 @@ namespace s2s {
 
 namespace {
 
-// Runs `work` on a libuv worker thread with the model locked and resolves with `result` (built
-// on the JavaScript thread); any engine error rejects with its message.
-class ModelWorker : public Napi::AsyncWorker {
- public:
-  using Work = std::function<void(GPT&)>;
-  using Result = std::function<Napi::Value(Napi::Env)>;
+size_t optional_size_arg(Napi::Env env, const Napi::CallbackInfo& info, size_t i, const char* name, size_t hi,
+                         size_t def) {
+  return info.Length() > i && !info[i].IsUndefined() ? get_size_arg(env, info, i, name, hi) : def;
+}
 
-  ModelWorker(Napi::Env env, Napi::Object self, std::shared_ptr<GPT> model, Work work, Result result)
-      : Napi::AsyncWorker(env, "s2s.model"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        self_(Napi::Persistent(self)),
-        model_(std::move(model)),
-        work_(std::move(work)),
-        result_(std::move(result)) {}
-
-  Napi::Promise Start() {
-    Napi::Promise p = deferred_.Promise();
-    Queue();
-    return p;
-  }
-
-  void Execute() override {
-    ThreadScope threads;
-    try {
-      std::lock_guard<std::mutex> lock(model_->mu);
-      work_(*model_);
-    } catch (const std::bad_alloc&) {
-      SetError("out of memory in the s2s engine");
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    try {
-      deferred_.Resolve(result_ ? result_(env) : env.Undefined());
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference self_;  // keeps the JavaScript Model (and so the wrap) alive meanwhile
-  std::shared_ptr<GPT> model_;
-  Work work_;
-  Result result_;
-};
+void check_range(Napi::Env env, size_t offset, size_t length, size_t total) {
+  if (offset + length > total)
+    throw Napi::RangeError::New(env, "offset + length (" + std::to_string(offset + length) +
+                                         ") exceeds the number of parameters (" + std::to_string(total) + ")");
+}
 
 GPT::BufferKind buffer_kind(Napi::Env env, const Napi::Value& v) {
   std::string k = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
@@ -76,6 +35,19 @@ GPT::BufferKind buffer_kind(Napi::Env env, const Napi::Value& v) {
 }
 
 }  // namespace
+
+Napi::Promise ModelWrap::Run(Napi::Env env, std::function<void(GPT&)> work, PromiseWorker::Result result) {
+  // The worker holds the model (a disposed wrap frees it only when the worker is done) and the
+  // JavaScript object; the model's mutex serialises calls that reach the engine together.
+  std::shared_ptr<GPT> m = model_;
+  return PromiseWorker::Start(
+      env,
+      [m, work = std::move(work)] {
+        std::lock_guard<std::mutex> lock(m->mu);
+        work(*m);
+      },
+      std::move(result), Value());
+}
 
 Napi::Function ModelWrap::Init(Napi::Env env) {
   return DefineClass(env, "NativeModel",
@@ -191,8 +163,7 @@ Napi::Value ModelWrap::InitWeights(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
   uint64_t seed = get_seed(env, info[0], "seed");
-  auto w = new ModelWorker(env, Value(), model_, [seed](GPT& m) { m.init_weights(seed); }, nullptr);
-  return w->Start();
+  return Run(env, [seed](GPT& m) { m.init_weights(seed); }, nullptr);
 }
 
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
@@ -212,8 +183,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
     o.temperature = (float)get_number(env, opts, "temperature", 1.0);
   }
   auto result = std::make_shared<ForwardResult>();
-  auto w = new ModelWorker(
-      env, Value(), model_,
+  return Run(env,
       [=](GPT& m) { *result = m.forward(tokens.data(), has_targets ? targets.data() : nullptr, B, T, o); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
@@ -222,7 +192,6 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
         if (o.entropy) out.Set("entropy", to_float32(env, result->entropy));
         return out;
       });
-  return w->Start();
 }
 
 Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
@@ -234,8 +203,7 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
   };
   auto dlogprob = opt_floats(0, "dlogprob");
   auto dvalue = opt_floats(1, "dvalue");
-  auto w = new ModelWorker(
-      env, Value(), model_,
+  return Run(env,
       [=](GPT& m) {
         // The shapes are those of the last forward; check them here, under the model's lock.
         size_t n = m.last_batch_size();
@@ -248,7 +216,6 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
         m.backward(dlogprob.empty() ? nullptr : dlogprob.data(), dvalue.empty() ? nullptr : dvalue.data());
       },
       nullptr);
-  return w->Start();
 }
 
 Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
@@ -265,17 +232,14 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
     c.max_grad_norm = (float)get_number(env, o, "maxGradNorm", c.max_grad_norm);
   }
   auto norm = std::make_shared<double>(0.0);
-  auto w = new ModelWorker(
-      env, Value(), model_, [=](GPT& m) { *norm = m.step(c); },
+  return Run(env, [=](GPT& m) { *norm = m.step(c); },
       [=](Napi::Env env) { return Napi::Number::New(env, *norm); });
-  return w->Start();
 }
 
 Napi::Value ModelWrap::ZeroGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
-  auto w = new ModelWorker(env, Value(), model_, [](GPT& m) { m.zero_grad(); }, nullptr);
-  return w->Start();
+  return Run(env, [](GPT& m) { m.zero_grad(); }, nullptr);
 }
 
 Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
@@ -304,8 +268,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     if (opts.Has("seed")) o.seed = get_seed(env, opts.Get("seed"), "seed");
   }
   auto result = std::make_shared<GenerateResult>();
-  auto w = new ModelWorker(
-      env, Value(), model_, [=](GPT& m) { *result = m.generate(prompts, o); },
+  return Run(env, [=](GPT& m) { *result = m.generate(prompts, o); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("tokens", to_int32(env, result->tokens));
@@ -315,7 +278,6 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
         out.Set("maxNewTokens", result->max_new);
         return out;
       });
-  return w->Start();
 }
 
 Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
@@ -326,15 +288,13 @@ Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
   auto tokens = copy_int32(env, info[0], "tokens", (size_t)B * T);
   auto spans = copy_int32(env, info[3], "spans", (size_t)B * 2);
   auto result = std::make_shared<GreedyMatchResult>();
-  auto w = new ModelWorker(
-      env, Value(), model_, [=](GPT& m) { *result = m.greedy_match(tokens.data(), B, T, spans.data()); },
+  return Run(env, [=](GPT& m) { *result = m.greedy_match(tokens.data(), B, T, spans.data()); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("match", to_uint8(env, result->match));
         out.Set("argmax", to_int32(env, result->argmax));
         return out;
       });
-  return w->Start();
 }
 
 Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
@@ -342,17 +302,14 @@ Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
   GPT* m = model(env);
   GPT::BufferKind kind = buffer_kind(env, info[0]);
   size_t total = m->num_params();
-  size_t offset = info.Length() > 1 && !info[1].IsUndefined() ? get_size_arg(env, info, 1, "offset", total) : 0;
-  size_t length = info.Length() > 2 && !info[2].IsUndefined() ? get_size_arg(env, info, 2, "length", total) : total - offset;
-  if (offset + length > total)
-    throw Napi::RangeError::New(env, "offset + length (" + std::to_string(offset + length) +
-                                         ") exceeds the number of parameters (" + std::to_string(total) + ")");
+  size_t offset = optional_size_arg(env, info, 1, "offset", total, 0);
+  size_t length = optional_size_arg(env, info, 2, "length", total, total - offset);
+  check_range(env, offset, length, total);
   // The output array is made here and filled on the worker thread: one copy, no staging buffer.
   Napi::Float32Array out = Napi::Float32Array::New(env, length);
   float* dst = out.Data();
   auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
-  auto w = new ModelWorker(
-      env, Value(), model_,
+  return Run(env,
       [=](GPT& m) {
         const float* src = m.read_buffer(kind);
         if (src)
@@ -361,7 +318,6 @@ Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
           std::memset(dst, 0, length * sizeof(float));
       },
       [ref](Napi::Env) { return ref->Value(); });
-  return w->Start();
 }
 
 Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
@@ -371,22 +327,18 @@ Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
   if (!is_typed(info[1], napi_float32_array)) throw Napi::TypeError::New(env, "data must be a Float32Array");
   Napi::Float32Array data = info[1].As<Napi::Float32Array>();
   size_t total = m->num_params();
-  size_t offset = info.Length() > 2 && !info[2].IsUndefined() ? get_size_arg(env, info, 2, "offset", total) : 0;
+  size_t offset = optional_size_arg(env, info, 2, "offset", total, 0);
   size_t length = data.ElementLength();
-  if (offset + length > total)
-    throw Napi::RangeError::New(env, "offset + data.length (" + std::to_string(offset + length) +
-                                         ") exceeds the number of parameters (" + std::to_string(total) + ")");
+  check_range(env, offset, length, total);
   const float* src = data.Data();
   // Held until the copy is done, so the source cannot be collected meanwhile.
   auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(data.As<Napi::Object>()));
-  auto w = new ModelWorker(
-      env, Value(), model_,
+  return Run(env,
       [=](GPT& m) {
         (void)ref;
         std::memcpy(m.write_buffer(kind) + offset, src, length * sizeof(float));
       },
       nullptr);
-  return w->Start();
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {

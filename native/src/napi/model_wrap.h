@@ -4,9 +4,11 @@
 
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 
 #include "model.h"
+#include "napi/util.h"
 
 namespace s2s {
 
@@ -20,6 +22,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   GPT* model(Napi::Env env);
 
  private:
+  // Runs work(model) on a worker thread under the model's lock; see PromiseWorker.
+  Napi::Promise Run(Napi::Env env, std::function<void(GPT&)> work, PromiseWorker::Result result);
+
   Napi::Value Layout(const Napi::CallbackInfo& info);
   Napi::Value NumParams(const Napi::CallbackInfo& info);
   Napi::Value Config(const Napi::CallbackInfo& info);

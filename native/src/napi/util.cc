@@ -3,8 +3,48 @@
 
 #include <cmath>
 #include <cstring>
+#include <new>
+
+#include "common.h"
 
 namespace s2s {
+
+PromiseWorker::PromiseWorker(Napi::Env env, Work work, Result result, Napi::Object keep_alive)
+    : Napi::AsyncWorker(env, "s2s"),
+      deferred_(Napi::Promise::Deferred::New(env)),
+      work_(std::move(work)),
+      result_(std::move(result)) {
+  if (!keep_alive.IsEmpty()) keep_alive_ = Napi::Persistent(keep_alive);
+}
+
+Napi::Promise PromiseWorker::Start(Napi::Env env, Work work, Result result, Napi::Object keep_alive) {
+  auto* w = new PromiseWorker(env, std::move(work), std::move(result), keep_alive);
+  Napi::Promise p = w->deferred_.Promise();
+  w->Queue();
+  return p;
+}
+
+void PromiseWorker::Execute() {
+  ThreadScope threads;
+  try {
+    work_();
+  } catch (const std::bad_alloc&) {
+    SetError("out of memory in the s2s engine");
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void PromiseWorker::OnOK() {
+  Napi::Env env = Env();
+  try {
+    deferred_.Resolve(result_ ? result_(env) : env.Undefined());
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  }
+}
+
+void PromiseWorker::OnError(const Napi::Error& e) { deferred_.Reject(e.Value()); }
 
 bool is_typed(const Napi::Value& v, napi_typedarray_type type) {
   return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;

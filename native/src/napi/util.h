@@ -5,10 +5,34 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace s2s {
+
+// Runs `work` on a libuv worker thread (with the engine's thread count applied) and settles a
+// Promise: resolved with `result(env)` built on the JavaScript thread, or rejected with the
+// message of whatever `work` threw. `keep_alive` is referenced until then.
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Result = std::function<Napi::Value(Napi::Env)>;
+  PromiseWorker(Napi::Env env, Work work, Result result, Napi::Object keep_alive = Napi::Object());
+  // Queues the work; the worker deletes itself once the Promise is settled.
+  static Napi::Promise Start(Napi::Env env, Work work, Result result, Napi::Object keep_alive = Napi::Object());
+
+ protected:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_alive_;
+  Work work_;
+  Result result_;
+};
 
 bool is_typed(const Napi::Value& v, napi_typedarray_type type);
 

@@ -1,0 +1,109 @@
+// `s2s train-text`: trains a small character-level GPT on a text and samples from it -- the
+// shortest path through the engine (forward, backward, AdamW, KV-cache generation).
+import { readFile } from 'node:fs/promises';
+
+import { Model } from '@s2s/core';
+
+import { sampleText } from '../sample-text.js';
+
+export interface TrainTextOptions {
+  /** a UTF-8 text file; default: a text generated from a small grammar */
+  textFile?: string;
+  steps: number;
+  batchSize: number;
+  seqLen: number;
+  layers: number;
+  heads: number;
+  channels: number;
+  lr: number;
+  seed: number;
+  samples: number;
+  sampleLength: number;
+  temperature: number;
+}
+
+export const TRAIN_TEXT_DEFAULTS: TrainTextOptions = {
+  steps: 400,
+  batchSize: 8,
+  seqLen: 128,
+  layers: 4,
+  heads: 4,
+  channels: 128,
+  lr: 3e-3,
+  seed: 1,
+  samples: 3,
+  sampleLength: 120,
+  temperature: 0.8,
+};
+
+export interface TrainTextEvent {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+}
+
+export interface TrainTextResult {
+  losses: number[];
+  samples: string[];
+  vocab: string[];
+}
+
+export async function trainText(
+  opts: TrainTextOptions,
+  onStep: (e: TrainTextEvent) => void = () => {},
+): Promise<TrainTextResult> {
+  const text = opts.textFile ? await readFile(opts.textFile, 'utf8') : sampleText({ seed: opts.seed });
+  const vocab = [...new Set(text)].sort();
+  if (text.length < opts.seqLen + 1)
+    throw new Error(`${opts.textFile ?? 'the text'} has ${text.length} characters; it needs more than seqLen (${opts.seqLen})`);
+  const id = new Map(vocab.map((ch, i) => [ch, i]));
+  const data = Int32Array.from(text, (ch) => id.get(ch)!);
+
+  const model = await Model.create(
+    { vocabSize: vocab.length, maxSeqLen: opts.seqLen, numLayers: opts.layers, numHeads: opts.heads, channels: opts.channels },
+    { seed: opts.seed },
+  );
+  const { batchSize: B, seqLen: T } = opts;
+  const tokens = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  const dlogprob = new Float32Array(B * T).fill(-1 / (B * T)); // d(mean NLL)/d logprob
+  let state = opts.seed >>> 0 || 1;
+  const nextInt = (n: number) => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) % n;
+  };
+  const losses: number[] = [];
+  const warmup = Math.max(1, Math.floor(opts.steps / 10));
+  try {
+    for (let step = 1; step <= opts.steps; step++) {
+      const t0 = performance.now();
+      for (let b = 0; b < B; b++) {
+        const at = nextInt(data.length - T);
+        tokens.set(data.subarray(at, at + T), b * T);
+        targets.set(data.subarray(at + 1, at + T + 1), b * T);
+      }
+      const { logprob } = await model.forward({ tokens, targets, B, T });
+      const loss = -logprob.reduce((a, x) => a + x, 0) / (B * T);
+      await model.backward({ dlogprob });
+      // linear warmup, then cosine decay to a tenth
+      const progress = Math.max(0, (step - warmup) / Math.max(1, opts.steps - warmup));
+      const lr = step <= warmup ? (opts.lr * step) / warmup : opts.lr * (0.1 + 0.45 * (1 + Math.cos(Math.PI * progress)));
+      const gradNorm = await model.step({ lr, weightDecay: 0.01, maxGradNorm: 1 });
+      losses.push(loss);
+      onStep({ step, loss, gradNorm, tokensPerSecond: (B * T) / ((performance.now() - t0) / 1000) });
+    }
+    const prompts = Array.from({ length: opts.samples }, (_, i) => [id.get(text[text.indexOf('\n', i * 97) + 1] ?? text[0])!]);
+    const gens = await model.generate(prompts, {
+      maxNewTokens: Math.min(opts.sampleLength, T - 1),
+      temperature: opts.temperature,
+      seed: opts.seed,
+    });
+    const samples = gens.map((g, i) => [...prompts[i], ...g.tokens].map((t) => vocab[t]).join(''));
+    return { losses, samples, vocab };
+  } finally {
+    model.dispose();
+  }
+}

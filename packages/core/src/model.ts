@@ -1,0 +1,218 @@
+// Model: the GPT in the native engine, as TypeScript sees it. Every call returns a Promise and runs
+// off the JavaScript thread; calls on one model run in the order they were made.
+import { type GPTConfig, type GPTConfigInput, resolveConfig } from './config.js';
+import { native, type NativeModel, type NativeTensorInfo } from './native.js';
+
+export type TensorInfo = NativeTensorInfo;
+
+/** A batch of B rows of T token ids, row-major. */
+export interface Batch {
+  tokens: Int32Array;
+  B: number;
+  T: number;
+}
+
+export interface ForwardOptions {
+  /** per-position values from the value head */
+  values?: boolean;
+  /** per-position entropy of the next-token distribution */
+  entropy?: boolean;
+  /** log-probs of softmax(logits / temperature); default 1 */
+  temperature?: number;
+}
+
+export interface ForwardResult {
+  /** [B*T] log p(targets[b,t] | tokens[b, <=t]); 0 where the target is -1 */
+  logprob: Float32Array;
+  values?: Float32Array;
+  entropy?: Float32Array;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** decoupled weight decay on matrices and embeddings (not biases or LayerNorm) */
+  weightDecay?: number;
+  /** clip the global gradient norm to this (0 or absent: no clipping) */
+  maxGradNorm?: number;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 is greedy; default 1 */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** token id(s) that end a row; the EOS token is part of the output */
+  eos?: number | number[];
+  /** fixes the samples (same seed, same prompts, same model: same tokens) */
+  seed?: number | bigint;
+}
+
+export interface Generation {
+  /** generated token ids (EOS included when the row ended with it) */
+  tokens: number[];
+  /** log-prob of each generated token under softmax(logits / temperature) (temperature 1 when greedy) */
+  logprobs: number[];
+  finishReason: 'eos' | 'length';
+}
+
+export interface GreedyMatchResult {
+  /** [B*T] 1 where the model's argmax at t-1 equals tokens[t], for t inside the row's span */
+  match: Uint8Array;
+  /** [B*T] the model's argmax prediction for position t inside spans, -1 elsewhere */
+  argmax: Int32Array;
+}
+
+export type BufferKind = 'params' | 'grads' | 'adam_m' | 'adam_v';
+
+export class Model {
+  readonly config: GPTConfig;
+  private readonly nat: NativeModel;
+  private readonly tensors: Map<string, TensorInfo>;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(config: GPTConfig) {
+    this.config = config;
+    this.nat = new native.NativeModel(config);
+    this.tensors = new Map(this.nat.layout().map((t) => [t.name, t]));
+  }
+
+  /** A new model with GPT-2's initialisation, fixed by `seed`. */
+  static async create(config: GPTConfigInput, opts: { seed?: number | bigint } = {}): Promise<Model> {
+    const m = new Model(resolveConfig(config));
+    await m.nat.initWeights(opts.seed ?? 0);
+    return m;
+  }
+
+  /** A new model whose parameters are all zero, to be filled by the caller (checkpoint loading). */
+  static empty(config: GPTConfigInput): Model {
+    return new Model(resolveConfig(config));
+  }
+
+  get numParams(): number {
+    return this.nat.numParams;
+  }
+
+  /** Model FLOPs per trained token at sequence length T (forward + backward, as llm.c counts them). */
+  flopsPerToken(T: number = this.config.maxSeqLen): number {
+    return this.nat.flopsPerToken(T);
+  }
+
+  /** Every parameter tensor: Hugging Face GPT-2 name, shape, place in the flat buffer. */
+  layout(): TensorInfo[] {
+    return [...this.tensors.values()];
+  }
+
+  tensorInfo(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`this model has no tensor named ${JSON.stringify(name)}`);
+    return t;
+  }
+
+  /** Number of optimizer steps taken (Adam's bias correction counts from it). */
+  get optimizerStep(): number {
+    return this.nat.adamStep;
+  }
+
+  // Calls run in program order even when the caller does not await each one.
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+
+  forward(batch: Batch & { targets?: Int32Array | null }, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    return this.run(() => this.nat.forward(batch.tokens, batch.targets ?? null, batch.B, batch.T, opts));
+  }
+
+  /** Accumulates the gradients of sum(dlogprob * logprob) + sum(dvalue * values) of the last forward. */
+  backward(grads: { dlogprob?: Float32Array | null; dvalue?: Float32Array | null }): Promise<void> {
+    return this.run(() => this.nat.backward(grads.dlogprob ?? null, grads.dvalue ?? null));
+  }
+
+  /** AdamW step with global-norm clipping; zeroes the gradients; returns the norm before clipping. */
+  step(opts: AdamWOptions): Promise<number> {
+    return this.run(() => this.nat.step(opts));
+  }
+
+  zeroGrad(): Promise<void> {
+    return this.run(() => this.nat.zeroGrad());
+  }
+
+  async generate(prompts: ArrayLike<number>[], opts: GenerateOptions): Promise<Generation[]> {
+    const lengths = Int32Array.from(prompts, (p) => p.length);
+    const flat = new Int32Array(lengths.reduce((a, b) => a + b, 0));
+    let at = 0;
+    for (const p of prompts) {
+      flat.set(p, at);
+      at += p.length;
+    }
+    const eos = opts.eos === undefined ? undefined : Int32Array.from([opts.eos].flat());
+    const r = await this.run(() =>
+      this.nat.generate(flat, lengths, {
+        maxNewTokens: opts.maxNewTokens,
+        temperature: opts.temperature ?? 1,
+        topK: opts.topK ?? 0,
+        topP: opts.topP ?? 1,
+        eos,
+        seed: opts.seed ?? 0,
+      }),
+    );
+    return prompts.map((_, b) => {
+      const n = r.lengths[b];
+      const at = b * r.maxNewTokens;
+      return {
+        tokens: Array.from(r.tokens.subarray(at, at + n)),
+        logprobs: Array.from(r.logprobs.subarray(at, at + n)),
+        finishReason: r.eos[b] ? 'eos' : 'length',
+      };
+    });
+  }
+
+  /**
+   * For each row b and each position t in spans[b] = [start, end): whether the model's most likely
+   * next token after tokens[b, <t] is tokens[b, t]. One fused pass; no logits leave the engine.
+   */
+  greedyMatch(batch: Batch, spans: ReadonlyArray<readonly [number, number]>): Promise<GreedyMatchResult> {
+    if (spans.length !== batch.B) throw new RangeError(`greedyMatch: ${spans.length} spans for ${batch.B} rows`);
+    const flat = Int32Array.from(spans.flat());
+    return this.run(() => this.nat.greedyMatch(batch.tokens, batch.B, batch.T, flat));
+  }
+
+  /** A copy of one flat buffer (or a slice of it). */
+  readBuffer(kind: BufferKind, offset?: number, length?: number): Promise<Float32Array> {
+    return this.run(() => this.nat.readBuffer(kind, offset, length));
+  }
+
+  writeBuffer(kind: BufferKind, data: Float32Array, offset?: number): Promise<void> {
+    return this.run(() => this.nat.writeBuffer(kind, data, offset));
+  }
+
+  /** A copy of one named parameter tensor. */
+  readTensor(name: string, kind: BufferKind = 'params'): Promise<Float32Array> {
+    const t = this.tensorInfo(name);
+    return this.readBuffer(kind, t.offset, t.numel);
+  }
+
+  writeTensor(name: string, data: Float32Array, kind: BufferKind = 'params'): Promise<void> {
+    const t = this.tensorInfo(name);
+    if (data.length !== t.numel)
+      return Promise.reject(new RangeError(`${name} has ${t.numel} elements (shape [${t.shape}]); got ${data.length}`));
+    return this.writeBuffer(kind, data, t.offset);
+  }
+
+  /** Sets the optimizer's step count (used when resuming from a checkpoint). */
+  setOptimizerStep(step: number): Promise<void> {
+    return this.run(async () => {
+      this.nat.adamStep = step;
+    });
+  }
+
+  /** Frees the engine memory now instead of at garbage collection; the model is unusable after. */
+  dispose(): void {
+    this.nat.dispose();
+  }
+}

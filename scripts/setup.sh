@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what s2s needs on a Debian 12 machine with Node 20, then builds the engine:
+# apt packages (cmake, g++, make, oneDNN), pnpm, the node modules and the native addon.
+# Safe to run any number of times: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PNPM_VERSION=12.4.2
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Node 20 or newer is the one thing this script does not install.
+if ! command -v node >/dev/null 2>&1; then
+  echo "[setup] Node.js is not installed: s2s needs Node 20 or newer" >&2
+  exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "[setup] Node.js $(node -v) is too old: s2s needs Node 20 or newer" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in cmake g++ make libdnnl-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} with apt"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]; then
+  say "installing pnpm $PNPM_VERSION"
+  if [ -w "$(npm prefix -g)/lib" ] || [ "$(id -u)" -eq 0 ]; then
+    npm install -g -E "pnpm@$PNPM_VERSION" >/dev/null 2>&1
+  else
+    npm install -g -E --prefix "$HOME/.local" "pnpm@$PNPM_VERSION" >/dev/null 2>&1
+    export PATH="$HOME/.local/bin:$PATH"
+  fi
+fi
+
+say "node modules"
+pnpm install --frozen-lockfile --reporter=silent
+
+# cmake-js would download Node's headers; the ones installed with Node are the right ones.
+node_prefix=$(dirname "$(dirname "$(command -v node)")")
+if [ -f "$node_prefix/include/node/node_api.h" ]; then export npm_config_nodedir="$node_prefix"; fi
+
+say "building the engine (native/build/Release/s2s.node)"
+build_log=$(mktemp)
+if ! pnpm --silent build:native >"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  rm -f "$build_log"
+  echo "[setup] the engine build failed (log above)" >&2
+  exit 1
+fi
+rm -f "$build_log"
+say "ready"
