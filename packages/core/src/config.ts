@@ -81,6 +81,11 @@ export function fromHFConfig(hf: Record<string, unknown>, file = 'config.json'):
     throw new ConfigError(`${file}: n_inner must be 4 * n_embd (or null)`);
   const eps = hf.layer_norm_epsilon ?? 1e-5;
   if (eps !== 1e-5) throw new ConfigError(`${file}: layer_norm_epsilon ${JSON.stringify(eps)} is not supported (the engine uses 1e-5)`);
+  // Variants of GPT-2's attention that change its numbers; the engine computes the original.
+  if (hf.scale_attn_weights === false)
+    throw new ConfigError(`${file}: scale_attn_weights false is not supported (the engine scales attention by 1/sqrt(head size))`);
+  if (hf.scale_attn_by_inverse_layer_idx === true)
+    throw new ConfigError(`${file}: scale_attn_by_inverse_layer_idx true is not supported`);
   const archs = Array.isArray(hf.architectures) ? (hf.architectures as unknown[]) : [];
   const valueHead = archs.includes('GPT2ForSequenceClassification');
   if (valueHead && hf.num_labels !== undefined && hf.num_labels !== 1)

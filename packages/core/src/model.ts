@@ -204,6 +204,19 @@ export class Model {
     return this.writeBuffer(kind, data, t.offset);
   }
 
+  /**
+   * Parameters and, when asked, AdamW's moments and step count, read together: no other call on
+   * this model runs between the reads (for checkpoints).
+   */
+  snapshot(opts: { optimizer?: boolean } = {}): Promise<{ params: Float32Array; adamM?: Float32Array; adamV?: Float32Array; step: number }> {
+    return this.run(async () => {
+      const params = await this.nat.readBuffer('params');
+      if (!opts.optimizer) return { params, step: this.nat.adamStep };
+      const [adamM, adamV] = await Promise.all([this.nat.readBuffer('adam_m'), this.nat.readBuffer('adam_v')]);
+      return { params, adamM, adamV, step: this.nat.adamStep };
+    });
+  }
+
   /** Sets the optimizer's step count (used when resuming from a checkpoint). */
   setOptimizerStep(step: number): Promise<void> {
     return this.run(async () => {

@@ -1,0 +1,7 @@
+// @s2s/core: the engine's TypeScript face.
+export * from './config.js';
+export * from './engine.js';
+export * from './model.js';
+export * from './safetensors.js';
+export * from './fsutil.js';
+export * from './checkpoint.js';

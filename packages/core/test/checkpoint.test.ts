@@ -1,0 +1,386 @@
+// Checkpoints: bit-exact round trips (weights, optimizer, resume), GPT-2 naming, refusals, atomic replacement.
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  encodeSafetensors,
+  loadModel,
+  Model,
+  readCheckpointConfig,
+  saveModel,
+  toHFConfig,
+  type GPTConfigInput,
+  type TensorToWrite,
+} from '../src/index.js';
+
+const CFG: GPTConfigInput = { vocabSize: 97, maxSeqLen: 32, numLayers: 2, numHeads: 2, channels: 16 };
+const B = 2;
+const T = 8;
+
+let root: string;
+let n = 0;
+const fresh = () => path.join(root, `ck${n++}`);
+
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 's2s-ckpt-'));
+});
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+function batch(seed: number) {
+  let s = seed >>> 0;
+  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0), s % 97);
+  const tokens = Int32Array.from({ length: B * T }, next);
+  const targets = Int32Array.from({ length: B * T }, next);
+  return { tokens, targets, B, T };
+}
+
+async function trainStep(m: Model, seed: number) {
+  await m.forward(batch(seed), { values: m.config.valueHead });
+  await m.backward({
+    dlogprob: new Float32Array(B * T).fill(-1 / (B * T)),
+    dvalue: m.config.valueHead ? new Float32Array(B * T).fill(0.1) : null,
+  });
+  await m.step({ lr: 1e-2, weightDecay: 0.1 });
+}
+
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+async function expectSameBuffers(a: Model, b: Model, kinds: ('params' | 'adam_m' | 'adam_v')[]) {
+  for (const k of kinds) expect(Buffer.compare(bytes(await a.readBuffer(k)), bytes(await b.readBuffer(k))), k).toBe(0);
+}
+
+/** Every file of a checkpoint, by name. */
+async function snapshot(dir: string): Promise<Record<string, Buffer>> {
+  const out: Record<string, Buffer> = {};
+  for (const f of (await fs.readdir(dir)).sort()) out[f] = await fs.readFile(path.join(dir, f));
+  return out;
+}
+
+/** A checkpoint written by hand: config.json + model.safetensors from the given tensors. */
+async function handCheckpoint(tensors: Map<string, TensorToWrite>, config: Record<string, unknown> = toHFConfig({ ...CFG, valueHead: false })) {
+  const dir = fresh();
+  await fs.mkdir(dir);
+  await fs.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+  await fs.writeFile(path.join(dir, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
+  return dir;
+}
+
+/** The model's tensors under their own names, as TensorToWrite. */
+async function tensorsOf(m: Model): Promise<Map<string, TensorToWrite>> {
+  const params = await m.readBuffer('params');
+  return new Map(m.layout().map((t) => [t.name, { shape: t.shape, data: params.slice(t.offset, t.offset + t.numel) }]));
+}
+
+let base: Model;
+beforeAll(async () => {
+  base = await Model.create(CFG, { seed: 7 });
+});
+
+describe('saveModel / loadModel round trip', () => {
+  for (const valueHead of [false, true]) {
+    it(`is bit-exact for weights, optimizer state and what follows (valueHead: ${valueHead})`, async () => {
+      const m = await Model.create({ ...CFG, valueHead }, { seed: 3 });
+      await trainStep(m, 1);
+      await trainStep(m, 2);
+      expect((await m.readBuffer('adam_v')).some((x) => x > 0)).toBe(true);
+      const dir = fresh();
+      await saveModel(m, dir, { optimizer: true });
+      expect((await fs.readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors', 'optimizer.safetensors']);
+
+      const r = await loadModel(dir);
+      expect(r.config).toEqual(m.config);
+      expect(r.optimizerStep).toBe(2);
+      await expectSameBuffers(m, r, ['params', 'adam_m', 'adam_v']);
+      const fa = await m.forward(batch(9), { values: valueHead });
+      const fb = await r.forward(batch(9), { values: valueHead });
+      expect(Buffer.compare(bytes(fa.logprob), bytes(fb.logprob))).toBe(0);
+      if (valueHead) expect(Buffer.compare(bytes(fa.values!), bytes(fb.values!))).toBe(0);
+      // exact resume: one more step on each gives the same weights
+      await trainStep(m, 3);
+      await trainStep(r, 3);
+      await expectSameBuffers(m, r, ['params', 'adam_m', 'adam_v']);
+      expect(r.optimizerStep).toBe(3);
+
+      // without optimizer state: weights only, fresh optimizer
+      const dir2 = fresh();
+      await saveModel(m, dir2);
+      expect((await fs.readdir(dir2)).sort()).toEqual(['config.json', 'model.safetensors']);
+      const w = await loadModel(dir2);
+      await expectSameBuffers(m, w, ['params']);
+      expect(w.optimizerStep).toBe(0);
+      // optimizer: false skips the file even when present
+      expect((await loadModel(dir, { optimizer: false })).optimizerStep).toBe(0);
+      for (const x of [m, r, w]) x.dispose();
+    });
+  }
+
+  it('writes a Hugging Face config.json and tensor names', async () => {
+    const m = await Model.create({ ...CFG, valueHead: true }, { seed: 1 });
+    const dir = fresh();
+    await saveModel(m, dir, { config: { eos_token_id: 96 }, files: { 'tokenizer.json': '{"x":1}' } });
+    const cfg = JSON.parse(await fs.readFile(path.join(dir, 'config.json'), 'utf8'));
+    expect(cfg).toMatchObject({
+      architectures: ['GPT2ForSequenceClassification'],
+      model_type: 'gpt2',
+      vocab_size: 97,
+      n_positions: 32,
+      n_embd: 16,
+      n_layer: 2,
+      n_head: 2,
+      num_labels: 1,
+      eos_token_id: 96,
+      torch_dtype: 'float32',
+    });
+    expect(await fs.readFile(path.join(dir, 'tokenizer.json'), 'utf8')).toBe('{"x":1}');
+    expect(await readCheckpointConfig(dir)).toEqual(m.config);
+    const st = await fs.readFile(path.join(dir, 'model.safetensors'));
+    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString());
+    expect(header.__metadata__).toEqual({ format: 'pt' });
+    expect(header['transformer.h.1.attn.c_attn.weight'].shape).toEqual([16, 48]);
+    expect(header['score.weight'].shape).toEqual([1, 16]);
+    expect(Object.keys(header)).toHaveLength(m.layout().length + 1);
+    m.dispose();
+  });
+
+  it('gives identical bytes when the same model is saved twice', async () => {
+    const m = await Model.create(CFG, { seed: 5 });
+    await trainStep(m, 4);
+    const a = fresh();
+    const b = fresh();
+    await saveModel(m, a, { optimizer: true });
+    await saveModel(m, b, { optimizer: true });
+    const sa = await snapshot(a);
+    const sb = await snapshot(b);
+    expect(Object.keys(sa)).toEqual(Object.keys(sb));
+    for (const f of Object.keys(sa)) expect(Buffer.compare(sa[f], sb[f]), f).toBe(0);
+    m.dispose();
+  });
+});
+
+describe('GPT-2 checkpoints from transformers', () => {
+  it('loads names without "transformer.", skips attn.bias buffers, accepts a tied lm_head', async () => {
+    const own = await tensorsOf(base);
+    const gpt2 = new Map<string, TensorToWrite>();
+    for (const [name, t] of own) gpt2.set(name.replace(/^transformer\./, ''), t);
+    for (let l = 0; l < CFG.numLayers; l++) {
+      gpt2.set(`h.${l}.attn.bias`, { shape: [1, 1, 32, 32], data: new Float32Array(32 * 32).fill(1) });
+      gpt2.set(`h.${l}.attn.masked_bias`, { shape: [], data: new Float32Array([-1e4]) });
+    }
+    gpt2.set('lm_head.weight', own.get('transformer.wte.weight')!);
+    // the original gpt2 config.json: n_ctx, no torch_dtype, extra task fields
+    const { n_positions: _, ...hf } = toHFConfig({ ...CFG, valueHead: false }, { task_specific_params: { 'text-generation': { do_sample: true } } });
+    const dir = await handCheckpoint(gpt2, hf);
+    const m = await loadModel(dir);
+    await expectSameBuffers(base, m, ['params']);
+    m.dispose();
+  });
+
+  it('loads BF16 and F16 weights, converted exactly', async () => {
+    const own = await tensorsOf(base);
+    const half = new Map<string, TensorToWrite>();
+    const expected = new Float32Array(base.numParams);
+    for (const info of base.layout()) {
+      const src = (own.get(info.name) as { data: Float32Array }).data;
+      const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+      const u16 = new Uint16Array(src.length);
+      const back = new Uint32Array(src.length);
+      if (info.name.includes('ln_')) {
+        // F16 for LayerNorm tensors: values 1 + k/1024 are exact in half
+        for (let i = 0; i < src.length; i++) {
+          u16[i] = 0x3c00 + (i % 1024);
+          back[i] = new Uint32Array(new Float32Array([1 + (i % 1024) / 1024]).buffer)[0];
+        }
+        half.set(info.name, { dtype: 'F16', shape: info.shape, bytes: new Uint8Array(u16.buffer) });
+      } else {
+        for (let i = 0; i < src.length; i++) {
+          u16[i] = bits[i] >>> 16;
+          back[i] = u16[i] << 16;
+        }
+        half.set(info.name, { dtype: 'BF16', shape: info.shape, bytes: new Uint8Array(u16.buffer) });
+      }
+      expected.set(new Float32Array(back.buffer), info.offset);
+    }
+    const m = await loadModel(await handCheckpoint(half));
+    expect(Buffer.compare(bytes(await m.readBuffer('params')), bytes(expected))).toBe(0);
+    m.dispose();
+  });
+});
+
+describe('refusals', () => {
+  const load = async (tensors: Map<string, TensorToWrite>, re: RegExp | string, config?: Record<string, unknown>) => {
+    const dir = await handCheckpoint(tensors, config);
+    await expect(loadModel(dir)).rejects.toThrow(re);
+    return dir;
+  };
+  const file = (dir: string) => path.join(dir, 'model.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+  it('a missing tensor, naming file and tensor', async () => {
+    const t = await tensorsOf(base);
+    t.delete('transformer.h.1.mlp.c_fc.bias');
+    const dir = await handCheckpoint(t);
+    await expect(loadModel(dir)).rejects.toThrow(new RegExp(`^${file(dir)}: missing tensor "transformer.h.1.mlp.c_fc.bias"$`));
+  });
+
+  it('a shape mismatch, giving both shapes', async () => {
+    const t = await tensorsOf(base);
+    t.set('transformer.h.0.attn.c_attn.weight', { shape: [48, 16], data: new Float32Array(768) });
+    await load(t, /model\.safetensors: tensor "transformer.h.0.attn.c_attn.weight" has shape \[48, 16\]; config.json implies \[16, 48\]/);
+  });
+
+  it('an extra tensor, naming it', async () => {
+    const t = await tensorsOf(base);
+    t.set('transformer.h.2.ln_1.weight', { shape: [16], data: new Float32Array(16) });
+    await load(t, /model\.safetensors: unexpected tensor "transformer.h.2.ln_1.weight"/);
+    const v = await tensorsOf(base);
+    v.set('score.weight', { shape: [1, 16], data: new Float32Array(16) });
+    await load(v, /unexpected tensor "score.weight"/);
+  });
+
+  it('a tensor given twice (with and without prefix)', async () => {
+    const t = await tensorsOf(base);
+    t.set('wpe.weight', t.get('transformer.wpe.weight')!);
+    await load(t, /tensors "transformer.wpe.weight" and "wpe.weight" are both "transformer.wpe.weight"/);
+  });
+
+  it('an untied lm_head.weight', async () => {
+    const t = await tensorsOf(base);
+    const wte = (t.get('transformer.wte.weight') as { data: Float32Array }).data.slice();
+    wte[5] += 1;
+    t.set('lm_head.weight', { shape: [97, 16], data: wte });
+    await load(t, /lm_head.weight differs from transformer.wte.weight; .*untied lm_head cannot be loaded/);
+    const u = await tensorsOf(base);
+    await load(u, /tie_word_embeddings is false/, { ...toHFConfig({ ...CFG, valueHead: false }), tie_word_embeddings: false });
+  });
+
+  it('a non-float parameter', async () => {
+    const t = await tensorsOf(base);
+    t.set('transformer.ln_f.bias', { dtype: 'I32', shape: [16], bytes: new Uint8Array(64) });
+    await load(t, /tensor "transformer.ln_f.bias" has dtype I32/);
+  });
+
+  it('a corrupt model.safetensors, naming it', async () => {
+    const dir = fresh();
+    await saveModel(base, dir);
+    const f = path.join(dir, 'model.safetensors');
+    const b = await fs.readFile(f);
+    for (const cut of [4, 100, b.length - 1]) {
+      await fs.writeFile(f, b.subarray(0, cut));
+      await expect(loadModel(dir)).rejects.toThrow(new RegExp(`^${file(dir)}: `));
+    }
+  });
+
+  it('a bad config.json, naming the file and field', async () => {
+    const t = await tensorsOf(base);
+    const hf = toHFConfig({ ...CFG, valueHead: false });
+    const dir = await handCheckpoint(t);
+    const cfgFile = path.join(dir, 'config.json');
+    await fs.writeFile(cfgFile, '{"n_embd": 16,');
+    await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: not valid JSON`);
+    await fs.writeFile(cfgFile, '[1]');
+    await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: not a JSON object`);
+    const { n_embd: _, ...noEmbd } = hf;
+    await fs.writeFile(cfgFile, JSON.stringify(noEmbd));
+    await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: n_embd must be a positive integer, got nothing (it is missing)`);
+    await fs.writeFile(cfgFile, JSON.stringify({ ...hf, n_embd: 15 }));
+    await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: n_embd (15) must be divisible by n_head (2)`);
+    await fs.writeFile(cfgFile, JSON.stringify({ ...hf, vocab_size: '97' }));
+    await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: vocab_size must be a positive integer, got "97"`);
+  });
+
+  it('a broken optimizer.safetensors', async () => {
+    const dir = fresh();
+    await saveModel(base, dir, { optimizer: true });
+    const f = path.join(dir, 'optimizer.safetensors');
+    const params = await tensorsOf(base);
+    const moments = (drop: string | null, meta: Record<string, string>) => {
+      const out = new Map<string, TensorToWrite>();
+      for (const [name, t] of params) for (const p of ['exp_avg.', 'exp_avg_sq.']) if (p + name !== drop) out.set(p + name, t);
+      return encodeSafetensors(out, meta);
+    };
+    await fs.writeFile(f, moments('exp_avg_sq.transformer.wpe.weight', { step: '3' }));
+    await expect(loadModel(dir)).rejects.toThrow(/optimizer\.safetensors: missing tensor "exp_avg_sq.transformer.wpe.weight"/);
+    await fs.writeFile(f, moments(null, {}));
+    await expect(loadModel(dir)).rejects.toThrow(/optimizer\.safetensors: __metadata__ "step" must be/);
+    await fs.writeFile(f, moments(null, { step: '3' }));
+    expect((await loadModel(dir)).optimizerStep).toBe(3);
+  });
+
+  it('a directory that is not a checkpoint', async () => {
+    const dir = fresh();
+    await expect(loadModel(dir)).rejects.toThrow(`${dir} is not a checkpoint: ${path.join(dir, 'config.json')} does not exist`);
+    await expect(saveModel(base, fresh(), { files: { 'config.json': 'x' } })).rejects.toThrow(/extra file name "config.json" is not allowed/);
+    await expect(saveModel(base, fresh(), { files: { '../x': 'x' } })).rejects.toThrow(/extra file name/);
+  });
+});
+
+describe('atomic saves', () => {
+  const leftovers = async () => (await fs.readdir(root)).filter((f) => f.startsWith('.'));
+
+  it('replaces an existing checkpoint, leaving nothing else behind', async () => {
+    const a = await Model.create(CFG, { seed: 11 });
+    const b = await Model.create(CFG, { seed: 12 });
+    const dir = fresh();
+    await saveModel(a, dir, { optimizer: true, files: { 'notes.txt': 'old' } });
+    await saveModel(b, dir);
+    expect((await fs.readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
+    const r = await loadModel(dir);
+    await expectSameBuffers(b, r, ['params']);
+    expect(await leftovers()).toEqual([]);
+    for (const x of [a, b, r]) x.dispose();
+  });
+
+  it('a save that fails midway keeps the previous checkpoint and removes its temporary directory', async () => {
+    const dir = fresh();
+    await saveModel(base, dir, { optimizer: true });
+    const before = await snapshot(dir);
+    const m = await Model.create(CFG, { seed: 13 });
+    // The weights come back short: config.json is written, model.safetensors then fails.
+    const short = () => new Float32Array(10);
+    const spy = vi.spyOn(m, 'snapshot').mockImplementation(async () => ({ params: short(), adamM: short(), adamV: short(), step: 0 }));
+    await expect(saveModel(m, dir, { optimizer: true })).rejects.toThrow(/bytes, but shape/);
+    spy.mockRestore();
+    // An extra file whose data cannot be written fails last of all.
+    await expect(saveModel(m, dir, { files: { 'bad.bin': 42 as unknown as string } })).rejects.toThrow();
+    const after = await snapshot(dir);
+    expect(Object.keys(after)).toEqual(Object.keys(before));
+    for (const f of Object.keys(before)) expect(Buffer.compare(before[f], after[f]), f).toBe(0);
+    expect(await leftovers()).toEqual([]);
+    m.dispose();
+  });
+
+  it('a save where the temporary directory cannot be made fails cleanly', async () => {
+    const blocker = path.join(root, 'plain-file');
+    await fs.writeFile(blocker, 'x');
+    await expect(saveModel(base, path.join(blocker, 'ck'))).rejects.toThrow(/ENOTDIR|EEXIST/);
+    await expect(saveModel(base, blocker)).rejects.toThrow(/exists and is not a directory/);
+    expect(await fs.readFile(blocker, 'utf8')).toBe('x');
+    expect(await leftovers()).toEqual([]);
+    await fs.rm(blocker);
+  });
+
+  it('refuses to replace a directory that is not a checkpoint, or a symbolic link', async () => {
+    const dir = fresh();
+    await fs.mkdir(dir);
+    await fs.writeFile(path.join(dir, 'precious.txt'), 'x');
+    await expect(saveModel(base, dir)).rejects.toThrow(`${dir} exists and is not a checkpoint`);
+    expect(await fs.readdir(dir)).toEqual(['precious.txt']);
+    const empty = fresh();
+    await fs.mkdir(empty);
+    await saveModel(base, empty);
+    const link = fresh();
+    await fs.symlink(empty, link);
+    await expect(saveModel(base, link)).rejects.toThrow(/is a symbolic link/);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('after a crash between the two renames, loadModel says where the checkpoints are', async () => {
+    const dir = fresh();
+    await saveModel(base, dir);
+    const aside = path.join(root, `.${path.basename(dir)}.old-1-deadbeef`);
+    await fs.rename(dir, aside);
+    await expect(loadModel(dir)).rejects.toThrow(`the previous checkpoint is at ${aside}`);
+    await fs.rm(aside, { recursive: true });
+  });
+});
