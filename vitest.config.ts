@@ -7,7 +7,7 @@ const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.
 export default defineConfig({
   // Tests run against the packages' TypeScript sources, as `--conditions=source` does for tsx.
   resolve: {
-    alias: { '@s2s/core': src('core'), '@s2s/rm': src('rm'), '@s2s/ppo': src('ppo'), '@s2s/cli': src('cli') },
+    alias: { '@s2s/core': src('core'), '@s2s/rm': src('rm'), '@s2s/ppo': src('ppo'), '@s2s/cli': src('cli'), '@s2s/tasks': src('tasks') },
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],

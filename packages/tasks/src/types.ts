@@ -1,0 +1,61 @@
+// What every testbed task provides: data generation with in- and out-of-distribution splits, a
+// closed vocabulary, and a gold judge that scores a response and says why.
+
+export interface SupervisedRow {
+  prompt: string;
+  completion: string;
+}
+
+export interface PreferenceRow {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+}
+
+export interface PromptRow {
+  prompt: string;
+}
+
+export type Split = 'id' | 'ood';
+
+export interface TaskData {
+  task: string;
+  seed: number;
+  /** supervised fine-tuning data (in-distribution) */
+  sft: SupervisedRow[];
+  /** preference pairs for the reward models (in-distribution) */
+  pairs: PreferenceRow[];
+  /** prompts for PPO rollouts (in-distribution) */
+  rlPrompts: PromptRow[];
+  /** evaluation prompts: fresh in-distribution ones, and out-of-distribution ones */
+  eval: Record<Split, PromptRow[]>;
+}
+
+export interface GenerateOptions {
+  seed: number;
+  sft?: number;
+  pairs?: number;
+  rlPrompts?: number;
+  evalPrompts?: number;
+}
+
+export interface Judgement {
+  /** the gold score: higher is better; comparable across responses to the same prompt */
+  score: number;
+  /** the parts the score is made of (coverage, penalties, flags), for reports */
+  parts: Record<string, number | boolean>;
+}
+
+export interface Task {
+  name: string;
+  description: string;
+  generate(opts: GenerateOptions): TaskData;
+  judge(prompt: string, response: string): Judgement;
+  /** every word any prompt or response of this task can contain (both splits) */
+  words(): string[];
+}
+
+/** Responses here are words separated by single spaces; punctuation marks are words too. */
+export function words(text: string): string[] {
+  return text.split(/\s+/).filter((w) => w.length > 0);
+}
