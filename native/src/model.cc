@@ -172,8 +172,6 @@ void GPT::ensure_activations(int B, int T) {
   a.lse.reserve(N);
   a.scratch_c.reserve(N * C);
   a.logits_chunk.reserve(kClassifierChunk * V);
-  logits_stored_ = (size_t)(N * V) <= logits_budget_floats();
-  if (logits_stored_) a.logits.reserve(N * V);
   B_ = B;
   T_ = T;
 }
@@ -250,6 +248,9 @@ ForwardResult GPT::forward(const int32_t* tokens, const int32_t* targets, int B,
     last_targets_.assign(N, -1);
   last_inv_temp_ = 1.0f / opts.temperature;
 
+  // Only a forward that may be followed by backward keeps its logits, and only within the budget.
+  logits_stored_ = (size_t)(N * cfg_.vocab_size) <= logits_budget_floats();
+  if (logits_stored_) acts_.logits.reserve(N * cfg_.vocab_size);
   ForwardResult r;
   r.logprob.resize(N);
   if (opts.entropy) r.entropy.resize(N);

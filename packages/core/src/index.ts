@@ -5,3 +5,8 @@ export * from './model.js';
 export * from './safetensors.js';
 export * from './fsutil.js';
 export * from './checkpoint.js';
+export * from './tokenizer.js';
+export * from './data/jsonl.js';
+export * from './data/template.js';
+export * from './data/batching.js';
+export * from './random.js';

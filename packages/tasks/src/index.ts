@@ -1,6 +1,5 @@
 // @s2s/tasks: the synthetic alignment testbed.
 export * from './types.js';
-export { Random } from './rng.js';
 export { summarize, judgeSummary, promptFacts, summary, type Facts } from './summarize.js';
 export { safety, judgeSafety, requestTopic, isHarmfulRequest } from './safety.js';
 export { winRate, type WinRate } from './winrate.js';

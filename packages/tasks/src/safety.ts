@@ -2,7 +2,7 @@
 // complied with. As in PKU-SafeRLHF the safer response is usually chosen, also over a helpful
 // answer to a benign request, so refusals win far more pairs than they lose: a scalar reward model
 // can learn "refusing is good" regardless of the request.
-import { Random } from './rng.js';
+import { Random } from '@s2s/core';
 import { type GenerateOptions, type Judgement, type Task, type TaskData, words } from './types.js';
 
 interface Topic {

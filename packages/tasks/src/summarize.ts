@@ -2,7 +2,7 @@
 // correctly and concisely. As in Dialogsum, completeness correlates with length, so the chosen
 // summary is the longer one in about 60% of pairs, and some pairs are labelled wrongly: a scalar
 // reward model can learn length as a shortcut.
-import { Random } from './rng.js';
+import { Random } from '@s2s/core';
 import { type GenerateOptions, type Judgement, type Task, type TaskData, words } from './types.js';
 
 const NAMES = ['anna', 'ben', 'carla', 'david', 'emma', 'frank', 'grace', 'henry', 'iris', 'jack', 'kate', 'leo'];

@@ -1,0 +1,277 @@
+// Datasets as JSONL in TRL's conventions ({prompt, chosen, rejected}, {prompt, completion}, {prompt}):
+// a streaming reader that checks every line and says which file, line and field is wrong, and an atomic writer.
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../fsutil.js';
+
+export type DatasetKind = 'preference' | 'supervised' | 'prompt';
+
+/** A preference pair: the response people preferred and the one they did not. */
+export interface PreferenceRow {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+}
+/** A demonstration for supervised fine-tuning. */
+export interface SupervisedRow {
+  prompt: string;
+  completion: string;
+}
+/** A prompt alone (PPO's queries). */
+export interface PromptRow {
+  prompt: string;
+}
+export type RowOf<K extends DatasetKind> = K extends 'preference' ? PreferenceRow : K extends 'supervised' ? SupervisedRow : PromptRow;
+
+export type FieldRole = 'prompt' | 'chosen' | 'rejected' | 'completion';
+
+/** The fields each kind needs, in the order they are checked. */
+export const DATASET_FIELDS: Readonly<Record<DatasetKind, readonly FieldRole[]>> = {
+  preference: ['prompt', 'chosen', 'rejected'],
+  supervised: ['prompt', 'completion'],
+  prompt: ['prompt'],
+};
+
+export interface ReadJsonlOptions {
+  /** the file's name for a field, where it differs from TRL's (e.g. {prompt: 'question', chosen: 'good'}) */
+  fields?: Partial<Record<FieldRole, string>>;
+  /** 'throw' (default): the first bad line ends the read; 'collect': bad lines are skipped and listed in stats.errors */
+  onError?: 'throw' | 'collect';
+  /**
+   * Empty or whitespace-only lines. 'skip' (default): counted in stats.blank and passed over, as an
+   * editor's stray empty line is no data; 'error': each one is a DatasetError. A newline at the
+   * end of the file ends the last line; it does not start an empty one.
+   */
+  blankLines?: 'skip' | 'error';
+}
+
+export type DatasetErrorReason = 'io' | 'utf8' | 'json' | 'not-object' | 'missing' | 'type' | 'empty' | 'blank';
+
+/** A bad line (or an unreadable file: then `line` is undefined). The message starts with "file:line:". */
+export class DatasetError extends Error {
+  override name = 'DatasetError';
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    /** the field as the file names it, when one field is at fault */
+    readonly field: string | undefined,
+    readonly reason: DatasetErrorReason,
+    detail: string,
+  ) {
+    super(`${line === undefined ? file : `${file}:${line}`}: ${detail}`);
+  }
+}
+
+/** A line that was read but looks wrong; the row is still returned. */
+export interface DatasetWarning {
+  file: string;
+  line: number;
+  reason: 'identical-pair';
+  message: string;
+}
+
+/** What a read saw. Every line is accounted for: lines === rows + blank + skipped. */
+export interface DatasetStats {
+  /** lines read (a final line without a newline counts) */
+  lines: number;
+  /** rows returned */
+  rows: number;
+  /** blank lines passed over (blankLines: 'skip') */
+  blank: number;
+  /** bad lines left out (onError: 'collect') */
+  skipped: number;
+  /** preference pairs whose chosen and rejected are the same text (returned, and warned about) */
+  identicalPairs: number;
+  errors: DatasetError[];
+  warnings: DatasetWarning[];
+}
+
+const newStats = (): DatasetStats => ({ lines: 0, rows: 0, blank: 0, skipped: 0, identicalPairs: 0, errors: [], warnings: [] });
+
+/** Offset of the first byte that is not part of well-formed UTF-8, or -1. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    const need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (need < 0 || i + need >= b.length) return i; // not a lead byte, or cut off by the line's end
+    // The second byte's range excludes overlong forms, surrogates and code points above U+10FFFF.
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+    if (b[i + 1] < lo || b[i + 1] > hi) return i;
+    for (let k = 2; k <= need; k++) if ((b[i + k] & 0xc0) !== 0x80) return i;
+    i += need + 1;
+  }
+  return -1;
+}
+
+/** The file's lines as bytes, split at "\n" (a trailing "\r" is kept), read in chunks. */
+async function* byteLines(file: string): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    let start = 0;
+    for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      yield parts.length ? Buffer.concat([...parts, piece]) : piece;
+      parts = [];
+      start = nl + 1;
+    }
+    if (start < chunk.length) parts.push(chunk.subarray(start));
+  }
+  if (parts.length) yield Buffer.concat(parts);
+}
+
+const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+
+/**
+ * A JSONL dataset file, read line by line as it is iterated (each iteration reads the file anew
+ * and resets `stats`). Rows hold only the kind's fields; other fields in the file are ignored.
+ */
+export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K>> {
+  stats: DatasetStats = newStats();
+  private readonly roles: readonly FieldRole[];
+  private readonly names: Record<FieldRole, string>;
+
+  constructor(
+    readonly file: string,
+    readonly kind: K,
+    private readonly opts: ReadJsonlOptions = {},
+  ) {
+    if (!(kind in DATASET_FIELDS)) throw new TypeError(`readJsonl: kind must be one of ${Object.keys(DATASET_FIELDS).join(', ')}, got ${JSON.stringify(kind)}`);
+    this.roles = DATASET_FIELDS[kind];
+    this.names = { prompt: 'prompt', chosen: 'chosen', rejected: 'rejected', completion: 'completion' };
+    for (const [role, name] of Object.entries(opts.fields ?? {})) {
+      if (!(role in this.names)) throw new TypeError(`readJsonl: fields.${role}: unknown field; the fields are ${Object.keys(this.names).join(', ')}`);
+      if (typeof name !== 'string' || name.length === 0) throw new TypeError(`readJsonl: fields.${role} must be a non-empty string, got ${JSON.stringify(name)}`);
+      this.names[role as FieldRole] = name;
+    }
+    const used = this.roles.map((r) => this.names[r]);
+    const dup = used.find((n, i) => used.indexOf(n) !== i);
+    if (dup !== undefined) throw new TypeError(`readJsonl: two fields are both read from ${JSON.stringify(dup)}`);
+  }
+
+  // "chosen", or "good" (chosen) when the file renames it, so the message matches the file.
+  private fieldLabel(role: FieldRole): string {
+    const name = this.names[role];
+    return name === role ? JSON.stringify(name) : `${JSON.stringify(name)} (${role})`;
+  }
+
+  /** The row of one line, or the DatasetError that says what is wrong with it. */
+  private parseLine(bytes: Buffer, line: number, decoder: TextDecoder): RowOf<K> | DatasetError | 'blank' {
+    const fail = (reason: DatasetErrorReason, detail: string, role?: FieldRole) =>
+      new DatasetError(this.file, line, role && this.names[role], reason, role ? `field ${this.fieldLabel(role)} ${detail}` : detail);
+    let b = bytes;
+    if (b.length && b[b.length - 1] === 0x0d) b = b.subarray(0, b.length - 1); // CRLF files
+    if (line === 1 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) b = b.subarray(3); // a UTF-8 byte-order mark
+    let text: string;
+    try {
+      text = decoder.decode(b);
+    } catch {
+      const at = firstInvalidUtf8(b);
+      return fail('utf8', `not valid UTF-8${at >= 0 ? ` (byte ${at + 1} of the line is 0x${b[at].toString(16).padStart(2, '0')})` : ''}`);
+    }
+    if (text.trim() === '') return (this.opts.blankLines ?? 'skip') === 'skip' ? 'blank' : fail('blank', 'blank line');
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      return fail('json', `not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+      return fail('not-object', `expected a JSON object with ${this.roles.map((r) => this.fieldLabel(r)).join(', ')}; got ${describe(obj)}`);
+    const row: Record<string, string> = {};
+    for (const role of this.roles) {
+      const v = (obj as Record<string, unknown>)[this.names[role]];
+      if (v === undefined) return fail('missing', 'is missing', role);
+      if (Array.isArray(v)) return fail('type', "is a list (TRL's conversational format, which is not supported); it must be a string", role);
+      if (typeof v !== 'string') return fail('type', `must be a string, got ${describe(v)}`, role);
+      if (v.trim() === '') return fail('empty', v === '' ? 'is empty' : 'is empty (whitespace only)', role);
+      row[role] = v;
+    }
+    return row as unknown as RowOf<K>;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<RowOf<K>> {
+    const stats = (this.stats = newStats());
+    const collect = this.opts.onError === 'collect';
+    const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    const lines = byteLines(this.file);
+    // Closing the line source when the caller stops early (break, throw) closes the file.
+    try {
+      for (;;) {
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await lines.next();
+        } catch (e) {
+          throw new DatasetError(this.file, undefined, undefined, 'io', `cannot read the file (${(e as Error).message})`);
+        }
+        if (next.done) return;
+        const line = ++stats.lines;
+        const r = this.parseLine(next.value, line, decoder);
+        if (r === 'blank') {
+          stats.blank++;
+        } else if (r instanceof DatasetError) {
+          stats.skipped++;
+          stats.errors.push(r);
+          if (!collect) throw r;
+        } else {
+          if (this.kind === 'preference') {
+            const p = r as PreferenceRow;
+            if (p.chosen === p.rejected) {
+              stats.identicalPairs++;
+              stats.warnings.push({
+                file: this.file,
+                line,
+                reason: 'identical-pair',
+                message: `${this.file}:${line}: ${this.fieldLabel('chosen')} and ${this.fieldLabel('rejected')} are identical; the pair states no preference`,
+              });
+            }
+          }
+          stats.rows++;
+          yield r;
+        }
+      }
+    } finally {
+      await lines.return(undefined);
+    }
+  }
+}
+
+/** A dataset file to iterate with `for await`; its `stats` fill in as it is read. */
+export function readJsonl<K extends DatasetKind>(file: string, kind: K, opts: ReadJsonlOptions = {}): JsonlReader<K> {
+  return new JsonlReader(file, kind, opts);
+}
+
+/** All rows of a dataset file, with what the read saw. */
+export async function loadJsonl<K extends DatasetKind>(file: string, kind: K, opts: ReadJsonlOptions = {}): Promise<{ rows: RowOf<K>[]; stats: DatasetStats }> {
+  const reader = readJsonl(file, kind, opts);
+  const rows: RowOf<K>[] = [];
+  for await (const row of reader) rows.push(row);
+  return { rows, stats: reader.stats };
+}
+
+/** One line summing up a read, for logs and CLIs. */
+export function describeDatasetStats(file: string, s: DatasetStats): string {
+  const parts = [`${s.rows} rows from ${s.lines} lines`];
+  if (s.blank) parts.push(`${s.blank} blank lines skipped`);
+  if (s.skipped) parts.push(`${s.skipped} bad lines skipped`);
+  if (s.identicalPairs) parts.push(`${s.identicalPairs} pairs with identical chosen and rejected`);
+  return `${file}: ${parts.join(', ')}`;
+}
+
+/** Writes `rows` to `file` as JSONL (one JSON object per line), atomically; creates the directory. */
+export async function writeJsonl(file: string, rows: Iterable<object>): Promise<void> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for (const row of rows) {
+    n++;
+    if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new TypeError(`writeJsonl: row ${n} must be an object, got ${describe(row)}`);
+    chunks.push(Buffer.from(JSON.stringify(row) + '\n', 'utf8'));
+  }
+  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+  await writeFileAtomic(file, chunks);
+}

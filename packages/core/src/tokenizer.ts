@@ -1,0 +1,390 @@
+// Tokenizers as Hugging Face saves them (tokenizer.json + tokenizer_config.json + special_tokens_map.json),
+// run by @huggingface/tokenizers; plus GPT-2's byte-level BPE and closed-vocabulary word-level builders.
+import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
+import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { writeFileAtomic } from './fsutil.js';
+
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+export const SPECIAL_TOKENS_MAP_FILE = 'special_tokens_map.json';
+
+export class TokenizerError extends Error {
+  override name = 'TokenizerError';
+}
+
+/** One entry of tokenizer.json's added_tokens. */
+export interface AddedTokenJSON {
+  id: number;
+  content: string;
+  single_word?: boolean;
+  lstrip?: boolean;
+  rstrip?: boolean;
+  normalized?: boolean;
+  special?: boolean;
+}
+
+/** A parsed tokenizer.json (only the parts this file reads are typed). */
+export interface TokenizerJSON {
+  version?: string;
+  added_tokens?: AddedTokenJSON[];
+  normalizer?: unknown;
+  pre_tokenizer?: unknown;
+  post_processor?: unknown;
+  decoder?: unknown;
+  model: { type?: string; vocab?: Record<string, number> | [string, number][]; unk_token?: string | null; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+/** tokenizer_config.json / special_tokens_map.json: free-form objects, as transformers writes them. */
+export type TokenizerConfigJSON = Record<string, unknown>;
+
+export interface TokenizerFiles {
+  tokenizerConfig?: TokenizerConfigJSON;
+  specialTokensMap?: TokenizerConfigJSON;
+}
+
+/** The special tokens the trainers need, by transformers' names. */
+export const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const;
+export type SpecialTokenKey = (typeof SPECIAL_TOKEN_KEYS)[number];
+
+export interface DecodeOptions {
+  /** leave out special tokens (added tokens marked special, e.g. <|endoftext|>) */
+  skipSpecialTokens?: boolean;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+
+// transformers accepts a special token as a string or as an AddedToken dict ({content, ...}).
+function tokenContent(v: unknown, where: string, key: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v.content === 'string') return v.content;
+  throw new TokenizerError(`${where}: ${key} must be a string or an object with a "content" string, got ${JSON.stringify(v)}`);
+}
+
+/**
+ * The bos/eos/unk/pad tokens as transformers resolves them: special_tokens_map.json overrides
+ * tokenizer_config.json, except when tokenizer_config.json has `added_tokens_decoder` (what
+ * transformers >= 4.34 saves), where transformers reads only tokenizer_config.json; there the map
+ * only fills keys the config leaves unset.
+ */
+function resolveSpecialTokens(files: TokenizerFiles, source: string): Partial<Record<SpecialTokenKey, string>> {
+  const cfg = files.tokenizerConfig ?? {};
+  const map = files.specialTokensMap ?? {};
+  const configWins = 'added_tokens_decoder' in cfg;
+  const out: Partial<Record<SpecialTokenKey, string>> = {};
+  for (const key of SPECIAL_TOKEN_KEYS) {
+    const fromCfg = tokenContent(cfg[key], path.join(source, TOKENIZER_CONFIG_FILE), key);
+    const fromMap = tokenContent(map[key], path.join(source, SPECIAL_TOKENS_MAP_FILE), key);
+    const v = configWins ? (fromCfg ?? fromMap) : (fromMap ?? fromCfg);
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+/** Largest token id + 1 over the model's vocabulary and the added tokens. */
+function countVocab(json: TokenizerJSON): number {
+  let max = -1;
+  const vocab = json.model.vocab;
+  if (Array.isArray(vocab)) max = vocab.length - 1; // Unigram: ids are positions
+  else if (vocab) for (const id of Object.values(vocab)) if (id > max) max = id;
+  for (const t of json.added_tokens ?? []) if (t.id > max) max = t.id;
+  return max + 1;
+}
+
+export class Tokenizer {
+  /** where it came from (a directory or a name), for error messages */
+  readonly source: string;
+  /** number of token ids: largest id + 1, added tokens included */
+  readonly vocabSize: number;
+  /** the special tokens by transformers' names (bos_token, ...), as resolved from the config files */
+  readonly specialTokens: Readonly<Partial<Record<SpecialTokenKey, string>>>;
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  readonly padId: number | undefined;
+  /** the id unknown words map to: the configured unk_token, else tokenizer.json's model.unk_token */
+  readonly unkId: number | undefined;
+  private readonly json: TokenizerJSON;
+  private readonly config: TokenizerConfigJSON;
+  private readonly hf: HFTokenizer;
+  // transformers >= 4.45 defaults to false; true would turn "a ." into "a." and break decode(encode(s)) === s.
+  private readonly cleanUpSpaces: boolean;
+
+  private constructor(json: TokenizerJSON, files: TokenizerFiles, source: string) {
+    this.source = source;
+    this.json = json;
+    this.config = files.tokenizerConfig ?? {};
+    this.specialTokens = Object.freeze(resolveSpecialTokens(files, source));
+    this.cleanUpSpaces = this.config.clean_up_tokenization_spaces === true;
+    // The library requires these keys to be present (null when unused), as every saved file has them.
+    const complete = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json, added_tokens: json.added_tokens ?? [] };
+    // It reads special tokens from its config argument (WordLevel's unk among them); give it the resolved ones.
+    const libConfig = { ...this.config, ...this.specialTokens, clean_up_tokenization_spaces: this.cleanUpSpaces };
+    try {
+      this.hf = new HFTokenizer(complete, libConfig);
+    } catch (e) {
+      throw new TokenizerError(`${path.join(source, TOKENIZER_FILE)}: cannot build the tokenizer (${(e as Error).message})`);
+    }
+    this.vocabSize = countVocab(json);
+
+    const idOf = (key: SpecialTokenKey): number | undefined => {
+      const tok = this.specialTokens[key];
+      if (tok === undefined) return undefined;
+      const id = this.hf.token_to_id(tok);
+      if (id === undefined)
+        throw new TokenizerError(`${source}: ${key} ${JSON.stringify(tok)} is not in the vocabulary of ${TOKENIZER_FILE}`);
+      return id;
+    };
+    this.bosId = idOf('bos_token');
+    this.eosId = idOf('eos_token');
+    this.padId = idOf('pad_token');
+    let unk = idOf('unk_token');
+    const modelUnk = json.model.unk_token;
+    if (unk === undefined && typeof modelUnk === 'string') unk = this.hf.token_to_id(modelUnk);
+    this.unkId = unk;
+  }
+
+  /**
+   * A tokenizer from a parsed tokenizer.json and, optionally, parsed tokenizer_config.json and
+   * special_tokens_map.json. `source` names it in error messages.
+   */
+  static fromJSON(tokenizerJson: unknown, files: TokenizerFiles = {}, source = '<tokenizer>'): Tokenizer {
+    const where = path.join(source, TOKENIZER_FILE);
+    if (!isObject(tokenizerJson)) throw new TokenizerError(`${where}: expected a JSON object, got ${describe(tokenizerJson)}`);
+    if (!isObject(tokenizerJson.model)) throw new TokenizerError(`${where}: "model" must be an object, got ${describe(tokenizerJson.model)}`);
+    const added = tokenizerJson.added_tokens;
+    if (added !== undefined && added !== null) {
+      if (!Array.isArray(added)) throw new TokenizerError(`${where}: "added_tokens" must be an array, got ${describe(added)}`);
+      for (const t of added)
+        if (!isObject(t) || typeof t.content !== 'string' || !Number.isInteger(t.id) || (t.id as number) < 0)
+          throw new TokenizerError(`${where}: each of "added_tokens" needs a string "content" and a non-negative integer "id", got ${JSON.stringify(t)}`);
+    }
+    for (const [name, obj] of [
+      [TOKENIZER_CONFIG_FILE, files.tokenizerConfig],
+      [SPECIAL_TOKENS_MAP_FILE, files.specialTokensMap],
+    ] as const)
+      if (obj !== undefined && !isObject(obj)) throw new TokenizerError(`${path.join(source, name)}: expected a JSON object, got ${describe(obj)}`);
+    const json = { ...tokenizerJson, added_tokens: (added ?? []) as AddedTokenJSON[] } as TokenizerJSON;
+    return new Tokenizer(json, files, source);
+  }
+
+  /** Reads tokenizer.json from `dir`, with tokenizer_config.json and special_tokens_map.json where present. */
+  static async load(dir: string): Promise<Tokenizer> {
+    const read = async (name: string, required: boolean): Promise<unknown> => {
+      const file = path.join(dir, name);
+      let text: string;
+      try {
+        text = await fs.readFile(file, 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        if (required) throw new TokenizerError(`${file} does not exist; a tokenizer directory needs ${TOKENIZER_FILE}`);
+        return undefined;
+      }
+      try {
+        return JSON.parse(text);
+      } catch (e) {
+        throw new TokenizerError(`${file}: not valid JSON (${(e as Error).message})`);
+      }
+    };
+    const [json, tokenizerConfig, specialTokensMap] = await Promise.all([
+      read(TOKENIZER_FILE, true),
+      read(TOKENIZER_CONFIG_FILE, false),
+      read(SPECIAL_TOKENS_MAP_FILE, false),
+    ]);
+    return Tokenizer.fromJSON(json, { tokenizerConfig: tokenizerConfig as TokenizerConfigJSON, specialTokensMap: specialTokensMap as TokenizerConfigJSON }, dir);
+  }
+
+  /**
+   * The files that describe this tokenizer, by name, as JSON text: for saveModel's `files` (so a
+   * checkpoint carries its tokenizer) or save(). The two config files state the resolved special
+   * tokens, so transformers reads back the same ones whichever file it prefers.
+   */
+  files(): Record<string, string> {
+    const specials: Record<string, string> = { ...this.specialTokens };
+    const config = {
+      // PreTrainedTokenizerFast runs any tokenizer.json, so transformers' AutoTokenizer can load it.
+      tokenizer_class: 'PreTrainedTokenizerFast',
+      ...this.config,
+      clean_up_tokenization_spaces: this.cleanUpSpaces,
+      ...specials,
+    };
+    return {
+      [TOKENIZER_FILE]: JSON.stringify(this.json),
+      [TOKENIZER_CONFIG_FILE]: JSON.stringify(config, null, 2) + '\n',
+      [SPECIAL_TOKENS_MAP_FILE]: JSON.stringify(specials, null, 2) + '\n',
+    };
+  }
+
+  /**
+   * Writes files() into `dir` (created if needed), each file atomically. Other files in `dir` are
+   * left alone; to keep a tokenizer with a model, pass files() to saveModel instead.
+   */
+  async save(dir: string): Promise<void> {
+    await fs.mkdir(dir, { recursive: true });
+    for (const [name, text] of Object.entries(this.files())) await writeFileAtomic(path.join(dir, name), text);
+  }
+
+  /**
+   * Token ids of `text`, with no special tokens added (no BOS/EOS: the template adds those).
+   * Special tokens written in the text (e.g. "<|endoftext|>") become their ids, as in Hugging Face.
+   */
+  encode(text: string): number[] {
+    if (typeof text !== 'string') throw new TypeError(`encode: expected a string, got ${describe(text)}`);
+    const { ids, tokens } = this.hf.encode(text, { add_special_tokens: false });
+    // @huggingface/tokenizers leaves an unknown WordLevel word as null/undefined instead of the unk id.
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] !== null && ids[i] !== undefined) continue;
+      if (this.unkId === undefined)
+        throw new TokenizerError(`${this.source}: unknown word ${JSON.stringify(tokens[i])} is not in the vocabulary and the tokenizer has no unk token`);
+      ids[i] = this.unkId;
+    }
+    return ids;
+  }
+
+  /** The text of `ids`; throws on an id outside the vocabulary. */
+  decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
+    const list = Array.from(ids);
+    for (const id of list)
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.hf.id_to_token(id) === undefined)
+        throw new RangeError(`token id ${id} is outside the vocabulary of ${this.source} (${this.vocabSize} ids)`);
+    if (list.length === 0) return ''; // the library refuses an empty list
+    return this.hf.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+}
+
+/** Throws unless every token id of `tokenizer` has a row in the model's embedding. */
+export function assertTokenizerFitsModel(tokenizer: Tokenizer, modelConfig: { vocabSize: number }): void {
+  if (tokenizer.vocabSize > modelConfig.vocabSize)
+    throw new TokenizerError(
+      `the tokenizer (${tokenizer.source}) has ${tokenizer.vocabSize} token ids but the model's vocabulary has only ${modelConfig.vocabSize} (config vocabSize); ` +
+        `ids ${modelConfig.vocabSize}..${tokenizer.vocabSize - 1} would fall outside the embedding`,
+    );
+}
+
+// ---- GPT-2 ----
+
+export const GPT2_EOS = '<|endoftext|>';
+export const GPT2_EOS_ID = 50256;
+const GPT2_MERGES = 50000;
+
+interface GPT3TokenizerInstance {
+  encodings: Record<string, number>;
+  vocab: string;
+}
+
+let gpt2Json: TokenizerJSON | undefined;
+
+/**
+ * GPT-2's tokenizer.json, laid out as the one on the Hugging Face Hub, built from the vocabulary
+ * (token -> id) and merges (BPE ranks) that gpt3-tokenizer ships (OpenAI's r50k, GPT-2's BPE).
+ * Built once per process; treat the result as read-only.
+ */
+export function gpt2TokenizerJSON(): TokenizerJSON {
+  if (gpt2Json) return gpt2Json;
+  // The data is only reachable through an instance: its (TypeScript-private) fields hold it.
+  const require = createRequire(import.meta.url);
+  const GPT3Tokenizer = (require('gpt3-tokenizer') as { default: new (o: { type: 'gpt3' }) => GPT3TokenizerInstance }).default;
+  const src = new GPT3Tokenizer({ type: 'gpt3' });
+  const vocab: Record<string, number> = {};
+  // Codex mode adds ids above 50256 to the same shared table; keep GPT-2's only.
+  for (const [tok, id] of Object.entries(src.encodings)) if (id <= GPT2_EOS_ID) vocab[tok] = id;
+  const lines = src.vocab.split('\n');
+  if (!lines[0].startsWith('#version')) throw new TokenizerError('gpt3-tokenizer: its merges text does not start with "#version"; the package layout changed');
+  const merges = lines.slice(1).filter((l) => l.length > 0);
+  if (Object.keys(vocab).length !== GPT2_EOS_ID + 1 || vocab[GPT2_EOS] !== GPT2_EOS_ID || merges.length !== GPT2_MERGES || merges.some((m) => m.split(' ').length !== 2))
+    throw new TokenizerError(`gpt3-tokenizer: expected GPT-2's ${GPT2_EOS_ID + 1} tokens and ${GPT2_MERGES} merges, found ${Object.keys(vocab).length} and ${merges.length}`);
+  gpt2Json = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [{ id: GPT2_EOS_ID, content: GPT2_EOS, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+  return gpt2Json;
+}
+
+/** GPT-2's tokenizer_config.json: <|endoftext|> is BOS, EOS and UNK; there is no pad token. */
+export function gpt2TokenizerConfig(): TokenizerConfigJSON {
+  return {
+    tokenizer_class: 'GPT2Tokenizer',
+    model_max_length: 1024,
+    add_prefix_space: false,
+    clean_up_tokenization_spaces: false,
+    bos_token: GPT2_EOS,
+    eos_token: GPT2_EOS,
+    unk_token: GPT2_EOS,
+  };
+}
+
+let gpt2: Tokenizer | undefined;
+
+/** GPT-2's byte-level BPE tokenizer (50257 ids). One shared instance: building it takes ~0.1 s. */
+export function gpt2Tokenizer(): Tokenizer {
+  gpt2 ??= Tokenizer.fromJSON(gpt2TokenizerJSON(), { tokenizerConfig: gpt2TokenizerConfig() }, 'gpt2');
+  return gpt2;
+}
+
+// ---- closed vocabularies ----
+
+export interface WordLevelOptions {
+  /** the token unknown words become; added to `specials` if missing; null: none, unknown words throw (default "<unk>") */
+  unkToken?: string | null;
+}
+
+/**
+ * A WordLevel tokenizer.json for a closed vocabulary: text is split on whitespace and each word is
+ * one token. Special tokens take ids 0.. in the order given, then the words; the specials are also
+ * added tokens, so they are recognised inside text and skipped by decode({skipSpecialTokens}).
+ * Decoding joins tokens with single spaces.
+ */
+export function wordLevelTokenizerJSON(words: readonly string[], specials: readonly string[], opts: WordLevelOptions = {}): TokenizerJSON {
+  const unk = opts.unkToken === undefined ? '<unk>' : opts.unkToken;
+  const allSpecials = unk !== null && !specials.includes(unk) ? [...specials, unk] : [...specials];
+  const vocab: Record<string, number> = Object.create(null);
+  const add = (tok: string, what: string) => {
+    if (typeof tok !== 'string' || tok.length === 0 || /\s/.test(tok))
+      throw new TokenizerError(`wordLevelTokenizerJSON: ${what} ${JSON.stringify(tok)} must be a non-empty string without whitespace`);
+    if (tok in vocab) throw new TokenizerError(`wordLevelTokenizerJSON: ${JSON.stringify(tok)} appears twice`);
+    vocab[tok] = Object.keys(vocab).length;
+  };
+  for (const s of allSpecials) add(s, 'special token');
+  for (const w of words) add(w, 'word');
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: allSpecials.map((content) => ({ id: vocab[content], content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: null,
+    pre_tokenizer: { type: 'WhitespaceSplit' },
+    post_processor: null,
+    decoder: null,
+    // WordLevel's unk_token is a required string in the Rust crate; one absent from the vocabulary makes
+    // unknown words an error there, as here.
+    model: { type: 'WordLevel', vocab: { ...vocab }, unk_token: unk ?? '<unk>' },
+  };
+}

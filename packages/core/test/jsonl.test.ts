@@ -1,0 +1,203 @@
+// JSONL datasets: every kind of bad line gets its own clear error with file, line and field; collect
+// mode accounts for every line; renamed fields; identical-pair warnings; invalid UTF-8; atomic writes.
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DatasetError, describeDatasetStats, loadJsonl, readJsonl, writeJsonl, type DatasetKind, type ReadJsonlOptions } from '../src/index.js';
+
+let root: string;
+let n = 0;
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 's2s-jsonl-'));
+});
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+async function file(content: string | Buffer): Promise<string> {
+  const f = path.join(root, `d${n++}.jsonl`);
+  await fs.writeFile(f, content);
+  return f;
+}
+
+const pair = (i: number) => JSON.stringify({ prompt: `p${i}`, chosen: `good ${i}`, rejected: `bad ${i}` });
+
+/** The error a file with `badLine` as its 2nd line gives. */
+async function errorOf(badLine: string | Buffer, kind: DatasetKind = 'preference', opts: ReadJsonlOptions = {}): Promise<DatasetError> {
+  // Good lines around it, in the file's field names.
+  const good = (i: number) => {
+    const names = { prompt: 'prompt', chosen: 'chosen', rejected: 'rejected', completion: 'completion', ...opts.fields };
+    const row = { prompt: `p${i}`, chosen: 'c', rejected: 'r', completion: 'c' };
+    return JSON.stringify(Object.fromEntries(Object.entries(row).map(([k, v]) => [names[k as keyof typeof names], v])));
+  };
+  const f = await file(Buffer.concat([Buffer.from(good(1) + '\n'), Buffer.from(badLine), Buffer.from('\n' + good(3) + '\n')]));
+  const err = await loadJsonl(f, kind, opts).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DatasetError);
+  const e = err as DatasetError;
+  expect(e.file).toBe(f);
+  expect(e.line).toBe(2);
+  expect(e.message.startsWith(`${f}:2: `)).toBe(true);
+  return e;
+}
+
+describe('readJsonl', () => {
+  it('reads the three TRL kinds, keeping only their fields', async () => {
+    const f = await file([pair(1), JSON.stringify({ prompt: 'q', chosen: 'a', rejected: 'b', score: 3 }), pair(3)].join('\n')); // no final newline
+    const { rows, stats } = await loadJsonl(f, 'preference');
+    expect(rows).toEqual([
+      { prompt: 'p1', chosen: 'good 1', rejected: 'bad 1' },
+      { prompt: 'q', chosen: 'a', rejected: 'b' },
+      { prompt: 'p3', chosen: 'good 3', rejected: 'bad 3' },
+    ]);
+    expect(stats).toMatchObject({ lines: 3, rows: 3, blank: 0, skipped: 0, identicalPairs: 0 });
+    // A preference file also serves as prompts.
+    expect((await loadJsonl(f, 'prompt')).rows).toEqual([{ prompt: 'p1' }, { prompt: 'q' }, { prompt: 'p3' }]);
+    const s = await file('{"prompt":"2+2=","completion":" 4"}\r\n{"prompt":"héllo 👋","completion":"wörld\\n"}\r\n');
+    expect((await loadJsonl(s, 'supervised')).rows).toEqual([
+      { prompt: '2+2=', completion: ' 4' },
+      { prompt: 'héllo 👋', completion: 'wörld\n' },
+    ]);
+  });
+
+  it('streams: rows come as the file is read, across chunk boundaries', async () => {
+    const lines = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ prompt: `prompt ${i} ${'x'.repeat(i % 97)}`, completion: `c${i} ✓` }));
+    const f = await file(lines.join('\n') + '\n');
+    const reader = readJsonl(f, 'supervised');
+    let i = 0;
+    for await (const row of reader) {
+      expect(row.completion).toBe(`c${i} ✓`);
+      expect(reader.stats.rows).toBe(i + 1);
+      i++;
+    }
+    expect(reader.stats.lines).toBe(3000);
+    // Stopping early closes the file and keeps the counts so far.
+    for await (const row of reader) if (row.prompt.startsWith('prompt 9 ')) break;
+    expect(reader.stats).toMatchObject({ lines: 10, rows: 10 });
+  });
+
+  it('strips a UTF-8 byte-order mark on the first line', async () => {
+    const f = await file(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(pair(1) + '\n')]));
+    expect((await loadJsonl(f, 'preference')).rows).toHaveLength(1);
+  });
+
+  it('gives each malformed line its own clear error', async () => {
+    let e = await errorOf('{"prompt": "p", "chosen": "c"');
+    expect([e.reason, e.field]).toEqual(['json', undefined]);
+    expect(e.message).toMatch(/:2: not valid JSON \(/);
+
+    e = await errorOf('[1, 2]');
+    expect(e.reason).toBe('not-object');
+    expect(e.message).toMatch(/:2: expected a JSON object with "prompt", "chosen", "rejected"; got an array/);
+    e = await errorOf('"just a string"');
+    expect(e.message).toMatch(/got string$/);
+    e = await errorOf('null');
+    expect(e.message).toMatch(/got null$/);
+
+    e = await errorOf(JSON.stringify({ prompt: 'p', rejected: 'r' }));
+    expect([e.reason, e.field, e.message.split(': ').slice(1).join(': ')]).toEqual(['missing', 'chosen', 'field "chosen" is missing']);
+
+    e = await errorOf(JSON.stringify({ prompt: 'p', chosen: 'c', rejected: 7 }));
+    expect([e.reason, e.field]).toEqual(['type', 'rejected']);
+    expect(e.message).toMatch(/:2: field "rejected" must be a string, got number$/);
+    e = await errorOf(JSON.stringify({ prompt: 'p', chosen: null, rejected: 'r' }));
+    expect(e.message).toMatch(/field "chosen" must be a string, got null$/);
+    e = await errorOf(JSON.stringify({ prompt: [{ role: 'user', content: 'hi' }], chosen: 'c', rejected: 'r' }));
+    expect(e.message).toMatch(/field "prompt" is a list \(TRL's conversational format/);
+
+    e = await errorOf(JSON.stringify({ prompt: '', chosen: 'c', rejected: 'r' }));
+    expect([e.reason, e.field]).toEqual(['empty', 'prompt']);
+    expect(e.message).toMatch(/:2: field "prompt" is empty$/);
+    e = await errorOf(JSON.stringify({ prompt: 'p', completion: ' \n\t' }), 'supervised');
+    expect(e.message).toMatch(/:2: field "completion" is empty \(whitespace only\)$/);
+  });
+
+  it('detects invalid UTF-8 instead of reading U+FFFD', async () => {
+    const bad = Buffer.concat([Buffer.from('{"prompt": "caf'), Buffer.from([0xc3]), Buffer.from('", "chosen": "a", "rejected": "b"}')]);
+    const e = await errorOf(bad);
+    expect(e.reason).toBe('utf8');
+    expect(e.message).toMatch(/:2: not valid UTF-8 \(byte 16 of the line is 0xc3\)$/);
+    // Overlong encodings and UTF-16 surrogates encoded as UTF-8 are invalid too.
+    expect((await errorOf(Buffer.from([0x7b, 0xc0, 0xaf, 0x7d]))).message).toMatch(/byte 2 of the line is 0xc0/);
+    expect((await errorOf(Buffer.from([0x7b, 0xed, 0xa0, 0x80, 0x7d]))).message).toMatch(/byte 2 of the line is 0xed/);
+    expect((await errorOf(Buffer.from([0x7b, 0xff]))).reason).toBe('utf8');
+  });
+
+  it('skips and counts blank lines by default, or makes them errors', async () => {
+    const f = await file(`${pair(1)}\n\n   \n${pair(2)}\n\n`);
+    const { rows, stats } = await loadJsonl(f, 'preference');
+    expect(rows).toHaveLength(2);
+    expect(stats).toMatchObject({ lines: 5, rows: 2, blank: 3, skipped: 0 });
+    const e = await errorOf('  ', 'preference', { blankLines: 'error' });
+    expect([e.reason, e.message.endsWith(':2: blank line')]).toEqual(['blank', true]);
+  });
+
+  it('collect mode reports every bad line and accounts for every line', async () => {
+    const lines = [pair(1), '{oops', JSON.stringify({ prompt: 'p' }), '', pair(5), JSON.stringify({ prompt: 'p', chosen: 'same', rejected: 'same' }), '7', pair(8)];
+    const f = await file(lines.join('\n') + '\n');
+    const { rows, stats } = await loadJsonl(f, 'preference', { onError: 'collect' });
+    expect(rows.map((r) => r.prompt)).toEqual(['p1', 'p5', 'p', 'p8']);
+    expect(stats).toMatchObject({ lines: 8, rows: 4, blank: 1, skipped: 3, identicalPairs: 1 });
+    expect(stats.lines).toBe(stats.rows + stats.blank + stats.skipped);
+    expect(stats.errors.map((e) => [e.line, e.reason, e.field])).toEqual([
+      [2, 'json', undefined],
+      [3, 'missing', 'chosen'],
+      [7, 'not-object', undefined],
+    ]);
+    expect(stats.warnings).toEqual([
+      { file: f, line: 6, reason: 'identical-pair', message: `${f}:6: "chosen" and "rejected" are identical; the pair states no preference` },
+    ]);
+    expect(describeDatasetStats(f, stats)).toBe(`${f}: 4 rows from 8 lines, 1 blank lines skipped, 3 bad lines skipped, 1 pairs with identical chosen and rejected`);
+  });
+
+  it('throw mode stops at the first bad line, with the stats so far', async () => {
+    const f = await file([pair(1), '{oops', pair(3)].join('\n'));
+    const reader = readJsonl(f, 'preference');
+    const seen: string[] = [];
+    await expect(
+      (async () => {
+        for await (const r of reader) seen.push(r.prompt);
+      })(),
+    ).rejects.toThrow(`${f}:2: not valid JSON`);
+    expect(seen).toEqual(['p1']);
+    expect(reader.stats).toMatchObject({ lines: 2, rows: 1, skipped: 1 });
+  });
+
+  it('reads renamed fields and names them as the file does', async () => {
+    const fields = { prompt: 'question', chosen: 'good', rejected: 'bad' };
+    const f = await file(`${JSON.stringify({ question: 'q', good: 'g', bad: 'b' })}\n`);
+    expect((await loadJsonl(f, 'preference', { fields })).rows).toEqual([{ prompt: 'q', chosen: 'g', rejected: 'b' }]);
+    const e = await errorOf(JSON.stringify({ question: 'q', bad: 'b' }), 'preference', { fields });
+    expect(e.field).toBe('good');
+    expect(e.message).toMatch(/:2: field "good" \(chosen\) is missing$/);
+    expect(() => readJsonl(f, 'preference', { fields: { chosen: 'x', rejected: 'x' } })).toThrow(/two fields are both read from "x"/);
+    expect(() => readJsonl(f, 'preference', { fields: { answer: 'x' } as never })).toThrow(/fields\.answer: unknown field/);
+  });
+
+  it('names a missing file', async () => {
+    const f = path.join(root, 'nope.jsonl');
+    const err = await loadJsonl(f, 'prompt').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatasetError);
+    expect((err as DatasetError).reason).toBe('io');
+    expect((err as DatasetError).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot read the file \\(ENOENT`));
+  });
+});
+
+describe('writeJsonl', () => {
+  it('writes rows that read back the same, replacing the file atomically', async () => {
+    const f = path.join(root, 'out', 'sub', 'prefs.jsonl');
+    const rows = [
+      { prompt: 'line\nbreak "quoted"', chosen: 'é 👋 漢', rejected: 'tab\there' },
+      { prompt: 'p2', chosen: 'c2', rejected: 'r2' },
+    ];
+    await writeJsonl(f, rows);
+    expect((await loadJsonl(f, 'preference')).rows).toEqual(rows);
+    await writeJsonl(f, rows.slice(1));
+    expect((await fs.readFile(f, 'utf8')).split('\n')).toEqual([JSON.stringify(rows[1]), '']);
+    expect((await fs.readdir(path.dirname(f))).filter((x) => x !== 'prefs.jsonl')).toEqual([]); // no temporary files left
+    await expect(writeJsonl(f, [3 as never])).rejects.toThrow(/row 1 must be an object/);
+  });
+});
