@@ -1,5 +1,6 @@
 // A small English-like text generated from a tiny grammar, deterministic by seed: something a
 // small model can visibly learn in seconds, with a known lexicon to check its samples against.
+import { Random } from '@s2s/core';
 
 const ADJECTIVES = ['small', 'red', 'quiet', 'old', 'bright', 'green', 'happy', 'cold'];
 const NOUNS = ['fox', 'cat', 'river', 'garden', 'child', 'boat', 'apple', 'house', 'bird', 'tree'];
@@ -11,27 +12,15 @@ export const LEXICON: ReadonlySet<string> = new Set(
   ['the', 'a', 'and', ...ADJECTIVES, ...NOUNS, ...VERBS, ...PLACES.flatMap((p) => p.split(' '))],
 );
 
-// mulberry32: small, fast, good enough to pick words
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function sampleText(opts: { sentences?: number; seed?: number } = {}): string {
-  const rand = rng(opts.seed ?? 1);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
-  const phrase = () => (rand() < 0.5 ? `the ${pick(NOUNS)}` : `a ${pick(ADJECTIVES)} ${pick(NOUNS)}`);
+  const rng = new Random(opts.seed ?? 1);
+  const pick = <T>(xs: readonly T[]): T => rng.pick(xs);
+  const phrase = () => (rng.chance(0.5) ? `the ${pick(NOUNS)}` : `a ${pick(ADJECTIVES)} ${pick(NOUNS)}`);
   const out: string[] = [];
   for (let i = 0; i < (opts.sentences ?? 2000); i++) {
     let s = `${phrase()} ${pick(VERBS)} ${phrase()}`;
-    if (rand() < 0.4) s += ` ${pick(PLACES)}`;
-    if (rand() < 0.2) s += ` and ${pick(VERBS)} ${phrase()}`;
+    if (rng.chance(0.4)) s += ` ${pick(PLACES)}`;
+    if (rng.chance(0.2)) s += ` and ${pick(VERBS)} ${phrase()}`;
     out.push(`${s}.`);
   }
   return out.join('\n') + '\n';

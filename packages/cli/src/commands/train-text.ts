@@ -2,7 +2,7 @@
 // shortest path through the engine (forward, backward, AdamW, KV-cache generation).
 import { readFile } from 'node:fs/promises';
 
-import { Model } from '@s2s/core';
+import { Model, Random } from '@s2s/core';
 
 import { sampleText } from '../sample-text.js';
 
@@ -68,20 +68,14 @@ export async function trainText(
   const tokens = new Int32Array(B * T);
   const targets = new Int32Array(B * T);
   const dlogprob = new Float32Array(B * T).fill(-1 / (B * T)); // d(mean NLL)/d logprob
-  let state = opts.seed >>> 0 || 1;
-  const nextInt = (n: number) => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) % n;
-  };
+  const rng = new Random(opts.seed);
   const losses: number[] = [];
   const warmup = Math.max(1, Math.floor(opts.steps / 10));
   try {
     for (let step = 1; step <= opts.steps; step++) {
       const t0 = performance.now();
       for (let b = 0; b < B; b++) {
-        const at = nextInt(data.length - T);
+        const at = rng.int(data.length - T);
         tokens.set(data.subarray(at, at + T), b * T);
         targets.set(data.subarray(at + 1, at + T + 1), b * T);
       }
