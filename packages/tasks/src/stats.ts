@@ -3,7 +3,7 @@
 // gold judge, and vocabulary coverage of each split.
 import { type Task, type TaskData, words } from './types.js';
 
-export interface DatasetStats {
+export interface TaskDataStats {
   task: string;
   seed: number;
   counts: { sft: number; pairs: number; rlPrompts: number; evalId: number; evalOod: number };
@@ -33,7 +33,7 @@ export interface DatasetStats {
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
-export function datasetStats(task: Task, data: TaskData): DatasetStats {
+export function datasetStats(task: Task, data: TaskData): TaskDataStats {
   const len = (s: string) => words(s).length;
   const refused = (prompt: string, response: string) => task.judge(prompt, response).parts.refused === true;
   const pairs = data.pairs;

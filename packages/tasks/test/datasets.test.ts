@@ -1,8 +1,13 @@
 // The designed properties of the generated datasets hold in their intended ranges, generation is
 // fixed by its seed, and the out-of-distribution split is really out of distribution.
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
-import { datasetStats, safety, summarize, TASKS, words } from '@s2s/tasks';
+import { Tokenizer, loadJsonl } from '@s2s/core';
+import { DATA_FILES, datasetStats, makeTaskData, safety, summarize, TASKS, testbedTokenizer, words } from '@s2s/tasks';
 
 const opts = { seed: 3, sft: 1500, pairs: 3000, rlPrompts: 300, evalPrompts: 200 };
 
@@ -64,5 +69,30 @@ describe('designed biases', () => {
     expect(s.pairs.refusalShareChosen).toBeGreaterThan(0.45);
     expect(s.pairs.refusalShareChosen).toBeGreaterThan(1.8 * s.pairs.refusalShareRejected);
     expect(s.pairs.refusalShareRejected).toBeGreaterThan(0.1);
+  });
+});
+
+describe('the testbed on disk', () => {
+  it('writes JSONL files that load back, the tokenizer and the statistics', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 's2s-tasks-'));
+    const dir = path.join(root, 'summarize');
+    const { data, stats } = await makeTaskData(summarize, { seed: 2, sft: 50, pairs: 60, rlPrompts: 10, evalPrompts: 5 }, dir);
+    expect((await readdir(dir)).sort()).toEqual(
+      [...Object.values(DATA_FILES), 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'].sort(),
+    );
+    const pairs = await loadJsonl(path.join(dir, DATA_FILES.pairs), 'preference');
+    expect(pairs.rows).toEqual(data.pairs);
+    const sft = await loadJsonl(path.join(dir, DATA_FILES.sft), 'supervised');
+    expect(sft.rows).toEqual(data.sft);
+    expect(JSON.parse(await readFile(path.join(dir, DATA_FILES.stats), 'utf8'))).toEqual(stats);
+    // the saved tokenizer is the testbed's, and round-trips every text of the data
+    const tok = await Tokenizer.load(dir);
+    expect(tok.vocabSize).toBe(testbedTokenizer().vocabSize);
+    for (const r of data.pairs) for (const text of [r.prompt, r.chosen, r.rejected]) {
+      const ids = tok.encode(text);
+      expect(ids).not.toContain(tok.unkId);
+      expect(tok.decode(ids)).toBe(text);
+    }
+    await rm(root, { recursive: true });
   });
 });
