@@ -10,3 +10,6 @@ export * from './data/jsonl.js';
 export * from './data/template.js';
 export * from './data/batching.js';
 export * from './random.js';
+export * from './train/schedule.js';
+export * from './train/checkpoints.js';
+export * from './train/supervised.js';

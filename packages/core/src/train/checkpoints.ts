@@ -1,0 +1,70 @@
+// Training checkpoints as Hugging Face's Trainer lays them out: output/checkpoint-<step>/ holds the
+// model with its optimizer state, the tokenizer and trainer_state.json (step, data position, log),
+// so a run can resume exactly; older checkpoints beyond a limit are removed.
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { loadModel, saveModel } from '../checkpoint.js';
+import type { Model } from '../model.js';
+import { Tokenizer } from '../tokenizer.js';
+
+export const TRAINER_STATE_FILE = 'trainer_state.json';
+const CHECKPOINT_PREFIX = 'checkpoint-';
+
+export function checkpointDir(outputDir: string, step: number): string {
+  return path.join(outputDir, `${CHECKPOINT_PREFIX}${step}`);
+}
+
+/** The checkpoints in outputDir, oldest first, as [step, dir]. */
+export async function listCheckpoints(outputDir: string): Promise<Array<[number, string]>> {
+  const names = await fs.readdir(outputDir).catch(() => [] as string[]);
+  return names
+    .filter((n) => n.startsWith(CHECKPOINT_PREFIX) && /^\d+$/.test(n.slice(CHECKPOINT_PREFIX.length)))
+    .map((n) => [Number(n.slice(CHECKPOINT_PREFIX.length)), path.join(outputDir, n)] as [number, string])
+    .sort((a, b) => a[0] - b[0]);
+}
+
+export async function latestCheckpoint(outputDir: string): Promise<string | undefined> {
+  return (await listCheckpoints(outputDir)).at(-1)?.[1];
+}
+
+/**
+ * Saves model (with optimizer state), tokenizer and the trainer's state into `dir` in one atomic
+ * step; `keep` > 0 then removes all but the newest `keep` checkpoints of dir's parent.
+ */
+export async function saveTrainingCheckpoint(
+  dir: string,
+  model: Model,
+  state: object,
+  opts: { tokenizer?: Tokenizer; config?: Record<string, unknown>; keep?: number } = {},
+): Promise<void> {
+  await saveModel(model, dir, {
+    optimizer: true,
+    config: opts.config,
+    files: { ...(opts.tokenizer?.files() ?? {}), [TRAINER_STATE_FILE]: JSON.stringify(state, null, 2) + '\n' },
+  });
+  if (opts.keep && opts.keep > 0) {
+    const all = await listCheckpoints(path.dirname(dir));
+    for (const [, old] of all.slice(0, Math.max(0, all.length - opts.keep))) await fs.rm(old, { recursive: true, force: true });
+  }
+}
+
+/** The model (with its optimizer state), the trainer state and the tokenizer of a checkpoint. */
+export async function loadTrainingCheckpoint<S>(dir: string): Promise<{ model: Model; state: S; tokenizer?: Tokenizer }> {
+  const file = path.join(dir, TRAINER_STATE_FILE);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new Error(`${dir} is not a training checkpoint: it has no ${TRAINER_STATE_FILE}`);
+  }
+  let state: S;
+  try {
+    state = JSON.parse(text) as S;
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+  const model = await loadModel(dir);
+  const hasTokenizer = await fs.access(path.join(dir, 'tokenizer.json')).then(() => true, () => false);
+  return { model, state, tokenizer: hasTokenizer ? await Tokenizer.load(dir) : undefined };
+}
