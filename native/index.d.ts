@@ -20,12 +20,15 @@ export interface NativeTensorInfo {
 export type NativeBufferKind = 'params' | 'grads' | 'adam_m' | 'adam_v';
 
 export interface NativeForwardOptions {
+  /** false skips the LM head: only values are computed (default true) */
+  logprob?: boolean;
   values?: boolean;
   entropy?: boolean;
   temperature?: number;
 }
 
 export interface NativeForwardResult {
+  /** absent when forward ran with logprob: false */
   logprob: Float32Array;
   values?: Float32Array;
   entropy?: Float32Array;

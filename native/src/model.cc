@@ -238,6 +238,8 @@ ForwardResult GPT::forward(const int32_t* tokens, const int32_t* targets, int B,
   if (!(opts.temperature > 0.0f) || !std::isfinite(opts.temperature))
     throw Error("temperature must be a positive finite number, got " + std::to_string(opts.temperature));
   if (opts.values && !cfg_.value_head) throw Error("values were requested but this model has no value head");
+  if (!opts.logprob && !opts.values) throw Error("forward with logprob: false needs values: true (there is nothing else to compute)");
+  if (!opts.logprob && opts.entropy) throw Error("entropy needs the LM head: it cannot be asked with logprob: false");
 
   invalidate_activations();
   transformer_forward(tokens, B, T);
@@ -248,23 +250,26 @@ ForwardResult GPT::forward(const int32_t* tokens, const int32_t* targets, int B,
     last_targets_.assign(N, -1);
   last_inv_temp_ = 1.0f / opts.temperature;
 
-  // Only a forward that may be followed by backward keeps its logits, and only within the budget.
-  logits_stored_ = (size_t)(N * cfg_.vocab_size) <= logits_budget_floats();
-  if (logits_stored_) acts_.logits.reserve(N * cfg_.vocab_size);
   ForwardResult r;
-  r.logprob.resize(N);
-  if (opts.entropy) r.entropy.resize(N);
-  ClassifierArgs ca{acts_.lnf.data(), params.data() + layout_[0].offset, last_targets_.data(), N,
-                    cfg_.channels, cfg_.vocab_size, last_inv_temp_,
-                    logits_stored_ ? acts_.logits.data() : nullptr, acts_.logits_chunk.data(), kClassifierChunk};
-  classifier_forward(ca, r.logprob.data(), opts.entropy ? r.entropy.data() : nullptr, acts_.lse.data());
-  logits_consumed_ = false;
+  head_ran_ = opts.logprob;
+  if (opts.logprob) {
+    // Only a forward that may be followed by backward keeps its logits, and only within the budget.
+    logits_stored_ = (size_t)(N * cfg_.vocab_size) <= logits_budget_floats();
+    if (logits_stored_) acts_.logits.reserve(N * cfg_.vocab_size);
+    r.logprob.resize(N);
+    if (opts.entropy) r.entropy.resize(N);
+    ClassifierArgs ca{acts_.lnf.data(), params.data() + layout_[0].offset, last_targets_.data(), N,
+                      cfg_.channels, cfg_.vocab_size, last_inv_temp_,
+                      logits_stored_ ? acts_.logits.data() : nullptr, acts_.logits_chunk.data(), kClassifierChunk};
+    classifier_forward(ca, r.logprob.data(), opts.entropy ? r.entropy.data() : nullptr, acts_.lse.data());
+    logits_consumed_ = false;
+  }
   if (opts.values) {
     r.values.resize(N);
     value_head_forward(r.values.data(), acts_.lnf.data(), view(params.data()).score, N, cfg_.channels);
   }
   for (int64_t i = 0; i < N; i++) {
-    if (!std::isfinite(r.logprob[i]))
+    if (opts.logprob && !std::isfinite(r.logprob[i]))
       throw Error("forward produced a non-finite log-prob at " + where(B, T, i) +
                   ": the parameters contain NaN or Inf, or the logits overflowed");
     if (opts.values && !std::isfinite(r.values[i]))
@@ -312,6 +317,7 @@ size_t GPT::last_batch_size() const {
 void GPT::backward(const float* dlogprob, const float* dvalue) {
   last_batch_size();
   if (dvalue && !cfg_.value_head) throw Error("dvalue was given but this model has no value head");
+  if (dlogprob && !head_ran_) throw Error("dlogprob was given but the last forward skipped the LM head (logprob: false)");
   const int B = B_, T = T_;
   const int64_t N = (int64_t)B * T;
   for (int64_t i = 0; i < N; i++) {

@@ -33,13 +33,14 @@ struct TensorInfo {
 };
 
 struct ForwardOptions {
+  bool logprob = true;  // false skips the LM head (value-only models: the scalar RM, the critic)
   bool values = false;
   bool entropy = false;
   float temperature = 1.0f;  // log-probs of softmax(logits / temperature)
 };
 
 struct ForwardResult {
-  std::vector<float> logprob;  // [B*T]
+  std::vector<float> logprob;  // [B*T] (empty when not asked)
   std::vector<float> values;   // [B*T] when asked
   std::vector<float> entropy;  // [B*T] when asked
 };
@@ -153,6 +154,7 @@ class GPT {
   int B_ = 0, T_ = 0;
   bool logits_stored_ = false;    // acts_.logits holds every row's logits (within the memory budget)
   bool logits_consumed_ = false;  // backward turned them into dlogits; a second backward recomputes
+  bool head_ran_ = false;         // the last forward ran the LM head (backward may take dlogprob)
   bool acts_valid_ = false;
   float last_inv_temp_ = 1.0f;
   std::vector<int32_t> last_tokens_, last_targets_;

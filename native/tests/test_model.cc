@@ -185,6 +185,34 @@ TEST(backward_twice_equals_double_gradient) {
   EXPECT_CLOSE(m.grads.data(), once.data(), once.size(), 1e-5);
 }
 
+TEST(value_only_forward_skips_the_head_but_not_the_values_or_their_gradients) {
+  GPT m(tiny());
+  m.init_weights(11);
+  int B = 2, T = 6, V = m.config().vocab_size;
+  auto tok = tokens_for(B, T, V, 12);
+  Vec u(B * T);
+  harness::fill_uniform(u.data(), u.size(), 13);
+  ForwardOptions full;
+  full.values = true;
+  ForwardResult a = m.forward(tok.data(), tok.data(), B, T, full);
+  m.zero_grad();
+  m.backward(nullptr, u.data());
+  Vec ga(m.grads.data(), m.grads.data() + m.num_params());
+  ForwardOptions vo;
+  vo.values = true;
+  vo.logprob = false;
+  ForwardResult b = m.forward(tok.data(), nullptr, B, T, vo);
+  EXPECT(b.logprob.empty());
+  EXPECT_CLOSE(b.values.data(), a.values.data(), a.values.size(), 0);
+  m.zero_grad();
+  m.backward(nullptr, u.data());
+  EXPECT_CLOSE(m.grads.data(), ga.data(), ga.size(), 0);
+  Vec w(B * T, 1.0f);
+  EXPECT_THROWS_WITH(m.backward(w.data(), nullptr), "skipped the LM head");
+  vo.values = false;
+  EXPECT_THROWS_WITH(m.forward(tok.data(), nullptr, B, T, vo), "needs values: true");
+}
+
 TEST(generation_logprobs_match_a_full_recompute) {
   GPT m(tiny(false));
   m.init_weights(4);

@@ -178,6 +178,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   ForwardOptions o;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Object opts = info[4].As<Napi::Object>();
+    o.logprob = get_bool(env, opts, "logprob", true);
     o.values = get_bool(env, opts, "values", false);
     o.entropy = get_bool(env, opts, "entropy", false);
     o.temperature = (float)get_number(env, opts, "temperature", 1.0);
@@ -187,7 +188,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
       [=](GPT& m) { *result = m.forward(tokens.data(), has_targets ? targets.data() : nullptr, B, T, o); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
-        out.Set("logprob", to_float32(env, result->logprob));
+        if (o.logprob) out.Set("logprob", to_float32(env, result->logprob));
         if (o.values) out.Set("values", to_float32(env, result->values));
         if (o.entropy) out.Set("entropy", to_float32(env, result->entropy));
         return out;

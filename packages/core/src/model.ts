@@ -13,6 +13,8 @@ export interface Batch {
 }
 
 export interface ForwardOptions {
+  /** false skips the LM head, for models read only through their value head (default true) */
+  logprob?: boolean;
   /** per-position values from the value head */
   values?: boolean;
   /** per-position entropy of the next-token distribution */
@@ -22,7 +24,7 @@ export interface ForwardOptions {
 }
 
 export interface ForwardResult {
-  /** [B*T] log p(targets[b,t] | tokens[b, <=t]); 0 where the target is -1 */
+  /** [B*T] log p(targets[b,t] | tokens[b, <=t]); 0 where the target is -1 (empty with logprob: false) */
   logprob: Float32Array;
   values?: Float32Array;
   entropy?: Float32Array;
@@ -125,7 +127,10 @@ export class Model {
   }
 
   forward(batch: Batch & { targets?: Int32Array | null }, opts: ForwardOptions = {}): Promise<ForwardResult> {
-    return this.run(() => this.nat.forward(batch.tokens, batch.targets ?? null, batch.B, batch.T, opts));
+    return this.run(async () => {
+      const r = await this.nat.forward(batch.tokens, batch.targets ?? null, batch.B, batch.T, opts);
+      return { ...r, logprob: r.logprob ?? new Float32Array(0) };
+    });
   }
 
   /** Accumulates the gradients of sum(dlogprob * logprob) + sum(dvalue * values) of the last forward. */
