@@ -12,4 +12,5 @@ export * from './data/batching.js';
 export * from './random.js';
 export * from './train/schedule.js';
 export * from './train/checkpoints.js';
+export * from './train/trainer.js';
 export * from './train/supervised.js';

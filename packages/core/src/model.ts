@@ -89,6 +89,21 @@ export class Model {
     return m;
   }
 
+  /**
+   * A new model holding this one's parameters: how reward models and the critic start from the SFT
+   * model. `valueHead` adds (or drops) the scalar head; a new head starts as GPT-2 initialises
+   * weights, N(0, 0.02), fixed by `seed`. The optimizer state is not copied.
+   */
+  async clone(opts: { valueHead?: boolean; seed?: number | bigint } = {}): Promise<Model> {
+    const copy = await Model.create({ ...this.config, valueHead: opts.valueHead ?? this.config.valueHead }, { seed: opts.seed ?? 0 });
+    const src = await this.readBuffer('params');
+    for (const t of copy.layout()) {
+      const s = this.tensors.get(t.name);
+      if (s) await copy.writeBuffer('params', src.subarray(s.offset, s.offset + s.numel), t.offset);
+    }
+    return copy;
+  }
+
   /** A new model whose parameters are all zero, to be filled by the caller (checkpoint loading). */
   static empty(config: GPTConfigInput): Model {
     return new Model(resolveConfig(config));

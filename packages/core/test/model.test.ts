@@ -135,6 +135,18 @@ describe('Model', () => {
     m.dispose();
   });
 
+  it('clones with or without a value head, keeping every shared tensor', async () => {
+    const src = await Model.create(tiny, { seed: 12 });
+    const withHead = await src.clone({ valueHead: true, seed: 3 });
+    expect(withHead.config.valueHead).toBe(true);
+    for (const t of src.layout()) expect(await withHead.readTensor(t.name)).toEqual(await src.readTensor(t.name));
+    const head = await withHead.readTensor('score.weight');
+    expect(head.some((x) => x !== 0)).toBe(true);
+    const back = await withHead.clone({ valueHead: false });
+    expect(await back.readBuffer('params')).toEqual(await src.readBuffer('params'));
+    for (const m of [src, withHead, back]) m.dispose();
+  });
+
   it('rejects bad input with messages that name the problem', async () => {
     const m = await Model.create({ ...tiny, valueHead: false }, { seed: 6 });
     const ok = Int32Array.from({ length: 8 }, (_, i) => i);

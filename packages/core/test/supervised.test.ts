@@ -114,7 +114,7 @@ describe('SupervisedTrainer', () => {
       outputDir: out,
       config: { batchSize: 16, epochs: 30, evalEvery: 40, saveEvery: 20, saveTotalLimit: 2, lr: 3e-3, seed: 1 },
       onEvent: (e) => {
-        if (e.type === 'eval') evals.push(e.evalLoss);
+        if (e.type === 'eval') evals.push(e.metrics.evalLoss);
         if (e.type === 'step') losses.push(e.loss);
       },
     });
@@ -124,7 +124,7 @@ describe('SupervisedTrainer', () => {
     // it fits the training set, and what it learns carries over to held-out examples
     expect(r.loss).toBeLessThan(0.85 * losses[0]);
     expect(evals[2]).toBeLessThan(evals[0]);
-    expect(r.history.at(-1)!.evalLoss).toBe(evals[2]);
+    expect(r.history.at(-1)!.eval).toEqual({ evalLoss: evals[2] });
     expect((await readdir(out)).sort()).toEqual(['checkpoint-100', 'checkpoint-80', 'final']);
     expect((await readdir(path.join(out, 'checkpoint-100'))).sort()).toEqual([
       'config.json',
@@ -172,6 +172,7 @@ describe('SupervisedTrainer', () => {
     const model = Model.empty(CFG);
     expect(() => new SupervisedTrainer({ model, train, padId: 0, config: { batchSize: 0 } })).toThrow('batchSize must be a positive integer');
     expect(() => new SupervisedTrainer({ model, train: [], padId: 0 })).toThrow('the training set is empty');
+    expect(() => new SupervisedTrainer({ model, train, padId: 0, config: { lr: -1 } })).toThrow('lr must be a finite number >= 0');
     model.dispose();
   });
 });

@@ -1,0 +1,284 @@
+// The loop every offline trainer shares (supervised MLE, the scalar reward model): batches drawn by
+// a resumable sampler, gradient accumulation, AdamW with warmup + cosine and clipping, periodic
+// evaluation, checkpoints laid out as Hugging Face's Trainer does, an AbortSignal that stops with a
+// checkpoint, and an exact resume. A subclass says how a step's batches become gradients and what
+// its evaluation measures.
+import * as path from 'node:path';
+
+import { saveModel } from '../checkpoint.js';
+import { BatchSampler, type SamplerState } from '../data/batching.js';
+import type { FileData } from '../fsutil.js';
+import type { Model } from '../model.js';
+import type { Tokenizer } from '../tokenizer.js';
+import { TRAINER_STATE_FILE, checkpointDir, saveTrainingCheckpoint } from './checkpoints.js';
+import { learningRate } from './schedule.js';
+
+export interface TrainConfig {
+  /** peak learning rate (small models from scratch like 1e-3; fine-tuning a large one, 1e-5..1e-4) */
+  lr: number;
+  /** warmup steps; when 0, warmupRatio of the total */
+  warmupSteps: number;
+  warmupRatio: number;
+  /** the cosine's floor as a fraction of lr */
+  minLrRatio: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** clip the global gradient norm to this (0: no clipping) */
+  maxGradNorm: number;
+  /** examples per forward/backward */
+  batchSize: number;
+  /** forward/backward passes per optimizer step */
+  gradAccumulation: number;
+  epochs: number;
+  /** when > 0, train for exactly this many optimizer steps instead of `epochs` */
+  maxSteps: number;
+  /** evaluate every this many steps (0: only at the end) */
+  evalEvery: number;
+  /** checkpoint every this many steps (0: only when stopped) */
+  saveEvery: number;
+  /** checkpoints kept on disk (Hugging Face's save_total_limit) */
+  saveTotalLimit: number;
+  /** history entries every this many steps */
+  logEvery: number;
+  /** fixes the data order */
+  seed: number;
+}
+
+export const TRAIN_DEFAULTS: TrainConfig = {
+  lr: 1e-3,
+  warmupSteps: 0,
+  warmupRatio: 0.05,
+  minLrRatio: 0.1,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  maxGradNorm: 1,
+  batchSize: 16,
+  gradAccumulation: 1,
+  epochs: 1,
+  maxSteps: 0,
+  evalEvery: 0,
+  saveEvery: 0,
+  saveTotalLimit: 2,
+  logEvery: 10,
+  seed: 0,
+};
+
+export type TrainerEvent =
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      epoch: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      /** items (tokens, pairs) per second in this step */
+      throughput: number;
+      elapsedMs: number;
+      etaMs: number;
+    }
+  | { type: 'eval'; step: number; metrics: Record<string, number> }
+  | { type: 'checkpoint'; step: number; dir: string };
+
+export interface HistoryEntry {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  eval?: Record<string, number>;
+}
+
+/** trainer_state.json */
+export interface TrainerState<C extends TrainConfig = TrainConfig> {
+  kind: string;
+  step: number;
+  totalSteps: number;
+  config: C;
+  sampler: SamplerState;
+  history: HistoryEntry[];
+  /** the last logEvery step losses (the logged loss is their mean) */
+  recentLosses: number[];
+}
+
+export interface TrainerOptions<C extends TrainConfig> {
+  model: Model;
+  config?: Partial<C>;
+  /** checkpoints go to outputDir/checkpoint-<step>, the trained model to outputDir/final */
+  outputDir?: string;
+  /** saved with every checkpoint */
+  tokenizer?: Tokenizer;
+  /** extra config.json fields for every checkpoint (eos_token_id, pad_token_id, ...) */
+  hfConfig?: Record<string, unknown>;
+  onEvent?: (e: TrainerEvent) => void;
+  /** when aborted, the trainer checkpoints (if it has an outputDir) and returns before the next step */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  steps: number;
+  stopped: boolean;
+  /** mean training loss of the last logEvery steps */
+  loss: number;
+  /** the last evaluation's metrics */
+  eval?: Record<string, number>;
+  history: HistoryEntry[];
+  /** where the trained model was saved (outputDir/final), or the checkpoint when stopped */
+  savedTo?: string;
+}
+
+export function checkTrainConfig<C extends TrainConfig>(c: C, what: string): C {
+  for (const k of ['batchSize', 'gradAccumulation', 'logEvery'] as const)
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new RangeError(`${what} config: ${k} must be a positive integer, got ${c[k]}`);
+  for (const k of ['maxSteps', 'evalEvery', 'saveEvery', 'saveTotalLimit', 'warmupSteps', 'seed'] as const)
+    if (!Number.isInteger(c[k]) || c[k] < 0) throw new RangeError(`${what} config: ${k} must be a non-negative integer, got ${c[k]}`);
+  for (const k of ['lr', 'weightDecay', 'maxGradNorm'] as const)
+    if (!(Number.isFinite(c[k]) && c[k] >= 0)) throw new RangeError(`${what} config: ${k} must be a finite number >= 0, got ${c[k]}`);
+  if (!(c.epochs > 0)) throw new RangeError(`${what} config: epochs must be > 0, got ${c.epochs}`);
+  if (!(c.warmupRatio >= 0 && c.warmupRatio < 1)) throw new RangeError(`${what} config: warmupRatio must be in [0, 1), got ${c.warmupRatio}`);
+  if (!(c.minLrRatio >= 0 && c.minLrRatio <= 1)) throw new RangeError(`${what} config: minLrRatio must be in [0, 1], got ${c.minLrRatio}`);
+  return c;
+}
+
+export abstract class Trainer<C extends TrainConfig = TrainConfig> {
+  readonly config: C;
+  readonly model: Model;
+  readonly totalSteps: number;
+  protected readonly opts: TrainerOptions<C>;
+  protected readonly sampler: BatchSampler;
+  protected step = 0;
+  protected history: HistoryEntry[] = [];
+  protected recent: number[] = [];
+
+  /** trainer_state.json's kind; a resume checks it */
+  protected abstract readonly kind: string;
+
+  /**
+   * Forward and backward over one optimizer step's batches (example indices, gradAccumulation of
+   * them), leaving the step's gradients accumulated in the model. Returns the step's loss and how
+   * many items (tokens, pairs) it processed.
+   */
+  protected abstract gradients(batches: number[][]): Promise<{ loss: number; items: number }>;
+
+  /** Metrics on the evaluation set, or undefined when there is none. */
+  protected abstract evaluate(): Promise<Record<string, number> | undefined>;
+
+  /** Extra files for the final model's folder. */
+  protected async finalFiles(): Promise<Record<string, FileData>> {
+    return {};
+  }
+
+  protected constructor(opts: TrainerOptions<C>, defaults: C, datasetSize: number, what: string) {
+    this.opts = opts;
+    this.model = opts.model;
+    this.config = checkTrainConfig({ ...defaults, ...opts.config }, what);
+    if (datasetSize === 0) throw new RangeError(`${what} trainer: the training set is empty`);
+    this.sampler = new BatchSampler(datasetSize, { batchSize: this.config.batchSize, seed: this.config.seed });
+    this.totalSteps =
+      this.config.maxSteps > 0
+        ? this.config.maxSteps
+        : Math.max(1, Math.ceil((this.config.epochs * this.sampler.batchesPerEpoch) / this.config.gradAccumulation));
+  }
+
+  /** Puts a saved run's position back (used by the subclasses' resume). */
+  protected restore(state: TrainerState<C>, dir: string): void {
+    if (state.kind !== this.kind) throw new Error(`${dir} holds a ${String(state.kind)} run, not a ${this.kind} one`);
+    this.sampler.restore(state.sampler);
+    this.step = state.step;
+    this.history = state.history;
+    this.recent = state.recentLosses;
+  }
+
+  get currentStep(): number {
+    return this.step;
+  }
+
+  protected state(): TrainerState<C> {
+    return {
+      kind: this.kind,
+      step: this.step,
+      totalSteps: this.totalSteps,
+      config: this.config,
+      sampler: this.sampler.state(),
+      history: this.history,
+      recentLosses: this.recent,
+    };
+  }
+
+  private async checkpoint(): Promise<string | undefined> {
+    if (!this.opts.outputDir) return undefined;
+    const dir = checkpointDir(this.opts.outputDir, this.step);
+    await saveTrainingCheckpoint(dir, this.model, this.state(), {
+      tokenizer: this.opts.tokenizer,
+      config: this.opts.hfConfig,
+      keep: this.config.saveTotalLimit,
+    });
+    this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
+    return dir;
+  }
+
+  async train(): Promise<TrainResult> {
+    const c = this.config;
+    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.round(c.warmupRatio * this.totalSteps);
+    const started = performance.now();
+    const startStep = this.step;
+    let evalMetrics: Record<string, number> | undefined;
+    while (this.step < this.totalSteps) {
+      if (this.opts.signal?.aborted) {
+        const savedTo = await this.checkpoint();
+        return { steps: this.step, stopped: true, loss: mean(this.recent), eval: evalMetrics, history: this.history, savedTo };
+      }
+      const t0 = performance.now();
+      const parts = Array.from({ length: c.gradAccumulation }, () => this.sampler.next());
+      const { loss, items } = await this.gradients(parts.map((p) => p.indices));
+      this.step++;
+      const lr = learningRate(this.step, { lr: c.lr, warmupSteps: warmup, totalSteps: this.totalSteps, minLrRatio: c.minLrRatio });
+      const gradNorm = await this.model.step({ lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
+      this.recent.push(loss);
+      if (this.recent.length > c.logEvery) this.recent.shift();
+      const elapsedMs = performance.now() - started;
+      this.opts.onEvent?.({
+        type: 'step',
+        step: this.step,
+        totalSteps: this.totalSteps,
+        epoch: parts.at(-1)!.epoch,
+        loss,
+        lr,
+        gradNorm,
+        throughput: items / ((performance.now() - t0) / 1000),
+        elapsedMs,
+        etaMs: (elapsedMs / (this.step - startStep)) * (this.totalSteps - this.step),
+      });
+      const last = this.step === this.totalSteps;
+      const logNow = this.step % c.logEvery === 0 || last;
+      const evalNow = (c.evalEvery > 0 && this.step % c.evalEvery === 0) || last;
+      const metrics = evalNow ? await this.evaluate() : undefined;
+      if (metrics) {
+        evalMetrics = metrics;
+        this.opts.onEvent?.({ type: 'eval', step: this.step, metrics });
+      }
+      if (logNow || metrics) this.history.push({ step: this.step, loss: mean(this.recent), lr, gradNorm, ...(metrics ? { eval: metrics } : {}) });
+      if (c.saveEvery > 0 && this.step % c.saveEvery === 0 && !last) await this.checkpoint();
+    }
+    let savedTo: string | undefined;
+    if (this.opts.outputDir) {
+      savedTo = path.join(this.opts.outputDir, 'final');
+      await saveModel(this.model, savedTo, {
+        config: this.opts.hfConfig,
+        files: {
+          ...(this.opts.tokenizer?.files() ?? {}),
+          ...(await this.finalFiles()),
+          [TRAINER_STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n',
+        },
+      });
+    }
+    return { steps: this.step, stopped: false, loss: mean(this.recent), eval: evalMetrics, history: this.history, savedTo };
+  }
+}
+
+export function mean(xs: readonly number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN;
+}
