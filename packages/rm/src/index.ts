@@ -1,2 +1,6 @@
-// @s2s/rm: reward models (the scalar baseline and the seq2seq reward model). Arrives with the reward-model issue.
-export {};
+// @s2s/rm: reward models -- the scalar (Bradley-Terry) baseline and the seq2seq reward model --
+// and the token-level reward extraction that only the latter makes possible.
+export * from './extract.js';
+export * from './seq2seq.js';
+export * from './scalar.js';
+export * from './explain.js';

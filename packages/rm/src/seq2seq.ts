@@ -1,0 +1,125 @@
+// The seq2seq reward model's data and evaluation: it learns, by sequence MLE, the correction
+// mapping (prompt, rejected) -> chosen and the identity mapping (prompt, chosen) -> chosen; it is
+// judged by how often its greedy rewrite reproduces the chosen response.
+import {
+  type LengthReport,
+  type Model,
+  type PreferenceRow,
+  type SupervisedExample,
+  type Template,
+  type Tokenizer,
+  encodeRewrite,
+  lengthReport,
+} from '@s2s/core';
+
+export interface RewriteMixture {
+  /** loss weight of correction-mapping examples (default 1) */
+  correctionWeight: number;
+  /** loss weight of identity-mapping examples (default 1) */
+  identityWeight: number;
+}
+
+export const REWRITE_MIXTURE_DEFAULTS: RewriteMixture = { correctionWeight: 1, identityWeight: 1 };
+
+export type Mapping = 'correction' | 'identity';
+
+export interface RewriteExamples {
+  examples: SupervisedExample[];
+  /** which mapping each example is */
+  mappings: Mapping[];
+  report: LengthReport;
+}
+
+/**
+ * Both mappings for every pair, as supervised examples whose loss covers only the rewrite (with
+ * its EOS). Examples longer than `maxLength` lose prompt tokens from the left, or are skipped
+ * when even that cannot make them fit; the report counts both.
+ */
+export function rewriteExamples(
+  tok: Tokenizer,
+  tpl: Template,
+  pairs: readonly PreferenceRow[],
+  opts: Partial<RewriteMixture> & { maxLength?: number } = {},
+): RewriteExamples {
+  const mix = { ...REWRITE_MIXTURE_DEFAULTS, ...opts };
+  const report = lengthReport();
+  const examples: SupervisedExample[] = [];
+  const mappings: Mapping[] = [];
+  for (const p of pairs) {
+    const chosen = tok.encode(p.chosen);
+    const rejected = tok.encode(p.rejected);
+    const add = (source: number[], mapping: Mapping, weight: number) => {
+      if (weight === 0) return;
+      const e = encodeRewrite(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, report });
+      if (e) {
+        examples.push({ ids: e.ids, lossMask: e.lossMask, weight });
+        mappings.push(mapping);
+      }
+    };
+    add(rejected, 'correction', mix.correctionWeight);
+    add(chosen, 'identity', mix.identityWeight);
+  }
+  return { examples, mappings, report };
+}
+
+export interface RewriteItem {
+  prompt: string;
+  /** the response to rewrite, as token ids */
+  response: readonly number[];
+}
+
+/** The reward model's greedy rewrite of each response (token ids, its EOS included when it stopped). */
+export async function rewrite(rm: Model, tok: Tokenizer, tpl: Template, items: readonly RewriteItem[], opts: { maxNewTokens?: number; batchSize?: number } = {}): Promise<number[][]> {
+  const batchSize = opts.batchSize ?? 32;
+  const out: number[][] = [];
+  for (let i = 0; i < items.length; i += batchSize) {
+    const queries = items.slice(i, i + batchSize).map((it, k) => {
+      const maxNew = opts.maxNewTokens ?? Math.max(1, Math.min(2 * it.response.length + 8, rm.config.maxSeqLen >> 1));
+      const e = encodeRewrite(tok, tpl, it.prompt, it.response, [], { maxLength: rm.config.maxSeqLen - maxNew });
+      if (!e) throw new RangeError(`rewrite: item ${i + k} does not fit the reward model's context (${rm.config.maxSeqLen})`);
+      return { ids: e.ids.slice(0, e.targetSpan[0]), maxNew };
+    });
+    const maxNewTokens = Math.max(...queries.map((q) => q.maxNew));
+    const room = Math.min(...queries.map((q) => rm.config.maxSeqLen - q.ids.length));
+    const gens = await rm.generate(queries.map((q) => q.ids), { maxNewTokens: Math.min(maxNewTokens, room), temperature: 0, eos: tok.eosId });
+    out.push(...gens.map((g) => g.tokens));
+  }
+  return out;
+}
+
+export interface RewriteAccuracy {
+  /** share of rewrites equal to the chosen response (EOS included) */
+  exactMatch: number;
+  /** share of positions where the rewrite has the chosen response's token, over the longer of the two */
+  tokenAccuracy: number;
+  n: number;
+}
+
+function accuracy(rewrites: readonly number[][], targets: readonly number[][]): RewriteAccuracy {
+  let exact = 0;
+  let acc = 0;
+  rewrites.forEach((r, i) => {
+    const t = targets[i];
+    const n = Math.max(r.length, t.length);
+    let same = 0;
+    for (let k = 0; k < Math.min(r.length, t.length); k++) same += r[k] === t[k] ? 1 : 0;
+    acc += n ? same / n : 1;
+    exact += same === n ? 1 : 0;
+  });
+  return { exactMatch: exact / Math.max(1, rewrites.length), tokenAccuracy: acc / Math.max(1, rewrites.length), n: rewrites.length };
+}
+
+/** Greedy rewrites of held-out pairs against their chosen responses, per mapping. */
+export async function evaluateRewrites(
+  rm: Model,
+  tok: Tokenizer,
+  tpl: Template,
+  pairs: readonly PreferenceRow[],
+): Promise<Record<Mapping, RewriteAccuracy>> {
+  const eos = tok.eosId;
+  const target = (s: string) => (tpl.addEos && eos !== undefined ? [...tok.encode(s), eos] : tok.encode(s));
+  const targets = pairs.map((p) => target(p.chosen));
+  const correction = await rewrite(rm, tok, tpl, pairs.map((p) => ({ prompt: p.prompt, response: tok.encode(p.rejected) })));
+  const identity = await rewrite(rm, tok, tpl, pairs.map((p) => ({ prompt: p.prompt, response: tok.encode(p.chosen) })));
+  return { correction: accuracy(correction, targets), identity: accuracy(identity, targets) };
+}
