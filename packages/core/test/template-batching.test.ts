@@ -224,3 +224,22 @@ describe('seeded shuffling and the batch sampler', () => {
     expect(() => new BatchSampler(11, opts).restore({ ...saved, index: 9 })).toThrow(/index must be an integer in \[0, 4\]/);
   });
 });
+
+describe('the template file beside a checkpoint', () => {
+  it('round-trips, and a malformed one is an error naming the file', async () => {
+    const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { TEMPLATE_FILE, loadTemplate, resolveTemplate, templateFiles } = await import('@s2s/core');
+    const dir = await mkdtemp(path.join(tmpdir(), 's2s-tpl-'));
+    expect(await loadTemplate(dir)).toBeUndefined();
+    const tpl = resolveTemplate({ responsePrefix: ' <sep>', addBos: true });
+    await writeFile(path.join(dir, TEMPLATE_FILE), templateFiles(tpl)[TEMPLATE_FILE]);
+    expect(await loadTemplate(dir)).toEqual(tpl);
+    await writeFile(path.join(dir, TEMPLATE_FILE), '{"responsePrefix": 3}');
+    await expect(loadTemplate(dir)).rejects.toThrow(`${TEMPLATE_FILE}: template.responsePrefix must be a string`);
+    await writeFile(path.join(dir, TEMPLATE_FILE), '{"respons": "x"}');
+    await expect(loadTemplate(dir)).rejects.toThrow('unknown template field "respons"');
+    await rm(dir, { recursive: true });
+  });
+});

@@ -1,5 +1,8 @@
 // The prompt/response template every stage shares (SFT, both reward models, the policy), applied at
 // the token level so a response's ids are the same wherever it appears; with the rule for long examples.
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
 import type { Tokenizer } from '../tokenizer.js';
 
 /**
@@ -43,6 +46,39 @@ export function resolveTemplate(t: Partial<Template> = {}): Template {
   for (const k of ['addBos', 'addEos'] as const)
     if (typeof out[k] !== 'boolean') throw new TypeError(`template.${k} must be a boolean, got ${JSON.stringify(out[k])}`);
   return out;
+}
+
+/** The template's file in a checkpoint folder: every stage reads the template its model was trained with. */
+export const TEMPLATE_FILE = 's2s_template.json';
+
+/** The template as a file to save beside a checkpoint (saveModel's `files`). */
+export function templateFiles(tpl: Template): Record<string, string> {
+  return { [TEMPLATE_FILE]: JSON.stringify(resolveTemplate(tpl), null, 2) + '\n' };
+}
+
+/** The template saved in `dir`, or undefined when there is none; a malformed one is an error naming the file. */
+export async function loadTemplate(dir: string): Promise<Template | undefined> {
+  const file = path.join(dir, TEMPLATE_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: a template must be a JSON object`);
+  const unknown = Object.keys(json).filter((k) => !(k in DEFAULT_TEMPLATE));
+  if (unknown.length) throw new Error(`${file}: unknown template field ${JSON.stringify(unknown[0])}`);
+  try {
+    return resolveTemplate(json as Partial<Template>);
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
 }
 
 /** The whitespace-separated words of the template's texts: what a word-level vocabulary must hold. */
