@@ -59,6 +59,10 @@ struct ThreadScope {
   ThreadScope();
 };
 
+// Below this many elements a loop runs on one thread: waking the OpenMP team costs more than the
+// work (it dominates a decoding step, whose loops touch only B rows).
+constexpr int64_t kMinParallelWork = 1 << 15;
+
 // Counter-based RNG (splitmix64 mixing): a stream is fixed by (seed, stream id), so results do
 // not depend on thread count or scheduling.
 struct Rng {

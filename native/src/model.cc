@@ -517,7 +517,7 @@ GenerateResult GPT::generate(const std::vector<std::vector<int32_t>>& prompts, c
   std::vector<uint8_t> done(B, 0);
   std::vector<int32_t> cur(B), pos(B);
   for (int s = 0; s < o.max_new_tokens; s++) {
-#pragma omp parallel
+#pragma omp parallel if ((int64_t)B * V >= kMinParallelWork)
     {
       SamplingWork work;
 #pragma omp for schedule(static)

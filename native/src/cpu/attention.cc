@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common.h"
 #include "cpu/matmul.h"
 #include "cpu/vecmath.h"
 
@@ -147,7 +148,9 @@ void attention_decode(float* out, const float* qkv, const float* kcache, const f
                       const int32_t* pos, int B, int maxT, int C, int NH) {
   int hs = C / NH;
   float scale = 1.0f / std::sqrt((float)hs);
-#pragma omp parallel
+  int64_t work = 0;
+  for (int b = 0; b < B; b++) work += (int64_t)(pos[b] + 1) * C;
+#pragma omp parallel if (work >= kMinParallelWork)
   {
     std::vector<float> s(maxT);
 #pragma omp for schedule(static) collapse(2)

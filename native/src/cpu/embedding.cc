@@ -1,11 +1,13 @@
 // Token + position embedding, forward and backward, with the reference loops.
 #include "cpu/embedding.h"
 
+#include "common.h"
+
 namespace s2s {
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
                        int C, int pos0) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * C >= kMinParallelWork)
   for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
     int t = (int)(bt % T);
     const float* te = wte + (int64_t)tokens[bt] * C;
@@ -21,7 +23,7 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
   // blocks instead, so each thread owns its columns of dwte and dwpe.
   const int BLK = 32;
   int nblk = (C + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * C >= kMinParallelWork)
   for (int blk = 0; blk < nblk; blk++) {
     int c0 = blk * BLK, c1 = c0 + BLK < C ? c0 + BLK : C;
     for (int b = 0; b < B; b++)

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "common.h"
 #include "cpu/vecmath.h"
 
 namespace s2s {
@@ -10,7 +11,7 @@ namespace s2s {
 static constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
 
 void gelu_forward(float* out, const float* inp, int64_t N) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (N >= kMinParallelWork)
   for (int64_t i = 0; i < N; i++) {
     float x = inp[i];
     out[i] = 0.5f * x * (1.0f + fast_tanh(kGeluScale * (x + 0.044715f * x * x * x)));
@@ -18,7 +19,7 @@ void gelu_forward(float* out, const float* inp, int64_t N) {
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (N >= kMinParallelWork)
   for (int64_t i = 0; i < N; i++) {
     float x = inp[i];
     float u = kGeluScale * (x + 0.044715f * x * x * x);

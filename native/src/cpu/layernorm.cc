@@ -6,11 +6,13 @@
 #include <cmath>
 #include <vector>
 
+#include "common.h"
+
 namespace s2s {
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
     const float* x = inp + n * C;
     float s = 0.0f;
@@ -36,7 +38,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   // Rows are independent except for dweight/dbias: each thread sums its rows' share privately.
   int nthreads = omp_get_max_threads();
   std::vector<float> partial((size_t)nthreads * 2 * C, 0.0f);
-#pragma omp parallel
+#pragma omp parallel if (N * C >= kMinParallelWork)
   {
     float* dw = partial.data() + (size_t)omp_get_thread_num() * 2 * C;
     float* db = dw + C;

@@ -136,7 +136,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
     // Column sums in blocks of 64 columns: each thread owns its columns, so no reduction races.
     const int64_t BLK = 64;
     int64_t nblk = (OC + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC >= kMinParallelWork)
     for (int64_t blk = 0; blk < nblk; blk++) {
       int64_t c0 = blk * BLK, c1 = c0 + BLK < OC ? c0 + BLK : OC;
       float acc[BLK] = {0};

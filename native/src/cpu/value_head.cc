@@ -6,10 +6,12 @@
 #include <cstddef>
 #include <vector>
 
+#include "common.h"
+
 namespace s2s {
 
 void value_head_forward(float* values, const float* lnf, const float* weight, int64_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
     const float* x = lnf + n * C;
     float acc = 0.0f;
@@ -23,7 +25,7 @@ void value_head_backward(float* dlnf, float* dweight, const float* dvalues, cons
                          const float* weight, int64_t N, int C) {
   int nthreads = omp_get_max_threads();
   std::vector<double> partial((size_t)nthreads * C, 0.0);
-#pragma omp parallel
+#pragma omp parallel if (N * C >= kMinParallelWork)
   {
     double* dw = partial.data() + (size_t)omp_get_thread_num() * C;
 #pragma omp for schedule(static)
