@@ -1,0 +1,124 @@
+// PPO's settings, with defaults as TRL's PPO has them (clip 0.2, gamma 1, lambda 0.95, 4 epochs,
+// KL coefficient 0.05, temperature 0.7), written next to every checkpoint.
+import type { KLEstimator } from './advantages.js';
+
+export interface PPOConfig {
+  /** optimizer steps (each: one rollout batch, then ppoEpochs passes over it) */
+  steps: number;
+  /** prompts per rollout */
+  batchSize: number;
+  /** responses per forward/backward in the update */
+  miniBatchSize: number;
+  ppoEpochs: number;
+  /** policy learning rate (the critic uses criticLr) */
+  lr: number;
+  criticLr: number;
+  /** 'linear' decays both learning rates to 0 over the run (TRL's default); 'constant' keeps them */
+  lrSchedule: 'linear' | 'constant';
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  clipRange: number;
+  clipRangeValue: number;
+  /** weight of the value loss in the reported total loss (the critic has its own optimizer) */
+  vfCoef: number;
+  gamma: number;
+  lam: number;
+  whitenAdvantages: boolean;
+  /** whiten the token rewards of each rollout (TRL's whiten_rewards) */
+  whitenRewards: boolean;
+  /** clip each token's score to [-rewardClip, rewardClip] (0: no clipping) */
+  rewardClip: number;
+  /** per-token KL penalty against the reference: initial beta, estimator, adaptive target */
+  klCoef: number;
+  klEstimator: KLEstimator;
+  /** adapt beta toward this mean KL per response (0: fixed beta) */
+  targetKL: number;
+  klHorizon: number;
+  /** stop a rollout's epochs early when the approximate KL to the rollout policy exceeds this (0: never) */
+  earlyStopKL: number;
+  /** subtracted from the score of a response that ends without EOS (0: none) */
+  missingEosPenalty: number;
+  /** generation */
+  maxNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  /** checkpoint every this many steps (0: only when stopped and at the end) */
+  saveEvery: number;
+  saveTotalLimit: number;
+  /** log sample completions every this many steps (0: never) */
+  sampleEvery: number;
+  samples: number;
+}
+
+export const PPO_DEFAULTS: PPOConfig = {
+  steps: 100,
+  batchSize: 32,
+  miniBatchSize: 8,
+  ppoEpochs: 4,
+  lr: 3e-6,
+  criticLr: 3e-6,
+  lrSchedule: 'linear',
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  maxGradNorm: 1,
+  clipRange: 0.2,
+  clipRangeValue: 0.2,
+  vfCoef: 0.1,
+  gamma: 1,
+  lam: 0.95,
+  whitenAdvantages: true,
+  whitenRewards: false,
+  rewardClip: 0,
+  klCoef: 0.05,
+  klEstimator: 'k1',
+  targetKL: 0,
+  klHorizon: 10000,
+  earlyStopKL: 0,
+  missingEosPenalty: 0,
+  maxNewTokens: 53,
+  temperature: 0.7,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  saveEvery: 0,
+  saveTotalLimit: 2,
+  sampleEvery: 10,
+  samples: 3,
+};
+
+export function resolvePPOConfig(c: Partial<PPOConfig> = {}): PPOConfig {
+  const out = { ...PPO_DEFAULTS, ...c };
+  const unknown = Object.keys(c).filter((k) => !(k in PPO_DEFAULTS));
+  if (unknown.length) throw new RangeError(`PPO config: unknown field ${JSON.stringify(unknown[0])}`);
+  const int = (k: keyof PPOConfig, min: number) => {
+    const v = out[k] as number;
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`PPO config: ${k} must be an integer >= ${min}, got ${v}`);
+  };
+  const num = (k: keyof PPOConfig, min: number, max = Infinity, openMin = false) => {
+    const v = out[k] as number;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (openMin && v === min))
+      throw new RangeError(`PPO config: ${k} must be a number in ${openMin ? '(' : '['}${min}, ${max}], got ${v}`);
+  };
+  for (const k of ['steps', 'batchSize', 'miniBatchSize', 'ppoEpochs', 'maxNewTokens', 'klHorizon'] as const) int(k, 1);
+  for (const k of ['topK', 'seed', 'saveEvery', 'saveTotalLimit', 'sampleEvery', 'samples'] as const) int(k, 0);
+  for (const k of ['lr', 'criticLr', 'weightDecay', 'maxGradNorm', 'clipRange', 'clipRangeValue', 'vfCoef', 'rewardClip', 'klCoef', 'targetKL', 'earlyStopKL', 'missingEosPenalty'] as const) num(k, 0);
+  num('gamma', 0, 1);
+  num('lam', 0, 1);
+  num('temperature', 0, Infinity, true);
+  num('topP', 0, 1, true);
+  num('beta1', 0, 1);
+  num('beta2', 0, 1);
+  num('eps', 0, Infinity, true);
+  if (out.batchSize % out.miniBatchSize !== 0)
+    throw new RangeError(`PPO config: batchSize (${out.batchSize}) must be a multiple of miniBatchSize (${out.miniBatchSize})`);
+  if (out.klEstimator !== 'k1' && out.klEstimator !== 'k3') throw new RangeError(`PPO config: klEstimator must be 'k1' or 'k3', got ${JSON.stringify(out.klEstimator)}`);
+  if (out.lrSchedule !== 'linear' && out.lrSchedule !== 'constant') throw new RangeError(`PPO config: lrSchedule must be 'linear' or 'constant', got ${JSON.stringify(out.lrSchedule)}`);
+  return out;
+}
