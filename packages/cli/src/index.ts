@@ -1,4 +1,8 @@
 // @s2s/cli: the `s2s` command, importable for tests and embedding.
-export { main } from './main.js';
+export { main, COMMANDS, type MainOptions } from './main.js';
 export { sampleText, LEXICON } from './sample-text.js';
 export { trainText, TRAIN_TEXT_DEFAULTS, type TrainTextOptions, type TrainTextResult } from './commands/train-text.js';
+export { REWARD_MODEL_FILE, readRewardModelKind, type RewardModelKind, type RewardModelInfo } from './reward-model-file.js';
+export { SFT_CONFIG_FILE } from './commands/sft.js';
+export { RM_CONFIG_FILE, EVAL_RESULTS_FILE } from './commands/rm-train.js';
+export { EXIT_INTERRUPTED } from './interrupt.js';

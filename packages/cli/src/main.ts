@@ -1,120 +1,107 @@
-// The `s2s` command: parses the subcommand and its flags, runs it, and turns errors into a
-// message and a non-zero exit status.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-
+// The `s2s` command: finds the subcommand, reads its options, runs it, and turns errors into a
+// message and an exit status (0 done, 1 failed, 2 usage error, 130 stopped by Ctrl-C).
 import { setNumThreads } from '@s2s/core';
 
-import { TRAIN_TEXT_DEFAULTS, trainText, type TrainTextOptions } from './commands/train-text.js';
+import type { Command } from './command.js';
+import { dataMakeCommand } from './commands/data-make.js';
+import { rmExplainCommand } from './commands/rm-explain.js';
+import { rmScoreCommand } from './commands/rm-score.js';
+import { rmTrainCommand } from './commands/rm-train.js';
+import { sftCommand } from './commands/sft.js';
+import { demoCommand, trainTextCommand } from './commands/train-text.js';
+import { helpText } from './help.js';
+import { onInterrupt } from './interrupt.js';
+import { UsageError } from './options.js';
+import { parseOptions } from './parse-options.js';
 
-class UsageError extends Error {}
+export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand];
 
+const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 3;
 const HELP = `s2s: RLHF with sequence-to-sequence reward models, on a native engine
 
 usage: s2s <command> [flags]
 
 commands:
-  demo         the main job (for now: train-text with its defaults)
-  train-text   train a small character-level GPT on a text, print the falling loss, sample from it
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join('\n')}
 
-common flags:
-  --threads N  engine threads (default: S2S_NUM_THREADS, else all cores)
-  -h, --help   this help, or a command's help after the command
+every command takes:
+  --config FILE   options from a JSON file (keys: the option names, camelCase or kebab-case);
+                  flags on the command line win over it
+  -h, --help      the command's help: s2s <command> --help
+
+Training commands (sft, rm train) stop on Ctrl-C after the current step, write a checkpoint and
+exit with status 130; run them again with --resume to continue. Exit status: 0 done, 1 failed,
+2 usage error.
+
+the paper's pipeline on the testbed:
+  s2s data make --task summarize --out data/summarize
+  s2s sft --data data/summarize/sft.jsonl --template testbed --out runs/sft
+  s2s rm train --seq2seq --data data/summarize/pairs.jsonl --model runs/sft/final --out runs/s2s-rm
+  s2s rm explain --model runs/s2s-rm/final --data data/summarize/pairs.jsonl --response-field rejected
 `;
 
-const TRAIN_TEXT_HELP = `usage: s2s train-text [flags]
-
-Trains a character-level GPT and samples text from it.
-
-  --text FILE        UTF-8 text to learn (default: a text generated from a small grammar)
-  --steps N          optimizer steps (default ${TRAIN_TEXT_DEFAULTS.steps})
-  --batch-size N     sequences per step (default ${TRAIN_TEXT_DEFAULTS.batchSize})
-  --seq-len N        context length (default ${TRAIN_TEXT_DEFAULTS.seqLen})
-  --layers N         transformer blocks (default ${TRAIN_TEXT_DEFAULTS.layers})
-  --heads N          attention heads (default ${TRAIN_TEXT_DEFAULTS.heads})
-  --channels N       model width (default ${TRAIN_TEXT_DEFAULTS.channels})
-  --lr X             peak learning rate (default ${TRAIN_TEXT_DEFAULTS.lr})
-  --seed N           seed for weights, batches and samples (default ${TRAIN_TEXT_DEFAULTS.seed})
-  --samples N        texts to sample at the end (default ${TRAIN_TEXT_DEFAULTS.samples})
-  --temperature X    sampling temperature (default ${TRAIN_TEXT_DEFAULTS.temperature})
-`;
-
-const trainTextFlags = {
-  text: { type: 'string' },
-  steps: { type: 'string' },
-  'batch-size': { type: 'string' },
-  'seq-len': { type: 'string' },
-  layers: { type: 'string' },
-  heads: { type: 'string' },
-  channels: { type: 'string' },
-  lr: { type: 'string' },
-  seed: { type: 'string' },
-  samples: { type: 'string' },
-  temperature: { type: 'string' },
-} as const satisfies ParseArgsConfig['options'];
-
-function num(flag: string, value: string | undefined, fallback: number, integer = true): number {
-  if (value === undefined) return fallback;
-  const x = Number(value);
-  if (!Number.isFinite(x) || (integer && (!Number.isInteger(x) || x < 1)) || x < 0)
-    throw new UsageError(`--${flag} must be a ${integer ? 'positive integer' : 'non-negative number'}, got ${JSON.stringify(value)}`);
-  return x;
+/** The command named by the first one or two words, and the arguments after it. */
+function findCommand(argv: readonly string[]): { cmd?: Command; rest: string[]; group?: string } {
+  const two = COMMANDS.find((c) => c.name === `${argv[0]} ${argv[1]}`);
+  if (two) return { cmd: two, rest: argv.slice(2) };
+  const one = COMMANDS.find((c) => c.name === argv[0]);
+  if (one) return { cmd: one, rest: argv.slice(1) };
+  const group = COMMANDS.filter((c) => c.name.startsWith(`${argv[0]} `));
+  if (group.length) return { group: argv[0], rest: argv.slice(1) };
+  return { rest: argv.slice(1) };
 }
 
-async function runTrainText(values: Record<string, string | boolean | undefined>): Promise<void> {
-  const v = values as Record<string, string | undefined>;
-  const d = TRAIN_TEXT_DEFAULTS;
-  const opts: TrainTextOptions = {
-    textFile: v.text,
-    steps: num('steps', v.steps, d.steps),
-    batchSize: num('batch-size', v['batch-size'], d.batchSize),
-    seqLen: num('seq-len', v['seq-len'], d.seqLen),
-    layers: num('layers', v.layers, d.layers),
-    heads: num('heads', v.heads, d.heads),
-    channels: num('channels', v.channels, d.channels),
-    lr: num('lr', v.lr, d.lr, false),
-    seed: num('seed', v.seed, d.seed),
-    samples: num('samples', v.samples, d.samples),
-    sampleLength: d.sampleLength,
-    temperature: num('temperature', v.temperature, d.temperature, false),
-  };
-  const every = Math.max(1, Math.floor(opts.steps / 15));
-  console.log(`training a character-level GPT (${opts.layers} layers, width ${opts.channels}) for ${opts.steps} steps`);
-  const result = await trainText(opts, (e) => {
-    if (e.step === 1 || e.step % every === 0 || e.step === opts.steps)
-      console.log(
-        `step ${String(e.step).padStart(5)}  loss ${e.loss.toFixed(4)}  grad norm ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tokens/s`,
-      );
-  });
-  const first = result.losses.slice(0, 10);
-  const last = result.losses.slice(-10);
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  console.log(`\nloss: ${mean(first).toFixed(3)} (first 10 steps) -> ${mean(last).toFixed(3)} (last 10); uniform guess: ${Math.log(result.vocab.length).toFixed(3)}`);
-  console.log(`\nsamples (temperature ${opts.temperature}):`);
-  for (const s of result.samples) console.log(`  ${JSON.stringify(s)}`);
+function groupHelp(group: string): string {
+  const cmds = COMMANDS.filter((c) => c.name.startsWith(`${group} `));
+  return `usage: s2s ${group} <${cmds.map((c) => c.name.split(' ')[1]).join('|')}> [flags]\n\n${cmds.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join('\n')}\n`;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const common = { threads: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+// node's parseArgs explains at length how to pass a positional that starts with "-"; the first sentence says it all
+const shortParseError = (m: string) => m.split(/\. (?=[A-Z])/)[0];
+
+export interface MainOptions {
+  /** aborting it stops a training command as Ctrl-C does (for callers that run s2s in-process) */
+  signal?: AbortSignal;
+}
+
+export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
+  const [first] = argv;
+  let helpHint = 's2s --help';
   try {
-    if (!command || command === '-h' || command === '--help' || command === 'help') {
+    if (!first || first === '-h' || first === '--help' || first === 'help') {
       console.log(HELP);
-      return command ? 0 : 2;
+      return first ? 0 : 2;
     }
-    if (command !== 'demo' && command !== 'train-text') throw new UsageError(`unknown command ${JSON.stringify(command)}`);
-    const { values, positionals } = parseArgs({ args: rest, options: { ...common, ...trainTextFlags }, strict: true, allowPositionals: true });
-    if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    if (values.help) {
-      console.log(TRAIN_TEXT_HELP);
+    const { cmd, rest, group } = findCommand(argv);
+    if (group) {
+      if (rest[0] === '-h' || rest[0] === '--help' || rest.length === 0) {
+        console.log(groupHelp(group));
+        return rest.length ? 0 : 2;
+      }
+      helpHint = `s2s ${group} --help`;
+      throw new UsageError(`unknown command "${group} ${rest[0]}"`);
+    }
+    if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
+    helpHint = `s2s ${cmd.name} --help`;
+    const parsed = await parseOptions(cmd.options, rest, cmd.name);
+    if (parsed.help) {
+      console.log(helpText(cmd));
       return 0;
     }
-    if (values.threads !== undefined) setNumThreads(num('threads', values.threads, 0));
-    await runTrainText(values);
-    return 0;
+    const threads = (parsed.values as Record<string, unknown>).threads;
+    if (typeof threads === 'number') setNumThreads(threads);
+    if (!cmd.interruptible) return await cmd.run(parsed, { signal: opts.signal ?? new AbortController().signal });
+    const interrupt = onInterrupt(opts.signal);
+    try {
+      return await cmd.run(parsed, { signal: interrupt.signal });
+    } finally {
+      interrupt.dispose();
+    }
   } catch (e) {
     const err = e as Error & { code?: string };
+    if (process.env.S2S_DEBUG) console.error(err.stack);
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`s2s: ${err.message}\n(run \`s2s --help\` for usage)`);
+      console.error(`s2s: ${e instanceof UsageError ? err.message : shortParseError(err.message)}\n(run \`${helpHint}\` for usage)`);
       return 2;
     }
     console.error(`s2s: ${err.message}`);

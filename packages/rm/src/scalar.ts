@@ -2,6 +2,7 @@
 // token, trained on preference pairs with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected).
 import {
   type FileData,
+  type LengthOptions,
   type LengthReport,
   type Model,
   type PreferenceRow,
@@ -25,12 +26,18 @@ export interface EncodedPair {
   rejected: number[];
 }
 
-export function encodePairs(tok: Tokenizer, tpl: Template, pairs: readonly PreferenceRow[], opts: { maxLength?: number } = {}): { pairs: EncodedPair[]; report: LengthReport } {
+/** Both sequences of each pair under the length rule (LengthOptions); a pair one of whose sides is skipped is left out. */
+export function encodePairs(
+  tok: Tokenizer,
+  tpl: Template,
+  pairs: readonly PreferenceRow[],
+  opts: Omit<LengthOptions, 'report'> = {},
+): { pairs: EncodedPair[]; report: LengthReport } {
   const report = lengthReport();
   const out: EncodedPair[] = [];
   for (const p of pairs) {
-    const c = encodeSupervised(tok, tpl, p.prompt, p.chosen, { maxLength: opts.maxLength, report });
-    const r = encodeSupervised(tok, tpl, p.prompt, p.rejected, { maxLength: opts.maxLength, report });
+    const c = encodeSupervised(tok, tpl, p.prompt, p.chosen, { ...opts, report });
+    const r = encodeSupervised(tok, tpl, p.prompt, p.rejected, { ...opts, report });
     if (c && r) out.push({ chosen: c.ids, rejected: r.ids });
   }
   return { pairs: out, report };
@@ -88,9 +95,10 @@ export class ScalarRewardTrainer extends Trainer<ScalarRMConfig> {
     this.data = opts;
   }
 
-  static async resume(dir: string, opts: Omit<ScalarRewardTrainerOptions, 'model' | 'config'>): Promise<ScalarRewardTrainer> {
+  /** As SupervisedTrainer.resume. */
+  static async resume(dir: string, opts: Omit<ScalarRewardTrainerOptions, 'model'>): Promise<ScalarRewardTrainer> {
     const { model, state, tokenizer } = await loadTrainingCheckpoint<TrainerState<ScalarRMConfig>>(dir);
-    const t = new ScalarRewardTrainer({ ...opts, model, config: state.config, tokenizer: opts.tokenizer ?? tokenizer });
+    const t = new ScalarRewardTrainer({ ...opts, model, config: { ...state.config, ...opts.config }, tokenizer: opts.tokenizer ?? tokenizer });
     t.restore(state, dir);
     return t;
   }

@@ -2,6 +2,7 @@
 // mapping (prompt, rejected) -> chosen and the identity mapping (prompt, chosen) -> chosen; it is
 // judged by how often its greedy rewrite reproduces the chosen response.
 import {
+  type LengthOptions,
   type LengthReport,
   type Model,
   type PreferenceRow,
@@ -32,14 +33,14 @@ export interface RewriteExamples {
 
 /**
  * Both mappings for every pair, as supervised examples whose loss covers only the rewrite (with
- * its EOS). Examples longer than `maxLength` lose prompt tokens from the left, or are skipped
- * when even that cannot make them fit; the report counts both.
+ * its EOS). Examples longer than `maxLength` follow the length rule (LengthOptions: prompt
+ * tokens dropped from the left, or the example skipped); the report counts both.
  */
 export function rewriteExamples(
   tok: Tokenizer,
   tpl: Template,
   pairs: readonly PreferenceRow[],
-  opts: Partial<RewriteMixture> & { maxLength?: number } = {},
+  opts: Partial<RewriteMixture> & Omit<LengthOptions, 'report'> = {},
 ): RewriteExamples {
   const mix = { ...REWRITE_MIXTURE_DEFAULTS, ...opts };
   const report = lengthReport();
@@ -50,7 +51,7 @@ export function rewriteExamples(
     const rejected = tok.encode(p.rejected);
     const add = (source: number[], mapping: Mapping, weight: number) => {
       if (weight === 0) return;
-      const e = encodeRewrite(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, report });
+      const e = encodeRewrite(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, overflow: opts.overflow, report });
       if (e) {
         examples.push({ ids: e.ids, lossMask: e.lossMask, weight });
         mappings.push(mapping);

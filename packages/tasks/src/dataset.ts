@@ -1,9 +1,13 @@
 // The testbed's text format for the engine (one word-level tokenizer and one template for every
 // task and stage) and `makeTaskData`, which writes a task's dataset to a folder: the JSONL files
 // in TRL's conventions, the tokenizer, and the statistics report.
+import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
+  SPECIAL_TOKENS_MAP_FILE,
+  TOKENIZER_CONFIG_FILE,
+  TOKENIZER_FILE,
   type Template,
   Tokenizer,
   resolveTemplate,
@@ -54,12 +58,25 @@ export const DATA_FILES = {
   stats: 'stats.json',
 } as const;
 
+const DATASET_FILES = new Set<string>([...Object.values(DATA_FILES), TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE]);
+
+/** The folder is replaced whole: only an absent, empty or earlier dataset folder may go. */
+async function checkReplaceable(dir: string): Promise<void> {
+  const s = await stat(dir).catch(() => undefined);
+  if (!s) return;
+  if (!s.isDirectory()) throw new Error(`${dir} exists and is not a folder`);
+  const other = (await readdir(dir)).filter((n) => !DATASET_FILES.has(n));
+  if (other.length)
+    throw new Error(`${dir} holds files that are not a dataset's (${other.slice(0, 3).join(', ')}${other.length > 3 ? ', ...' : ''}); a dataset replaces its whole folder, so choose another`);
+}
+
 /**
  * Generates `task`'s data and writes it to `dir` (replaced atomically): sft.jsonl
  * ({prompt, completion}), pairs.jsonl ({prompt, chosen, rejected}), rl_prompts.jsonl,
  * eval_id.jsonl and eval_ood.jsonl ({prompt}), the testbed tokenizer's files and stats.json.
  */
 export async function makeTaskData(task: Task, opts: GenerateOptions, dir: string): Promise<{ data: TaskData; stats: TaskDataStats }> {
+  await checkReplaceable(dir);
   const data = task.generate(opts);
   const stats = datasetStats(task, data);
   const tok = testbedTokenizer();

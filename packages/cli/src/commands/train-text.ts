@@ -4,6 +4,8 @@ import { readFile } from 'node:fs/promises';
 
 import { Model, Random } from '@s2s/core';
 
+import { type Command, defineCommand } from '../command.js';
+import type { OptionSchema } from '../options.js';
 import { sampleText } from '../sample-text.js';
 
 export interface TrainTextOptions {
@@ -101,3 +103,47 @@ export async function trainText(
     model.dispose();
   }
 }
+
+const d = TRAIN_TEXT_DEFAULTS;
+const options = {
+  text: { type: 'string', arg: 'FILE', help: 'UTF-8 text to learn (default: a text generated from a small grammar)' },
+  steps: { type: 'int', min: 1, default: d.steps, help: 'optimizer steps' },
+  batchSize: { type: 'int', min: 1, default: d.batchSize, help: 'sequences per step' },
+  seqLen: { type: 'int', min: 1, default: d.seqLen, help: 'context length' },
+  layers: { type: 'int', min: 1, default: d.layers, help: 'transformer blocks' },
+  heads: { type: 'int', min: 1, default: d.heads, help: 'attention heads' },
+  channels: { type: 'int', min: 1, default: d.channels, help: 'model width' },
+  lr: { type: 'float', min: 0, default: d.lr, help: 'peak learning rate' },
+  seed: { type: 'int', min: 0, default: d.seed, help: 'seed for weights, batches and samples' },
+  samples: { type: 'int', min: 1, default: d.samples, help: 'texts to sample at the end' },
+  temperature: { type: 'float', min: 0, default: d.temperature, help: 'sampling temperature' },
+  threads: { type: 'int', min: 0, help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+} as const satisfies OptionSchema;
+
+async function runTrainText(o: TrainTextOptions): Promise<number> {
+  const every = Math.max(1, Math.floor(o.steps / 15));
+  console.log(`training a character-level GPT (${o.layers} layers, width ${o.channels}) for ${o.steps} steps`);
+  const result = await trainText(o, (e) => {
+    if (e.step === 1 || e.step % every === 0 || e.step === o.steps)
+      console.log(`step ${String(e.step).padStart(5)}  loss ${e.loss.toFixed(4)}  grad norm ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tokens/s`);
+  });
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(
+    `\nloss: ${mean(result.losses.slice(0, 10)).toFixed(3)} (first 10 steps) -> ${mean(result.losses.slice(-10)).toFixed(3)} (last 10); uniform guess: ${Math.log(result.vocab.length).toFixed(3)}`,
+  );
+  console.log(`\nsamples (temperature ${o.temperature}):`);
+  for (const s of result.samples) console.log(`  ${JSON.stringify(s)}`);
+  return 0;
+}
+
+const command = (name: string, summary: string): Command<typeof options> =>
+  defineCommand({
+    name,
+    summary,
+    description: 'Trains a character-level GPT and samples text from it.',
+    options,
+    run: ({ values: { text, threads: _threads, ...o } }) => runTrainText({ ...o, textFile: text, sampleLength: d.sampleLength }),
+  });
+
+export const trainTextCommand = command('train-text', 'train a small character-level GPT on a text, print the falling loss, sample from it');
+export const demoCommand = command('demo', 'the main job (for now: train-text with its defaults)');

@@ -5,6 +5,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { loadModel, saveModel } from '../checkpoint.js';
+import type { FileData } from '../fsutil.js';
 import type { Model } from '../model.js';
 import { Tokenizer } from '../tokenizer.js';
 
@@ -36,12 +37,12 @@ export async function saveTrainingCheckpoint(
   dir: string,
   model: Model,
   state: object,
-  opts: { tokenizer?: Tokenizer; config?: Record<string, unknown>; keep?: number } = {},
+  opts: { tokenizer?: Tokenizer; config?: Record<string, unknown>; files?: Record<string, FileData>; keep?: number } = {},
 ): Promise<void> {
   await saveModel(model, dir, {
     optimizer: true,
     config: opts.config,
-    files: { ...(opts.tokenizer?.files() ?? {}), [TRAINER_STATE_FILE]: JSON.stringify(state, null, 2) + '\n' },
+    files: { ...(opts.tokenizer?.files() ?? {}), ...opts.files, [TRAINER_STATE_FILE]: JSON.stringify(state, null, 2) + '\n' },
   });
   if (opts.keep && opts.keep > 0) {
     const all = await listCheckpoints(path.dirname(dir));

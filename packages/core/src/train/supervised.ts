@@ -33,10 +33,13 @@ export class SupervisedTrainer extends Trainer<SupervisedConfig> {
     });
   }
 
-  /** A trainer that continues the run saved in `dir` (a checkpoint-<step> folder) exactly. */
-  static async resume(dir: string, opts: Omit<SupervisedTrainerOptions, 'model' | 'config'>): Promise<SupervisedTrainer> {
+  /**
+   * A trainer that continues the run saved in `dir` (a checkpoint-<step> folder): exactly, or with
+   * the training options in `opts.config` changed (say, more steps).
+   */
+  static async resume(dir: string, opts: Omit<SupervisedTrainerOptions, 'model'>): Promise<SupervisedTrainer> {
     const { model, state, tokenizer } = await loadTrainingCheckpoint<TrainerState>(dir);
-    const t = new SupervisedTrainer({ ...opts, model, config: state.config, tokenizer: opts.tokenizer ?? tokenizer });
+    const t = new SupervisedTrainer({ ...opts, model, config: { ...state.config, ...opts.config }, tokenizer: opts.tokenizer ?? tokenizer });
     t.restore(state, dir);
     return t;
   }

@@ -113,6 +113,8 @@ export interface TrainerOptions<C extends TrainConfig> {
   tokenizer?: Tokenizer;
   /** extra config.json fields for every checkpoint (eos_token_id, pad_token_id, ...) */
   hfConfig?: Record<string, unknown>;
+  /** more files for every checkpoint and the final folder (the template, the run's options, ...) */
+  files?: Record<string, FileData>;
   onEvent?: (e: TrainerEvent) => void;
   /** when aborted, the trainer checkpoints (if it has an outputDir) and returns before the next step */
   signal?: AbortSignal;
@@ -183,9 +185,15 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
         : Math.max(1, Math.ceil((this.config.epochs * this.sampler.batchesPerEpoch) / this.config.gradAccumulation));
   }
 
-  /** Puts a saved run's position back (used by the subclasses' resume). */
-  protected restore(state: TrainerState<C>, dir: string): void {
+  /**
+   * Continues a saved run from its position (step, data order, log): what resume() does, open to
+   * callers that build the trainer themselves, e.g. with training options changed as Hugging
+   * Face's Trainer allows on resume. The data must be the run's own.
+   */
+  restore(state: TrainerState<TrainConfig>, dir: string): void {
     if (state.kind !== this.kind) throw new Error(`${dir} holds a ${String(state.kind)} run, not a ${this.kind} one`);
+    if (state.sampler?.size !== this.sampler.size)
+      throw new Error(`the run in ${dir} trained on ${state.sampler?.size} examples but this trainer has ${this.sampler.size}: a run continues on its own data`);
     this.sampler.restore(state.sampler);
     this.step = state.step;
     this.history = state.history;
@@ -214,6 +222,7 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
     await saveTrainingCheckpoint(dir, this.model, this.state(), {
       tokenizer: this.opts.tokenizer,
       config: this.opts.hfConfig,
+      files: this.opts.files,
       keep: this.config.saveTotalLimit,
     });
     this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
@@ -270,6 +279,7 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
         config: this.opts.hfConfig,
         files: {
           ...(this.opts.tokenizer?.files() ?? {}),
+          ...this.opts.files,
           ...(await this.finalFiles()),
           [TRAINER_STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n',
         },

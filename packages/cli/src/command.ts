@@ -1,0 +1,62 @@
+// What a subcommand is (its name, help, option schema and run function) and the option groups
+// several commands share.
+import type { ParsedOptions } from './parse-options.js';
+import type { OptionSchema } from './options.js';
+
+export interface RunContext {
+  /** aborted by Ctrl-C for interruptible commands (training: stop with a checkpoint) */
+  signal: AbortSignal;
+}
+
+export interface Command<S extends OptionSchema = OptionSchema> {
+  /** as typed after `s2s`: "sft", "rm train" */
+  name: string;
+  /** one line for the top-level help */
+  summary: string;
+  description: string;
+  options: S;
+  examples?: string[];
+  /** Ctrl-C aborts its signal (it then writes a checkpoint) instead of ending the process */
+  interruptible?: boolean;
+  /** returns the exit status */
+  run(parsed: ParsedOptions<S>, ctx: RunContext): Promise<number>;
+}
+
+export const defineCommand = <S extends OptionSchema>(c: Command<S>): Command<S> => c;
+
+export const modelInputOptions = {
+  tokenizer: { type: 'string', arg: 'DIR', group: 'model', help: 'tokenizer folder (tokenizer.json); default: beside the model' },
+  template: {
+    type: 'string',
+    arg: 'default|testbed|FILE',
+    group: 'model',
+    help: "prompt/response template: default, testbed, or a JSON file of its fields; default: the model's saved one",
+  },
+} as const satisfies OptionSchema;
+
+export const evalOptions = {
+  evalData: { type: 'string', arg: 'FILE', group: 'data', help: 'evaluation data in the same format (instead of --eval-split)' },
+  evalSplit: { type: 'float', min: 0, max: 1, exclusiveMax: true, default: 0.05, group: 'data', help: 'share of --data held out for evaluation, drawn by --seed' },
+} as const satisfies OptionSchema;
+
+export const lengthOptions = {
+  maxLength: { type: 'int', min: 1, group: 'data', help: "longest example in tokens (default: the model's context)" },
+  overflow: {
+    type: 'enum',
+    values: ['truncate', 'skip'],
+    default: 'truncate',
+    group: 'data',
+    help: 'longer examples: drop prompt tokens from the left, or leave them out (counted either way)',
+  },
+} as const satisfies OptionSchema;
+
+export const runOptions = {
+  resume: {
+    type: 'string',
+    optionalValue: true,
+    arg: 'DIR',
+    group: 'run',
+    help: "continue a stopped run from checkpoint DIR, or alone: the latest in --out; options not given come from the run's saved config",
+  },
+  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+} as const satisfies OptionSchema;

@@ -1,0 +1,105 @@
+// `s2s rm score`: rewards for a JSONL of responses -- one number per response from a scalar reward
+// model, or per-token scores from a seq2seq one (the paper's reward extraction).
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { type Model, type Template, type Tokenizer, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
+import { REWARD_STATS_FILE, type RewardStats, aggregateScores, extractRewards, sequenceRewards } from '@s2s/rm';
+
+import { type Command, defineCommand } from '../command.js';
+import { padIdOf } from '../model-inputs.js';
+import { type OptionSchema, need } from '../options.js';
+import { openRewardModel, readResponses, responseFieldOptions, responseIds, rewardModelOptions } from '../reward-model-inputs.js';
+
+const options = {
+  ...rewardModelOptions,
+  data: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'responses to score: JSONL rows {prompt, response} (or {prompt, completion})' },
+  out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the scored rows go (JSONL, written atomically)' },
+  ...responseFieldOptions,
+  batchSize: { type: 'int', min: 1, default: 32, group: 'run', help: 'sequences per engine call' },
+  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+} as const satisfies OptionSchema;
+
+type Row = { prompt: string; response: string };
+
+async function readRewardStats(dir: string): Promise<RewardStats | undefined> {
+  const file = path.join(dir, REWARD_STATS_FILE);
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) {
+    console.error(`warning: ${file} does not exist; normalizedReward is null`);
+    return undefined;
+  }
+  let s: unknown;
+  try {
+    s = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const { mean, std } = (s ?? {}) as Record<string, unknown>;
+  if (typeof mean !== 'number' || typeof std !== 'number' || !Number.isFinite(mean) || !(std >= 0))
+    throw new Error(`${file}: expected {"mean": number, "std": number >= 0}, got ${text.trim()}`);
+  return { mean, std };
+}
+
+async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], dir: string, batchSize: number, data: string) {
+  const stats = await readRewardStats(dir);
+  const report = lengthReport();
+  const seqs = rows.map((r, i) => {
+    const e = encodeSupervised(tok, tpl, r.prompt, r.response, { maxLength: model.config.maxSeqLen, report });
+    if (!e) throw new Error(`${data}: row ${i + 1}: the response alone does not fit the reward model's context (${model.config.maxSeqLen} tokens)`);
+    return e.ids;
+  });
+  if (report.truncated) console.error(`warning: ${report.truncated} prompts were cut from the left to fit the reward model's context (${model.config.maxSeqLen} tokens)`);
+  const rewards = await sequenceRewards(model, seqs, padIdOf(tok), batchSize);
+  // a reward model whose rewards did not vary has std 0: centre only
+  const normalise = (r: number) => (stats ? (r - stats.mean) / (stats.std > 0 ? stats.std : 1) : null);
+  return rows.map((r, i) => ({ prompt: r.prompt, response: r.response, reward: rewards[i], normalizedReward: normalise(rewards[i]) }));
+}
+
+async function tokenScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], batchSize: number) {
+  const items = rows.map((r) => ({ prompt: r.prompt, response: responseIds(tok, tpl, r.response) }));
+  const extracted = await extractRewards(model, tok, tpl, items, { batchSize });
+  return rows.map((r, i) => ({
+    prompt: r.prompt,
+    response: r.response,
+    tokens: items[i].response.map((id) => tok.decode([id])),
+    scores: extracted[i].scores,
+    firstDivergence: extracted[i].firstDivergence,
+    sum: aggregateScores(extracted[i].scores, 'sum'),
+  }));
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+export const rmScoreCommand: Command<typeof options> = defineCommand({
+  name: 'rm score',
+  summary: 'score {prompt, response} JSONL with a reward model (scalar rewards, or token scores)',
+  description: `Scores each response with a reward model made by \`s2s rm train\`.
+  scalar RM: writes {prompt, response, reward, normalizedReward}; normalizedReward is
+    (reward - mean) / std with the statistics in the model's reward_stats.json.
+  seq2seq RM: writes {prompt, response, tokens, scores, firstDivergence, sum}: one score per
+    response token (EOS included when the template adds one): +1 before the first token the
+    reward model would not have written, then -1 where the response differs from what it would
+    write and 0 where it agrees.`,
+  examples: ['s2s rm score --model runs/s2s-rm/final --data samples.jsonl --out scored.jsonl'],
+  options,
+  async run({ values: o }) {
+    const dir = need(o.model, 'model', 'RM_DIR');
+    const data = need(o.data, 'data', 'FILE');
+    const out = need(o.out, 'out', 'FILE');
+    const rows = await readResponses(data, o);
+    const { kind, model, tok, template } = await openRewardModel(dir, o);
+    try {
+      const scored = kind === 'scalar' ? await scalarScores(model, tok, template, rows, dir, o.batchSize, data) : await tokenScores(model, tok, template, rows, o.batchSize);
+      await writeJsonl(out, scored);
+      const summary =
+        kind === 'scalar'
+          ? `mean reward ${mean(scored.map((r) => (r as { reward: number }).reward)).toFixed(4)}`
+          : `mean score sum ${mean(scored.map((r) => (r as { sum: number }).sum)).toFixed(3)}`;
+      console.log(`scored ${rows.length} responses with the ${kind} reward model ${dir} (${summary}); written to ${out}`);
+      return 0;
+    } finally {
+      model.dispose();
+    }
+  },
+});

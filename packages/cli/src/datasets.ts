@@ -1,0 +1,64 @@
+// Dataset files for the commands: read with every line checked (errors name file, line and field),
+// summed up in one line, warned about, and split into training and held-out rows by seed.
+import { stat } from 'node:fs/promises';
+
+import { type DatasetKind, type LengthReport, type RowOf, describeDatasetStats, describeLengthReport, loadJsonl, mix, permutation } from '@s2s/core';
+
+import { UsageError } from './options.js';
+
+const WHAT: Record<DatasetKind, string> = { preference: 'preference pairs', supervised: 'examples', prompt: 'prompts' };
+
+/** All rows of `file`; an absent, empty or all-blank file is an error that says so. */
+export async function readDataset<K extends DatasetKind>(file: string, kind: K, fields: Record<string, string | undefined>, flag: string): Promise<RowOf<K>[]> {
+  const s = await stat(file).catch(() => undefined);
+  if (!s) throw new Error(`${flag} ${file}: no such file`);
+  if (!s.isFile()) throw new Error(`${flag} ${file}: not a file`);
+  const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Record<string, string>;
+  const { rows, stats } = await loadJsonl(file, kind, { fields: defined });
+  console.log(describeDatasetStats(file, stats));
+  if (rows.length === 0) throw new Error(`${file} has no ${WHAT[kind]}: ${stats.lines === 0 ? 'the file is empty' : 'every line is blank'}`);
+  if (stats.identicalPairs > 0) {
+    const w = stats.warnings.filter((x) => x.reason === 'identical-pair');
+    console.error(
+      `warning: ${stats.identicalPairs} of ${rows.length} pairs have identical chosen and rejected responses and state no preference ` +
+        `(first: ${w[0].file}:${w[0].line}${w.length > 1 ? `, then line ${w.slice(1, 4).map((x) => x.line).join(', ')}${w.length > 4 ? ', ...' : ''}` : ''})`,
+    );
+  }
+  return rows;
+}
+
+/**
+ * Held-out rows: round(fraction * n) of them, at least one when fraction > 0 and at least one
+ * row stays for training, drawn by `seed`; both parts keep the file's order.
+ */
+export function splitHeldOut<T>(rows: readonly T[], fraction: number, seed: number): { train: T[]; heldOut: T[] } {
+  const n = rows.length;
+  const k = fraction > 0 && n >= 2 ? Math.min(n - 1, Math.max(1, Math.round(fraction * n))) : 0;
+  // a stream of its own, so the split does not move when the data order's stream is changed
+  const held = new Set(permutation(n, mix(seed, 0x5eed)).slice(0, k));
+  return { train: rows.filter((_, i) => !held.has(i)), heldOut: rows.filter((_, i) => held.has(i)) };
+}
+
+/** The training rows and the evaluation rows: from --eval-data, else held out by --eval-split. */
+export async function trainAndEval<K extends DatasetKind>(
+  rows: RowOf<K>[],
+  kind: K,
+  o: { evalData?: string; evalSplit: number; seed: number },
+  fields: Record<string, string | undefined>,
+  explicitSplit: boolean,
+): Promise<{ train: RowOf<K>[]; eval: RowOf<K>[] }> {
+  if (o.evalData !== undefined) {
+    if (explicitSplit) throw new UsageError('--eval-data and --eval-split both choose the evaluation set; give one');
+    return { train: rows, eval: await readDataset(o.evalData, kind, fields, '--eval-data') };
+  }
+  const { train, heldOut } = splitHeldOut(rows, o.evalSplit, o.seed);
+  if (heldOut.length) console.log(`held out ${heldOut.length} of ${rows.length} ${WHAT[kind]} for evaluation (--eval-split ${o.evalSplit}, seed ${o.seed})`);
+  return { train, eval: heldOut };
+}
+
+/** Reports what the length rule did; an error when it left nothing to train on. */
+export function reportLengths(what: string, r: LengthReport, maxLength: number, kept: number): void {
+  console.log(`${what}: ${describeLengthReport(r, maxLength)}`);
+  if (kept === 0)
+    throw new Error(`${what}: no example fits in ${maxLength} tokens (raise --max-length up to the model's context, or use --overflow truncate)`);
+}

@@ -1,0 +1,86 @@
+// What a model is read with: its tokenizer and its prompt/response template, found from the flags
+// or beside a checkpoint, checked against each other; and the token ids config.json records.
+import { access, readFile, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { DEFAULT_TEMPLATE, TOKENIZER_FILE, type Template, Tokenizer, loadTemplate, resolveTemplate } from '@s2s/core';
+import { TESTBED_TEMPLATE } from '@s2s/tasks';
+
+import { UsageError } from './options.js';
+
+export const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+
+/** The tokenizer of the first directory that has a tokenizer.json; `explicit` (--tokenizer) must have one. */
+export async function findTokenizer(explicit: string | undefined, fallbacks: ReadonlyArray<string | undefined>): Promise<Tokenizer> {
+  if (explicit !== undefined) return Tokenizer.load(explicit);
+  const dirs = fallbacks.filter((d): d is string => d !== undefined);
+  for (const dir of dirs) if (await exists(path.join(dir, TOKENIZER_FILE))) return Tokenizer.load(dir);
+  throw new UsageError(`no tokenizer: none of ${dirs.map((d) => JSON.stringify(d)).join(', ')} has ${TOKENIZER_FILE}; pass --tokenizer DIR`);
+}
+
+/** A template from a JSON file of Template fields (a checkpoint's s2s_template.json, or one of the user's). */
+async function readTemplateFile(file: string): Promise<Template> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--template ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (use default, testbed or a JSON file)' : (e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: a template must be a JSON object`);
+  const unknown = Object.keys(json).filter((k) => !(k in DEFAULT_TEMPLATE));
+  if (unknown.length) throw new Error(`${file}: unknown template field ${JSON.stringify(unknown[0])}; the fields are ${Object.keys(DEFAULT_TEMPLATE).join(', ')}`);
+  try {
+    return resolveTemplate(json as Partial<Template>);
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * --template: `default`, `testbed`, a JSON file or a checkpoint folder; without it, the template
+ * saved in the first of `dirs` that has one, else the default.
+ */
+export async function findTemplate(flag: string | undefined, dirs: ReadonlyArray<string | undefined>): Promise<{ template: Template; from: string }> {
+  if (flag === 'default') return { template: resolveTemplate(DEFAULT_TEMPLATE), from: 'default' };
+  if (flag === 'testbed') return { template: TESTBED_TEMPLATE, from: 'testbed' };
+  if (flag !== undefined) {
+    const isDir = await stat(flag).then((s) => s.isDirectory(), () => false);
+    if (!isDir) return { template: await readTemplateFile(flag), from: flag };
+    const t = await loadTemplate(flag);
+    if (!t) throw new UsageError(`--template ${flag}: the folder has no s2s_template.json`);
+    return { template: t, from: flag };
+  }
+  for (const dir of dirs) {
+    if (dir === undefined) continue;
+    const t = await loadTemplate(dir);
+    if (t) return { template: t, from: dir };
+  }
+  return { template: resolveTemplate(DEFAULT_TEMPLATE), from: 'default' };
+}
+
+/**
+ * Checks that the tokenizer has the special tokens the template adds, and warns where the
+ * template's markers become unknown tokens (a word-level vocabulary without them).
+ */
+export function checkTemplateFitsTokenizer(tok: Tokenizer, tpl: Template): void {
+  if (tpl.addBos && tok.bosId === undefined) throw new Error(`the template adds BOS but the tokenizer (${tok.source}) has no bos_token; use another --template`);
+  if (tpl.addEos && tok.eosId === undefined) throw new Error(`the template adds EOS but the tokenizer (${tok.source}) has no eos_token; use another --template`);
+  if (tok.unkId === undefined) return;
+  for (const k of ['promptPrefix', 'responsePrefix', 'rewritePrefix'] as const)
+    if (tok.encode(tpl[k]).includes(tok.unkId))
+      console.error(`warning: the template's ${k} ${JSON.stringify(tpl[k])} has words the tokenizer (${tok.source}) does not know; they become its unk token`);
+}
+
+/** config.json's token ids, as transformers reads them (null where the tokenizer has none). */
+export function specialTokenIds(tok: Tokenizer): Record<string, number | null> {
+  return { bos_token_id: tok.bosId ?? null, eos_token_id: tok.eosId ?? null, pad_token_id: tok.padId ?? null };
+}
+
+/** Any id works for padding (padded positions are never trained on); the tokenizer's own is clearest. */
+export const padIdOf = (tok: Tokenizer): number => tok.padId ?? tok.eosId ?? 0;
