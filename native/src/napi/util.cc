@@ -2,12 +2,66 @@
 #include "napi/util.h"
 
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
 #include <new>
+#include <thread>
 
 #include "common.h"
 
 namespace s2s {
+
+namespace {
+
+// Every engine call runs on this one thread. OpenMP keeps a team of worker threads for each
+// thread that opens parallel regions, and once libgomp manages more threads than there are cores
+// it stops spinning between regions and sleeps instead: a decoding step of small kernels then
+// runs ~10x slower. Calls spread over libuv's pool threads would each bring their own team.
+class EngineThread {
+ public:
+  static EngineThread& get() {
+    static EngineThread* t = new EngineThread();  // never destroyed: the thread lives as long as the process
+    return *t;
+  }
+
+  // Runs fn on the engine thread and waits for it; fn's exception is rethrown here.
+  void run(std::function<void()> fn) {
+    std::packaged_task<void()> task(std::move(fn));
+    std::future<void> done = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    done.get();
+  }
+
+ private:
+  EngineThread() { std::thread([this] { loop(); }).detach(); }
+
+  void loop() {
+    for (;;) {
+      std::packaged_task<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return !queue_.empty(); });
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      ThreadScope threads;
+      task();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<void()>> queue_;
+};
+
+}  // namespace
 
 PromiseWorker::PromiseWorker(Napi::Env env, Work work, Result result, Napi::Object keep_alive)
     : Napi::AsyncWorker(env, "s2s"),
@@ -25,9 +79,8 @@ Napi::Promise PromiseWorker::Start(Napi::Env env, Work work, Result result, Napi
 }
 
 void PromiseWorker::Execute() {
-  ThreadScope threads;
   try {
-    work_();
+    EngineThread::get().run(work_);
   } catch (const std::bad_alloc&) {
     SetError("out of memory in the s2s engine");
   } catch (const std::exception& e) {

@@ -11,8 +11,8 @@
 
 namespace s2s {
 
-// Runs `work` on a libuv worker thread (with the engine's thread count applied) and settles a
-// Promise: resolved with `result(env)` built on the JavaScript thread, or rejected with the
+// Runs `work` off the JavaScript thread (on the engine's own thread, with its thread count
+// applied; see util.cc) and settles a Promise: resolved with `result(env)` built on the JavaScript thread, or rejected with the
 // message of whatever `work` threw. `keep_alive` is referenced until then.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
