@@ -6,3 +6,6 @@ export { REWARD_MODEL_FILE, readRewardModelKind, type RewardModelKind, type Rewa
 export { SFT_CONFIG_FILE } from './commands/sft.js';
 export { RM_CONFIG_FILE, EVAL_RESULTS_FILE } from './commands/rm-train.js';
 export { EXIT_INTERRUPTED } from './interrupt.js';
+export { PPO_CONFIG_FILE } from './ppo-run.js';
+export { generateResponses, type GeneratedRow, type GenerationSettings } from './generation.js';
+export { judgeRows, summarizeJudgements, matchByPrompt, pairwiseWinRate, type JudgedRow, type JudgementSummary, type PairedRow } from './judging.js';

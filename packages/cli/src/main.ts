@@ -4,6 +4,9 @@ import { setNumThreads } from '@s2s/core';
 
 import type { Command } from './command.js';
 import { dataMakeCommand } from './commands/data-make.js';
+import { evalCommand } from './commands/eval.js';
+import { generateCommand } from './commands/generate.js';
+import { ppoCommand } from './commands/ppo.js';
 import { rmExplainCommand } from './commands/rm-explain.js';
 import { rmScoreCommand } from './commands/rm-score.js';
 import { rmTrainCommand } from './commands/rm-train.js';
@@ -14,7 +17,7 @@ import { onInterrupt } from './interrupt.js';
 import { UsageError } from './options.js';
 import { parseOptions } from './parse-options.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand, ppoCommand, generateCommand, evalCommand];
 
 const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 3;
 const HELP = `s2s: RLHF with sequence-to-sequence reward models, on a native engine
@@ -29,8 +32,8 @@ every command takes:
                   flags on the command line win over it
   -h, --help      the command's help: s2s <command> --help
 
-Training commands (sft, rm train) stop on Ctrl-C after the current step, write a checkpoint and
-exit with status 130; run them again with --resume to continue. Exit status: 0 done, 1 failed,
+Training commands (sft, rm train, ppo) stop on Ctrl-C after the current step, write a checkpoint
+and exit with status 130; run them again with --resume to continue. Exit status: 0 done, 1 failed,
 2 usage error.
 
 the paper's pipeline on the testbed:
@@ -38,6 +41,9 @@ the paper's pipeline on the testbed:
   s2s sft --data data/summarize/sft.jsonl --template testbed --out runs/sft
   s2s rm train --seq2seq --data data/summarize/pairs.jsonl --model runs/sft/final --out runs/s2s-rm
   s2s rm explain --model runs/s2s-rm/final --data data/summarize/pairs.jsonl --response-field rejected
+  s2s ppo --reward token --policy runs/sft/final --reward-model runs/s2s-rm/final \
+          --prompts data/summarize/rl_prompts.jsonl --out runs/ppo-t
+  s2s eval --task summarize --model runs/ppo-t/final --prompts data/summarize/eval_id.jsonl
 `;
 
 /** The command named by the first one or two words, and the arguments after it. */

@@ -65,6 +65,8 @@ export async function readConfigFile(schema: OptionSchema, file: string, command
 export async function parseOptions<S extends OptionSchema>(schema: S, argv: readonly string[], command: string): Promise<ParsedOptions<S>> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...COMMON_FLAGS };
   for (const [key, spec] of Object.entries(schema)) options[flagName(key)] = { type: spec.type === 'bool' ? 'boolean' : 'string' };
+  // a switch that is on by default needs a way to turn it off: --no-<flag> (node 20's parseArgs has no allowNegative)
+  for (const [key, spec] of Object.entries(schema)) if (spec.type === 'bool') options[`no-${flagName(key)}`] = { type: 'boolean' };
   // parseArgs has no optional values: a bare `--resume` (at the end, or before another flag) becomes `--resume=`
   const args = argv.map((a, i) => {
     const spec = a.startsWith('--') ? schema[camelName(a.slice(2))] : undefined;
@@ -80,6 +82,10 @@ export async function parseOptions<S extends OptionSchema>(schema: S, argv: read
   for (const [key, spec] of Object.entries(schema)) {
     const v = raw[flagName(key)];
     if (v !== undefined) fromFlags[key] = checkValue(spec, v, `--${flagName(key)}`, spec.type !== 'bool');
+    if (spec.type === 'bool' && raw[`no-${flagName(key)}`]) {
+      if (v !== undefined) throw new UsageError(`--${flagName(key)} and --no-${flagName(key)} contradict each other; give one`);
+      fromFlags[key] = false;
+    }
   }
   const explicit = { ...fromFile, ...fromFlags };
   return { values: { ...defaults(schema), ...explicit } as Values<S>, explicit, help: false };

@@ -61,14 +61,14 @@ async function firstRowKeys(file: string): Promise<string[]> {
   }
 }
 
-/** {prompt, response} rows; the response field is --response-field, else `response`, else `completion`. */
-export async function readResponses(file: string, o: { promptField: string; responseField?: string }): Promise<Array<{ prompt: string; response: string }>> {
+/** {prompt, response} rows; the response field is --response-field, else `response`, else `completion`. `flag` names the file in errors. */
+export async function readResponses(file: string, o: { promptField: string; responseField?: string }, flag = '--data'): Promise<Array<{ prompt: string; response: string }>> {
   let field = o.responseField;
   if (field === undefined) {
     const keys = await firstRowKeys(file);
     field = keys.includes('completion') && !keys.includes('response') ? 'completion' : 'response';
   }
-  const rows: SupervisedRow[] = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, '--data');
+  const rows: SupervisedRow[] = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag);
   return rows.map((r) => ({ prompt: r.prompt, response: r.completion }));
 }
 

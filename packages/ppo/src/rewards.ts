@@ -2,7 +2,7 @@
 // token (ordinary PPO), the seq2seq RM's token scores (PPO-T) or their sum/mean on the last token
 // (PPO-S), the positive-only and negative-only ablations, or a user's function.
 import { type Model, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
-import { type RewardStats, type TokenScoreConfig, aggregateScores, extractRewards, sequenceRewards } from '@s2s/rm';
+import { type RewardStats, type TokenScoreConfig, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
 
 /** A user's reward: one number for the response (put on its last token), or one per token. */
 export type CustomReward = (prompt: string, response: string, tokens: readonly number[]) => number | number[] | Promise<number | number[]>;
@@ -69,9 +69,15 @@ async function custom(fn: CustomReward, tok: Tokenizer, batch: RewardBatch): Pro
 export async function computeRewards(spec: RewardSpec, tok: Tokenizer, tpl: Template, batch: RewardBatch): Promise<Rewards> {
   switch (spec.type) {
     case 'scalar': {
-      const seqs = batch.prompts.map((p, i) => [...encodePrompt(tok, tpl, p)!, ...batch.responses[i]]);
+      // the query as the policy saw it, cut (from the left of the prompt) to fit the reward model too
+      const seqs = batch.prompts.map((p, i) => {
+        const r = batch.responses[i];
+        const q = encodePrompt(tok, tpl, p, { maxLength: spec.model.config.maxSeqLen - r.length });
+        if (!q) throw new RewardError(`response ${i} has ${r.length} tokens: with the template it does not fit the scalar reward model's context (${spec.model.config.maxSeqLen})`);
+        return [...q, ...r];
+      });
       const raw = await sequenceRewards(spec.model, seqs, tok.padId ?? 0);
-      const scores = spec.stats ? raw.map((r) => (r - spec.stats!.mean) / Math.max(spec.stats!.std, 1e-8)) : raw;
+      const scores = spec.stats ? raw.map((r) => normalizeReward(r, spec.stats!)) : raw;
       return { perToken: onLastToken(batch.responses, scores), scores };
     }
     case 'token':

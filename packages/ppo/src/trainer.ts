@@ -16,6 +16,7 @@ import {
   saveModel,
   templateFiles,
   writeDirAtomic,
+  writeFileAtomic,
   writeFileDurable,
   checkpointDir,
   listCheckpoints,
@@ -79,6 +80,25 @@ interface PPOState {
 }
 
 const STATE_FILE = 'trainer_state.json';
+export const PPO_LOG_FILES = ['log.jsonl', 'samples.jsonl'] as const;
+
+/** Drops the log lines of steps after `step` (a line cut off mid-write goes too). */
+async function trimLogs(out: string, step: number): Promise<void> {
+  for (const name of PPO_LOG_FILES) {
+    const file = path.join(out, name);
+    const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const lines = text.split('\n').filter((l) => l.trim() !== '');
+    const kept = lines.filter((l) => {
+      try {
+        return (JSON.parse(l) as { step?: number }).step! <= step;
+      } catch {
+        return false;
+      }
+    });
+    if (kept.length !== lines.length) await writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
+  }
+}
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 const variance = (xs: readonly number[]) => {
@@ -109,8 +129,13 @@ export class PPOTrainer {
     if (opts.ref === opts.policy) throw new Error('ref must be a separate, frozen copy of the policy (clone it)');
   }
 
-  /** A trainer that continues the run saved in `dir` (a checkpoint-<step> folder) exactly. */
-  static async resume(dir: string, opts: Omit<PPOTrainerOptions, 'policy' | 'critic' | 'config'>): Promise<PPOTrainer> {
+  /**
+   * A trainer that continues the run saved in `dir` (a checkpoint-<step> folder): exactly, or with
+   * the settings in `opts.config` changed (more steps, say; changing batchSize or seed changes the
+   * prompt order). With an outputDir, log lines of steps after the checkpoint, which a run that
+   * died after it wrote, are dropped: the resumed run writes them again.
+   */
+  static async resume(dir: string, opts: Omit<PPOTrainerOptions, 'policy' | 'critic'>): Promise<PPOTrainer> {
     const file = path.join(dir, STATE_FILE);
     const state = JSON.parse(await fs.readFile(file, 'utf8').catch(() => {
       throw new Error(`${dir} is not a PPO checkpoint: it has no ${STATE_FILE}`);
@@ -118,7 +143,8 @@ export class PPOTrainer {
     if (state.kind !== 'ppo') throw new Error(`${dir} holds a ${String(state.kind)} run, not a PPO one`);
     const policy = await loadModel(path.join(dir, 'policy'));
     const critic = await loadModel(path.join(dir, 'critic'));
-    const t = new PPOTrainer({ ...opts, policy, critic, config: state.config });
+    const t = new PPOTrainer({ ...opts, policy, critic, config: { ...state.config, ...opts.config } });
+    if (opts.outputDir) await trimLogs(opts.outputDir, state.step);
     t.step = state.step;
     t.episode = state.episode;
     t.kl.value = state.kl.value;
@@ -340,7 +366,8 @@ export class PPOTrainer {
       await saveModel(this.critic, path.join(tmp, 'critic'), { optimizer: true });
       await writeFileDurable(path.join(tmp, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n');
     });
-    const all = await listCheckpoints(out);
+    // saveTotalLimit 0 keeps every checkpoint
+    const all = this.config.saveTotalLimit > 0 ? await listCheckpoints(out) : [];
     for (const [, old] of all.slice(0, Math.max(0, all.length - this.config.saveTotalLimit))) await fs.rm(old, { recursive: true, force: true });
     this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
     return dir;

@@ -1,5 +1,8 @@
 // The scalar reward model, the baseline: the GPT with a value head read at the last response
 // token, trained on preference pairs with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected).
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
 import {
   type FileData,
   type LengthOptions,
@@ -71,6 +74,28 @@ export interface RewardStats {
 }
 
 export const REWARD_STATS_FILE = 'reward_stats.json';
+
+/** The statistics saved beside a scalar RM in `dir`, or undefined when it has none (one made elsewhere). */
+export async function loadRewardStats(dir: string): Promise<RewardStats | undefined> {
+  const file = path.join(dir, REWARD_STATS_FILE);
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  let s: unknown;
+  try {
+    s = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const { mean, std } = (s ?? {}) as Record<string, unknown>;
+  if (typeof mean !== 'number' || typeof std !== 'number' || !Number.isFinite(mean) || !(std >= 0) || !Number.isFinite(std))
+    throw new Error(`${file}: expected {"mean": number, "std": number >= 0}, got ${text.trim()}`);
+  return { mean, std };
+}
+
+/** (r - mean) / std; a reward model whose rewards never varied (std 0) is only centred. */
+export function normalizeReward(r: number, stats: RewardStats): number {
+  return (r - stats.mean) / (stats.std > 0 ? stats.std : 1);
+}
 
 export type ScalarRMConfig = TrainConfig;
 export const SCALAR_RM_DEFAULTS: ScalarRMConfig = { ...TRAIN_DEFAULTS, lr: 3e-4 };

@@ -1,10 +1,7 @@
 // `s2s rm score`: rewards for a JSONL of responses -- one number per response from a scalar reward
 // model, or per-token scores from a seq2seq one (the paper's reward extraction).
-import { readFile } from 'node:fs/promises';
-import * as path from 'node:path';
-
 import { type Model, type Template, type Tokenizer, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
-import { REWARD_STATS_FILE, type RewardStats, aggregateScores, extractRewards, sequenceRewards } from '@s2s/rm';
+import { REWARD_STATS_FILE, aggregateScores, extractRewards, loadRewardStats, normalizeReward, sequenceRewards } from '@s2s/rm';
 
 import { type Command, defineCommand } from '../command.js';
 import { padIdOf } from '../model-inputs.js';
@@ -22,27 +19,9 @@ const options = {
 
 type Row = { prompt: string; response: string };
 
-async function readRewardStats(dir: string): Promise<RewardStats | undefined> {
-  const file = path.join(dir, REWARD_STATS_FILE);
-  const text = await readFile(file, 'utf8').catch(() => undefined);
-  if (text === undefined) {
-    console.error(`warning: ${file} does not exist; normalizedReward is null`);
-    return undefined;
-  }
-  let s: unknown;
-  try {
-    s = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  const { mean, std } = (s ?? {}) as Record<string, unknown>;
-  if (typeof mean !== 'number' || typeof std !== 'number' || !Number.isFinite(mean) || !(std >= 0))
-    throw new Error(`${file}: expected {"mean": number, "std": number >= 0}, got ${text.trim()}`);
-  return { mean, std };
-}
-
 async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], dir: string, batchSize: number, data: string) {
-  const stats = await readRewardStats(dir);
+  const stats = await loadRewardStats(dir);
+  if (!stats) console.error(`warning: ${dir} has no ${REWARD_STATS_FILE}; normalizedReward is null`);
   const report = lengthReport();
   const seqs = rows.map((r, i) => {
     const e = encodeSupervised(tok, tpl, r.prompt, r.response, { maxLength: model.config.maxSeqLen, report });
@@ -51,8 +30,7 @@ async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: R
   });
   if (report.truncated) console.error(`warning: ${report.truncated} prompts were cut from the left to fit the reward model's context (${model.config.maxSeqLen} tokens)`);
   const rewards = await sequenceRewards(model, seqs, padIdOf(tok), batchSize);
-  // a reward model whose rewards did not vary has std 0: centre only
-  const normalise = (r: number) => (stats ? (r - stats.mean) / (stats.std > 0 ? stats.std : 1) : null);
+  const normalise = (r: number) => (stats ? normalizeReward(r, stats) : null);
   return rows.map((r, i) => ({ prompt: r.prompt, response: r.response, reward: rewards[i], normalizedReward: normalise(rewards[i]) }));
 }
 
