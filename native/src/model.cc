@@ -135,7 +135,7 @@ void GPT::init_weights(uint64_t seed) {
     double sd = proj ? std_proj : std0;
     size_t nchunks = (t.numel + CHUNK - 1) / CHUNK;
     // Each chunk has its own RNG stream, so the weights do not depend on the thread count.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nchunks > 1)
     for (size_t c = 0; c < nchunks; c++) {
       Rng rng(seed, ((uint64_t)ti << 32) | c);
       size_t end = std::min(t.numel, (c + 1) * CHUNK);

@@ -3,11 +3,13 @@
 
 #include <cmath>
 
+#include "common.h"
+
 namespace s2s {
 
 double global_norm(const float* grads, size_t n) {
   double acc = 0.0;
-#pragma omp parallel for simd reduction(+ : acc) schedule(static)
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if ((int64_t)n >= kMinParallelWork)
   for (size_t i = 0; i < n; i++) acc += (double)grads[i] * grads[i];
   return std::sqrt(acc);
 }
@@ -23,7 +25,7 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
   float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);
   float bc2 = 1.0f - (float)std::pow((double)beta2, (double)t);
   float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if ((int64_t)n >= kMinParallelWork)
   for (size_t i = 0; i < n; i++) {
     float g = grads[i] * grad_scale;
     float mi = beta1 * m[i] + (1.0f - beta1) * g;

@@ -30,7 +30,7 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
   float scale = 1.0f / std::sqrt((float)hs);
   gemm_batched(B, NH, T, T, hs, qkv, qkv_view(T, C, hs), qkv + C, qkv_view_t(T, C, hs), att,
                att_view(NH, T), scale, false);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)B * NH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < (int64_t)B * NH * T; row++) {
     int i = (int)(row % T);
     float* a = att + row * T;
@@ -60,7 +60,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   gemm_batched(B, NH, T, hs, T, att, att_view_t(NH, T), dout, heads_view(T, C, hs), dqkv + 2 * C,
                qkv_view(T, C, hs), 1.0f, false);
   // softmax backward, in place: dpre = att * (datt - sum_j att * datt)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)B * NH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < (int64_t)B * NH * T; row++) {
     int i = (int)(row % T);
     const float* a = att + row * T;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common.h"
 #include "cpu/matmul.h"
 #include "cpu/vecmath.h"
 
@@ -29,7 +30,7 @@ void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy,
   for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
     int64_t rows = std::min(chunk_rows(a), a.N - r0);
     float* lg = chunk_logits(a, r0, rows, true);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * V >= kMinParallelWork)
     for (int64_t i = 0; i < rows; i++) {
       const float* l = lg + i * V;
       float mx = l[0];
@@ -58,7 +59,7 @@ void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, cons
   for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
     int64_t rows = std::min(chunk_rows(a), a.N - r0);
     float* lg = chunk_logits(a, r0, rows, a.logits == nullptr);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * V >= kMinParallelWork)
     for (int64_t i = 0; i < rows; i++) {
       int64_t n = r0 + i;
       float* l = lg + i * V;
@@ -79,7 +80,7 @@ void classifier_argmax(const ClassifierArgs& a, int32_t* argmax) {
   for (int64_t r0 = 0; r0 < a.N; r0 += a.chunk) {
     int64_t rows = std::min(a.chunk, a.N - r0);
     gemm(false, true, rows, V, a.C, a.lnf + r0 * a.C, a.wte, a.scratch, 1.0f, false);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * V >= kMinParallelWork)
     for (int64_t i = 0; i < rows; i++) {
       const float* l = a.scratch + i * V;
       int best = 0;

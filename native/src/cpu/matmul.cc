@@ -75,10 +75,23 @@ std::shared_ptr<Gemm> get_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, i
   return g;
 }
 
+// Below this many FLOPs a GEMM runs on one thread: a few microseconds of work is less than what
+// keeping a second thread in step costs (and far less when another process holds a core).
+constexpr double kMinParallelGemmFlops = 1 << 21;
+
+// Sets this thread's OpenMP thread count for one scope (oneDNN reads it when it executes).
+struct ScopedThreads {
+  int saved;
+  explicit ScopedThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~ScopedThreads() { omp_set_num_threads(saved); }
+};
+
 void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
               const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate,
               const float* bias) {
   if (M == 0 || N == 0 || nb0 == 0 || nb1 == 0) return;
+  bool small = 2.0 * nb0 * nb1 * M * N * K < kMinParallelGemmFlops;
+  ScopedThreads threads(small ? 1 : omp_get_max_threads());
   auto g = get_gemm(nb0, nb1, M, N, K, sa, sb, sc, alpha, accumulate, bias != nullptr);
   thread_local dnnl::stream strm(cpu_engine());
   auto& eng = cpu_engine();
