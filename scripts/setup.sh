@@ -58,4 +58,15 @@ if ! pnpm --silent build:native >"$build_log" 2>&1; then
   exit 1
 fi
 rm -f "$build_log"
+
+# plain `node` (no tsx) imports the packages' compiled dist/; a few seconds, so it always runs
+say "compiling the TypeScript packages (packages/*/dist)"
+build_log=$(mktemp)
+if ! pnpm --silent build >"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  rm -f "$build_log"
+  echo "[setup] the TypeScript build failed (log above)" >&2
+  exit 1
+fi
+rm -f "$build_log"
 say "ready"
