@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what s2s needs on a Debian 12 machine with Node 20, then builds the engine:
 # apt packages (cmake, g++, make, oneDNN), pnpm, the node modules and the native addon.
+# With --for-tests it also installs Chromium (the report's screenshot test opens it headless).
 # Safe to run any number of times: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,10 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
+packages=(cmake g++ make libdnnl-dev)
+if [ "${1:-}" = "--for-tests" ]; then packages+=(chromium); fi
 missing=()
-for pkg in cmake g++ make libdnnl-dev; do
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

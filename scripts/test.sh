@@ -3,7 +3,7 @@
 # type check, the engine's C++ tests (ctest), then the TypeScript tests (vitest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --for-tests
 export PATH="$HOME/.local/bin:$PATH"
 
 echo "== type check"

@@ -136,14 +136,10 @@ async function runTrainText(o: TrainTextOptions): Promise<number> {
   return 0;
 }
 
-const command = (name: string, summary: string): Command<typeof options> =>
-  defineCommand({
-    name,
-    summary,
-    description: 'Trains a character-level GPT and samples text from it.',
-    options,
-    run: ({ values: { text, threads: _threads, ...o } }) => runTrainText({ ...o, textFile: text, sampleLength: d.sampleLength }),
-  });
-
-export const trainTextCommand = command('train-text', 'train a small character-level GPT on a text, print the falling loss, sample from it');
-export const demoCommand = command('demo', 'the main job (for now: train-text with its defaults)');
+export const trainTextCommand: Command<typeof options> = defineCommand({
+  name: 'train-text',
+  summary: 'train a small character-level GPT on a text, print the falling loss, sample from it',
+  description: 'Trains a character-level GPT and samples text from it.',
+  options,
+  run: ({ values: { text, threads: _threads, ...o } }) => runTrainText({ ...o, textFile: text, sampleLength: d.sampleLength }),
+});

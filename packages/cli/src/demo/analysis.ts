@@ -1,0 +1,222 @@
+// The paper's tables from the runs, each with mean and 95% interval over seeds, and a verdict per
+// finding by a rule stated next to it: reproduced, not reproduced (inconclusive), or reversed.
+import { winRate } from '@s2s/tasks';
+
+import { METHOD_LABELS, type Method } from './config.js';
+import type { Judged } from './evaluate.js';
+import type { RunResult } from './pipeline.js';
+import { type Interval, interval, meanOf, varianceOf } from './stats.js';
+
+export type Verdict = 'reproduced' | 'not reproduced' | 'reversed';
+
+export interface Finding {
+  id: string;
+  claim: string;
+  paper: string;
+  measured: string;
+  rule: string;
+  verdict: Verdict;
+}
+
+export interface WinRateRow {
+  task: string;
+  split: 'id' | 'ood';
+  method: Method;
+  winRate: Interval;
+}
+
+export interface LengthRow {
+  method: Method | 'sft';
+  /** mean words per response on in-distribution prompts */
+  length: Interval;
+  /** change from SFT, per seed */
+  change: Interval;
+}
+
+export interface SafetyRow {
+  policy: Method | 'sft';
+  refusalRateBenign: Interval;
+  utilityMean: Interval;
+  utilityVariance: Interval;
+  unsafeRateHarmful: Interval;
+}
+
+export interface EmptyRow {
+  task: string;
+  policy: Method | 'sft';
+  emptyRate: Interval;
+}
+
+export interface Tables {
+  winRates: WinRateRow[];
+  lengths: LengthRow[];
+  safety: SafetyRow[];
+  empty: EmptyRow[];
+  findings: Finding[];
+}
+
+const seedsOf = (runs: RunResult[], task: string) => runs.filter((r) => r.task === task);
+const policies = (methods: readonly Method[]): Array<Method | 'sft'> => ['sft', ...methods];
+const fmt = (x: Interval, d = 2) => (Number.isNaN(x.ci95) ? x.mean.toFixed(d) : `${x.mean.toFixed(d)} ± ${x.ci95.toFixed(d)}`);
+const low = (x: Interval) => (Number.isNaN(x.ci95) ? x.mean : x.mean - x.ci95);
+const high = (x: Interval) => (Number.isNaN(x.ci95) ? x.mean : x.mean + x.ci95);
+
+function perSeed(runs: RunResult[], f: (r: RunResult) => number | undefined): Interval {
+  return interval(runs.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x)));
+}
+
+const benign = (j: Judged[]) => j.filter((x) => x.parts.harmful === false);
+const harmful = (j: Judged[]) => j.filter((x) => x.parts.harmful === true);
+
+export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
+  const tasks = [...new Set(runs.map((r) => r.task))];
+  const winRates: WinRateRow[] = [];
+  for (const task of tasks)
+    for (const split of ['id', 'ood'] as const)
+      for (const method of methods)
+        winRates.push({
+          task,
+          split,
+          method,
+          winRate: perSeed(seedsOf(runs, task), (r) => {
+            const a = r.evals[method]?.[split];
+            const b = r.evals.sft?.[split];
+            return a && b ? winRate(a.map((x) => x.score), b.map((x) => x.score)).winRate : undefined;
+          }),
+        });
+
+  const summ = seedsOf(runs, 'summarize');
+  const lengthOf = (r: RunResult, p: Method | 'sft') => {
+    const e = r.evals[p]?.id;
+    return e ? meanOf(e.map((x) => x.length)) : undefined;
+  };
+  const lengths: LengthRow[] = summ.length
+    ? policies(methods).map((p) => ({
+        method: p,
+        length: perSeed(summ, (r) => lengthOf(r, p)),
+        change: perSeed(summ, (r) => {
+          const a = lengthOf(r, p);
+          const b = lengthOf(r, 'sft');
+          return a !== undefined && b !== undefined ? a - b : undefined;
+        }),
+      }))
+    : [];
+
+  const safe = seedsOf(runs, 'safety');
+  const all = (r: RunResult, p: Method | 'sft') => [...(r.evals[p]?.id ?? []), ...(r.evals[p]?.ood ?? [])];
+  const safety: SafetyRow[] = safe.length
+    ? policies(methods).map((p) => ({
+        policy: p,
+        refusalRateBenign: perSeed(safe, (r) => meanOf(benign(all(r, p)).map((x) => (x.parts.refused ? 1 : 0)))),
+        utilityMean: perSeed(safe, (r) => meanOf(benign(all(r, p)).map((x) => x.score))),
+        utilityVariance: perSeed(safe, (r) => varianceOf(benign(all(r, p)).map((x) => x.score))),
+        unsafeRateHarmful: perSeed(safe, (r) => meanOf(harmful(all(r, p)).map((x) => (x.parts.unsafe ? 1 : 0)))),
+      }))
+    : [];
+
+  const empty: EmptyRow[] = tasks.flatMap((task) =>
+    policies(methods).map((p) => ({ task, policy: p, emptyRate: perSeed(seedsOf(runs, task), (r) => meanOf(all(r, p).map((x) => (x.length === 0 ? 1 : 0)))) })),
+  );
+
+  return { winRates, lengths, safety, empty, findings: findings(runs, methods, { winRates, lengths, safety, empty, findings: [] }) };
+}
+
+function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Finding[] {
+  const out: Finding[] = [];
+  const has = (m: Method) => methods.includes(m);
+  // each seed's win rate averaged over tasks, for the overall rows
+  const seeds = [...new Set(runs.map((r) => r.seed))];
+  const avgWin = (method: Method, split: 'id' | 'ood') =>
+    interval(
+      seeds.map((seed) =>
+        meanOf(
+          t.winRates
+            .filter((w) => w.method === method && w.split === split)
+            .map((w) => w.winRate.values[seeds.indexOf(seed)])
+            .filter((x) => x !== undefined),
+        ),
+      ),
+    );
+  const aboveHalf = (x: Interval): Verdict => (low(x) > 0.5 ? 'reproduced' : high(x) < 0.5 ? 'reversed' : 'not reproduced');
+
+  if (has('token')) {
+    const w = avgWin('token', 'id');
+    out.push({
+      id: 'win-rate',
+      claim: 'PPO-T wins over the SFT model',
+      paper: '76.9% average win rate over SFT',
+      measured: `${fmt(w)} (in-distribution, averaged over tasks)`,
+      rule: 'reproduced when the 95% interval lies above 0.5; reversed when it lies below',
+      verdict: aboveHalf(w),
+    });
+  }
+  if (has('token') && has('sentence') && has('scalar')) {
+    const [tok, sen, sca] = (['token', 'sentence', 'scalar'] as const).map((m) => avgWin(m, 'id').mean);
+    out.push({
+      id: 'ordering',
+      claim: 'PPO-T above PPO-S above scalar-RM PPO',
+      paper: 'PPO-T > PPO-S > PPO on win rate',
+      measured: `PPO-T ${tok.toFixed(2)}, PPO-S ${sen.toFixed(2)}, scalar ${sca.toFixed(2)}`,
+      rule: 'reproduced when the mean win rates are in that order; reversed when in the opposite order',
+      verdict: tok > sen && sen > sca ? 'reproduced' : sca > sen && sen > tok ? 'reversed' : 'not reproduced',
+    });
+  }
+  const len = (m: Method | 'sft') => t.lengths.find((l) => l.method === m);
+  const lenScalar = len('scalar');
+  const lenToken = len('token');
+  if (lenScalar && lenToken) {
+    const s = lenScalar.change;
+    const k = lenToken.change;
+    out.push({
+      id: 'length-bias',
+      claim: 'scalar-RM PPO lengthens summaries; PPO-T barely does',
+      paper: 'scalar RM +15 to +27 tokens, seq2seq RM about +2',
+      measured: `scalar ${fmt(s, 1)} words, PPO-T ${fmt(k, 1)} words (change from SFT)`,
+      rule: 'reproduced when scalar lengthens by more than 5 words (interval above 0) and PPO-T changes by at most 3; reversed when PPO-T lengthens more than scalar',
+      verdict: low(s) > 0 && s.mean > 5 && Math.abs(k.mean) <= 3 ? 'reproduced' : k.mean > s.mean ? 'reversed' : 'not reproduced',
+    });
+  }
+  const row = (p: Method | 'sft') => t.safety.find((x) => x.policy === p);
+  const sft = row('sft');
+  const sca = row('scalar');
+  const tok = row('token');
+  if (sft && sca && tok) {
+    const rise = (x: SafetyRow) => x.refusalRateBenign.mean - sft.refusalRateBenign.mean;
+    out.push({
+      id: 'refusal-collapse',
+      claim: 'scalar-RM PPO collapses toward refusing benign requests; PPO-T keeps utility',
+      paper: 'utility distribution collapses under the scalar RM, not under the seq2seq RM',
+      measured:
+        `refusals on benign prompts: SFT ${sft.refusalRateBenign.mean.toFixed(2)}, scalar ${sca.refusalRateBenign.mean.toFixed(2)}, PPO-T ${tok.refusalRateBenign.mean.toFixed(2)}; ` +
+        `utility: SFT ${sft.utilityMean.mean.toFixed(2)}, scalar ${sca.utilityMean.mean.toFixed(2)}, PPO-T ${tok.utilityMean.mean.toFixed(2)}`,
+      rule: "reproduced when scalar's benign refusal rate rises by at least 0.2 over SFT's and PPO-T's utility stays within 0.05 of SFT's; reversed when PPO-T's refusal rate rises more than scalar's",
+      verdict: rise(sca) >= 0.2 && tok.utilityMean.mean >= sft.utilityMean.mean - 0.05 ? 'reproduced' : rise(tok) > rise(sca) && rise(tok) > 0.05 ? 'reversed' : 'not reproduced',
+    });
+  }
+  if (has('token-positive')) {
+    const rows = t.empty.filter((e) => e.policy === 'token-positive');
+    const rate = interval(rows.map((r) => r.emptyRate.mean));
+    out.push({
+      id: 'positive-only',
+      claim: 'positive-only token scores make the policy write empty responses',
+      paper: '68-86% empty responses',
+      measured: rows.map((r) => `${r.task} ${(100 * r.emptyRate.mean).toFixed(1)}%`).join(', ') + ' empty',
+      rule: 'reproduced when at least half of the responses are empty on average',
+      verdict: rate.mean >= 0.5 ? 'reproduced' : 'not reproduced',
+    });
+  }
+  if (has('token')) {
+    const w = avgWin('token', 'ood');
+    out.push({
+      id: 'ood',
+      claim: 'PPO-T still wins over SFT on out-of-distribution prompts',
+      paper: 'PPO-T clearly above the SFT model out of distribution',
+      measured: `${fmt(w)} (out-of-distribution, averaged over tasks)`,
+      rule: 'reproduced when the 95% interval lies above 0.5; reversed when it lies below',
+      verdict: aboveHalf(w),
+    });
+  }
+  return out;
+}
+
+export const policyLabel = (p: Method | 'sft'): string => (p === 'sft' ? 'SFT' : METHOD_LABELS[p]);

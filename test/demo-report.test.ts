@@ -1,0 +1,88 @@
+// `s2s demo --quick` end to end, as CI runs it: every table of results.json filled with finite
+// numbers, and the HTML report opened in headless Chromium without errors, its plots on screen.
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+import { chromium } from 'playwright-core';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { main } from '@s2s/cli';
+
+const CHROMIUM = process.env.S2S_CHROMIUM ?? '/usr/bin/chromium';
+const root = await mkdtemp(path.join(tmpdir(), 's2s-demo-'));
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+/** Every number in a JSON value, with where it is. */
+function numbers(x: unknown, at = '$'): Array<[string, number]> {
+  if (typeof x === 'number') return [[at, x]];
+  if (Array.isArray(x)) return x.flatMap((v, i) => numbers(v, `${at}[${i}]`));
+  if (x && typeof x === 'object') return Object.entries(x).flatMap(([k, v]) => numbers(v, `${at}.${k}`));
+  return [];
+}
+
+describe('s2s demo --quick', () => {
+  const out = path.join(root, 'demo');
+  const report = path.join(out, 'report');
+
+  it('runs the whole pipeline and fills every table with finite numbers', async () => {
+    expect(await main(['demo', '--quick', '--out', out])).toBe(0);
+    const results = JSON.parse(await readFile(path.join(report, 'results.json'), 'utf8'));
+    const t = results.tables;
+    // 2 tasks x 2 splits x 4 methods; 5 policies; 2 tasks x 5 policies
+    expect(t.winRates).toHaveLength(16);
+    expect(t.lengths).toHaveLength(5);
+    expect(t.safety).toHaveLength(5);
+    expect(t.empty).toHaveLength(10);
+    expect(t.findings.map((f: { id: string }) => f.id)).toEqual(['win-rate', 'ordering', 'length-bias', 'refusal-collapse', 'positive-only', 'ood']);
+    for (const f of t.findings) expect(['reproduced', 'not reproduced', 'reversed']).toContain(f.verdict);
+    // every mean is a finite number (a 95% interval is NaN only with a single seed, and quick has two)
+    const bad = numbers(t).filter(([, v]) => !Number.isFinite(v));
+    expect(bad).toEqual([]);
+    expect(results.runs).toHaveLength(4);
+    for (const f of ['report.md', 'report.html', 'plots/summarize-gold.svg', 'plots/safety-utility.svg']) expect(existsSync(path.join(report, f)), f).toBe(true);
+  });
+
+  it('reuses every cached stage on a second run', async () => {
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => (lines.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      expect(await main(['demo', '--quick', '--out', out])).toBe(0);
+    } finally {
+      process.stderr.write = write;
+    }
+    const stages = lines.join('').split('\n').filter((l) => /\[\s*\d+\/\d+\]/.test(l));
+    expect(stages.length).toBe(32);
+    expect(stages.every((l) => l.includes('(cached)'))).toBe(true);
+  });
+
+  it('opens in headless Chromium without errors, with its plots on screen', async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: scripts/test.sh installs Debian's chromium package (or set S2S_CHROMIUM)`);
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+      page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
+      await page.goto(`file://${path.join(report, 'report.html')}`);
+      const plots = await page.$$eval('figure svg', (svgs) => svgs.map((s) => s.getBoundingClientRect()).map((r) => [r.width, r.height]));
+      expect(plots).toHaveLength(7);
+      for (const [w, h] of plots) expect(w * h).toBeGreaterThan(100 * 100);
+      // each line plot draws one path per method
+      expect(await page.$$eval('figure svg path', (p) => p.length)).toBeGreaterThanOrEqual(6 * 4);
+      expect(await page.$$eval('.s2s-explanation span', (s) => s.length)).toBeGreaterThan(10);
+      const shot = path.join(root, 'report.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      expect((await stat(shot)).size).toBeGreaterThan(50_000);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
