@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { chromium } from 'playwright-core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { main } from '@s2s/cli';
 
@@ -56,6 +56,36 @@ describe('s2s demo --quick', () => {
     const stages = lines.join('').split('\n').filter((l) => /\[\s*\d+\/\d+\]/.test(l));
     expect(stages.length).toBe(32);
     expect(stages.every((l) => l.includes('(cached)'))).toBe(true);
+  });
+
+  it('stops on Ctrl-C (exit 130), keeping the finished stages for the rerun and no half-written one', async () => {
+    const dir = path.join(root, 'stopped');
+    const stop = new AbortController();
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => {
+      lines.push(String(s));
+      // stop while the third stage (the seq2seq RM) runs
+      if (String(s).includes('[ 3/32]') && String(s).includes('...')) stop.abort();
+      return true;
+    }) as typeof process.stderr.write;
+    const said: string[] = [];
+    const errors = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void said.push(a.join(' ')));
+    let code: number;
+    try {
+      code = await main(['demo', '--quick', '--out', dir], { signal: stop.signal });
+    } finally {
+      process.stderr.write = write;
+      errors.mockRestore();
+    }
+    expect(code).toBe(130);
+    expect(said.join('\n')).toContain('run the same command again to continue');
+    const { readdir } = await import('node:fs/promises');
+    // two stages finished and were cached; the interrupted one left nothing behind
+    const cached = (await readdir(path.join(dir, 'cache'))).filter((n) => !n.startsWith('.'));
+    expect(cached.map((n) => n.replace(/-[0-9a-f]{12}$/, '')).sort()).toEqual(['summarize-seed-1-scalar-rm', 'summarize-seed-1-sft']);
+    expect((await readdir(path.join(dir, 'cache'))).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect(existsSync(path.join(dir, 'report'))).toBe(false);
   });
 
   it('opens in headless Chromium without errors, with its plots on screen', async () => {

@@ -178,3 +178,13 @@ describe('rm explain', () => {
     expect(existsSync(html)).toBe(false);
   });
 });
+
+describe('demo', () => {
+  it('refuses unknown tasks, methods, bad seeds and unknown flags before running anything', async () => {
+    const out = fresh('demo');
+    await expectFailure(['demo', '--quick', '--out', out, '--tasks', 'translate'], 2, '--tasks takes a comma-separated list of summarize, safety; got "translate"', [out]);
+    await expectFailure(['demo', '--quick', '--out', out, '--methods', 'token,dpo'], 2, '--methods takes a comma-separated list of', [out]);
+    await expectFailure(['demo', '--quick', '--out', out, '--seeds', '1,x'], 2, '--seeds takes a comma-separated list of non-negative integers', [out]);
+    await expectFailure(['demo', '--quick', '--out', out, '--fast'], 2, "'--fast'", [out]);
+  });
+});
