@@ -21,56 +21,51 @@ const formatMetrics = (m: Record<string, number>) =>
     .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
     .join(', ');
 
-export interface ProgressOptions {
-  /** what the trainer's throughput counts: "tok" or "pairs" */
-  unit: string;
+type Stream = { write(s: string): unknown; columns?: number };
+
+export interface BarOptions {
   /** redraw in place (default: whether stderr is a terminal) */
   tty?: boolean;
   /** where terminal output goes (default process.stderr) */
-  stream?: { write(s: string): unknown; columns?: number };
+  stream?: Stream;
 }
 
-export class Progress {
+/**
+ * The bar itself, whatever it counts: on a terminal one line redrawn in place (at most ten times a
+ * second), otherwise a plain line at the first step, every ~5% and at the end.
+ */
+export class Bar {
   private readonly tty: boolean;
-  private readonly stream: { write(s: string): unknown; columns?: number };
-  private rate: number | undefined;
+  private readonly stream: Stream;
   private lastBucket = -1;
   private lastDraw = 0;
   private line = '';
 
-  constructor(private readonly opts: ProgressOptions) {
+  constructor(opts: BarOptions = {}) {
     this.tty = opts.tty ?? process.stderr.isTTY === true;
     this.stream = opts.stream ?? process.stderr;
   }
 
-  /** A trainer's onEvent. */
-  readonly onEvent = (e: TrainerEvent): void => {
-    if (e.type === 'step') this.step(e);
-    else if (e.type === 'eval') this.message(`eval at step ${e.step}: ${formatMetrics(e.metrics)}`);
-    else this.message(`checkpoint saved to ${e.dir}`);
-  };
-
-  private step(e: Extract<TrainerEvent, { type: 'step' }>): void {
-    // one step's throughput is noisy; the bar shows a moving average
-    this.rate = this.rate === undefined ? e.throughput : 0.9 * this.rate + 0.1 * e.throughput;
-    const pct = Math.floor((100 * e.step) / e.totalSteps);
-    const last = e.step === e.totalSteps;
-    const stats = `${e.step}/${e.totalSteps} ${String(pct).padStart(3)}%  loss ${e.loss.toFixed(4)}  ${formatRate(this.rate)} ${this.opts.unit}/s  eta ${formatDuration(last ? 0 : e.etaMs)}`;
+  /** `stats` follows "step/total pct%" on the line; `elapsedMs` is added to plain lines. */
+  update(step: number, totalSteps: number, stats: string, elapsedMs: number): void {
+    const last = step === totalSteps;
+    const pct = Math.floor((100 * step) / totalSteps);
+    const text = `${step}/${totalSteps} ${String(pct).padStart(3)}%  ${stats}`;
     if (this.tty) {
       const now = performance.now();
       if (!last && now - this.lastDraw < 100) return;
       this.lastDraw = now;
       const cols = this.stream.columns ?? 80;
-      const barWidth = Math.max(10, Math.min(30, cols - stats.length - 4));
-      const filled = Math.round((barWidth * e.step) / e.totalSteps);
-      this.line = `[${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}] ${stats}`;
+      const barWidth = Math.max(10, Math.min(30, cols - text.length - 4));
+      const filled = Math.round((barWidth * step) / totalSteps);
+      this.line = `[${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}] ${text}`;
       this.stream.write(`\r${this.line}\x1b[K`);
       return;
     }
-    const bucket = Math.floor((20 * e.step) / e.totalSteps);
-    if (e.step === 1 || last || bucket > this.lastBucket) {
+    const bucket = Math.floor((20 * step) / totalSteps);
+    if (this.lastBucket < 0 || last || bucket > this.lastBucket) {
       this.lastBucket = bucket;
-      console.error(`step ${stats}  elapsed ${formatDuration(e.elapsedMs)}`);
+      console.error(`step ${text}  elapsed ${formatDuration(elapsedMs)}`);
     }
   }
 
@@ -87,5 +82,39 @@ export class Progress {
   done(): void {
     if (this.tty && this.line) this.stream.write('\n');
     this.line = '';
+  }
+}
+
+export interface ProgressOptions extends BarOptions {
+  /** what the trainer's throughput counts: "tok" or "pairs" */
+  unit: string;
+}
+
+/** A trainer's progress: loss, a smoothed rate and the ETA on the bar; evaluations and checkpoints as lines. */
+export class Progress {
+  private readonly bar: Bar;
+  private rate: number | undefined;
+
+  constructor(private readonly opts: ProgressOptions) {
+    this.bar = new Bar(opts);
+  }
+
+  /** A trainer's onEvent. */
+  readonly onEvent = (e: TrainerEvent): void => {
+    if (e.type === 'step') {
+      // one step's throughput is noisy; the bar shows a moving average
+      this.rate = this.rate === undefined ? e.throughput : 0.9 * this.rate + 0.1 * e.throughput;
+      const eta = formatDuration(e.step === e.totalSteps ? 0 : e.etaMs);
+      this.bar.update(e.step, e.totalSteps, `loss ${e.loss.toFixed(4)}  ${formatRate(this.rate)} ${this.opts.unit}/s  eta ${eta}`, e.elapsedMs);
+    } else if (e.type === 'eval') this.message(`eval at step ${e.step}: ${formatMetrics(e.metrics)}`);
+    else this.message(`checkpoint saved to ${e.dir}`);
+  };
+
+  message(text: string): void {
+    this.bar.message(text);
+  }
+
+  done(): void {
+    this.bar.done();
   }
 }

@@ -49,7 +49,9 @@ export function sequenceBatch(queries: readonly (readonly number[])[], responses
 
 export interface RolloutModels {
   policy: Model;
+  /** the frozen reference (the SFT model) for the KL penalty */
   ref: Model;
+  /** the value model (a value head), initialised from the scalar RM or the SFT model */
   critic: Model;
   reward: RewardSpec;
   tokenizer: Tokenizer;

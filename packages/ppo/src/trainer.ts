@@ -8,8 +8,6 @@ import {
   BatchSampler,
   type Model,
   type SamplerState,
-  type Template,
-  type Tokenizer,
   loadModel,
   mix,
   permutation,
@@ -25,8 +23,7 @@ import {
 import { type PPOConfig, resolvePPOConfig } from './config.js';
 import { KLController, type KLControlState } from './kl-control.js';
 import { policyLoss, valueLoss } from './losses.js';
-import type { RewardSpec } from './rewards.js';
-import { type Rollout, collectRollout, sequenceBatch } from './rollout.js';
+import { type Rollout, type RolloutModels, collectRollout, sequenceBatch } from './rollout.js';
 
 /** One step's statistics, under TRL's metric names plus response-length and empty-response ones. */
 export type PPOMetrics = Record<string, number>;
@@ -45,15 +42,7 @@ export interface PPOStep {
 
 export type PPOEvent = { type: 'step'; data: PPOStep; totalSteps: number; elapsedMs: number; etaMs: number } | { type: 'checkpoint'; step: number; dir: string };
 
-export interface PPOTrainerOptions {
-  policy: Model;
-  /** the frozen reference (the SFT model) for the KL penalty */
-  ref: Model;
-  /** the value model (a value head), initialised from the scalar RM or the SFT model */
-  critic: Model;
-  reward: RewardSpec;
-  tokenizer: Tokenizer;
-  template: Template;
+export interface PPOTrainerOptions extends RolloutModels {
   config?: Partial<PPOConfig>;
   /** log.jsonl, samples.jsonl, checkpoint-<step>/ and final/ go here */
   outputDir?: string;
