@@ -48,10 +48,6 @@ fi
 say "node modules"
 pnpm install --frozen-lockfile --reporter=silent
 
-# cmake-js would download Node's headers; the ones installed with Node are the right ones.
-node_prefix=$(dirname "$(dirname "$(command -v node)")")
-if [ -f "$node_prefix/include/node/node_api.h" ]; then export npm_config_nodedir="$node_prefix"; fi
-
 say "building the engine (native/build/Release/s2s.node)"
 build_log=$(mktemp)
 if ! pnpm --silent build:native >"$build_log" 2>&1; then

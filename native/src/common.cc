@@ -26,6 +26,14 @@ void Buffer::resize(size_t n) {
   size_ = n;
 }
 
+void Buffer::resize_zeroed(size_t n) {
+  release();
+  if (n == 0) return;
+  data_ = static_cast<float*>(std::calloc(n, sizeof(float)));
+  if (!data_) throw Error("out of memory allocating " + std::to_string((n * sizeof(float)) >> 20) + " MiB");
+  size_ = n;
+}
+
 void Buffer::release() {
   std::free(data_);
   data_ = nullptr;

@@ -20,7 +20,8 @@ struct Error : std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
-// A 64-byte aligned float buffer that owns its memory and can grow (contents are not kept).
+// A float buffer that owns its memory (64-byte aligned; resize_zeroed: 16) and can grow (contents
+// are not kept).
 class Buffer {
  public:
   Buffer() = default;
@@ -37,6 +38,9 @@ class Buffer {
   bool reserve(size_t n);
   // Exactly n floats (reallocates when the size differs).
   void resize(size_t n);
+  // Exactly n zeros, from calloc: the OS hands out zeroed pages as they are touched, so this is
+  // cheap even for a large model created on the JavaScript thread.
+  void resize_zeroed(size_t n);
   void zero() { if (size_) std::memset(data_, 0, size_ * sizeof(float)); }
   float* data() { return data_; }
   const float* data() const { return data_; }

@@ -61,8 +61,7 @@ void validate_config(const GPTConfig& c) {
 GPT::GPT(const GPTConfig& cfg) : cfg_(cfg) {
   validate_config(cfg);
   build_layout();
-  params.resize(num_params_);
-  params.zero();
+  params.resize_zeroed(num_params_);
 }
 
 void GPT::build_layout() {
