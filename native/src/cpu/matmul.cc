@@ -75,9 +75,11 @@ std::shared_ptr<Gemm> get_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, i
   return g;
 }
 
-// Below this many FLOPs a GEMM runs on one thread: a few microseconds of work is less than what
-// keeping a second thread in step costs (and far less when another process holds a core).
-constexpr double kMinParallelGemmFlops = 1 << 21;
+// Below this many FLOPs a GEMM runs on one thread: a microsecond or two of work is less than what
+// keeping a second thread in step costs (and far less when another process holds a core). Set
+// where a decoding step's GEMVs still gain from two threads on an idle machine: a 128-wide model's
+// do not, a 384-wide one's do.
+constexpr double kMinParallelGemmFlops = 1 << 18;
 
 // Sets this thread's OpenMP thread count for one scope (oneDNN reads it when it executes).
 struct ScopedThreads {
