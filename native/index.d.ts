@@ -7,6 +7,8 @@ export interface NativeConfig {
   numHeads: number;
   channels: number;
   valueHead?: boolean;
+  /** 'auto' (default): CUDA when available, else the CPU */
+  device?: 'auto' | 'cpu' | 'cuda';
 }
 
 export interface NativeTensorInfo {
@@ -60,10 +62,21 @@ export interface NativeGenerateResult {
   maxNewTokens: number;
 }
 
+export interface NativeDivergenceResult {
+  /** [B*T]: the rule's score inside spans, 0 elsewhere */
+  scores: Float32Array;
+  /** [B]: offset in the span of the first mismatch, -1 when none */
+  firstDivergence: Int32Array;
+  /** [B*T]: the model's argmax inside spans, -1 elsewhere */
+  argmax: Int32Array;
+}
+
 export class NativeModel {
   constructor(config: NativeConfig);
   readonly numParams: number;
-  readonly config: Required<NativeConfig>;
+  readonly config: Required<Omit<NativeConfig, 'device'>>;
+  /** where the model lives: 'cpu' or 'cuda' */
+  readonly device: 'cpu' | 'cuda';
   adamStep: number;
   layout(): NativeTensorInfo[];
   flopsPerToken(T?: number): number;
@@ -85,6 +98,13 @@ export class NativeModel {
     T: number,
     spans: Int32Array,
   ): Promise<{ match: Uint8Array; argmax: Int32Array }>;
+  divergence(
+    tokens: Int32Array,
+    B: number,
+    T: number,
+    spans: Int32Array,
+    scores?: { positive?: number; negative?: number; neutral?: number },
+  ): Promise<NativeDivergenceResult>;
   readBuffer(kind: NativeBufferKind, offset?: number, length?: number): Promise<Float32Array>;
   writeBuffer(kind: NativeBufferKind, data: Float32Array, offset?: number): Promise<void>;
   dispose(): void;
@@ -93,4 +113,4 @@ export class NativeModel {
 export function setNumThreads(n: number): void;
 export function getNumThreads(): number;
 export function measureSgemm(M: number, N: number, K: number, iters: number): Promise<number>;
-export const cuda: { available: boolean; reason: string };
+export function cudaStatus(): { available: boolean; reason: string; device: string };

@@ -36,64 +36,12 @@ size_t logits_budget_floats() {
   return budget;
 }
 
-std::string where(int B, int T, int64_t i) {
-  std::ostringstream s;
-  s << "row " << i / T << ", position " << i % T;
-  (void)B;
-  return s.str();
-}
-
 }  // namespace
-
-void validate_config(const GPTConfig& c) {
-  auto need = [](bool ok, const std::string& msg) {
-    if (!ok) throw Error("invalid model config: " + msg);
-  };
-  need(c.vocab_size > 0, "vocab_size must be a positive integer, got " + std::to_string(c.vocab_size));
-  need(c.max_seq_len > 0, "n_positions must be a positive integer, got " + std::to_string(c.max_seq_len));
-  need(c.num_layers > 0, "n_layer must be a positive integer, got " + std::to_string(c.num_layers));
-  need(c.num_heads > 0, "n_head must be a positive integer, got " + std::to_string(c.num_heads));
-  need(c.channels > 0, "n_embd must be a positive integer, got " + std::to_string(c.channels));
-  need(c.channels % c.num_heads == 0, "n_embd (" + std::to_string(c.channels) +
-                                          ") must be divisible by n_head (" + std::to_string(c.num_heads) + ")");
-}
 
 GPT::GPT(const GPTConfig& cfg) : cfg_(cfg) {
   validate_config(cfg);
-  build_layout();
+  layout_ = make_layout(cfg, &num_params_);
   params.resize_zeroed(num_params_);
-}
-
-void GPT::build_layout() {
-  const int64_t V = cfg_.vocab_size, C = cfg_.channels, maxT = cfg_.max_seq_len;
-  size_t off = 0;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    size_t n = 1;
-    for (int64_t d : shape) n *= (size_t)d;
-    layout_.push_back({name, shape, off, n, shape.size() >= 2});
-    off += n;
-  };
-  add("transformer.wte.weight", {V, C});
-  add("transformer.wpe.weight", {maxT, C});
-  for (int l = 0; l < cfg_.num_layers; l++) {
-    std::string p = "transformer.h." + std::to_string(l) + ".";
-    add(p + "ln_1.weight", {C});
-    add(p + "ln_1.bias", {C});
-    add(p + "attn.c_attn.weight", {C, 3 * C});
-    add(p + "attn.c_attn.bias", {3 * C});
-    add(p + "attn.c_proj.weight", {C, C});
-    add(p + "attn.c_proj.bias", {C});
-    add(p + "ln_2.weight", {C});
-    add(p + "ln_2.bias", {C});
-    add(p + "mlp.c_fc.weight", {C, 4 * C});
-    add(p + "mlp.c_fc.bias", {4 * C});
-    add(p + "mlp.c_proj.weight", {4 * C, C});
-    add(p + "mlp.c_proj.bias", {C});
-  }
-  add("transformer.ln_f.weight", {C});
-  add("transformer.ln_f.bias", {C});
-  if (cfg_.value_head) add("score.weight", {1, C});
-  num_params_ = off;
 }
 
 GPT::ParamView GPT::view(float* base) const {
@@ -113,34 +61,8 @@ GPT::ParamView GPT::view(float* base) const {
   return p;
 }
 
-double GPT::flops_per_token(int T) const {
-  double L = cfg_.num_layers, C = cfg_.channels, V = cfg_.vocab_size;
-  double matmul_params = L * 12.0 * C * C + V * C;
-  return 6.0 * matmul_params + 6.0 * L * C * T;
-}
-
 void GPT::init_weights(uint64_t seed) {
-  const double std0 = 0.02, std_proj = 0.02 / std::sqrt(2.0 * cfg_.num_layers);
-  const size_t CHUNK = 1 << 16;
-  for (size_t ti = 0; ti < layout_.size(); ti++) {
-    const TensorInfo& t = layout_[ti];
-    float* p = params.data() + t.offset;
-    bool is_norm_weight = t.name.find(".ln_") != std::string::npos && t.name.find(".weight") != std::string::npos;
-    if (!t.decay) {  // biases and LayerNorm parameters
-      std::fill(p, p + t.numel, is_norm_weight ? 1.0f : 0.0f);
-      continue;
-    }
-    bool proj = t.name.find("c_proj.weight") != std::string::npos;
-    double sd = proj ? std_proj : std0;
-    size_t nchunks = (t.numel + CHUNK - 1) / CHUNK;
-    // Each chunk has its own RNG stream, so the weights do not depend on the thread count.
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (size_t c = 0; c < nchunks; c++) {
-      Rng rng(seed, ((uint64_t)ti << 32) | c);
-      size_t end = std::min(t.numel, (c + 1) * CHUNK);
-      for (size_t i = c * CHUNK; i < end; i++) p[i] = (float)(rng.normal() * sd);
-    }
-  }
+  init_params(params.data(), cfg_, layout_, seed);
   adam_m.resize(0);
   adam_v.resize(0);
   adam_step = 0;
@@ -173,17 +95,6 @@ void GPT::ensure_activations(int B, int T) {
   a.logits_chunk.reserve(kClassifierChunk * V);
   B_ = B;
   T_ = T;
-}
-
-void GPT::check_batch(const int32_t* tokens, int B, int T) const {
-  if (B < 1 || T < 1) throw Error("batch shape must be at least 1 x 1, got " + std::to_string(B) + " x " + std::to_string(T));
-  if (T > cfg_.max_seq_len)
-    throw Error("sequence length " + std::to_string(T) + " exceeds the model's context length (" +
-                std::to_string(cfg_.max_seq_len) + ")");
-  for (int64_t i = 0; i < (int64_t)B * T; i++)
-    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
-      throw Error("token id " + std::to_string(tokens[i]) + " at " + where(B, T, i) +
-                  " is outside the vocabulary (0.." + std::to_string(cfg_.vocab_size - 1) + ")");
 }
 
 void GPT::transformer_forward(const int32_t* tokens, int B, int T) {
@@ -227,18 +138,10 @@ void GPT::transformer_forward(const int32_t* tokens, int B, int T) {
 }
 
 ForwardResult GPT::forward(const int32_t* tokens, const int32_t* targets, int B, int T, const ForwardOptions& opts) {
-  check_batch(tokens, B, T);
+  check_batch(cfg_, tokens, B, T);
+  check_targets(cfg_, targets, B, T);
+  check_forward_options(cfg_, opts);
   const int64_t N = (int64_t)B * T;
-  if (targets)
-    for (int64_t i = 0; i < N; i++)
-      if (targets[i] < -1 || targets[i] >= cfg_.vocab_size)
-        throw Error("target id " + std::to_string(targets[i]) + " at " + where(B, T, i) +
-                    " is outside the vocabulary (0.." + std::to_string(cfg_.vocab_size - 1) + ", or -1 for none)");
-  if (!(opts.temperature > 0.0f) || !std::isfinite(opts.temperature))
-    throw Error("temperature must be a positive finite number, got " + std::to_string(opts.temperature));
-  if (opts.values && !cfg_.value_head) throw Error("values were requested but this model has no value head");
-  if (!opts.logprob && !opts.values) throw Error("forward with logprob: false needs values: true (there is nothing else to compute)");
-  if (!opts.logprob && opts.entropy) throw Error("entropy needs the LM head: it cannot be asked with logprob: false");
 
   invalidate_activations();
   transformer_forward(tokens, B, T);
@@ -269,41 +172,43 @@ ForwardResult GPT::forward(const int32_t* tokens, const int32_t* targets, int B,
   }
   for (int64_t i = 0; i < N; i++) {
     if (opts.logprob && !std::isfinite(r.logprob[i]))
-      throw Error("forward produced a non-finite log-prob at " + where(B, T, i) +
+      throw Error("forward produced a non-finite log-prob at " + where(T, i) +
                   ": the parameters contain NaN or Inf, or the logits overflowed");
     if (opts.values && !std::isfinite(r.values[i]))
-      throw Error("forward produced a non-finite value at " + where(B, T, i) +
+      throw Error("forward produced a non-finite value at " + where(T, i) +
                   ": the parameters contain NaN or Inf");
   }
   acts_valid_ = true;
   return r;
 }
 
-const float* GPT::read_buffer(BufferKind k) {
-  switch (k) {
-    case BufferKind::params: return params.data();
-    case BufferKind::grads: return grads.size() ? grads.data() : nullptr;
-    case BufferKind::adam_m: return adam_m.size() ? adam_m.data() : nullptr;
-    case BufferKind::adam_v: return adam_v.size() ? adam_v.data() : nullptr;
+float* GPT::buffer(BufferKind k, bool allocate) {
+  Buffer& b = k == BufferKind::params ? params : k == BufferKind::grads ? grads : k == BufferKind::adam_m ? adam_m : adam_v;
+  if (k == BufferKind::params && allocate) invalidate_activations();
+  if (b.size() != num_params_) {
+    if (!allocate) return nullptr;
+    b.resize_zeroed(num_params_);
   }
-  return nullptr;
+  return b.data();
 }
 
-float* GPT::write_buffer(BufferKind k) {
-  auto ensure = [&](Buffer& b) {
-    if (b.size() != num_params_) {
-      b.resize(num_params_);
-      b.zero();
-    }
-    return b.data();
-  };
-  switch (k) {
-    case BufferKind::params: invalidate_activations(); return params.data();
-    case BufferKind::grads: return ensure(grads);
-    case BufferKind::adam_m: return ensure(adam_m);
-    case BufferKind::adam_v: return ensure(adam_v);
-  }
-  return nullptr;
+static void check_range(size_t offset, size_t n, size_t total) {
+  if (offset + n > total)
+    throw Error("offset + length (" + std::to_string(offset + n) + ") exceeds the number of parameters (" + std::to_string(total) + ")");
+}
+
+void GPT::read_buffer(BufferKind k, size_t offset, size_t n, float* dst) {
+  check_range(offset, n, num_params_);
+  const float* src = buffer(k, false);
+  if (src)
+    std::memcpy(dst, src + offset, n * sizeof(float));
+  else
+    std::memset(dst, 0, n * sizeof(float));
+}
+
+void GPT::write_buffer(BufferKind k, size_t offset, size_t n, const float* src) {
+  check_range(offset, n, num_params_);
+  std::memcpy(buffer(k, true) + offset, src, n * sizeof(float));
 }
 
 size_t GPT::last_batch_size() const {
@@ -315,17 +220,10 @@ size_t GPT::last_batch_size() const {
 
 void GPT::backward(const float* dlogprob, const float* dvalue) {
   last_batch_size();
-  if (dvalue && !cfg_.value_head) throw Error("dvalue was given but this model has no value head");
-  if (dlogprob && !head_ran_) throw Error("dlogprob was given but the last forward skipped the LM head (logprob: false)");
+  check_backward_inputs(cfg_, dlogprob, dvalue, B_, T_, head_ran_);
   const int B = B_, T = T_;
   const int64_t N = (int64_t)B * T;
-  for (int64_t i = 0; i < N; i++) {
-    if (dlogprob && !std::isfinite(dlogprob[i]))
-      throw Error("dlogprob at " + where(B, T, i) + " is not finite (" + std::to_string(dlogprob[i]) + ")");
-    if (dvalue && !std::isfinite(dvalue[i]))
-      throw Error("dvalue at " + where(B, T, i) + " is not finite (" + std::to_string(dvalue[i]) + ")");
-  }
-  write_buffer(BufferKind::grads);
+  buffer(BufferKind::grads, true);
   const int C = cfg_.channels, NH = cfg_.num_heads, L = cfg_.num_layers;
   ParamView p = view(params.data());
   ParamView g = view(grads.data());
@@ -382,16 +280,8 @@ void GPT::zero_grad() {
 }
 
 double GPT::step(const AdamWConfig& o) {
-  auto bad = [](float x) { return !std::isfinite(x); };
-  if (bad(o.lr) || o.lr < 0) throw Error("lr must be a finite number >= 0, got " + std::to_string(o.lr));
-  if (bad(o.beta1) || o.beta1 < 0 || o.beta1 >= 1) throw Error("beta1 must be in [0, 1), got " + std::to_string(o.beta1));
-  if (bad(o.beta2) || o.beta2 < 0 || o.beta2 >= 1) throw Error("beta2 must be in [0, 1), got " + std::to_string(o.beta2));
-  if (bad(o.eps) || o.eps <= 0) throw Error("eps must be a finite number > 0, got " + std::to_string(o.eps));
-  if (bad(o.weight_decay) || o.weight_decay < 0)
-    throw Error("weightDecay must be a finite number >= 0, got " + std::to_string(o.weight_decay));
-  if (bad(o.max_grad_norm) || o.max_grad_norm < 0)
-    throw Error("maxGradNorm must be a finite number >= 0 (0 disables clipping), got " + std::to_string(o.max_grad_norm));
-  write_buffer(BufferKind::grads);
+  check_adamw(o);
+  buffer(BufferKind::grads, true);
   invalidate_activations();
   double norm = global_norm(grads.data(), num_params_);
   if (!std::isfinite(norm)) {
@@ -399,8 +289,8 @@ double GPT::step(const AdamWConfig& o) {
     throw Error("step skipped: the gradient norm is not finite (" + std::to_string(norm) +
                 "); parameters and optimizer state are unchanged and the gradients were zeroed");
   }
-  write_buffer(BufferKind::adam_m);
-  write_buffer(BufferKind::adam_v);
+  buffer(BufferKind::adam_m, true);
+  buffer(BufferKind::adam_v, true);
   float scale = 1.0f;
   if (o.max_grad_norm > 0 && norm > o.max_grad_norm) scale = (float)(o.max_grad_norm / (norm + 1e-6));
   adam_step++;
@@ -444,29 +334,8 @@ void GPT::decode_step(const int32_t* tokens, const int32_t* pos, int B, int maxT
 GenerateResult GPT::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o) {
   const int B = (int)prompts.size();
   const int C = cfg_.channels, L = cfg_.num_layers, V = cfg_.vocab_size;
-  if (B < 1) throw Error("generate needs at least one prompt");
-  if (o.max_new_tokens < 1) throw Error("maxNewTokens must be at least 1, got " + std::to_string(o.max_new_tokens));
+  const int P = check_generate(cfg_, prompts, o);
   const SamplingConfig& sc = o.sampling;
-  if (!std::isfinite(sc.temperature) || sc.temperature < 0)
-    throw Error("temperature must be a finite number >= 0 (0 is greedy), got " + std::to_string(sc.temperature));
-  if (sc.top_k < 0) throw Error("topK must be >= 0 (0 disables it), got " + std::to_string(sc.top_k));
-  if (!(sc.top_p > 0.0f && sc.top_p <= 1.0f)) throw Error("topP must be in (0, 1], got " + std::to_string(sc.top_p));
-  for (int32_t e : o.eos)
-    if (e < 0 || e >= V) throw Error("eos token id " + std::to_string(e) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
-  int P = 0;
-  for (int b = 0; b < B; b++) {
-    int n = (int)prompts[b].size();
-    if (n == 0) throw Error("prompt " + std::to_string(b) + " is empty: a prompt needs at least one token (a BOS token, say)");
-    if (n + o.max_new_tokens > cfg_.max_seq_len)
-      throw Error("prompt " + std::to_string(b) + " has " + std::to_string(n) + " tokens; with maxNewTokens " +
-                  std::to_string(o.max_new_tokens) + " that exceeds the model's context length (" +
-                  std::to_string(cfg_.max_seq_len) + ")");
-    for (int t = 0; t < n; t++)
-      if (prompts[b][t] < 0 || prompts[b][t] >= V)
-        throw Error("token id " + std::to_string(prompts[b][t]) + " in prompt " + std::to_string(b) + ", position " +
-                    std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
-    P = std::max(P, n);
-  }
   invalidate_activations();
 
   // Prefill: one batched forward over the right-padded prompts. Causal attention means padding
@@ -544,16 +413,8 @@ GenerateResult GPT::generate(const std::vector<std::vector<int32_t>>& prompts, c
 }
 
 GreedyMatchResult GPT::greedy_match(const int32_t* tokens, int B, int T, const int32_t* spans) {
-  check_batch(tokens, B, T);
-  int64_t M = 0;
-  for (int b = 0; b < B; b++) {
-    int s = spans[2 * b], e = spans[2 * b + 1];
-    if (s < 1 || e < s || e > T)
-      throw Error("span of row " + std::to_string(b) + " is [" + std::to_string(s) + ", " + std::to_string(e) +
-                  "): it must satisfy 1 <= start <= end <= T (" + std::to_string(T) +
-                  "), since position t is predicted from position t - 1");
-    M += e - s;
-  }
+  check_batch(cfg_, tokens, B, T);
+  const int64_t M = check_spans(spans, B, T);
   invalidate_activations();
   transformer_forward(tokens, B, T);
   const int C = cfg_.channels, V = cfg_.vocab_size;
@@ -577,6 +438,11 @@ GreedyMatchResult GPT::greedy_match(const int32_t* tokens, int B, int T, const i
       r.match[i] = am[m] == tokens[i] ? 1 : 0;
     }
   return r;
+}
+
+DivergenceResult GPT::divergence(const int32_t* tokens, int B, int T, const int32_t* spans, const DivergenceConfig& cfg) {
+  GreedyMatchResult g = greedy_match(tokens, B, T, spans);
+  return score_divergence(tokens, g.argmax.data(), B, T, spans, cfg);
 }
 
 }  // namespace s2s

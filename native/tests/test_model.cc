@@ -300,6 +300,37 @@ TEST(greedy_match_equals_argmax_of_full_logits) {
   EXPECT(matches >= 4);
 }
 
+TEST(divergence_scores_the_rule_from_the_argmax) {
+  // hand-worked: a row matching, then diverging, then matching again, then diverging
+  std::vector<int32_t> tokens = {9, 1, 2, 3, 4, 5, 6};
+  std::vector<int32_t> argmax = {-1, 1, 2, 7, 4, 8, -1};
+  std::vector<int32_t> spans = {1, 6};
+  DivergenceResult r = score_divergence(tokens.data(), argmax.data(), 1, 7, spans.data(), DivergenceConfig{});
+  Vec want = {0, 1, 1, -1, 0, -1, 0};
+  EXPECT_CLOSE(r.scores.data(), want.data(), want.size(), 0);
+  EXPECT(r.first_divergence[0] == 2);
+  DivergenceConfig pos{1, 0, 0};
+  DivergenceResult p = score_divergence(tokens.data(), argmax.data(), 1, 7, spans.data(), pos);
+  Vec want_pos = {0, 1, 1, 0, 0, 0, 0};
+  EXPECT_CLOSE(p.scores.data(), want_pos.data(), want_pos.size(), 0);
+  // a span that matches throughout has no divergence
+  std::vector<int32_t> short_span = {1, 3};
+  EXPECT(score_divergence(tokens.data(), argmax.data(), 1, 7, short_span.data(), DivergenceConfig{}).first_divergence[0] == -1);
+
+  // the model's fused pass equals greedy match followed by the rule
+  GPT m(tiny(false));
+  m.init_weights(12);
+  int B = 2, T = 9, V = m.config().vocab_size;
+  auto tok = tokens_for(B, T, V, 5);
+  std::vector<int32_t> sp = {3, 9, 1, 6};
+  GreedyMatchResult g = m.greedy_match(tok.data(), B, T, sp.data());
+  DivergenceResult d = m.divergence(tok.data(), B, T, sp.data(), DivergenceConfig{});
+  DivergenceResult want2 = score_divergence(tok.data(), g.argmax.data(), B, T, sp.data(), DivergenceConfig{});
+  EXPECT(d.argmax == g.argmax);
+  EXPECT(d.scores == want2.scores);
+  EXPECT(d.first_divergence == want2.first_divergence);
+}
+
 TEST(adamw_decays_weights_but_not_biases_or_norms) {
   GPT m(tiny(false));
   m.init_weights(7);
@@ -369,7 +400,7 @@ TEST(non_finite_gradients_skip_the_step_and_keep_the_parameters) {
   GPT m(tiny(false));
   m.init_weights(10);
   Vec before(m.params.data(), m.params.data() + m.num_params());
-  m.write_buffer(GPT::BufferKind::grads)[17] = NAN;
+  m.buffer(BufferKind::grads, true)[17] = NAN;
   EXPECT_THROWS_WITH(m.step({}), "step skipped: the gradient norm is not finite");
   EXPECT(std::equal(before.begin(), before.end(), m.params.data()));
   EXPECT(m.adam_step == 0);

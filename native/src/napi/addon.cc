@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "backend.h"
 #include "common.h"
 #include "cpu/matmul.h"
 #include "napi/model_wrap.h"
@@ -33,10 +34,13 @@ Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) { return Napi::Number::New(env, *gflops); });
 }
 
-Napi::Object CudaStatus(Napi::Env env) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("available", false);
-  o.Set("reason", "this build of the engine has no CUDA backend");
+// Whether the CUDA backend can run here (asked once: the first question initialises the driver).
+Napi::Value CudaStatusJs(const Napi::CallbackInfo& info) {
+  static const CudaStatus status = cuda_status();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("available", status.available);
+  o.Set("reason", status.reason);
+  o.Set("device", status.device);
   return o;
 }
 
@@ -47,7 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("measureSgemm", Napi::Function::New(env, MeasureSgemm));
-  exports.Set("cuda", CudaStatus(env));
+  exports.Set("cudaStatus", Napi::Function::New(env, CudaStatusJs));
   return exports;
 }
 

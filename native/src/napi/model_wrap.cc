@@ -25,21 +25,21 @@ void check_range(Napi::Env env, size_t offset, size_t length, size_t total) {
                                          ") exceeds the number of parameters (" + std::to_string(total) + ")");
 }
 
-GPT::BufferKind buffer_kind(Napi::Env env, const Napi::Value& v) {
+BufferKind buffer_kind(Napi::Env env, const Napi::Value& v) {
   std::string k = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (k == "params") return GPT::BufferKind::params;
-  if (k == "grads") return GPT::BufferKind::grads;
-  if (k == "adam_m") return GPT::BufferKind::adam_m;
-  if (k == "adam_v") return GPT::BufferKind::adam_v;
+  if (k == "params") return BufferKind::params;
+  if (k == "grads") return BufferKind::grads;
+  if (k == "adam_m") return BufferKind::adam_m;
+  if (k == "adam_v") return BufferKind::adam_v;
   throw Napi::TypeError::New(env, "buffer kind must be 'params', 'grads', 'adam_m' or 'adam_v'");
 }
 
 }  // namespace
 
-Napi::Promise ModelWrap::Run(Napi::Env env, std::function<void(GPT&)> work, PromiseWorker::Result result) {
+Napi::Promise ModelWrap::Run(Napi::Env env, std::function<void(ModelBackend&)> work, PromiseWorker::Result result) {
   // The worker holds the model (a disposed wrap frees it only when the worker is done) and the
   // JavaScript object; the model's mutex serialises calls that reach the engine together.
-  std::shared_ptr<GPT> m = model_;
+  std::shared_ptr<ModelBackend> m = model_;
   return PromiseWorker::Start(
       env,
       [m, work = std::move(work)] {
@@ -61,10 +61,12 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                          InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                          InstanceMethod("generate", &ModelWrap::Generate),
                          InstanceMethod("greedyMatch", &ModelWrap::GreedyMatch),
+                         InstanceMethod("divergence", &ModelWrap::Divergence),
                          InstanceMethod("readBuffer", &ModelWrap::ReadBuffer),
                          InstanceMethod("writeBuffer", &ModelWrap::WriteBuffer),
                          InstanceMethod("dispose", &ModelWrap::Dispose),
                          InstanceAccessor("numParams", &ModelWrap::NumParams, nullptr),
+                         InstanceAccessor("device", &ModelWrap::Device, nullptr),
                          InstanceAccessor("config", &ModelWrap::Config, nullptr),
                          InstanceAccessor("adamStep", &ModelWrap::GetAdamStep, &ModelWrap::SetAdamStep),
                      });
@@ -81,8 +83,11 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   c.num_heads = get_int(env, o, "numHeads", -1, 1, 1 << 12);
   c.channels = get_int(env, o, "channels", -1, 1, 1 << 20);
   c.value_head = get_bool(env, o, "valueHead", false);
+  Napi::Value dev = o.Get("device");
+  std::string device = dev.IsUndefined() ? "auto" : dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "";
+  if (device != "auto" && device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "device must be 'auto', 'cpu' or 'cuda'");
   try {
-    model_ = std::make_shared<GPT>(c);
+    model_ = make_backend(c, device);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory allocating the model's parameters");
   } catch (const std::exception& e) {
@@ -96,7 +101,7 @@ ModelWrap::~ModelWrap() {
   if (external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
 }
 
-GPT* ModelWrap::model(Napi::Env env) {
+ModelBackend* ModelWrap::model(Napi::Env env) {
   if (!model_) throw Napi::Error::New(env, "this model was disposed");
   return model_.get();
 }
@@ -139,13 +144,15 @@ Napi::Value ModelWrap::Config(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::FlopsPerToken(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  GPT* m = model(env);
+  ModelBackend* m = model(env);
   int T = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : m->config().max_seq_len;
-  return Napi::Number::New(env, m->flops_per_token(T));
+  return Napi::Number::New(env, flops_per_token(m->config(), T));
 }
 
 Napi::Value ModelWrap::GetAdamStep(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), (double)model(info.Env())->adam_step);
+  ModelBackend* m = model(info.Env());
+  std::lock_guard<std::mutex> lock(m->mu);
+  return Napi::Number::New(info.Env(), (double)m->optimizer_step());
 }
 
 void ModelWrap::SetAdamStep(const Napi::CallbackInfo& info, const Napi::Value& value) {
@@ -154,16 +161,16 @@ void ModelWrap::SetAdamStep(const Napi::CallbackInfo& info, const Napi::Value& v
   double v = value.As<Napi::Number>().DoubleValue();
   if (!(v >= 0) || v != std::floor(v) || v > 9007199254740991.0)
     throw Napi::RangeError::New(env, "adamStep must be a non-negative integer");
-  GPT* m = model(env);
+  ModelBackend* m = model(env);
   std::lock_guard<std::mutex> lock(m->mu);
-  m->adam_step = (int64_t)v;
+  m->set_optimizer_step((int64_t)v);
 }
 
 Napi::Value ModelWrap::InitWeights(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
   uint64_t seed = get_seed(env, info[0], "seed");
-  return Run(env, [seed](GPT& m) { m.init_weights(seed); }, nullptr);
+  return Run(env, [seed](ModelBackend& m) { m.init_weights(seed); }, nullptr);
 }
 
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
@@ -185,7 +192,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   }
   auto result = std::make_shared<ForwardResult>();
   return Run(env,
-      [=](GPT& m) { *result = m.forward(tokens.data(), has_targets ? targets.data() : nullptr, B, T, o); },
+      [=](ModelBackend& m) { *result = m.forward(tokens.data(), has_targets ? targets.data() : nullptr, B, T, o); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         if (o.logprob) out.Set("logprob", to_float32(env, result->logprob));
@@ -205,7 +212,7 @@ Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
   auto dlogprob = opt_floats(0, "dlogprob");
   auto dvalue = opt_floats(1, "dvalue");
   return Run(env,
-      [=](GPT& m) {
+      [=](ModelBackend& m) {
         // The shapes are those of the last forward; check them here, under the model's lock.
         size_t n = m.last_batch_size();
         if (!dlogprob.empty() && dlogprob.size() != n)
@@ -233,14 +240,14 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
     c.max_grad_norm = (float)get_number(env, o, "maxGradNorm", c.max_grad_norm);
   }
   auto norm = std::make_shared<double>(0.0);
-  return Run(env, [=](GPT& m) { *norm = m.step(c); },
+  return Run(env, [=](ModelBackend& m) { *norm = m.step(c); },
       [=](Napi::Env env) { return Napi::Number::New(env, *norm); });
 }
 
 Napi::Value ModelWrap::ZeroGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
-  return Run(env, [](GPT& m) { m.zero_grad(); }, nullptr);
+  return Run(env, [](ModelBackend& m) { m.zero_grad(); }, nullptr);
 }
 
 Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
@@ -269,7 +276,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     if (opts.Has("seed")) o.seed = get_seed(env, opts.Get("seed"), "seed");
   }
   auto result = std::make_shared<GenerateResult>();
-  return Run(env, [=](GPT& m) { *result = m.generate(prompts, o); },
+  return Run(env, [=](ModelBackend& m) { *result = m.generate(prompts, o); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("tokens", to_int32(env, result->tokens));
@@ -289,7 +296,7 @@ Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
   auto tokens = copy_int32(env, info[0], "tokens", (size_t)B * T);
   auto spans = copy_int32(env, info[3], "spans", (size_t)B * 2);
   auto result = std::make_shared<GreedyMatchResult>();
-  return Run(env, [=](GPT& m) { *result = m.greedy_match(tokens.data(), B, T, spans.data()); },
+  return Run(env, [=](ModelBackend& m) { *result = m.greedy_match(tokens.data(), B, T, spans.data()); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("match", to_uint8(env, result->match));
@@ -298,10 +305,39 @@ Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value ModelWrap::Divergence(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  int B = get_int_arg(env, info, 1, "B", 1, std::numeric_limits<int>::max());
+  int T = get_int_arg(env, info, 2, "T", 1, std::numeric_limits<int>::max());
+  auto tokens = copy_int32(env, info[0], "tokens", (size_t)B * T);
+  auto spans = copy_int32(env, info[3], "spans", (size_t)B * 2);
+  DivergenceConfig c;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Object o = info[4].As<Napi::Object>();
+    c.positive = (float)get_number(env, o, "positive", c.positive);
+    c.negative = (float)get_number(env, o, "negative", c.negative);
+    c.neutral = (float)get_number(env, o, "neutral", c.neutral);
+  }
+  auto result = std::make_shared<DivergenceResult>();
+  return Run(env, [=](ModelBackend& m) { *result = m.divergence(tokens.data(), B, T, spans.data(), c); },
+      [=](Napi::Env env) {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("scores", to_float32(env, result->scores));
+        out.Set("firstDivergence", to_int32(env, result->first_divergence));
+        out.Set("argmax", to_int32(env, result->argmax));
+        return out;
+      });
+}
+
+Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), model(info.Env())->device());
+}
+
 Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  GPT* m = model(env);
-  GPT::BufferKind kind = buffer_kind(env, info[0]);
+  ModelBackend* m = model(env);
+  BufferKind kind = buffer_kind(env, info[0]);
   size_t total = m->num_params();
   size_t offset = optional_size_arg(env, info, 1, "offset", total, 0);
   size_t length = optional_size_arg(env, info, 2, "length", total, total - offset);
@@ -311,20 +347,14 @@ Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
   float* dst = out.Data();
   auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
   return Run(env,
-      [=](GPT& m) {
-        const float* src = m.read_buffer(kind);
-        if (src)
-          std::memcpy(dst, src + offset, length * sizeof(float));
-        else
-          std::memset(dst, 0, length * sizeof(float));
-      },
+      [=](ModelBackend& m) { m.read_buffer(kind, offset, length, dst); },
       [ref](Napi::Env) { return ref->Value(); });
 }
 
 Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  GPT* m = model(env);
-  GPT::BufferKind kind = buffer_kind(env, info[0]);
+  ModelBackend* m = model(env);
+  BufferKind kind = buffer_kind(env, info[0]);
   if (!is_typed(info[1], napi_float32_array)) throw Napi::TypeError::New(env, "data must be a Float32Array");
   Napi::Float32Array data = info[1].As<Napi::Float32Array>();
   size_t total = m->num_params();
@@ -335,9 +365,9 @@ Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
   // Held until the copy is done, so the source cannot be collected meanwhile.
   auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(data.As<Napi::Object>()));
   return Run(env,
-      [=](GPT& m) {
+      [=](ModelBackend& m) {
         (void)ref;
-        std::memcpy(m.write_buffer(kind) + offset, src, length * sizeof(float));
+        m.write_buffer(kind, offset, length, src);
       },
       nullptr);
 }

@@ -7,7 +7,7 @@
 #include <functional>
 #include <memory>
 
-#include "model.h"
+#include "backend.h"
 #include "napi/util.h"
 
 namespace s2s {
@@ -19,11 +19,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   ~ModelWrap() override;
 
   // The model, or a JavaScript error when it was disposed.
-  GPT* model(Napi::Env env);
+  ModelBackend* model(Napi::Env env);
 
  private:
   // Runs work(model) on a worker thread under the model's lock; see PromiseWorker.
-  Napi::Promise Run(Napi::Env env, std::function<void(GPT&)> work, PromiseWorker::Result result);
+  Napi::Promise Run(Napi::Env env, std::function<void(ModelBackend&)> work, PromiseWorker::Result result);
 
   Napi::Value Layout(const Napi::CallbackInfo& info);
   Napi::Value NumParams(const Napi::CallbackInfo& info);
@@ -38,11 +38,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value GreedyMatch(const Napi::CallbackInfo& info);
+  Napi::Value Divergence(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
   Napi::Value ReadBuffer(const Napi::CallbackInfo& info);
   Napi::Value WriteBuffer(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<GPT> model_;
+  std::shared_ptr<ModelBackend> model_;
   int64_t external_bytes_ = 0;
 };
 

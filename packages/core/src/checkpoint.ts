@@ -4,7 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ConfigError, fromHFConfig, toHFConfig, type GPTConfig } from './config.js';
 import { interruptedWrites, writeDirAtomic, writeFileDurable, type FileData } from './fsutil.js';
-import { Model, type TensorInfo } from './model.js';
+import { type Device, Model, type TensorInfo } from './model.js';
 import { FLOAT_DTYPES, readSafetensors, serializeSafetensors, toFloat32, type SafetensorsFile, type SafetensorsTensor, type TensorToWrite } from './safetensors.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -30,6 +30,8 @@ export interface SaveModelOptions {
 export interface LoadModelOptions {
   /** restore optimizer.safetensors when the checkpoint has one (default true) */
   optimizer?: boolean;
+  /** where the loaded model runs (default 'auto'); the files are the same whichever device wrote them */
+  device?: Device;
 }
 
 const RESERVED = new Set([CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_FILE]);
@@ -199,7 +201,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const { file: configFile, hf, config } = await readConfigFile(dir);
   const st = await readTensorFile(dir, WEIGHTS_FILE);
   const opt = opts.optimizer === false ? undefined : await readTensorFile(dir, OPTIMIZER_FILE, true);
-  const model = Model.empty(config);
+  const model = Model.empty(config, { device: opts.device });
   try {
     const layout = model.layout();
     const { found, lmHead } = matchWeights(st, layout);

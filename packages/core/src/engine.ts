@@ -15,7 +15,7 @@ export function measureSgemm(M = 2048, N = 2048, K = 2048, iters = 10): Promise<
   return native.measureSgemm(M, N, K, iters);
 }
 
-/** Whether the CUDA backend can run here, and why not when it cannot. */
-export function cudaStatus(): { available: boolean; reason: string } {
-  return { ...native.cuda };
+/** Whether the CUDA backend can run here (and on which GPU), and why not when it cannot. */
+export function cudaStatus(): { available: boolean; reason: string; device: string } {
+  return native.cudaStatus();
 }

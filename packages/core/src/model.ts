@@ -70,23 +70,49 @@ export interface GreedyMatchResult {
 
 export type BufferKind = 'params' | 'grads' | 'adam_m' | 'adam_v';
 
+/** Where a model runs: 'auto' (the default) takes CUDA when cudaStatus() says it can, else the CPU. */
+export type Device = 'auto' | 'cpu' | 'cuda';
+
+export interface DivergenceScores {
+  /** score of a token before the first divergence (default 1) */
+  positive?: number;
+  /** score of a diverging token at or after it (default -1) */
+  negative?: number;
+  /** score of a matching token after it (default 0) */
+  neutral?: number;
+}
+
+export interface DivergenceResult {
+  /** [B*T] each span position's score by the rule, 0 outside spans */
+  scores: Float32Array;
+  /** [B] offset within the row's span of its first mismatch, -1 when there is none */
+  firstDivergence: Int32Array;
+  /** [B*T] the model's argmax prediction for position t inside spans, -1 elsewhere */
+  argmax: Int32Array;
+}
+
 export class Model {
   readonly config: GPTConfig;
   private readonly nat: NativeModel;
   private readonly tensors: Map<string, TensorInfo>;
   private tail: Promise<unknown> = Promise.resolve();
 
-  private constructor(config: GPTConfig) {
+  private constructor(config: GPTConfig, device: Device) {
     this.config = config;
-    this.nat = new native.NativeModel(config);
+    this.nat = new native.NativeModel({ ...config, device });
     this.tensors = new Map(this.nat.layout().map((t) => [t.name, t]));
   }
 
-  /** A new model with GPT-2's initialisation, fixed by `seed`. */
-  static async create(config: GPTConfigInput, opts: { seed?: number | bigint } = {}): Promise<Model> {
-    const m = new Model(resolveConfig(config));
+  /** A new model with GPT-2's initialisation, fixed by `seed` (the same numbers on every device). */
+  static async create(config: GPTConfigInput, opts: { seed?: number | bigint; device?: Device } = {}): Promise<Model> {
+    const m = new Model(resolveConfig(config), opts.device ?? 'auto');
     await m.nat.initWeights(opts.seed ?? 0);
     return m;
+  }
+
+  /** Where this model runs. */
+  get device(): 'cpu' | 'cuda' {
+    return this.nat.device;
   }
 
   /**
@@ -95,7 +121,7 @@ export class Model {
    * weights, N(0, 0.02), fixed by `seed`. The optimizer state is not copied.
    */
   async clone(opts: { valueHead?: boolean; seed?: number | bigint } = {}): Promise<Model> {
-    const copy = await Model.create({ ...this.config, valueHead: opts.valueHead ?? this.config.valueHead }, { seed: opts.seed ?? 0 });
+    const copy = await Model.create({ ...this.config, valueHead: opts.valueHead ?? this.config.valueHead }, { seed: opts.seed ?? 0, device: this.device });
     const src = await this.readBuffer('params');
     for (const t of copy.layout()) {
       const s = this.tensors.get(t.name);
@@ -105,8 +131,8 @@ export class Model {
   }
 
   /** A new model whose parameters are all zero, to be filled by the caller (checkpoint loading). */
-  static empty(config: GPTConfigInput): Model {
-    return new Model(resolveConfig(config));
+  static empty(config: GPTConfigInput, opts: { device?: Device } = {}): Model {
+    return new Model(resolveConfig(config), opts.device ?? 'auto');
   }
 
   get numParams(): number {
@@ -200,6 +226,17 @@ export class Model {
     if (spans.length !== batch.B) throw new RangeError(`greedyMatch: ${spans.length} spans for ${batch.B} rows`);
     const flat = Int32Array.from(spans.flat());
     return this.run(() => this.nat.greedyMatch(batch.tokens, batch.B, batch.T, flat));
+  }
+
+  /**
+   * Reward extraction's scores in one pass of the engine: for each row's span, whether each token
+   * is the model's argmax, the first divergence, and the rule (+1 before it, -1 diverging, 0
+   * matching after it; values from `scores`). No logits leave the engine.
+   */
+  divergence(batch: Batch, spans: ReadonlyArray<readonly [number, number]>, scores: DivergenceScores = {}): Promise<DivergenceResult> {
+    if (spans.length !== batch.B) throw new RangeError(`divergence: ${spans.length} spans for ${batch.B} rows`);
+    const flat = Int32Array.from(spans.flat());
+    return this.run(() => this.nat.divergence(batch.tokens, batch.B, batch.T, flat, scores));
   }
 
   /** A copy of one flat buffer (or a slice of it). */

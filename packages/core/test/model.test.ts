@@ -202,9 +202,19 @@ describe('Model', () => {
     setNumThreads(2);
     const two = await m.forward({ tokens, targets: tokens, B: 2, T: 8 });
     for (let i = 0; i < one.logprob.length; i++) expect(two.logprob[i]).toBeCloseTo(one.logprob[i], 5);
-    const cuda = cudaStatus();
-    expect(cuda.available).toBe(false);
-    expect(cuda.reason).toMatch(/CUDA/);
+    expect(m.device).toBe('cpu');
     m.dispose();
+  });
+
+  it('runs where it is told, and reports a missing CUDA backend as a reason, not a crash', async () => {
+    const cuda = cudaStatus();
+    // on a machine with a GPU and a CUDA build this test has nothing to refuse
+    if (cuda.available) return;
+    expect(cuda.reason).toMatch(/CUDA|GPU|driver/);
+    await expect(Model.create(tiny, { device: 'cuda' })).rejects.toThrow(`the CUDA backend is unavailable: ${cuda.reason}`);
+    const auto = await Model.create(tiny, { device: 'auto' });
+    expect(auto.device).toBe('cpu');
+    auto.dispose();
+    await expect(Model.create(tiny, { device: 'tpu' as never })).rejects.toThrow("device must be 'auto', 'cpu' or 'cuda'");
   });
 });

@@ -28,8 +28,7 @@ export interface TokenScores {
 /** The scoring rule on one response, from its matches (m_t = 1 when token t is the model's argmax). */
 export function tokenScores(match: ArrayLike<number | boolean>, config: Partial<TokenScoreConfig> = {}): TokenScores {
   const c = { ...TOKEN_SCORE_DEFAULTS, ...config };
-  const positive = c.variant === 'negative-only' ? c.neutral : c.positive;
-  const negative = c.variant === 'positive-only' ? c.neutral : c.negative;
+  const { positive, negative } = ruleScores(c);
   const scores: number[] = [];
   let firstDivergence = -1;
   for (let t = 0; t < match.length; t++) {
@@ -41,6 +40,16 @@ export function tokenScores(match: ArrayLike<number | boolean>, config: Partial<
     }
   }
   return { scores, firstDivergence };
+}
+
+/** The rule's three values with an ablation folded in (it zeroes one sign: its score becomes neutral). */
+export function ruleScores(config: Partial<TokenScoreConfig> = {}): { positive: number; negative: number; neutral: number } {
+  const c = { ...TOKEN_SCORE_DEFAULTS, ...config };
+  return {
+    positive: c.variant === 'negative-only' ? c.neutral : c.positive,
+    negative: c.variant === 'positive-only' ? c.neutral : c.negative,
+    neutral: c.neutral,
+  };
 }
 
 /** PPO-S: a response's token scores made into one number. */
@@ -67,9 +76,10 @@ export interface ExtractOptions {
 }
 
 /**
- * Token scores for a batch of responses: one fused greedy-match pass of the reward model per
- * batch (no logits leave the engine), then the scoring rule. Prompts too long for the reward
- * model's context are cut from the left; a response that does not fit at all is an error.
+ * Token scores for a batch of responses: one fused divergence pass of the reward model per batch
+ * (argmax, match, first-divergence scan and the rule, in the engine; no logits leave it). Prompts
+ * too long for the reward model's context are cut from the left; a response that does not fit at
+ * all is an error.
  */
 export async function extractRewards(
   rm: Model,
@@ -94,11 +104,14 @@ export async function extractRewards(
     const batch = collate(encoded, tok.padId ?? 0);
     // score exactly the response's own tokens: a target EOS the template appended is not the policy's
     const spans = encoded.map((e, k) => [e.targetSpan[0], e.targetSpan[0] + chunk[k].response.length] as const);
-    const { match, argmax } = await rm.greedyMatch(batch, spans);
+    const r = await rm.divergence(batch, spans, ruleScores(opts.config));
     spans.forEach(([s, e], k) => {
       const row = k * batch.T;
-      const scored = tokenScores(match.subarray(row + s, row + e), opts.config);
-      out.push({ ...scored, argmax: Array.from(argmax.subarray(row + s, row + e)) });
+      out.push({
+        scores: Array.from(r.scores.subarray(row + s, row + e)),
+        firstDivergence: r.firstDivergence[k],
+        argmax: Array.from(r.argmax.subarray(row + s, row + e)),
+      });
     });
   }
   return out;

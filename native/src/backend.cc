@@ -1,0 +1,241 @@
+// What the backends share: the parameter layout and its initialisation, every argument check
+// (one message for one mistake, whichever device runs it), the divergence rule, and the choice
+// of backend.
+#include "backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "model.h"
+
+namespace s2s {
+
+std::string where(int T, int64_t i) {
+  std::ostringstream s;
+  s << "row " << i / T << ", position " << i % T;
+  return s.str();
+}
+
+void validate_config(const GPTConfig& c) {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw Error("invalid model config: " + msg);
+  };
+  need(c.vocab_size > 0, "vocab_size must be a positive integer, got " + std::to_string(c.vocab_size));
+  need(c.max_seq_len > 0, "n_positions must be a positive integer, got " + std::to_string(c.max_seq_len));
+  need(c.num_layers > 0, "n_layer must be a positive integer, got " + std::to_string(c.num_layers));
+  need(c.num_heads > 0, "n_head must be a positive integer, got " + std::to_string(c.num_heads));
+  need(c.channels > 0, "n_embd must be a positive integer, got " + std::to_string(c.channels));
+  need(c.channels % c.num_heads == 0, "n_embd (" + std::to_string(c.channels) +
+                                          ") must be divisible by n_head (" + std::to_string(c.num_heads) + ")");
+}
+
+std::vector<TensorInfo> make_layout(const GPTConfig& cfg, size_t* num_params) {
+  const int64_t V = cfg.vocab_size, C = cfg.channels, maxT = cfg.max_seq_len;
+  std::vector<TensorInfo> layout;
+  size_t off = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= (size_t)d;
+    layout.push_back({name, shape, off, n, shape.size() >= 2});
+    off += n;
+  };
+  add("transformer.wte.weight", {V, C});
+  add("transformer.wpe.weight", {maxT, C});
+  for (int l = 0; l < cfg.num_layers; l++) {
+    std::string p = "transformer.h." + std::to_string(l) + ".";
+    add(p + "ln_1.weight", {C});
+    add(p + "ln_1.bias", {C});
+    add(p + "attn.c_attn.weight", {C, 3 * C});
+    add(p + "attn.c_attn.bias", {3 * C});
+    add(p + "attn.c_proj.weight", {C, C});
+    add(p + "attn.c_proj.bias", {C});
+    add(p + "ln_2.weight", {C});
+    add(p + "ln_2.bias", {C});
+    add(p + "mlp.c_fc.weight", {C, 4 * C});
+    add(p + "mlp.c_fc.bias", {4 * C});
+    add(p + "mlp.c_proj.weight", {4 * C, C});
+    add(p + "mlp.c_proj.bias", {C});
+  }
+  add("transformer.ln_f.weight", {C});
+  add("transformer.ln_f.bias", {C});
+  if (cfg.value_head) add("score.weight", {1, C});
+  *num_params = off;
+  return layout;
+}
+
+double flops_per_token(const GPTConfig& cfg, int T) {
+  double L = cfg.num_layers, C = cfg.channels, V = cfg.vocab_size;
+  double matmul_params = L * 12.0 * C * C + V * C;
+  return 6.0 * matmul_params + 6.0 * L * C * T;
+}
+
+void init_params(float* params, const GPTConfig& cfg, const std::vector<TensorInfo>& layout, uint64_t seed) {
+  const double std0 = 0.02, std_proj = 0.02 / std::sqrt(2.0 * cfg.num_layers);
+  const size_t CHUNK = 1 << 16;
+  for (size_t ti = 0; ti < layout.size(); ti++) {
+    const TensorInfo& t = layout[ti];
+    float* p = params + t.offset;
+    bool is_norm_weight = t.name.find(".ln_") != std::string::npos && t.name.find(".weight") != std::string::npos;
+    if (!t.decay) {  // biases and LayerNorm parameters
+      std::fill(p, p + t.numel, is_norm_weight ? 1.0f : 0.0f);
+      continue;
+    }
+    bool proj = t.name.find("c_proj.weight") != std::string::npos;
+    double sd = proj ? std_proj : std0;
+    size_t nchunks = (t.numel + CHUNK - 1) / CHUNK;
+    // Each chunk has its own RNG stream, so the weights do not depend on the thread count.
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (size_t c = 0; c < nchunks; c++) {
+      Rng rng(seed, ((uint64_t)ti << 32) | c);
+      size_t end = std::min(t.numel, (c + 1) * CHUNK);
+      for (size_t i = c * CHUNK; i < end; i++) p[i] = (float)(rng.normal() * sd);
+    }
+  }
+}
+
+void check_batch(const GPTConfig& cfg, const int32_t* tokens, int B, int T) {
+  if (B < 1 || T < 1) throw Error("batch shape must be at least 1 x 1, got " + std::to_string(B) + " x " + std::to_string(T));
+  if (T > cfg.max_seq_len)
+    throw Error("sequence length " + std::to_string(T) + " exceeds the model's context length (" +
+                std::to_string(cfg.max_seq_len) + ")");
+  for (int64_t i = 0; i < (int64_t)B * T; i++)
+    if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size)
+      throw Error("token id " + std::to_string(tokens[i]) + " at " + where(T, i) + " is outside the vocabulary (0.." +
+                  std::to_string(cfg.vocab_size - 1) + ")");
+}
+
+void check_targets(const GPTConfig& cfg, const int32_t* targets, int B, int T) {
+  if (!targets) return;
+  for (int64_t i = 0; i < (int64_t)B * T; i++)
+    if (targets[i] < -1 || targets[i] >= cfg.vocab_size)
+      throw Error("target id " + std::to_string(targets[i]) + " at " + where(T, i) + " is outside the vocabulary (0.." +
+                  std::to_string(cfg.vocab_size - 1) + ", or -1 for none)");
+}
+
+void check_forward_options(const GPTConfig& cfg, const ForwardOptions& o) {
+  if (!(o.temperature > 0.0f) || !std::isfinite(o.temperature))
+    throw Error("temperature must be a positive finite number, got " + std::to_string(o.temperature));
+  if (o.values && !cfg.value_head) throw Error("values were requested but this model has no value head");
+  if (!o.logprob && !o.values) throw Error("forward with logprob: false needs values: true (there is nothing else to compute)");
+  if (!o.logprob && o.entropy) throw Error("entropy needs the LM head: it cannot be asked with logprob: false");
+}
+
+void check_backward_inputs(const GPTConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran) {
+  if (dvalue && !cfg.value_head) throw Error("dvalue was given but this model has no value head");
+  if (dlogprob && !head_ran) throw Error("dlogprob was given but the last forward skipped the LM head (logprob: false)");
+  for (int64_t i = 0; i < (int64_t)B * T; i++) {
+    if (dlogprob && !std::isfinite(dlogprob[i]))
+      throw Error("dlogprob at " + where(T, i) + " is not finite (" + std::to_string(dlogprob[i]) + ")");
+    if (dvalue && !std::isfinite(dvalue[i]))
+      throw Error("dvalue at " + where(T, i) + " is not finite (" + std::to_string(dvalue[i]) + ")");
+  }
+}
+
+void check_adamw(const AdamWConfig& o) {
+  auto bad = [](float x) { return !std::isfinite(x); };
+  if (bad(o.lr) || o.lr < 0) throw Error("lr must be a finite number >= 0, got " + std::to_string(o.lr));
+  if (bad(o.beta1) || o.beta1 < 0 || o.beta1 >= 1) throw Error("beta1 must be in [0, 1), got " + std::to_string(o.beta1));
+  if (bad(o.beta2) || o.beta2 < 0 || o.beta2 >= 1) throw Error("beta2 must be in [0, 1), got " + std::to_string(o.beta2));
+  if (bad(o.eps) || o.eps <= 0) throw Error("eps must be a finite number > 0, got " + std::to_string(o.eps));
+  if (bad(o.weight_decay) || o.weight_decay < 0)
+    throw Error("weightDecay must be a finite number >= 0, got " + std::to_string(o.weight_decay));
+  if (bad(o.max_grad_norm) || o.max_grad_norm < 0)
+    throw Error("maxGradNorm must be a finite number >= 0 (0 disables clipping), got " + std::to_string(o.max_grad_norm));
+}
+
+int64_t check_spans(const int32_t* spans, int B, int T) {
+  int64_t M = 0;
+  for (int b = 0; b < B; b++) {
+    int s = spans[2 * b], e = spans[2 * b + 1];
+    if (s < 1 || e < s || e > T)
+      throw Error("span of row " + std::to_string(b) + " is [" + std::to_string(s) + ", " + std::to_string(e) +
+                  "): it must satisfy 1 <= start <= end <= T (" + std::to_string(T) +
+                  "), since position t is predicted from position t - 1");
+    M += e - s;
+  }
+  return M;
+}
+
+int check_generate(const GPTConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o) {
+  const int V = cfg.vocab_size;
+  if (prompts.empty()) throw Error("generate needs at least one prompt");
+  if (o.max_new_tokens < 1) throw Error("maxNewTokens must be at least 1, got " + std::to_string(o.max_new_tokens));
+  const SamplingConfig& sc = o.sampling;
+  if (!std::isfinite(sc.temperature) || sc.temperature < 0)
+    throw Error("temperature must be a finite number >= 0 (0 is greedy), got " + std::to_string(sc.temperature));
+  if (sc.top_k < 0) throw Error("topK must be >= 0 (0 disables it), got " + std::to_string(sc.top_k));
+  if (!(sc.top_p > 0.0f && sc.top_p <= 1.0f)) throw Error("topP must be in (0, 1], got " + std::to_string(sc.top_p));
+  for (int32_t e : o.eos)
+    if (e < 0 || e >= V) throw Error("eos token id " + std::to_string(e) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+  int P = 0;
+  for (size_t b = 0; b < prompts.size(); b++) {
+    int n = (int)prompts[b].size();
+    if (n == 0) throw Error("prompt " + std::to_string(b) + " is empty: a prompt needs at least one token (a BOS token, say)");
+    if (n + o.max_new_tokens > cfg.max_seq_len)
+      throw Error("prompt " + std::to_string(b) + " has " + std::to_string(n) + " tokens; with maxNewTokens " +
+                  std::to_string(o.max_new_tokens) + " that exceeds the model's context length (" +
+                  std::to_string(cfg.max_seq_len) + ")");
+    for (int t = 0; t < n; t++)
+      if (prompts[b][t] < 0 || prompts[b][t] >= V)
+        throw Error("token id " + std::to_string(prompts[b][t]) + " in prompt " + std::to_string(b) + ", position " +
+                    std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+    P = std::max(P, n);
+  }
+  return P;
+}
+
+DivergenceResult score_divergence(const int32_t* tokens, const int32_t* argmax, int B, int T, const int32_t* spans,
+                                  const DivergenceConfig& cfg) {
+  DivergenceResult r;
+  r.scores.assign((size_t)B * T, 0.0f);
+  r.first_divergence.assign(B, -1);
+  r.argmax.assign(argmax, argmax + (size_t)B * T);
+  for (int b = 0; b < B; b++) {
+    bool diverged = false;
+    for (int t = spans[2 * b]; t < spans[2 * b + 1]; t++) {
+      int64_t i = (int64_t)b * T + t;
+      bool match = argmax[i] == tokens[i];
+      if (!diverged && match) {
+        r.scores[i] = cfg.positive;
+        continue;
+      }
+      if (!diverged) {
+        diverged = true;
+        r.first_divergence[b] = t - spans[2 * b];
+      }
+      r.scores[i] = match ? cfg.neutral : cfg.negative;
+    }
+  }
+  return r;
+}
+
+#ifndef S2S_WITH_CUDA
+CudaStatus cuda_status() {
+  CudaStatus s;
+  s.reason = "this build of the engine has no CUDA backend (nvcc was not found when it was built, or S2S_CUDA=off)";
+  return s;
+}
+#else
+std::shared_ptr<ModelBackend> make_cuda_backend(const GPTConfig& cfg);  // cuda/model_cuda.cu
+#endif
+
+std::shared_ptr<ModelBackend> make_backend(const GPTConfig& cfg, const std::string& device) {
+  if (device == "cpu") return std::make_shared<GPT>(cfg);
+  if (device != "cuda" && device != "auto")
+    throw Error("device must be 'auto', 'cpu' or 'cuda', got '" + device + "'");
+  CudaStatus s = cuda_status();
+  if (!s.available) {
+    if (device == "auto") return std::make_shared<GPT>(cfg);
+    throw Error("the CUDA backend is unavailable: " + s.reason);
+  }
+#ifdef S2S_WITH_CUDA
+  return make_cuda_backend(cfg);
+#else
+  return std::make_shared<GPT>(cfg);
+#endif
+}
+
+}  // namespace s2s
