@@ -66,6 +66,24 @@ std::vector<TensorInfo> make_layout(const GPTConfig& cfg, size_t* num_params) {
   return layout;
 }
 
+ParamView param_view(const GPTConfig& cfg, const std::vector<TensorInfo>& layout, float* base) {
+  constexpr size_t kTensorsPerLayer = 12;
+  ParamView p;
+  auto at = [&](size_t i) { return base + layout[i].offset; };
+  p.wte = at(0);
+  p.wpe = at(1);
+  for (int l = 0; l < cfg.num_layers; l++) {
+    size_t i = 2 + (size_t)l * kTensorsPerLayer;
+    p.layers.push_back({at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4), at(i + 5), at(i + 6), at(i + 7),
+                        at(i + 8), at(i + 9), at(i + 10), at(i + 11)});
+  }
+  size_t i = 2 + (size_t)cfg.num_layers * kTensorsPerLayer;
+  p.lnfw = at(i);
+  p.lnfb = at(i + 1);
+  p.score = cfg.value_head ? at(i + 2) : nullptr;
+  return p;
+}
+
 double flops_per_token(const GPTConfig& cfg, int T) {
   double L = cfg.num_layers, C = cfg.channels, V = cfg.vocab_size;
   double matmul_params = L * 12.0 * C * C + V * C;
@@ -144,6 +162,12 @@ void check_adamw(const AdamWConfig& o) {
     throw Error("weightDecay must be a finite number >= 0, got " + std::to_string(o.weight_decay));
   if (bad(o.max_grad_norm) || o.max_grad_norm < 0)
     throw Error("maxGradNorm must be a finite number >= 0 (0 disables clipping), got " + std::to_string(o.max_grad_norm));
+}
+
+void check_buffer_range(size_t offset, size_t n, size_t total) {
+  if (offset + n > total)
+    throw Error("offset + length (" + std::to_string(offset + n) + ") exceeds the number of parameters (" +
+                std::to_string(total) + ")");
 }
 
 int64_t check_spans(const int32_t* spans, int B, int T) {

@@ -132,6 +132,16 @@ class ModelBackend {
 void validate_config(const GPTConfig& cfg);
 // GPT-2's tensors with their Hugging Face names and shapes, laid out in one flat buffer.
 std::vector<TensorInfo> make_layout(const GPTConfig& cfg, size_t* num_params);
+// Pointers to each tensor of a flat buffer laid out by make_layout (parameters or gradients, on
+// whichever device holds it).
+struct LayerParams {
+  float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+};
+struct ParamView {
+  float *wte, *wpe, *lnfw, *lnfb, *score;  // score: null without a value head
+  std::vector<LayerParams> layers;
+};
+ParamView param_view(const GPTConfig& cfg, const std::vector<TensorInfo>& layout, float* base);
 // Model FLOPs per trained token at sequence length T, counting every matmul (the LM head
 // included) and causal attention: 6 * (matmul params) + 6 * L * C * T (as llm.c counts them).
 double flops_per_token(const GPTConfig& cfg, int T);
@@ -144,6 +154,8 @@ void check_targets(const GPTConfig& cfg, const int32_t* targets, int B, int T);
 void check_forward_options(const GPTConfig& cfg, const ForwardOptions& o);
 void check_backward_inputs(const GPTConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran);
 void check_adamw(const AdamWConfig& o);
+// Checks that [offset, offset + n) lies inside a flat buffer of `total` values.
+void check_buffer_range(size_t offset, size_t n, size_t total);
 // Checks the spans and returns how many positions they cover.
 int64_t check_spans(const int32_t* spans, int B, int T);
 // Checks the prompts and options and returns the longest prompt's length.

@@ -22,7 +22,6 @@ namespace s2s {
 
 namespace {
 
-constexpr int kTensorsPerLayer = 12;
 constexpr int64_t kClassifierChunk = 256;  // rows of logits computed at once when not all are kept
 
 // Keep all logits of a forward (so backward needs no second LM-head GEMM) while they fit this
@@ -42,23 +41,6 @@ GPT::GPT(const GPTConfig& cfg) : cfg_(cfg) {
   validate_config(cfg);
   layout_ = make_layout(cfg, &num_params_);
   params.resize_zeroed(num_params_);
-}
-
-GPT::ParamView GPT::view(float* base) const {
-  ParamView p;
-  auto at = [&](size_t i) { return base + layout_[i].offset; };
-  p.wte = at(0);
-  p.wpe = at(1);
-  for (int l = 0; l < cfg_.num_layers; l++) {
-    size_t i = 2 + (size_t)l * kTensorsPerLayer;
-    p.layers.push_back({at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4), at(i + 5), at(i + 6), at(i + 7),
-                        at(i + 8), at(i + 9), at(i + 10), at(i + 11)});
-  }
-  size_t i = 2 + (size_t)cfg_.num_layers * kTensorsPerLayer;
-  p.lnfw = at(i);
-  p.lnfb = at(i + 1);
-  p.score = cfg_.value_head ? at(i + 2) : nullptr;
-  return p;
 }
 
 void GPT::init_weights(uint64_t seed) {
@@ -192,13 +174,8 @@ float* GPT::buffer(BufferKind k, bool allocate) {
   return b.data();
 }
 
-static void check_range(size_t offset, size_t n, size_t total) {
-  if (offset + n > total)
-    throw Error("offset + length (" + std::to_string(offset + n) + ") exceeds the number of parameters (" + std::to_string(total) + ")");
-}
-
 void GPT::read_buffer(BufferKind k, size_t offset, size_t n, float* dst) {
-  check_range(offset, n, num_params_);
+  check_buffer_range(offset, n, num_params_);
   const float* src = buffer(k, false);
   if (src)
     std::memcpy(dst, src + offset, n * sizeof(float));
@@ -207,7 +184,7 @@ void GPT::read_buffer(BufferKind k, size_t offset, size_t n, float* dst) {
 }
 
 void GPT::write_buffer(BufferKind k, size_t offset, size_t n, const float* src) {
-  check_range(offset, n, num_params_);
+  check_buffer_range(offset, n, num_params_);
   std::memcpy(buffer(k, true) + offset, src, n * sizeof(float));
 }
 

@@ -46,14 +46,7 @@ class GPT final : public ModelBackend {
   void invalidate_activations() { acts_valid_ = false; }
 
  private:
-  struct LayerParams {
-    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
-  };
-  struct ParamView {
-    float *wte, *wpe, *lnfw, *lnfb, *score;
-    std::vector<LayerParams> layers;
-  };
-  ParamView view(float* base) const;
+  ParamView view(float* base) const { return param_view(cfg_, layout_, base); }
 
   void ensure_activations(int B, int T);
   // Embedding through the final LayerNorm on acts_ (tokens [B,T]); leaves lnf filled.

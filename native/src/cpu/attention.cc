@@ -2,6 +2,7 @@
 // (computing the full T x T square and masking is cheaper than a hand-written causal loop), with
 // the softmax and its backward as row-parallel loops.
 #include "cpu/attention.h"
+#include "cpu/attention_views.h"
 
 #include <omp.h>
 
@@ -13,17 +14,6 @@
 #include "cpu/vecmath.h"
 
 namespace s2s {
-
-namespace {
-// Head h of q, k or v inside qkv, as a [B, NH, T, hs] view.
-Strides qkv_view(int T, int C, int hs) { return {(int64_t)T * 3 * C, hs, 3 * C, 1}; }
-// The same view transposed to [B, NH, hs, T].
-Strides qkv_view_t(int T, int C, int hs) { return {(int64_t)T * 3 * C, hs, 1, 3 * C}; }
-// Head h of a [B,T,C] tensor as [B, NH, T, hs].
-Strides heads_view(int T, int C, int hs) { return {(int64_t)T * C, hs, C, 1}; }
-Strides att_view(int NH, int T) { return {(int64_t)NH * T * T, (int64_t)T * T, T, 1}; }
-Strides att_view_t(int NH, int T) { return {(int64_t)NH * T * T, (int64_t)T * T, 1, T}; }
-}  // namespace
 
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
   int hs = C / NH;

@@ -8,7 +8,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#ifdef S2S_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
+#endif
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +21,7 @@ namespace s2s {
 
 namespace {
 
+#ifdef S2S_HAVE_ONEDNN
 using dnnl::memory;
 
 dnnl::engine& cpu_engine() {
@@ -75,6 +78,8 @@ std::shared_ptr<Gemm> get_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, i
   return g;
 }
 
+#endif  // S2S_HAVE_ONEDNN
+
 // Below this many FLOPs a GEMM runs on one thread: a microsecond or two of work is less than what
 // keeping a second thread in step costs (and far less when another process holds a core). Set
 // where a decoding step's GEMVs still gain from two threads on an idle machine: a 128-wide model's
@@ -94,6 +99,29 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
   if (M == 0 || N == 0 || nb0 == 0 || nb1 == 0) return;
   bool small = 2.0 * nb0 * nb1 * M * N * K < kMinParallelGemmFlops;
   ScopedThreads threads(small ? 1 : omp_get_max_threads());
+#ifndef S2S_HAVE_ONEDNN
+  // Without oneDNN (a machine that builds only the C++ tests): row-parallel loops, i-k-j order so
+  // the inner loop runs along C's and B's rows.
+  for (int64_t b0 = 0; b0 < nb0; b0++)
+    for (int64_t b1 = 0; b1 < nb1; b1++) {
+      const float* a = A + b0 * sa.batch0 + b1 * sa.batch1;
+      const float* b = B + b0 * sb.batch0 + b1 * sb.batch1;
+      float* c = C + b0 * sc.batch0 + b1 * sc.batch1;
+#pragma omp parallel for schedule(static) if (!small)
+      for (int64_t i = 0; i < M; i++) {
+        std::vector<float> acc(N, 0.0f);
+        for (int64_t k = 0; k < K; k++) {
+          float av = a[i * sa.row + k * sa.col];
+          const float* brow = b + k * sb.row;
+          for (int64_t j = 0; j < N; j++) acc[j] += av * brow[j * sb.col];
+        }
+        for (int64_t j = 0; j < N; j++) {
+          float& dst = c[i * sc.row + j * sc.col];
+          dst = alpha * acc[j] + (bias ? bias[j] : 0.0f) + (accumulate ? dst : 0.0f);
+        }
+      }
+    }
+#else
   auto g = get_gemm(nb0, nb1, M, N, K, sa, sb, sc, alpha, accumulate, bias != nullptr);
   thread_local dnnl::stream strm(cpu_engine());
   auto& eng = cpu_engine();
@@ -104,6 +132,7 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(g->bias, eng, const_cast<float*>(bias)));
   g->prim.execute(strm, args);
   strm.wait();
+#endif
 }
 
 }  // namespace

@@ -1,0 +1,57 @@
+// AdamW and the global gradient norm on the GPU. The sum of squares is reduced per block in float
+// and across blocks in double (one atomic per block); AdamW is elementwise with the bias
+// corrections computed on the host exactly as the CPU computes them.
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+
+__global__ void sum_squares_kernel(double* acc, const float* g, size_t n) {
+  __shared__ float scratch[32];
+  float s = 0.0f;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    s += g[i] * g[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) atomicAdd(acc, (double)s);
+}
+
+__global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                             float beta2, float eps, float decay, float bc1, float bc2, float grad_scale) {
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float g = grads[i] * grad_scale;
+  float mi = beta1 * m[i] + (1.0f - beta1) * g;
+  float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  params[i] = params[i] * decay - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+}
+
+}  // namespace
+
+void sum_squares(double* acc, const float* grads, size_t n) {
+  if (n == 0) return;
+  unsigned blocks = (unsigned)std::min<int64_t>(ceil_div((int64_t)n, 1024), 4096);
+  sum_squares_kernel<<<blocks, 1024>>>(acc, grads, n);
+  S2S_CUDA_LAUNCHED("sum_squares");
+}
+
+void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
+  if (n == 0) return;
+  float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);
+  float bc2 = 1.0f - (float)std::pow((double)beta2, (double)t);
+  float decay = 1.0f - lr * weight_decay;
+  adamw_kernel<<<(unsigned)ceil_div((int64_t)n, 256), 256>>>(params, grads, m, v, n, lr, beta1, beta2, eps, decay,
+                                                              bc1, bc2, grad_scale);
+  S2S_CUDA_LAUNCHED("adamw_update");
+}
+
+}  // namespace cuda
+}  // namespace s2s

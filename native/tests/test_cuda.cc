@@ -1,0 +1,629 @@
+// The CUDA backend against the CPU one: every layer on fresh random inputs (the CPU's naive
+// double-precision loops are the reference), the GEMM kernels over the strides the engine uses,
+// the whole model's log-probs, values and gradients, AdamW, generation (greedy identical, sampled
+// log-probs equal to a recompute) and the fused divergence kernel. Exits 77 (ctest: skipped) with
+// the reason when this machine has no usable GPU.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "backend.h"
+#include "cpu/adamw.h"
+#include "cpu/attention.h"
+#include "cpu/classifier.h"
+#include "cpu/embedding.h"
+#include "cpu/gelu.h"
+#include "cpu/layernorm.h"
+#include "cpu/matmul.h"
+#include "cpu/residual.h"
+#include "cpu/value_head.h"
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/model_cuda.h"
+#include "harness.h"
+#include "model.h"
+
+using namespace s2s;
+using Vec = std::vector<float>;
+using cuda::Precision;
+
+// Tolerances (normalised error, see harness::rel_error). fp32 kernels differ from the double
+// reference only by float rounding and summation order; bf16 matmuls keep 8 bits of mantissa.
+constexpr double kFp32Tol = 2e-5;
+constexpr double kBf16Tol = 2e-2;
+
+namespace {
+
+template <typename T>
+struct Dev {
+  cuda::DeviceArray<T> a;
+  size_t n;
+  explicit Dev(const std::vector<T>& h) : n(h.size()) {
+    a.reserve(std::max<size_t>(n, 1));
+    a.upload(h.data(), n);
+  }
+  explicit Dev(size_t count) : n(count) {
+    a.reserve(std::max<size_t>(n, 1));
+    a.zero(std::max<size_t>(n, 1));
+  }
+  T* p() { return a.data(); }
+  std::vector<T> host() const {
+    std::vector<T> h(n);
+    a.download(h.data(), n);
+    return h;
+  }
+};
+
+Vec random(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Vec v(n);
+  harness::fill_uniform(v.data(), n, seed, lo, hi);
+  return v;
+}
+
+std::vector<int32_t> random_tokens(size_t n, int V, uint64_t seed) {
+  Rng rng(seed, 3);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = (int32_t)(rng.next_u64() % (uint64_t)V);
+  return t;
+}
+
+GPTConfig small_config(bool value_head) {
+  GPTConfig c;
+  c.vocab_size = 97;
+  c.max_seq_len = 32;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.channels = 64;
+  c.value_head = value_head;
+  return c;
+}
+
+Vec params_of(ModelBackend& m, BufferKind k = BufferKind::params) {
+  Vec v(m.num_params());
+  m.read_buffer(k, 0, v.size(), v.data());
+  return v;
+}
+
+// A CPU model and a CUDA model with the same parameters.
+struct Pair {
+  GPT cpu;
+  cuda::GPTCuda gpu;
+  Pair(const GPTConfig& c, uint64_t seed, Precision p) : cpu(c), gpu(c) {
+    cpu.init_weights(seed);
+    gpu.init_weights(seed);
+    gpu.set_precision(p);
+  }
+};
+
+}  // namespace
+
+// ---- matmul ----
+
+struct GemmCase {
+  const char* name;
+  int64_t nb0, nb1, M, N, K;
+  Strides sa, sb, sc;
+  size_t na, nb, nc;  // element counts of the three buffers
+};
+
+static std::vector<GemmCase> gemm_cases() {
+  std::vector<GemmCase> v;
+  auto plain = [](const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K) {
+    return GemmCase{name, 1, 1, M, N, K, ta ? dense_t(M, K) : dense(M, K), tb ? dense_t(K, N) : dense(K, N),
+                    dense(M, N), (size_t)(M * K), (size_t)(K * N), (size_t)(M * N)};
+  };
+  v.push_back(plain("NN odd sizes", false, false, 37, 53, 29));
+  v.push_back(plain("NT (the LM head)", false, true, 130, 97, 64));
+  v.push_back(plain("TN (weight gradients)", true, false, 64, 192, 150));
+  v.push_back(plain("NN past one tile", false, false, 257, 129, 300));
+  // attention's head views into qkv [B, T, 3C]: q @ k^T per (b, h)
+  int B = 2, T = 19, C = 32, NH = 4, hs = C / NH;
+  Strides q{(int64_t)T * 3 * C, hs, 3 * C, 1}, kt{(int64_t)T * 3 * C, hs, 1, 3 * C};
+  Strides att{(int64_t)NH * T * T, (int64_t)T * T, T, 1};
+  v.push_back({"attention q @ k^T (two batch dims)", B, NH, T, T, hs, q, kt, att, (size_t)B * T * 3 * C,
+               (size_t)B * T * 3 * C, (size_t)B * NH * T * T});
+  Strides heads{(int64_t)T * C, hs, C, 1};
+  Strides att_t{(int64_t)NH * T * T, (int64_t)T * T, 1, T};
+  v.push_back({"attention att^T @ dout", B, NH, T, hs, T, att_t, heads, q, (size_t)B * NH * T * T, (size_t)B * T * C,
+               (size_t)B * T * 3 * C});
+  return v;
+}
+
+TEST(gemm_kernels_match_the_cpu_reference) {
+  for (const GemmCase& g : gemm_cases()) {
+    Vec A = random(g.na, 1), Bm = random(g.nb, 2), C0 = random(g.nc, 3);
+    for (bool acc : {false, true}) {
+      float alpha = acc ? 0.75f : 1.25f;
+      Vec want = C0;
+      gemm_batched_naive(g.nb0, g.nb1, g.M, g.N, g.K, A.data(), g.sa, Bm.data(), g.sb, want.data(), g.sc, alpha, acc);
+      Dev<float> a(A), b(Bm);
+      auto run = [&](const char* what, double tol, auto fn) {
+        Dev<float> c(C0);
+        fn(c.p());
+        Vec got = c.host();
+        double e = harness::rel_error(got.data(), want.data(), got.size());
+        if (!(e <= tol)) {
+          std::printf("  FAIL %s, %s, accumulate=%d: normalised error %.3g > %.3g\n", g.name, what, (int)acc, e, tol);
+          harness::failures()++;
+        }
+      };
+      run("naive", 1e-6, [&](float* c) {
+        cuda::gemm_batched_naive(g.nb0, g.nb1, g.M, g.N, g.K, a.p(), g.sa, b.p(), g.sb, c, g.sc, alpha, acc);
+      });
+      run("built-in fp32", kFp32Tol, [&](float* c) {
+        cuda::gemm_batched_builtin(g.nb0, g.nb1, g.M, g.N, g.K, a.p(), g.sa, b.p(), g.sb, c, g.sc, alpha, acc,
+                                   Precision::fp32);
+      });
+      run("built-in bf16", kBf16Tol, [&](float* c) {
+        cuda::gemm_batched_builtin(g.nb0, g.nb1, g.M, g.N, g.K, a.p(), g.sa, b.p(), g.sb, c, g.sc, alpha, acc,
+                                   Precision::bf16);
+      });
+      run("dispatch fp32", kFp32Tol, [&](float* c) {
+        cuda::gemm_batched(g.nb0, g.nb1, g.M, g.N, g.K, a.p(), g.sa, b.p(), g.sb, c, g.sc, alpha, acc, Precision::fp32);
+      });
+      run("dispatch bf16", kBf16Tol, [&](float* c) {
+        cuda::gemm_batched(g.nb0, g.nb1, g.M, g.N, g.K, a.p(), g.sa, b.p(), g.sb, c, g.sc, alpha, acc, Precision::bf16);
+      });
+    }
+  }
+}
+
+TEST(transposed_gemm_equals_the_cpu_gemm) {
+  // the CPU's gemm (tested on its own in test_kernels) is the reference for each transposition
+  int64_t M = 33, N = 70, K = 45;
+  Vec A = random(M * K, 15), Bm = random(K * N, 16);
+  Dev<float> a(A), b(Bm);
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      Vec want(M * N);
+      gemm(ta, tb, M, N, K, A.data(), Bm.data(), want.data(), 0.5f, false);
+      Dev<float> c((size_t)(M * N));
+      cuda::gemm(ta, tb, M, N, K, a.p(), b.p(), c.p(), 0.5f, false, Precision::fp32);
+      Vec got = c.host();
+      EXPECT_CLOSE(got.data(), want.data(), got.size(), kFp32Tol);
+    }
+}
+
+TEST(bf16_gemm_is_not_silently_fp32) {
+  // Values that bf16 cannot hold exactly: the bf16 result must differ from fp32 (so the tensor-core
+  // path really ran), while staying within its tolerance.
+  int64_t M = 64, N = 64, K = 64;
+  Vec A(M * K, 1.0f + 1.0f / 512), Bm(K * N, 1.0f);
+  Dev<float> a(A), b(Bm), c32((size_t)(M * N)), c16((size_t)(M * N));
+  cuda::gemm(false, false, M, N, K, a.p(), b.p(), c32.p(), 1.0f, false, Precision::fp32);
+  cuda::gemm_batched_builtin(1, 1, M, N, K, a.p(), dense(M, K), b.p(), dense(K, N), c16.p(), dense(M, N), 1.0f, false,
+                             Precision::bf16);
+  Vec r32 = c32.host(), r16 = c16.host();
+  EXPECT(std::fabs(r32[0] - 64.125f) < 1e-4);
+  EXPECT(r16[0] == 64.0f);
+}
+
+TEST(matmul_forward_and_backward_match_the_cpu) {
+  int64_t N = 45, C = 40, OC = 72;
+  Vec inp = random(N * C, 4), w = random(C * OC, 5), bias = random(OC, 6), dout = random(N * OC, 7);
+  Vec out(N * OC), dinp(N * C), dw = random(C * OC, 8), db = random(OC, 9);
+  Vec dw0 = dw, db0 = db;
+  matmul_forward_naive(out.data(), inp.data(), w.data(), bias.data(), N, C, OC);
+  matmul_backward_naive(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), N, C, OC);
+  Dev<float> di(inp), dwt(w), dbias(bias), ddout(dout), dout_d((size_t)(N * OC)), ddinp((size_t)(N * C)), ddw(dw0),
+      ddb(db0);
+  cuda::matmul_forward(dout_d.p(), di.p(), dwt.p(), dbias.p(), N, C, OC, Precision::fp32);
+  cuda::matmul_backward(ddinp.p(), ddw.p(), ddb.p(), ddout.p(), di.p(), dwt.p(), N, C, OC, Precision::fp32);
+  Vec o = dout_d.host(), g1 = ddinp.host(), g2 = ddw.host(), g3 = ddb.host();
+  EXPECT_CLOSE(o.data(), out.data(), o.size(), kFp32Tol);
+  EXPECT_CLOSE(g1.data(), dinp.data(), g1.size(), kFp32Tol);
+  EXPECT_CLOSE(g2.data(), dw.data(), g2.size(), kFp32Tol);
+  EXPECT_CLOSE(g3.data(), db.data(), g3.size(), kFp32Tol);
+}
+
+// ---- the other layers ----
+
+TEST(embedding_matches_the_cpu) {
+  int B = 3, T = 7, C = 24, V = 11, maxT = 16;
+  auto tok = random_tokens((size_t)B * T, V, 10);
+  tok[0] = tok[1] = tok[5];  // repeated tokens exercise the atomic scatter
+  Vec wte = random((size_t)V * C, 11), wpe = random((size_t)maxT * C, 12), dout = random((size_t)B * T * C, 13);
+  Vec out((size_t)B * T * C), dwte = random((size_t)V * C, 14), dwpe = random((size_t)maxT * C, 15);
+  Dev<int32_t> dtok(tok);
+  Dev<float> dw(wte), dp(wpe), dd(dout), dout_d(out.size()), ddwte(dwte), ddwpe(dwpe);
+  embedding_forward_naive(out.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
+  embedding_backward_naive(dwte.data(), dwpe.data(), dout.data(), tok.data(), B, T, C);
+  cuda::embedding_forward(dout_d.p(), dtok.p(), dw.p(), dp.p(), B, T, C, nullptr);
+  cuda::embedding_backward(ddwte.p(), ddwpe.p(), dd.p(), dtok.p(), B, T, C);
+  Vec o = dout_d.host(), g1 = ddwte.host(), g2 = ddwpe.host();
+  EXPECT_CLOSE(o.data(), out.data(), o.size(), 0);
+  EXPECT_CLOSE(g1.data(), dwte.data(), g1.size(), kFp32Tol);
+  EXPECT_CLOSE(g2.data(), dwpe.data(), g2.size(), kFp32Tol);
+  // per-row start positions (generation): row b at pos[b]
+  std::vector<int32_t> pos = {3, 0, 9};
+  Dev<int32_t> dpos(pos);
+  cuda::embedding_forward(dout_d.p(), dtok.p(), dw.p(), dp.p(), B, 1, C, dpos.p());
+  Vec one = dout_d.host();
+  for (int b = 0; b < B; b++) {
+    Vec want(C);
+    embedding_forward(want.data(), tok.data() + b, wte.data(), wpe.data(), 1, 1, C, pos[b]);
+    EXPECT_CLOSE(one.data() + (size_t)b * C, want.data(), (size_t)C, 0);
+  }
+}
+
+TEST(layernorm_matches_the_cpu) {
+  int64_t N = 70;
+  int C = 100;
+  Vec x = random(N * C, 20, -2, 3), w = random(C, 21), b = random(C, 22), dout = random(N * C, 23);
+  Vec out(N * C), mean(N), rstd(N), dx = random(N * C, 24), dw = random(C, 25), db = random(C, 26);
+  Dev<float> dX(x), dW(w), dB(b), dD(dout), dO(out.size()), dM(mean.size()), dR(rstd.size()), ddx(dx), ddw(dw), ddb(db);
+  layernorm_forward_naive(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
+  layernorm_backward_naive(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(),
+                           N, C);
+  cuda::layernorm_forward(dO.p(), dM.p(), dR.p(), dX.p(), dW.p(), dB.p(), N, C);
+  cuda::layernorm_backward(ddx.p(), ddw.p(), ddb.p(), dD.p(), dX.p(), dW.p(), dM.p(), dR.p(), N, C);
+  Vec o = dO.host(), m = dM.host(), r = dR.host(), g1 = ddx.host(), g2 = ddw.host(), g3 = ddb.host();
+  EXPECT_CLOSE(o.data(), out.data(), o.size(), kFp32Tol);
+  EXPECT_CLOSE(m.data(), mean.data(), m.size(), kFp32Tol);
+  EXPECT_CLOSE(r.data(), rstd.data(), r.size(), kFp32Tol);
+  EXPECT_CLOSE(g1.data(), dx.data(), g1.size(), kFp32Tol);
+  EXPECT_CLOSE(g2.data(), dw.data(), g2.size(), kFp32Tol);
+  EXPECT_CLOSE(g3.data(), db.data(), g3.size(), kFp32Tol);
+}
+
+TEST(attention_matches_the_cpu) {
+  int B = 2, T = 21, C = 48, NH = 3;
+  Vec qkv = random((size_t)B * T * 3 * C, 30), dout = random((size_t)B * T * C, 31);
+  Vec out((size_t)B * T * C), att((size_t)B * NH * T * T), dqkv(qkv.size());
+  attention_forward_naive(out.data(), att.data(), qkv.data(), B, T, C, NH);
+  attention_backward_naive(dqkv.data(), dout.data(), qkv.data(), att.data(), B, T, C, NH);
+  Dev<float> dq(qkv), dd(dout), dO(out.size()), dA(att.size()), ddq(dqkv.size()), ddatt(att.size());
+  for (Precision p : {Precision::fp32, Precision::bf16}) {
+    double tol = p == Precision::fp32 ? kFp32Tol : kBf16Tol;
+    cuda::attention_forward(dO.p(), dA.p(), dq.p(), B, T, C, NH, p);
+    cuda::attention_backward(ddq.p(), ddatt.p(), dd.p(), dq.p(), dA.p(), B, T, C, NH, p);
+    Vec o = dO.host(), a = dA.host(), g = ddq.host();
+    EXPECT_CLOSE(o.data(), out.data(), o.size(), tol);
+    EXPECT_CLOSE(a.data(), att.data(), a.size(), tol);
+    EXPECT_CLOSE(g.data(), dqkv.data(), g.size(), 3 * tol);
+  }
+}
+
+TEST(kv_cache_decoding_matches_the_cpu) {
+  int B = 3, C = 32, NH = 4, maxT = 12, P = 5;
+  Vec prefill = random((size_t)B * P * 3 * C, 40), step = random((size_t)B * 3 * C, 41);
+  std::vector<int32_t> len = {5, 2, 4};
+  // CPU: caches filled by hand, the new key/value at pos[b] = len[b], then attention_decode
+  Vec kc((size_t)B * maxT * C, 0.0f), vc((size_t)B * maxT * C, 0.0f);
+  for (int b = 0; b < B; b++) {
+    for (int t = 0; t < len[b]; t++)
+      for (int c = 0; c < C; c++) {
+        kc[((size_t)b * maxT + t) * C + c] = prefill[((size_t)b * P + t) * 3 * C + C + c];
+        vc[((size_t)b * maxT + t) * C + c] = prefill[((size_t)b * P + t) * 3 * C + 2 * C + c];
+      }
+    for (int c = 0; c < C; c++) {
+      kc[((size_t)b * maxT + len[b]) * C + c] = step[(size_t)b * 3 * C + C + c];
+      vc[((size_t)b * maxT + len[b]) * C + c] = step[(size_t)b * 3 * C + 2 * C + c];
+    }
+  }
+  Vec want((size_t)B * C);
+  attention_decode(want.data(), step.data(), kc.data(), vc.data(), len.data(), B, maxT, C, NH);
+  Dev<float> dpre(prefill), dstep(step), dkc(kc.size()), dvc(vc.size()), dout(want.size());
+  Dev<int32_t> dlen(len);
+  cuda::kv_cache_prefill(dkc.p(), dvc.p(), dpre.p(), dlen.p(), B, P, maxT, C);
+  cuda::kv_cache_write(dkc.p(), dvc.p(), dstep.p(), dlen.p(), B, maxT, C);
+  cuda::attention_decode(dout.p(), dstep.p(), dkc.p(), dvc.p(), dlen.p(), B, maxT, C, NH);
+  Vec k = dkc.host(), v = dvc.host(), o = dout.host();
+  EXPECT_CLOSE(k.data(), kc.data(), k.size(), 0);
+  EXPECT_CLOSE(v.data(), vc.data(), v.size(), 0);
+  EXPECT_CLOSE(o.data(), want.data(), o.size(), kFp32Tol);
+}
+
+TEST(gelu_and_residual_match_the_cpu) {
+  int64_t N = 1000;
+  Vec x = random(N, 50, -5, 5), d = random(N, 51), y = random(N, 52);
+  Vec out(N), dx(N), sum(N);
+  gelu_forward_naive(out.data(), x.data(), N);
+  gelu_backward_naive(dx.data(), x.data(), d.data(), N);
+  residual_forward_naive(sum.data(), x.data(), y.data(), N);
+  Dev<float> dX(x), dD(d), dY(y), dO((size_t)N), dG((size_t)N), dS((size_t)N);
+  cuda::gelu_forward(dO.p(), dX.p(), N);
+  cuda::gelu_backward(dG.p(), dX.p(), dD.p(), N);
+  cuda::residual_forward(dS.p(), dX.p(), dY.p(), N);
+  Vec o = dO.host(), g = dG.host(), s = dS.host();
+  EXPECT_CLOSE(o.data(), out.data(), N, kFp32Tol);
+  EXPECT_CLOSE(g.data(), dx.data(), N, kFp32Tol);
+  EXPECT_CLOSE(s.data(), sum.data(), N, 0);
+}
+
+TEST(classifier_matches_the_cpu_kept_and_chunked) {
+  int64_t N = 37;
+  int C = 32, V = 301;
+  float inv_temp = 1.0f / 0.7f;
+  Vec lnf = random(N * C, 60), wte = random((size_t)V * C, 61, -0.5f, 0.5f), dlp = random(N, 62);
+  auto tg = random_tokens(N, V, 63);
+  tg[4] = -1;  // a position without a target
+  Vec lp(N), ent(N), dlnf(N * C), dwte = random((size_t)V * C, 64);
+  Vec dwte0 = dwte;
+  classifier_forward_naive(lnf.data(), wte.data(), tg.data(), N, C, V, inv_temp, lp.data(), ent.data());
+  classifier_backward_naive(lnf.data(), wte.data(), tg.data(), N, C, V, inv_temp, dlp.data(), dlnf.data(), dwte.data());
+  for (bool keep : {true, false}) {
+    Dev<float> dL(lnf), dW(wte), dD(dlp), logits((size_t)(N * V)), scratch((size_t)(8 * V)), dlp_d((size_t)N),
+        dent((size_t)N), lse((size_t)N), ddl((size_t)(N * C)), ddw(dwte0);
+    Dev<int32_t> dT(tg);
+    cuda::ClassifierArgs a{dL.p(), dW.p(), dT.p(), N, C, V, inv_temp, keep ? logits.p() : nullptr, scratch.p(), 8,
+                           Precision::fp32};
+    cuda::classifier_forward(a, dlp_d.p(), dent.p(), lse.p());
+    cuda::classifier_backward(a, ddl.p(), ddw.p(), dD.p(), lse.p());
+    Vec l = dlp_d.host(), e = dent.host(), g1 = ddl.host(), g2 = ddw.host();
+    EXPECT_CLOSE(l.data(), lp.data(), l.size(), kFp32Tol);
+    EXPECT_CLOSE(e.data(), ent.data(), e.size(), kFp32Tol);
+    EXPECT_CLOSE(g1.data(), dlnf.data(), g1.size(), 5 * kFp32Tol);
+    EXPECT_CLOSE(g2.data(), dwte.data(), g2.size(), 5 * kFp32Tol);
+  }
+}
+
+TEST(value_head_matches_the_cpu) {
+  int64_t N = 300;
+  int C = 40;
+  Vec lnf = random(N * C, 70), w = random(C, 71), dv = random(N, 72);
+  Vec v(N), dl = random(N * C, 73), dw = random(C, 74);
+  Vec dl0 = dl, dw0 = dw;
+  value_head_forward_naive(v.data(), lnf.data(), w.data(), N, C);
+  value_head_backward_naive(dl.data(), dw.data(), dv.data(), lnf.data(), w.data(), N, C);
+  Dev<float> dL(lnf), dW(w), dV(dv), out((size_t)N), ddl(dl0), ddw(dw0);
+  cuda::value_head_forward(out.p(), dL.p(), dW.p(), N, C);
+  cuda::value_head_backward(ddl.p(), ddw.p(), dV.p(), dL.p(), dW.p(), N, C);
+  Vec o = out.host(), g1 = ddl.host(), g2 = ddw.host();
+  EXPECT_CLOSE(o.data(), v.data(), o.size(), kFp32Tol);
+  EXPECT_CLOSE(g1.data(), dl.data(), g1.size(), kFp32Tol);
+  EXPECT_CLOSE(g2.data(), dw.data(), g2.size(), kFp32Tol);
+}
+
+TEST(adamw_and_global_norm_match_the_cpu) {
+  size_t n = 100003;
+  Vec p = random(n, 80), g = random(n, 81), m = random(n, 82, 0, 0.1f), v = random(n, 83, 0, 0.01f);
+  Dev<float> dp(p), dg(g), dm(m), dv(v);
+  Dev<double> acc((size_t)1);
+  cuda::sum_squares(acc.p(), dg.p(), n);
+  double want = global_norm_naive(g.data(), n);
+  double got = std::sqrt(acc.host()[0]);
+  EXPECT(std::fabs(got - want) <= 1e-5 * want);
+  adamw_update_naive(p.data(), g.data(), m.data(), v.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.5f);
+  cuda::adamw_update(dp.p(), dg.p(), dm.p(), dv.p(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.5f);
+  Vec hp = dp.host(), hm = dm.host(), hv = dv.host();
+  EXPECT_CLOSE(hp.data(), p.data(), n, 1e-6);
+  EXPECT_CLOSE(hm.data(), m.data(), n, 1e-6);
+  EXPECT_CLOSE(hv.data(), v.data(), n, 1e-6);
+}
+
+TEST(sampling_kernel_matches_the_cpu_sampler) {
+  int B = 64, V = 5003;
+  Vec logits = random((size_t)B * V, 90, -4, 4);
+  Dev<float> dl(logits), dlp((size_t)B), du((size_t)B);
+  Dev<int32_t> dtok((size_t)B);
+  Dev<uint8_t> ddone(std::vector<uint8_t>(B, 0));
+  for (float temp : {0.0f, 0.8f}) {
+    std::vector<float> u(B);
+    for (int b = 0; b < B; b++) u[b] = Rng(5, b).uniform();
+    du.a.upload(u.data(), B);
+    cuda::sample_rows(dtok.p(), dlp.p(), dl.p(), du.p(), ddone.p(), B, V, temp);
+    auto tok = dtok.host();
+    Vec lp = dlp.host();
+    int same = 0;
+    SamplingWork work;
+    for (int b = 0; b < B; b++) {
+      Rng rng(5, b);
+      float want_lp;
+      SamplingConfig sc;
+      sc.temperature = temp;
+      int32_t want = sample_token(logits.data() + (size_t)b * V, V, sc, rng, &want_lp, work);
+      if (want == tok[b]) {
+        same++;
+        EXPECT(std::fabs(want_lp - lp[b]) < 1e-4);
+      }
+    }
+    // greedy is exact; a sample may differ only where the draw falls on a rounding boundary
+    EXPECT(temp == 0.0f ? same == B : same >= B - 2);
+  }
+}
+
+TEST(divergence_kernel_matches_the_cpu_rule) {
+  int B = 4, T = 30, V = 777;
+  std::vector<int32_t> spans = {1, 30, 5, 20, 7, 7, 2, 9};
+  std::vector<int32_t> row, pos;
+  for (int b = 0; b < B; b++)
+    for (int t = spans[2 * b]; t < spans[2 * b + 1]; t++) row.push_back(b), pos.push_back(t);
+  int64_t M = (int64_t)row.size();
+  Vec logits = random((size_t)M * V, 100);
+  // the argmax of each logits row, by the CPU's rule; tokens agree with it for a prefix of each row
+  std::vector<int32_t> am_rows(M);
+  for (int64_t m = 0; m < M; m++) {
+    const float* l = logits.data() + m * V;
+    am_rows[m] = (int32_t)(std::max_element(l, l + V) - l);
+  }
+  auto tokens = random_tokens((size_t)B * T, V, 101);
+  for (int64_t m = 0; m < M; m++)
+    if (pos[m] - spans[2 * row[m]] < 3 * row[m] || (m % 5 == 0)) tokens[(size_t)row[m] * T + pos[m]] = am_rows[m];
+  std::vector<int32_t> argmax((size_t)B * T, -1);
+  for (int64_t m = 0; m < M; m++) argmax[(size_t)row[m] * T + pos[m]] = am_rows[m];
+  DivergenceConfig rule{1.0f, -1.0f, 0.0f};
+  DivergenceResult want = score_divergence(tokens.data(), argmax.data(), B, T, spans.data(), rule);
+  // in chunks of 7 rows, in reverse order: the result must not depend on which block finishes last
+  Dev<float> dl(logits), scores((size_t)B * T);
+  Dev<int32_t> drow(row), dpos(pos), dtok(tokens), dspans(spans), dam(std::vector<int32_t>((size_t)B * T, -1)),
+      dfirst(std::vector<int32_t>(B, -1)), dcount((size_t)B);
+  for (int64_t r0 = (M - 1) / 7 * 7; r0 >= 0; r0 -= 7) {
+    int64_t rows = std::min<int64_t>(7, M - r0);
+    cuda::divergence_score(dl.p() + r0 * V, rows, V, drow.p() + r0, dpos.p() + r0, dtok.p(), T, dspans.p(),
+                           {rule.positive, rule.negative, rule.neutral}, dam.p(), scores.p(), dfirst.p(), dcount.p());
+  }
+  EXPECT(dam.host() == want.argmax);
+  Vec s = scores.host();
+  EXPECT_CLOSE(s.data(), want.scores.data(), s.size(), 0);
+  EXPECT(dfirst.host() == want.first_divergence);
+}
+
+// ---- the whole model ----
+
+TEST(initialisation_and_checkpoint_buffers_are_identical_across_devices) {
+  Pair m(small_config(true), 3, Precision::fp32);
+  Vec a(m.cpu.params.data(), m.cpu.params.data() + m.cpu.num_params());
+  Vec b = params_of(m.gpu);
+  EXPECT(a == b);  // bit for bit: the same bytes go into a checkpoint whichever device wrote them
+  Vec part = random(100, 5);
+  m.gpu.write_buffer(BufferKind::adam_v, 17, part.size(), part.data());
+  Vec back(100);
+  m.gpu.read_buffer(BufferKind::adam_v, 17, 100, back.data());
+  EXPECT(back == part);
+  Vec zeros(10);
+  m.gpu.read_buffer(BufferKind::adam_m, 0, 10, zeros.data());  // never allocated: zeros
+  EXPECT(std::all_of(zeros.begin(), zeros.end(), [](float x) { return x == 0.0f; }));
+  EXPECT_THROWS_WITH(m.gpu.read_buffer(BufferKind::params, m.gpu.num_params() - 5, 10, back.data()), "exceeds");
+}
+
+static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
+  GPTConfig cfg = small_config(true);
+  Pair m(cfg, 7, p);
+  int B = 3, T = 17;
+  auto tok = random_tokens((size_t)B * T, cfg.vocab_size, 8);
+  auto tg = random_tokens((size_t)B * T, cfg.vocab_size, 9);
+  tg[3] = -1;
+  ForwardOptions o;
+  o.values = true;
+  o.entropy = true;
+  o.temperature = 0.9f;
+  ForwardResult rc = m.cpu.forward(tok.data(), tg.data(), B, T, o);
+  ForwardResult rg = m.gpu.forward(tok.data(), tg.data(), B, T, o);
+  EXPECT_CLOSE(rg.logprob.data(), rc.logprob.data(), rc.logprob.size(), tol_fwd);
+  EXPECT_CLOSE(rg.values.data(), rc.values.data(), rc.values.size(), tol_fwd);
+  EXPECT_CLOSE(rg.entropy.data(), rc.entropy.data(), rc.entropy.size(), tol_fwd);
+  Vec dlp = random((size_t)B * T, 10), dv = random((size_t)B * T, 11);
+  m.cpu.backward(dlp.data(), dv.data());
+  m.gpu.backward(dlp.data(), dv.data());
+  Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
+  // each tensor on its own scale, so a small tensor's error is not hidden by a large one's
+  for (const TensorInfo& t : m.cpu.layout()) {
+    double e = harness::rel_error(gg.data() + t.offset, gc.data() + t.offset, t.numel);
+    if (!(e <= tol_grad)) {
+      std::printf("  FAIL gradient of %s (%s): normalised error %.3g > %.3g\n", t.name.c_str(),
+                  cuda::precision_name(p), e, tol_grad);
+      harness::failures()++;
+    }
+  }
+  AdamWConfig a;
+  a.lr = 1e-2f;
+  a.weight_decay = 0.1f;
+  a.max_grad_norm = 0.5f;
+  double nc = m.cpu.step(a), ng = m.gpu.step(a);
+  EXPECT(std::fabs(nc - ng) <= tol_grad * nc);
+  Vec pc(m.cpu.params.data(), m.cpu.params.data() + m.cpu.num_params()), pg = params_of(m.gpu);
+  EXPECT_CLOSE(pg.data(), pc.data(), pc.size(), tol_grad);
+  EXPECT(m.gpu.optimizer_step() == 1);
+}
+
+TEST(whole_model_matches_the_cpu_in_fp32) { check_model_parity(Precision::fp32, 1e-4, 1e-3); }
+TEST(whole_model_matches_the_cpu_in_bf16) { check_model_parity(Precision::bf16, 3e-2, 8e-2); }
+
+TEST(greedy_generation_is_identical_to_the_cpu) {
+  Pair m(small_config(false), 11, Precision::fp32);
+  std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {4}, {5, 6, 7, 8, 9, 10, 11}};
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  o.sampling.temperature = 0.0f;
+  GenerateResult c = m.cpu.generate(prompts, o);
+  GenerateResult g = m.gpu.generate(prompts, o);
+  EXPECT(g.tokens == c.tokens);
+  EXPECT_CLOSE(g.logprobs.data(), c.logprobs.data(), c.logprobs.size(), 1e-4);
+  // an EOS stops a row on the GPU as on the CPU
+  o.eos = {c.tokens[4]};
+  GenerateResult ce = m.cpu.generate(prompts, o), ge = m.gpu.generate(prompts, o);
+  EXPECT(ge.tokens == ce.tokens && ge.lengths == ce.lengths && ge.eos == ce.eos);
+}
+
+TEST(sampled_generation_logprobs_equal_a_recompute) {
+  GPTConfig cfg = small_config(false);
+  for (int filtered = 0; filtered < 2; filtered++) {
+    Pair m(cfg, 12, Precision::fp32);
+    std::vector<std::vector<int32_t>> prompts = {{1, 2}, {3, 4, 5, 6}, {7}, {8, 9, 10}};
+    GenerateOptions o;
+    o.max_new_tokens = 10;
+    o.sampling.temperature = 0.9f;
+    if (filtered) o.sampling.top_k = 20, o.sampling.top_p = 0.9f;  // the host-side path
+    o.seed = 77;
+    GenerateResult g = m.gpu.generate(prompts, o);
+    GenerateResult c = m.cpu.generate(prompts, o);
+    int same_rows = 0;
+    for (int b = 0; b < (int)prompts.size(); b++) {
+      std::vector<int32_t> seq = prompts[b];
+      for (int s = 0; s < g.lengths[b]; s++) seq.push_back(g.tokens[(size_t)b * o.max_new_tokens + s]);
+      std::vector<int32_t> targets(seq.size(), -1);
+      for (size_t t = prompts[b].size(); t < seq.size(); t++) targets[t - 1] = seq[t];
+      ForwardOptions fo;
+      fo.temperature = 0.9f;
+      ForwardResult r = m.cpu.forward(seq.data(), targets.data(), 1, (int)seq.size(), fo);
+      for (int s = 0; s < g.lengths[b]; s++) {
+        float want = r.logprob[prompts[b].size() - 1 + s], got = g.logprobs[(size_t)b * o.max_new_tokens + s];
+        if (!(std::fabs(want - got) < 1e-4)) {
+          std::printf("  FAIL row %d step %d: generated log-prob %g, recomputed %g\n", b, s, got, want);
+          harness::failures()++;
+        }
+      }
+      bool same = true;
+      for (int s = 0; s < o.max_new_tokens; s++)
+        same = same && g.tokens[(size_t)b * o.max_new_tokens + s] == c.tokens[(size_t)b * o.max_new_tokens + s];
+      same_rows += same;
+    }
+    // the same seed draws the same uniforms as the CPU, so the samples agree (a rounding boundary
+    // may split one row)
+    EXPECT(same_rows >= (int)prompts.size() - 1);
+  }
+}
+
+TEST(divergence_and_greedy_match_are_identical_to_the_cpu) {
+  Pair m(small_config(false), 13, Precision::fp32);
+  int B = 3, T = 20, V = m.cpu.config().vocab_size;
+  auto tok = random_tokens((size_t)B * T, V, 14);
+  std::vector<int32_t> spans = {4, 20, 1, 12, 9, 9};
+  // let a prefix of each span follow the model's greedy choice, so both outcomes occur
+  for (int t = 0; t < 6; t++) {
+    GreedyMatchResult g = m.cpu.greedy_match(tok.data(), B, T, spans.data());
+    for (int b = 0; b < B; b++) {
+      int p = spans[2 * b] + t;
+      if (p < spans[2 * b + 1] && t < 2 + b) tok[(size_t)b * T + p] = g.argmax[(size_t)b * T + p];
+    }
+  }
+  DivergenceConfig rule{1.0f, -1.0f, 0.0f};
+  DivergenceResult c = m.cpu.divergence(tok.data(), B, T, spans.data(), rule);
+  DivergenceResult g = m.gpu.divergence(tok.data(), B, T, spans.data(), rule);
+  EXPECT(g.argmax == c.argmax);
+  EXPECT(g.scores == c.scores);
+  EXPECT(g.first_divergence == c.first_divergence);
+  GreedyMatchResult gc = m.cpu.greedy_match(tok.data(), B, T, spans.data());
+  GreedyMatchResult gg = m.gpu.greedy_match(tok.data(), B, T, spans.data());
+  EXPECT(gg.match == gc.match && gg.argmax == gc.argmax);
+  EXPECT(std::count(gc.match.begin(), gc.match.end(), 1) >= 3);
+}
+
+TEST(bad_input_gets_the_cpu_messages_on_the_gpu) {
+  cuda::GPTCuda m(small_config(false));
+  std::vector<int32_t> tok = {1, 2, 500};
+  EXPECT_THROWS_WITH(m.forward(tok.data(), nullptr, 1, 3, ForwardOptions{}), "outside the vocabulary");
+  Vec d(3, 1.0f);
+  EXPECT_THROWS_WITH(m.backward(d.data(), nullptr), "call forward() first");
+  std::vector<int32_t> ok = {1, 2, 3}, spans = {0, 3};
+  EXPECT_THROWS_WITH(m.divergence(ok.data(), 1, 3, spans.data(), DivergenceConfig{}), "span");
+  // a NaN gradient skips the step and leaves the parameters as they were
+  m.init_weights(1);
+  Vec before = params_of(m);
+  Vec nan(1, NAN);
+  m.write_buffer(BufferKind::grads, 5, 1, nan.data());
+  EXPECT_THROWS_WITH(m.step(AdamWConfig{}), "not finite");
+  EXPECT(params_of(m) == before);
+}
+
+int main() {
+  CudaStatus s = cuda_status();
+  if (!s.available) {
+    std::printf("SKIP: the CUDA backend's tests need a GPU: %s\n", s.reason.c_str());
+    return 77;
+  }
+  std::printf("device: %s; cuBLAS: %s\n", s.device.c_str(), cuda::have_cublas() ? "yes" : "no (built-in kernels)");
+  return harness::run_all();
+}

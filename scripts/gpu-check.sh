@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The CUDA backend's check on a GPU machine (needs CMake, nvcc and a C++ compiler; not Node):
+# builds the engine with CUDA, runs the CPU-vs-CUDA parity tests (native/tests/test_cuda.cc), then
+# the GPU benchmark (native/tests/bench_cuda.cc). Prints a short table last; the full log goes to
+# $OUT/gpu-check.log (or build-gpu/gpu-check.log). Takes 2 to 4 minutes on an H100.
+#   scripts/gpu-check.sh          the whole check
+#   scripts/gpu-check.sh quick    shorter benchmark runs
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=build-gpu
+logdir=${OUT:-$build}
+mkdir -p "$logdir"
+log="$logdir/gpu-check.log"
+exec > >(tee "$log") 2>&1
+start=$(date +%s)
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)')"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true
+nvcc --version | tail -1
+
+configure_and_build() {
+  cmake -S native -B "$build" -DCMAKE_BUILD_TYPE=Release -DS2S_BUILD_TESTS=ON -DS2S_CUDA=on -DS2S_WERROR=ON "$@" &&
+    cmake --build "$build" -j"$(nproc)"
+}
+echo "== build"
+cublas=on
+if ! configure_and_build; then
+  echo "!! the build with cuBLAS failed (above); building again with the built-in GEMM kernels only"
+  rm -rf "$build"
+  cublas=off
+  configure_and_build -DS2S_CUBLAS=off || { echo "!! the CUDA build failed"; exit 1; }
+fi
+
+echo "== parity tests (fp32 and bf16 against the CPU)"
+timeout 300 "$build/test_cuda"
+tests_rc=$?
+echo "== CPU tests (reference build)"
+timeout 120 "$build/test_kernels" >/dev/null && timeout 120 "$build/test_model" >/dev/null
+cpu_rc=$?
+
+echo "== benchmark"
+timeout 300 "$build/bench_cuda" "${1:-}" | tee "$logdir/bench.txt"
+bench_rc=${PIPESTATUS[0]}
+
+echo
+echo "== summary ($(( $(date +%s) - start )) s; log: $log)"
+verdict() { case $1 in 0) echo "$2" ;; 77) echo "SKIPPED (no usable GPU)" ;; *) echo "FAILED (exit $1)" ;; esac; }
+echo "GEMMs:        $([ $cublas = on ] && echo "cuBLAS where the strides fit, else built-in" || echo "built-in kernels only")"
+echo "parity tests: $(verdict $tests_rc passed)"
+echo "CPU tests:    $([ $cpu_rc -eq 0 ] && echo passed || echo "FAILED (exit $cpu_rc)")"
+echo "benchmark:    $(verdict $bench_rc done)"
+sed -n '/^| measurement/,$p' "$logdir/bench.txt"
+[ $tests_rc -eq 0 ] && [ $cpu_rc -eq 0 ] && [ $bench_rc -eq 0 ]
