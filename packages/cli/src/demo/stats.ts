@@ -14,7 +14,8 @@ export interface Interval {
 
 export function interval(values: readonly number[]): Interval {
   const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / Math.max(1, n);
+  // no values: no mean either (NaN, which the report shows and the tests catch, not a silent 0)
+  const mean = n ? values.reduce((a, b) => a + b, 0) / n : Number.NaN;
   if (n < 2) return { mean, ci95: Number.NaN, n, values: [...values] };
   const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
   const t = T975[Math.min(n - 1, T975.length) - 1];
