@@ -352,7 +352,7 @@ export class PPOTrainer {
     const files = { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template) };
     await writeDirAtomic(dir, async (tmp) => {
       await saveModel(this.policy, path.join(tmp, 'policy'), { optimizer: true, files });
-      await saveModel(this.critic, path.join(tmp, 'critic'), { optimizer: true });
+      await saveModel(this.critic, path.join(tmp, 'critic'), { optimizer: true, files });
       await writeFileDurable(path.join(tmp, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n');
     });
     // saveTotalLimit 0 keeps every checkpoint
@@ -366,8 +366,9 @@ export class PPOTrainer {
     const out = this.opts.outputDir;
     if (!out) return undefined;
     const dir = path.join(out, 'final');
-    await saveModel(this.policy, dir, { files: { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template), [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
-    await saveModel(this.critic, path.join(out, 'final-critic'));
+    const files = { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template) };
+    await saveModel(this.policy, dir, { files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
+    await saveModel(this.critic, path.join(out, 'final-critic'), { files });
     return dir;
   }
 }
