@@ -4,7 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetError, describeDatasetStats, loadJsonl, readJsonl, writeJsonl, type DatasetKind, type ReadJsonlOptions } from '../src/index.js';
+import { DatasetError, describeDatasetStats, loadJsonl, readJsonl, rowSource, writeJsonl, type DatasetKind, type ReadJsonlOptions } from '../src/index.js';
 
 let root: string;
 let n = 0;
@@ -131,6 +131,10 @@ describe('readJsonl', () => {
     const { rows, stats } = await loadJsonl(f, 'preference');
     expect(rows).toHaveLength(2);
     expect(stats).toMatchObject({ lines: 5, rows: 2, blank: 3, skipped: 0 });
+    // each row knows its line (blank lines counted), and the mark does not show in the row's JSON
+    expect(rows.map((r) => rowSource(r))).toEqual([`${f}:1`, `${f}:4`]);
+    expect(JSON.parse(JSON.stringify(rows[1]))).toEqual(rows[1]);
+    expect(rowSource({ ...rows[1] })).toBeUndefined();
     const e = await errorOf('  ', 'preference', { blankLines: 'error' });
     expect([e.reason, e.message.endsWith(':2: blank line')]).toEqual(['blank', true]);
   });

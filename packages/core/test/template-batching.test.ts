@@ -96,7 +96,7 @@ describe('template', () => {
     const fits = encodeSupervised(tok, tpl, prompt, 'paris .', { maxLength: 13, report })!;
     expect(fits.ids).toEqual(full.ids);
 
-    const cut = encodeSupervised(tok, tpl, prompt, 'paris .', { maxLength: 10, report })!;
+    const cut = encodeSupervised(tok, tpl, prompt, 'paris .', { maxLength: 10, report, at: 'f.jsonl:4' })!;
     expect(cut.ids).toHaveLength(10);
     expect(cut.promptTokensDropped).toBe(3);
     expect(span(cut, cut.promptSpan)).toEqual(tok.encode('capital of france ?')); // the end of the prompt stays
@@ -115,8 +115,10 @@ describe('template', () => {
     expect(span(rw, rw.sourceSpan!)).toEqual([tok.tokenToId('london'), EOS]);
     expect(encodePrompt(tok, tpl, prompt, { maxLength: 5, report })).toEqual([BOS, tok.tokenToId('Question:'), ...tok.encode('france ?'), tok.tokenToId('Response:')]);
 
-    expect(report).toEqual({ examples: 7, truncated: 4, skipped: 2, promptTokensDropped: 3 + 6 + 5 + 5 });
-    expect(describeLengthReport(report, 10)).toBe('7 examples (maxLength 10): 4 truncated (19 prompt tokens dropped), 2 skipped');
+    // the first five cut examples are named: by file and line where the caller says, else by count
+    const places = ['f.jsonl:4 (truncated by 3 tokens)', 'example 3 (truncated by 6 tokens)', 'example 4 (skipped, 13 tokens)', 'example 5 (skipped, 13 tokens)', 'example 6 (truncated by 5 tokens)'];
+    expect(report).toEqual({ examples: 7, truncated: 4, skipped: 2, promptTokensDropped: 3 + 6 + 5 + 5, places });
+    expect(describeLengthReport(report, 10)).toBe(`7 examples (maxLength 10): 4 truncated (19 prompt tokens dropped), 2 skipped; first: ${places.join(', ')}, ...`);
   });
 });
 
@@ -136,6 +138,7 @@ describe('collate', () => {
         const trained = t + 1 < ex.ids.length && ex.lossMask[t + 1] === 1;
         expect(batch.targets[row * T + t]).toBe(trained ? ex.ids[t + 1] : -1);
         expect(batch.lossMask[row * T + t]).toBe(trained ? 1 : 0);
+        expect(batch.attentionMask[row * T + t]).toBe(t < ex.ids.length ? 1 : 0);
       }
     }
     // Row b's targets: predict "paris" and EOS from the positions before them.

@@ -21,6 +21,7 @@ import {
   encodeSupervised,
   lengthReport,
   loadTrainingCheckpoint,
+  rowSource,
 } from '@s2s/core';
 
 /** A preference pair as two full sequences: query, response and EOS. */
@@ -39,8 +40,9 @@ export function encodePairs(
   const report = lengthReport();
   const out: EncodedPair[] = [];
   for (const p of pairs) {
-    const c = encodeSupervised(tok, tpl, p.prompt, p.chosen, { ...opts, report });
-    const r = encodeSupervised(tok, tpl, p.prompt, p.rejected, { ...opts, report });
+    const at = rowSource(p);
+    const c = encodeSupervised(tok, tpl, p.prompt, p.chosen, { ...opts, report, at: at && `${at} chosen` });
+    const r = encodeSupervised(tok, tpl, p.prompt, p.rejected, { ...opts, report, at: at && `${at} rejected` });
     if (c && r) out.push({ chosen: c.ids, rejected: r.ids });
   }
   return { pairs: out, report };

@@ -11,6 +11,7 @@ import {
   type Tokenizer,
   encodeRewrite,
   lengthReport,
+  rowSource,
 } from '@s2s/core';
 
 export interface RewriteMixture {
@@ -51,7 +52,8 @@ export function rewriteExamples(
     const rejected = tok.encode(p.rejected);
     const add = (source: number[], mapping: Mapping, weight: number) => {
       if (weight === 0) return;
-      const e = encodeRewrite(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, overflow: opts.overflow, report });
+      const at = rowSource(p);
+      const e = encodeRewrite(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, overflow: opts.overflow, report, at: at && `${at} ${mapping}` });
       if (e) {
         examples.push({ ids: e.ids, lossMask: e.lossMask, weight });
         mappings.push(mapping);

@@ -16,6 +16,7 @@ import {
   loadModel,
   readCheckpointConfig,
   resolveConfig,
+  rowSource,
   templateFiles,
 } from '@s2s/core';
 
@@ -87,7 +88,7 @@ Checkpoints (with optimizer state, for --resume) go to --out/checkpoint-N, the t
     if (maxLength > cfg.maxSeqLen) throw new UsageError(`--max-length ${maxLength} is longer than the model's context (${cfg.maxSeqLen})`);
 
     const encode = (rs: SupervisedRow[], report: LengthReport) =>
-      rs.map((r) => encodeSupervised(tok, template, r.prompt, r.completion, { maxLength, overflow: o.overflow, report })).filter((e): e is EncodedExample => e !== null);
+      rs.map((r) => encodeSupervised(tok, template, r.prompt, r.completion, { maxLength, overflow: o.overflow, report, at: rowSource(r) })).filter((e): e is EncodedExample => e !== null);
     const trainReport = lengthReport();
     const trainSet = encode(split.train, trainReport);
     reportLengths('training examples', trainReport, maxLength, trainSet.length);

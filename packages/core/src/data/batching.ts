@@ -16,6 +16,12 @@ export interface CollatedBatch {
   targets: Int32Array;
   /** [B*T] 1 where targets is not -1: lossMask[b][t+1], aligned with targets */
   lossMask: Float32Array;
+  /**
+   * [B*T] 1 on each row's real tokens, 0 on its padding (Hugging Face's attention_mask). The
+   * engine needs none (see collate); it is here for code that reads the batch, such as a pooling
+   * or a per-token statistic that must skip the pads.
+   */
+  attentionMask: Uint8Array;
   B: number;
   /** the longest example's length (or padTo): column t is position t of every example */
   T: number;
@@ -43,8 +49,10 @@ export function collate(examples: readonly TokenExample[], padId: number, opts: 
   const tokens = new Int32Array(B * T).fill(padId);
   const targets = new Int32Array(B * T).fill(-1);
   const lossMask = new Float32Array(B * T);
+  const attentionMask = new Uint8Array(B * T);
   examples.forEach((e, b) => {
     const row = b * T;
+    attentionMask.fill(1, row, row + e.ids.length);
     for (let t = 0; t < e.ids.length; t++) {
       tokens[row + t] = e.ids[t];
       if (t + 1 < e.ids.length && e.lossMask[t + 1]) {
@@ -53,7 +61,7 @@ export function collate(examples: readonly TokenExample[], padId: number, opts: 
       }
     }
   });
-  return { tokens, targets, lossMask, B, T, lengths };
+  return { tokens, targets, lossMask, attentionMask, B, T, lengths };
 }
 
 // ---- batch sampler ----

@@ -232,6 +232,7 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
             }
           }
           stats.rows++;
+          Object.defineProperty(r, SOURCE, { value: `${this.file}:${line}`, enumerable: false });
           yield r;
         }
       }
@@ -239,6 +240,16 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
       await lines.return(undefined);
     }
   }
+}
+
+const SOURCE = Symbol('s2s.rowSource');
+
+/**
+ * Where a row read by readJsonl/loadJsonl came from, as "file:line" (undefined for a row made in
+ * code). Carried as a hidden property: it survives shuffling and splitting, not copying.
+ */
+export function rowSource(row: object): string | undefined {
+  return (row as { [SOURCE]?: string })[SOURCE];
 }
 
 /** A dataset file to iterate with `for await`; its `stats` fill in as it is read. */

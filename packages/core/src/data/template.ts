@@ -114,6 +114,8 @@ export interface LengthOptions {
   overflow?: 'truncate' | 'skip';
   /** counts of what happened, added to (see lengthReport()) */
   report?: LengthReport;
+  /** where the example comes from ("file:line", see rowSource()), named in the report when it is cut */
+  at?: string;
 }
 
 /** Running counts over many encode calls; nothing is cut or left out without being counted here. */
@@ -126,13 +128,24 @@ export interface LengthReport {
   skipped: number;
   /** prompt tokens dropped in all */
   promptTokensDropped: number;
+  /** the first few examples truncated or skipped: "file:line (skipped)", or "example N (...)" without `at` */
+  places: string[];
 }
 
-export const lengthReport = (): LengthReport => ({ examples: 0, truncated: 0, skipped: 0, promptTokensDropped: 0 });
+/** How many cut examples a LengthReport names. */
+const PLACES_KEPT = 5;
+
+export const lengthReport = (): LengthReport => ({ examples: 0, truncated: 0, skipped: 0, promptTokensDropped: 0, places: [] });
 
 export function describeLengthReport(r: LengthReport, maxLength?: number): string {
   const limit = maxLength === undefined ? '' : ` (maxLength ${maxLength})`;
-  return `${r.examples} examples${limit}: ${r.truncated} truncated (${r.promptTokensDropped} prompt tokens dropped), ${r.skipped} skipped`;
+  const cut = r.truncated + r.skipped;
+  const places = r.places.length ? `; ${cut > r.places.length ? 'first: ' : ''}${r.places.join(', ')}${cut > r.places.length ? ', ...' : ''}` : '';
+  return `${r.examples} examples${limit}: ${r.truncated} truncated (${r.promptTokensDropped} prompt tokens dropped), ${r.skipped} skipped${places}`;
+}
+
+function notePlace(r: LengthReport, opts: LengthOptions, what: string): void {
+  if (r.places.length < PLACES_KEPT) r.places.push(`${opts.at ?? `example ${r.examples}`} (${what})`);
 }
 
 function specialId(tok: Tokenizer, id: number | undefined, key: string, field: string): number {
@@ -165,13 +178,17 @@ function fit(head: number[], prompt: number[], tail: number[], opts: LengthOptio
   if (max !== undefined && head.length + prompt.length + tail.length > max) {
     const room = max - head.length - tail.length;
     if ((opts.overflow ?? 'truncate') === 'skip' || room < Math.min(1, prompt.length)) {
-      if (r) r.skipped++;
+      if (r) {
+        r.skipped++;
+        notePlace(r, opts, `skipped, ${head.length + prompt.length + tail.length} tokens`);
+      }
       return null;
     }
     dropped = prompt.length - room;
     if (r) {
       r.truncated++;
       r.promptTokensDropped += dropped;
+      notePlace(r, opts, `truncated by ${dropped} tokens`);
     }
   }
   const kept = prompt.slice(dropped);
