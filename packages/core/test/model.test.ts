@@ -1,5 +1,9 @@
 // Model as a user calls it: promises off the JavaScript thread, call ordering, generation,
 // greedy match, parameter access and the errors bad input gets.
+import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import * as path from 'node:path';
+
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { type GPTConfigInput, Model, cudaStatus, getNumThreads, setNumThreads } from '@s2s/core';
@@ -204,6 +208,22 @@ describe('Model', () => {
     for (let i = 0; i < one.logprob.length; i++) expect(two.logprob[i]).toBeCloseTo(one.logprob[i], 5);
     expect(m.device).toBe('cpu');
     m.dispose();
+  });
+
+  it('takes its default thread count from S2S_NUM_THREADS, else every core', () => {
+    const addon = path.resolve(import.meta.dirname, '../../../native/index.cjs');
+    const threads = (env: Record<string, string>) => {
+      const script = `const n = require(${JSON.stringify(addon)}); const a = n.getNumThreads(); n.setNumThreads(1); n.setNumThreads(0); console.log(a, n.getNumThreads())`;
+      const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    // 0 restores the default, which is the variable's again
+    expect(threads({ S2S_NUM_THREADS: '3' })).toBe('3 3');
+    expect(threads({ S2S_NUM_THREADS: '1' })).toBe('1 1');
+    const cores = String(availableParallelism());
+    expect(threads({ S2S_NUM_THREADS: '' })).toBe(`${cores} ${cores}`);
+    expect(threads({ S2S_NUM_THREADS: 'lots' })).toBe(`${cores} ${cores}`);
   });
 
   it('runs where it is told, and reports a missing CUDA backend as a reason, not a crash', async () => {
