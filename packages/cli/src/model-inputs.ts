@@ -3,17 +3,31 @@
 import { access, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { DEFAULT_TEMPLATE, TOKENIZER_FILE, type Template, Tokenizer, loadTemplate, resolveTemplate } from '@s2s/core';
+import { CONFIG_FILE, DEFAULT_TEMPLATE, TOKENIZER_FILE, type Template, Tokenizer, loadTemplate, resolveTemplate, vocabularyDifference } from '@s2s/core';
 import { TESTBED_TEMPLATE } from '@s2s/tasks';
 
 import { UsageError } from './options.js';
 
 export const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 
-/** The tokenizer of the first directory that has a tokenizer.json; `explicit` (--tokenizer) must have one. */
+/** A checkpoint saved with its tokenizer must be read with that vocabulary: its ids mean those tokens. */
+export async function checkSameTokenizer(tok: Tokenizer, dir: string, what: string): Promise<void> {
+  if (!(await exists(path.join(dir, TOKENIZER_FILE)))) return;
+  const diff = vocabularyDifference(tok, await Tokenizer.load(dir));
+  if (diff) throw new Error(`${what} ${dir} was trained with another tokenizer than ${tok.source}: ${diff}`);
+}
+
+/**
+ * The tokenizer of the first directory that has a tokenizer.json; `explicit` (--tokenizer) must have
+ * one, and must be the vocabulary of any checkpoint among `fallbacks` that was saved with its own.
+ */
 export async function findTokenizer(explicit: string | undefined, fallbacks: ReadonlyArray<string | undefined>): Promise<Tokenizer> {
-  if (explicit !== undefined) return Tokenizer.load(explicit);
   const dirs = fallbacks.filter((d): d is string => d !== undefined);
+  if (explicit !== undefined) {
+    const tok = await Tokenizer.load(explicit);
+    for (const dir of dirs) if (await exists(path.join(dir, CONFIG_FILE))) await checkSameTokenizer(tok, dir, 'the model');
+    return tok;
+  }
   for (const dir of dirs) if (await exists(path.join(dir, TOKENIZER_FILE))) return Tokenizer.load(dir);
   throw new UsageError(`no tokenizer: none of ${dirs.map((d) => JSON.stringify(d)).join(', ')} has ${TOKENIZER_FILE}; pass --tokenizer DIR`);
 }

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { type GPTConfig, type Model, type Template, type Tokenizer, assertTokenizerFitsModel, encodePrompt, loadModel, loadTemplate, readCheckpointConfig } from '@s2s/core';
 import type { RewardSpec } from '@s2s/ppo';
 
+import { checkSameTokenizer } from './model-inputs.js';
 import { UsageError } from './options.js';
 import { type RewardModelKind, readRewardModelKind } from './reward-model-file.js';
 
@@ -57,6 +58,7 @@ export async function checkModelShapes(src: ModelSources, tok: Tokenizer): Promi
     } catch (e) {
       throw new Error(`${flag} ${dir}: ${(e as Error).message}`);
     }
+    await checkSameTokenizer(tok, dir, flag);
     return cfg;
   };
   const policy = await read(src.policy, '--policy');

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Tokenizer, wordLevelTokenizerJSON } from '@s2s/core';
 
-import { type CliRun, type Fixtures, TINY, buildFixtures, s2s, snapshot } from './cli-harness.js';
+import { type CliRun, type Fixtures, TINY, buildFixtures, s2s, snapshot, swappedTokenizer } from './cli-harness.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 's2s-cli-bad-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -78,6 +78,46 @@ describe('the command line itself', () => {
   });
 });
 
+describe('every subcommand', () => {
+  // A working command line of each (the files exist), to which one fault is added at a time.
+  const commands = (): Array<[string, string[], string]> => {
+    const responses = file('ok-responses.jsonl', '{"prompt": "summarize : a", "response": "b"}\n');
+    return [
+      ['data make', ['data', 'make', '--task', 'summarize', '--sft', '4', '--out', fresh('all-data')], fresh('all-data')],
+      ['sft', ['sft', '--data', sftData, '--out', fresh('all-sft')], fresh('all-sft')],
+      ['rm train', ['rm', 'train', '--data', pairs, '--model', sftModel, '--out', fresh('all-rm')], fresh('all-rm')],
+      ['rm train --seq2seq', ['rm', 'train', '--seq2seq', '--data', pairs, '--model', sftModel, '--out', fresh('all-s2s')], fresh('all-s2s')],
+      ['rm score', ['rm', 'score', '--model', f.seq2seq + '/final', '--data', responses, '--out', fresh('all-score.jsonl')], fresh('all-score.jsonl')],
+      ['rm explain', ['rm', 'explain', '--model', f.seq2seq + '/final', '--data', responses, '--html', fresh('all-explain.html')], fresh('all-explain.html')],
+      ['generate', ['generate', '--model', sftModel, '--prompts', responses, '--out', fresh('all-gen.jsonl')], fresh('all-gen.jsonl')],
+      ['eval', ['eval', '--task', 'summarize', '--data', responses, '--out', fresh('all-eval.jsonl')], fresh('all-eval.jsonl')],
+      ['train-text', ['train-text', '--steps', '1'], fresh('all-text')],
+      ['demo', ['demo', '--quick', '--out', fresh('all-demo')], fresh('all-demo')],
+    ];
+  };
+
+  it('each refuses an unknown flag and a malformed --config, naming them, and writes nothing', async () => {
+    const badJson = file('every-bad.json', '{"seed": 1,');
+    const unknownKey = file('every-unknown.json', '{"frobnicate": 1}');
+    for (const [name, args, out] of commands()) {
+      const r = await expectFailure([...args, '--frobnicate'], 2, "'--frobnicate'", [out]);
+      expect(r.err, name).toContain(`s2s ${name.split(' --')[0]} --help`);
+      await expectFailure([...args, '--config', badJson], 2, `${badJson}: not valid JSON`, [out]);
+      await expectFailure([...args, '--config', unknownKey], 2, `${unknownKey}: unknown key "frobnicate"`, [out]);
+    }
+  });
+
+  it('each that reads a data file names the one that is missing', async () => {
+    const missing = path.join(root, 'missing-input.jsonl');
+    for (const [, args, out] of commands()) {
+      const i = args.findIndex((a) => a === '--data' || a === '--prompts');
+      if (i < 0) continue;
+      const withMissing = args.map((a, k) => (k === i + 1 ? missing : a));
+      await expectFailure(withMissing, 1, `${args[i]} ${missing}: no such file`, [out]);
+    }
+  });
+});
+
 describe('data make', () => {
   it('refuses an unknown task, and a folder holding other files (it replaces the whole folder)', async () => {
     await expectFailure(['data', 'make', '--task', 'translate', '--out', fresh('d')], 2, '--task must be one of summarize, safety, got "translate"', [fresh('d')]);
@@ -102,7 +142,10 @@ describe('sft', () => {
     const big = path.join(root, 'big-tokenizer');
     const words = Array.from({ length: 400 }, (_, i) => `w${i}`);
     await Tokenizer.fromJSON(wordLevelTokenizerJSON(words, ['<pad>', '<unk>', '<bos>', '<eos>']), { tokenizerConfig: { eos_token: '<eos>', bos_token: '<bos>' } }).save(big);
-    await expectFailure(['sft', '--model', sftModel, '--tokenizer', big, '--data', sftData, '--out', fresh('b')], 1, /has 404 token ids but the model's vocabulary has only \d+/, [fresh('b')]);
+    await expectFailure(['sft', '--model', sftModel, '--tokenizer', big, '--data', sftData, '--out', fresh('b')], 1, new RegExp(`the model ${sftModel} was trained with another tokenizer than ${big}: ${big} has 404 token ids but ${sftModel} has \\d+`), [fresh('b')]);
+    // the same size, but two ids swapped: caught all the same, naming the first id that differs
+    const swapped = swappedTokenizer(sftModel, path.join(root, 'swapped-tokenizer'));
+    await expectFailure(['sft', '--model', sftModel, '--tokenizer', swapped, '--data', sftData, '--out', fresh('b')], 1, /was trained with another tokenizer than .*: token id \d+ is "[a-z]+" in .* but "[a-z]+" in /, [fresh('b')]);
     await expectFailure(['sft', '--model', sftModel, '--data', sftData, '--out', fresh('b'), '--layers', '3'], 2, '--layers sets the size of a new model', [fresh('b')]);
     await expectFailure(['sft', '--model', path.join(root, 'no-model'), '--data', sftData, '--out', fresh('b')], 1, 'config.json does not exist', [fresh('b')]);
   });
@@ -131,7 +174,7 @@ describe('rm train', () => {
 
   it('refuses a tokenizer that does not fit the model, a missing model, and a malformed pair', async () => {
     const big = path.join(root, 'big-tokenizer');
-    await expectFailure(['rm', 'train', '--data', pairs, '--model', sftModel, '--tokenizer', big, '--out', fresh('r')], 1, 'token ids but the model', [fresh('r')]);
+    await expectFailure(['rm', 'train', '--data', pairs, '--model', sftModel, '--tokenizer', big, '--out', fresh('r')], 1, 'was trained with another tokenizer', [fresh('r')]);
     await expectFailure(['rm', 'train', '--data', pairs, '--out', fresh('r')], 2, '--model SFT_DIR is required', [fresh('r')]);
     const bad = file('bad-pairs.jsonl', '{"prompt": "summarize : a", "chosen": "b", "rejected": "c"}\n{"prompt": "summarize : a", "chosen": "b"}\n');
     await expectFailure(['rm', 'train', '--data', bad, '--model', sftModel, '--out', fresh('r')], 1, `${bad}:2: field "rejected" is missing`, [fresh('r')]);

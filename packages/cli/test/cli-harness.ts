@@ -1,6 +1,6 @@
 // Runs `s2s` in-process with its console captured, and builds the toy testbed run (data, SFT
 // model, both reward models) that the command-line tests share.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { vi } from 'vitest';
@@ -77,4 +77,19 @@ export async function buildFixtures(root: string): Promise<Fixtures> {
     if (r.code !== 0) throw new Error(`s2s ${args.join(' ')} failed (${r.code}):\n${r.err}`);
   }
   return f;
+}
+
+/**
+ * A copy of the tokenizer saved in `from` with two ordinary tokens' ids swapped: the same size and
+ * the same words, but ids that mean other tokens (what loading a model with the wrong one does).
+ */
+export function swappedTokenizer(from: string, to: string): string {
+  mkdirSync(to, { recursive: true });
+  for (const name of readdirSync(from)) if (name.startsWith('tokenizer') || name === 'special_tokens_map.json') copyFileSync(path.join(from, name), path.join(to, name));
+  const json = JSON.parse(readFileSync(path.join(to, 'tokenizer.json'), 'utf8'));
+  const vocab: Record<string, number> = json.model.vocab;
+  const [a, b] = Object.keys(vocab).filter((w) => /^[a-z]+$/.test(w));
+  [vocab[a], vocab[b]] = [vocab[b], vocab[a]];
+  writeFileSync(path.join(to, 'tokenizer.json'), JSON.stringify(json));
+  return to;
 }

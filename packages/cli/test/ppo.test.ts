@@ -1,14 +1,14 @@
 // `s2s ppo` at toy size: every reward type runs and logs TRL's metrics, its policy generates and is
 // judged, a stopped run resumes to the weights of one never stopped, and bad input is refused with
 // a clear message and nothing written.
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { PPOProgress } from '../src/ppo-progress.js';
-import { type Fixtures, buildFixtures, readJson, readJsonl, s2s, snapshot } from './cli-harness.js';
+import { type Fixtures, buildFixtures, readJson, readJsonl, s2s, snapshot, swappedTokenizer } from './cli-harness.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 's2s-cli-ppo-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -154,6 +154,11 @@ describe('s2s ppo refuses bad input', () => {
     await expectFailure(['ppo', '--policy', sft, '--reward', 'sentence', '--reward-model', sft, '--prompts', prompts, '--out', fresh], 1, `${sft} is not a reward model`);
     await expectFailure(['ppo', '--policy', sft, '--reward', 'token', '--reward-model', path.join(root, 'nowhere'), '--prompts', prompts, '--out', fresh], 1, 'config.json does not exist');
     await expectFailure(['ppo', '--policy', sft, '--reward', 'token', '--prompts', prompts, '--out', fresh], 2, '--reward-model RM_DIR is required');
+    // a reward model saved with another vocabulary would score other tokens than the policy writes
+    const otherRM = path.join(root, 'other-vocab-rm');
+    cpSync(rmOf('token'), otherRM, { recursive: true });
+    swappedTokenizer(rmOf('token'), otherRM);
+    await expectFailure(['ppo', '--policy', sft, '--reward', 'token', '--reward-model', otherRM, '--prompts', prompts, '--out', fresh, ...SMALL], 1, `--reward-model ${otherRM} was trained with another tokenizer than`);
   });
 
   it('missing or malformed prompts, unknown flags, a bad config', async () => {

@@ -263,6 +263,20 @@ export class Tokenizer {
   }
 }
 
+/**
+ * Where two tokenizers' vocabularies part, in words (undefined when every id names the same token
+ * in both): a model trained with one reads another's ids as different tokens.
+ */
+export function vocabularyDifference(a: Tokenizer, b: Tokenizer): string | undefined {
+  if (a.vocabSize !== b.vocabSize) return `${a.source} has ${a.vocabSize} token ids but ${b.source} has ${b.vocabSize}`;
+  for (let id = 0; id < a.vocabSize; id++) {
+    const x = a.idToToken(id);
+    const y = b.idToToken(id);
+    if (x !== y) return `token id ${id} is ${JSON.stringify(x)} in ${a.source} but ${JSON.stringify(y)} in ${b.source}`;
+  }
+  return undefined;
+}
+
 /** Throws unless every token id of `tokenizer` has a row in the model's embedding. */
 export function assertTokenizerFitsModel(tokenizer: Tokenizer, modelConfig: { vocabSize: number }): void {
   if (tokenizer.vocabSize > modelConfig.vocabSize)

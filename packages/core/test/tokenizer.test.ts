@@ -13,6 +13,7 @@ import {
   saveModel,
   Tokenizer,
   TokenizerError,
+  vocabularyDifference,
   wordLevelTokenizerJSON,
 } from '../src/index.js';
 
@@ -242,6 +243,16 @@ describe('files, save and load', () => {
     const m2 = await loadModel(dir);
     assertTokenizerFitsModel(back, m2.config);
     m2.dispose();
+  });
+});
+
+describe('vocabularyDifference', () => {
+  it('is undefined for the same vocabulary and names the first id that differs otherwise', () => {
+    const make = (words: string[], source: string) => Tokenizer.fromJSON(wordLevelTokenizerJSON(words, ['<pad>']), {}, source);
+    expect(vocabularyDifference(make(['a', 'b', 'c'], 'x'), make(['a', 'b', 'c'], 'y'))).toBeUndefined();
+    // <pad> and <unk> are ids 0 and 1, so "b" is id 3
+    expect(vocabularyDifference(make(['a', 'b', 'c'], 'x'), make(['a', 'c', 'b'], 'y'))).toBe('token id 3 is "b" in x but "c" in y');
+    expect(vocabularyDifference(make(['a', 'b'], 'x'), make(['a', 'b', 'c'], 'y'))).toBe('x has 4 token ids but y has 5');
   });
 });
 
