@@ -61,18 +61,24 @@ describe('stop and --resume', () => {
     expect(readJson(path.join(out, 'final', 'trainer_state.json')).step).toBe(5);
   });
 
-  it('rm train --seq2seq resumes too, and knows its kind from the checkpoint', async () => {
-    const sft = path.join(root, 'straight', 'final');
-    const out = path.join(root, 's2s-rm');
-    const stop = new AbortController();
-    const args = ['rm', 'train', '--seq2seq', '--data', path.join(data, 'pairs.jsonl'), '--model', sft, '--out', out, '--max-steps', '3', '--batch-size', '4', '--eval-rewrites', '1'];
-    const r = await s2s(args, { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
-    expect(r.code).toBe(130);
-    const resumed = await s2s(['rm', 'train', '--out', out, '--resume']);
-    expect(resumed.code, resumed.err).toBe(0);
-    expect(resumed.out).toContain('rm train --seq2seq');
-    expect(readJson(path.join(out, 'final', 's2s_reward_model.json')).kind).toBe('seq2seq');
-  });
+  for (const kind of ['scalar', 'seq2seq'] as const)
+    it(`rm train${kind === 'seq2seq' ? ' --seq2seq' : ''} resumes to the weights of an uninterrupted run, and knows its kind from the checkpoint`, async () => {
+      const sft = path.join(root, 'straight', 'final');
+      const args = (out: string) => [
+        'rm', 'train', ...(kind === 'seq2seq' ? ['--seq2seq', '--eval-rewrites', '1'] : []), '--data', path.join(data, 'pairs.jsonl'), '--model', sft, '--out', out, '--max-steps', '3', '--batch-size', '4',
+      ];
+      const straight = path.join(root, `${kind}-rm-straight`);
+      expect((await s2s(args(straight))).code).toBe(0);
+      const out = path.join(root, `${kind}-rm`);
+      const stop = new AbortController();
+      const r = await s2s(args(out), { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
+      expect(r.code).toBe(130);
+      const resumed = await s2s(['rm', 'train', '--out', out, '--resume']);
+      expect(resumed.code, resumed.err).toBe(0);
+      expect(resumed.out).toContain(kind === 'seq2seq' ? 'rm train --seq2seq' : 'rm train');
+      expect(readJson(path.join(out, 'final', 's2s_reward_model.json')).kind).toBe(kind);
+      expect(weights(out).equals(weights(straight))).toBe(true);
+    });
 
   it('Ctrl-C in a real process: SIGINT stops the run with a checkpoint and exit status 130', async () => {
     const out = path.join(root, 'sigint');
