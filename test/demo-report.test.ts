@@ -14,12 +14,21 @@ const CHROMIUM = process.env.S2S_CHROMIUM ?? '/usr/bin/chromium';
 const root = await mkdtemp(path.join(tmpdir(), 's2s-demo-'));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-/** Every number in a JSON value, with where it is. */
+/** Every number in a JSON value, with where it is (JSON writes NaN and Infinity as null: NaN here). */
 function numbers(x: unknown, at = '$'): Array<[string, number]> {
   if (typeof x === 'number') return [[at, x]];
+  if (x === null) return [[at, Number.NaN]];
   if (Array.isArray(x)) return x.flatMap((v, i) => numbers(v, `${at}[${i}]`));
   if (x && typeof x === 'object') return Object.entries(x).flatMap(([k, v]) => numbers(v, `${at}.${k}`));
   return [];
+}
+
+/** Every interval ({mean, ci95, n, values}) in a JSON value, with where it is and its seed count. */
+function intervals(x: unknown, at = '$'): Array<[string, number]> {
+  if (Array.isArray(x)) return x.flatMap((v, i) => intervals(v, `${at}[${i}]`));
+  if (!x || typeof x !== 'object') return [];
+  if ('ci95' in x && 'n' in x) return [[at, Number((x as { n: unknown }).n)]];
+  return Object.entries(x).flatMap(([k, v]) => intervals(v, `${at}.${k}`));
 }
 
 describe('s2s demo --quick', () => {
@@ -40,6 +49,9 @@ describe('s2s demo --quick', () => {
     // every mean is a finite number (a 95% interval is NaN only with a single seed, and quick has two)
     const bad = numbers(t).filter(([, v]) => !Number.isFinite(v));
     expect(bad).toEqual([]);
+    // and no seed was dropped from any of them (a non-finite per-seed value is left out of its interval)
+    const sizes = intervals(t).filter(([, n]) => n !== results.config.seeds.length);
+    expect(sizes).toEqual([]);
     expect(results.runs).toHaveLength(4);
     for (const f of ['report.md', 'report.html', 'plots/summarize-gold.svg', 'plots/safety-utility.svg']) expect(existsSync(path.join(report, f)), f).toBe(true);
   });
@@ -54,7 +66,7 @@ describe('s2s demo --quick', () => {
       process.stderr.write = write;
     }
     const stages = lines.join('').split('\n').filter((l) => /\[\s*\d+\/\d+\]/.test(l));
-    expect(stages.length).toBe(32);
+    expect(stages.length).toBe(34); // 2 tasks x 2 seeds x 8 stages, and the RM length probe of summarize's 2 seeds
     expect(stages.every((l) => l.includes('(cached)'))).toBe(true);
   });
 
@@ -66,7 +78,7 @@ describe('s2s demo --quick', () => {
     process.stderr.write = ((s: string) => {
       lines.push(String(s));
       // stop while the third stage (the seq2seq RM) runs
-      if (String(s).includes('[ 3/32]') && String(s).includes('...')) stop.abort();
+      if (String(s).includes('[ 3/34]') && String(s).includes('...')) stop.abort();
       return true;
     }) as typeof process.stderr.write;
     const said: string[] = [];
@@ -86,6 +98,19 @@ describe('s2s demo --quick', () => {
     expect(cached.map((n) => n.replace(/-[0-9a-f]{12}$/, '')).sort()).toEqual(['summarize-seed-1-scalar-rm', 'summarize-seed-1-sft']);
     expect((await readdir(path.join(dir, 'cache'))).filter((n) => n.startsWith('.'))).toEqual([]);
     expect(existsSync(path.join(dir, 'report'))).toBe(false);
+
+    // the same command again finishes the run, taking the two finished stages from the cache
+    const again: string[] = [];
+    process.stderr.write = ((s: string) => (again.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      expect(await main(['demo', '--quick', '--out', dir])).toBe(0);
+    } finally {
+      process.stderr.write = write;
+    }
+    const stages = again.join('').split('\n').filter((l) => /\[\s*\d+\/\d+\]/.test(l) && !l.includes('...'));
+    expect(stages.filter((l) => l.includes('(cached)')).map((l) => l.replace(/^.*\] /, '').replace(/\s+\(cached\).*$/, ''))).toEqual(['summarize seed 1: sft', 'summarize seed 1: scalar RM']);
+    expect(stages).toHaveLength(34);
+    expect(existsSync(path.join(dir, 'report', 'results.json'))).toBe(true);
   });
 
   it('opens in headless Chromium without errors, with its plots on screen', async () => {

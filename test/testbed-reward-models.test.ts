@@ -4,27 +4,13 @@
 import { describe, expect, it } from 'vitest';
 
 import { Model, SupervisedTrainer, encodeSupervised } from '@s2s/core';
-import { ScalarRewardTrainer, encodePairs, evaluateRewrites, extractRewards, rewriteExamples, sequenceRewards } from '@s2s/rm';
-import { TESTBED_TEMPLATE, summarize, testbedTokenizer, words } from '@s2s/tasks';
+import { lengthProbe } from '@s2s/cli';
+import { ScalarRewardTrainer, encodePairs, evaluateRewrites, rewriteExamples } from '@s2s/rm';
+import { TESTBED_TEMPLATE, summarize, testbedTokenizer } from '@s2s/tasks';
 
 const tok = testbedTokenizer();
 const tpl = TESTBED_TEMPLATE;
 const pad = tok.padId!;
-
-function correlation(a: readonly number[], b: readonly number[]): number {
-  const mean = (x: readonly number[]) => x.reduce((s, v) => s + v, 0) / x.length;
-  const ma = mean(a);
-  const mb = mean(b);
-  let c = 0;
-  let va = 0;
-  let vb = 0;
-  a.forEach((x, i) => {
-    c += (x - ma) * (b[i] - mb);
-    va += (x - ma) ** 2;
-    vb += (b[i] - mb) ** 2;
-  });
-  return c / Math.sqrt(va * vb);
-}
 
 describe('reward models on the summarize testbed', () => {
   it('reach their stated levels, and differ on length as the testbed intends', async () => {
@@ -68,42 +54,14 @@ describe('reward models on the summarize testbed', () => {
     expect(rewrites.identity.exactMatch).toBeGreaterThan(0.5);
     expect(rewrites.correction.tokenAccuracy).toBeGreaterThan(0.7);
 
-    // the scalar RM's reward correlates with length more than the gold judge does
-    const responses = held.pairs.flatMap((p) => [
-      { prompt: p.prompt, text: p.chosen },
-      { prompt: p.prompt, text: p.rejected },
-    ]);
-    const rewards = await sequenceRewards(scalar, responses.map((r) => encodeSupervised(tok, tpl, r.prompt, r.text)!.ids), pad);
-    const lengths = responses.map((r) => words(r.text).length);
-    const gold = responses.map((r) => summarize.judge(r.prompt, r.text).score);
-    const rewardLength = correlation(rewards, lengths);
-    const goldLength = correlation(gold, lengths);
-    expect(rewardLength - goldLength).toBeGreaterThan(0.05);
-
-    // appended filler: how often it raises the scalar reward, and the seq2seq RM's scores on it
-    const fillers = ['it was a good day .', 'and everyone was very happy .', 'as we can see , that is all .'];
-    const refs = held.sft.filter((r) => summarize.judge(r.prompt, r.completion).parts.filler === 0).slice(0, 100);
-    const base = await sequenceRewards(scalar, refs.map((r) => encodeSupervised(tok, tpl, r.prompt, r.completion)!.ids), pad);
-    const raised: Record<string, number> = {};
-    let negativeFiller = 0;
-    let fillerResponses = 0;
-    for (const f of fillers) {
-      const padded = refs.map((r) => `${r.completion} ${f}`);
-      const withFiller = await sequenceRewards(scalar, padded.map((t, i) => encodeSupervised(tok, tpl, refs[i].prompt, t)!.ids), pad);
-      raised[f] = withFiller.filter((r, i) => r > base[i]).length / refs.length;
-      const n = tok.encode(f).length;
-      const scored = await extractRewards(
-        seq2seq,
-        tok,
-        tpl,
-        padded.map((t, i) => ({ prompt: refs[i].prompt, response: [...tok.encode(t), tok.eosId!] })),
-      );
-      for (const s of scored) {
-        fillerResponses++;
-        if (s.scores.slice(-n - 1, -1).reduce((a, b) => a + b, 0) < 0) negativeFiller++;
-      }
-    }
-    expect(negativeFiller / fillerResponses).toBeGreaterThan(0.9);
+    // the scalar RM's reward correlates with length more than the gold judge does; the seq2seq RM
+    // scores appended filler down
+    const probe = await lengthProbe(scalar, seq2seq, tok, tpl, summarize, { pairs: held.pairs, references: held.sft });
+    expect(probe.references).toBeGreaterThan(50);
+    expect(probe.scalarVsLength - probe.goldVsLength).toBeGreaterThan(0.05);
+    expect(probe.fillerScoredNegative).toBeGreaterThan(0.9);
+    // how often filler raises the scalar reward is reported, not asserted: the testbed's pairs
+    // make length a shortcut, not filler as such (measured: never, for all three sentences)
 
     console.log(
       JSON.stringify(
@@ -111,9 +69,7 @@ describe('reward models on the summarize testbed', () => {
           sftEvalLoss,
           scalarHeldOutAccuracy: accuracy,
           seq2seqRewrites: rewrites,
-          correlation: { scalarRewardVsLength: rewardLength, goldVsLength: goldLength },
-          fillerRaisesScalarReward: raised,
-          seq2seqFillerScoredNegative: negativeFiller / fillerResponses,
+          lengthProbe: probe,
         },
         null,
         2,

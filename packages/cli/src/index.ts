@@ -9,3 +9,4 @@ export { EXIT_INTERRUPTED } from './interrupt.js';
 export { PPO_CONFIG_FILE } from './ppo-run.js';
 export { generateResponses, type GeneratedRow, type GenerationSettings } from './generation.js';
 export { judgeRows, summarizeJudgements, matchByPrompt, pairwiseWinRate, type JudgedRow, type JudgementSummary, type PairedRow } from './judging.js';
+export { lengthProbe, correlation, PROBE_FILLERS, type LengthProbe } from './demo/probe.js';

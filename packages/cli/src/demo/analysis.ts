@@ -47,9 +47,20 @@ export interface EmptyRow {
   emptyRate: Interval;
 }
 
+/** The reward models' length probe on summarize (probe.ts), over seeds. */
+export interface RMLengthRow {
+  scalarVsLength: Interval;
+  goldVsLength: Interval;
+  /** mean over the probe's filler sentences */
+  fillerRaisesScalar: Interval;
+  fillerScoredNegative: Interval;
+}
+
 export interface Tables {
   winRates: WinRateRow[];
   lengths: LengthRow[];
+  /** absent when summarize was not run */
+  rmLength?: RMLengthRow;
   safety: SafetyRow[];
   empty: EmptyRow[];
   findings: Finding[];
@@ -102,6 +113,17 @@ export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
       }))
     : [];
 
+  const probed = summ.filter((r) => r.lengthProbe);
+  const probe = (f: (p: NonNullable<RunResult['lengthProbe']>) => number) => perSeed(probed, (r) => f(r.lengthProbe!));
+  const rmLength: RMLengthRow | undefined = probed.length
+    ? {
+        scalarVsLength: probe((p) => p.scalarVsLength),
+        goldVsLength: probe((p) => p.goldVsLength),
+        fillerRaisesScalar: probe((p) => meanOf(Object.values(p.fillerRaisesScalar))),
+        fillerScoredNegative: probe((p) => p.fillerScoredNegative),
+      }
+    : undefined;
+
   const safe = seedsOf(runs, 'safety');
   const all = (r: RunResult, p: Method | 'sft') => [...(r.evals[p]?.id ?? []), ...(r.evals[p]?.ood ?? [])];
   const safety: SafetyRow[] = safe.length
@@ -118,7 +140,7 @@ export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
     policies(methods).map((p) => ({ task, policy: p, emptyRate: perSeed(seedsOf(runs, task), (r) => meanOf(all(r, p).map((x) => (x.length === 0 ? 1 : 0)))) })),
   );
 
-  return { winRates, lengths, safety, empty, findings: findings(runs, methods, { winRates, lengths, safety, empty, findings: [] }) };
+  return { winRates, lengths, rmLength, safety, empty, findings: findings(runs, methods, { winRates, lengths, safety, empty, findings: [] }) };
 }
 
 function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Finding[] {

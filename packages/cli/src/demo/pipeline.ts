@@ -11,6 +11,7 @@ import {
   encodeSupervised,
   loadModel,
   saveModel,
+  templateFiles,
 } from '@s2s/core';
 import { PPOTrainer, type RewardSpec } from '@s2s/ppo';
 import { type Mapping, type RewardStats, type RewriteAccuracy, ScalarRewardTrainer, encodePairs, evaluateRewrites, rewriteExamples } from '@s2s/rm';
@@ -19,6 +20,7 @@ import { type Split, TESTBED_TEMPLATE, type TaskData, type TaskDataStats, datase
 import { StageCache, stageKey } from './cache.js';
 import type { DemoConfig, Method } from './config.js';
 import { type SplitResults, judgePolicy } from './evaluate.js';
+import { type LengthProbe, lengthProbe } from './probe.js';
 
 /** One point of a PPO run's curves: the rollout batch's gold score, length and KL at that step. */
 export interface CurvePoint {
@@ -37,6 +39,8 @@ export interface RunResult {
   sft: { evalLoss: number };
   scalarRM: { accuracy: number; stats: RewardStats };
   seq2seqRM: { rewrites: Record<Mapping, RewriteAccuracy> };
+  /** summarize only: how each reward model treats length (see probe.ts) */
+  lengthProbe?: LengthProbe;
   /** the gold judge on each policy's responses to the evaluation prompts */
   evals: Partial<Record<'sft' | Method, SplitResults>>;
   curves: Partial<Record<Method, CurvePoint[]>>;
@@ -70,10 +74,15 @@ interface Context {
 
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
+/** The task whose paper finding is about length (summaries) gets the reward models' length probe. */
+const probesLength = (task: string) => task === 'summarize';
+
 /** The stages of one task and seed, in order (for the plan and the progress count). */
 export function stageNames(cfg: DemoConfig): string[] {
   return cfg.tasks.flatMap((task) =>
-    cfg.seeds.flatMap((seed) => ['sft', 'scalar RM', 'seq2seq RM', 'SFT eval', ...cfg.methods.map((m) => `PPO ${m}`)].map((s) => `${task} seed ${seed}: ${s}`)),
+    cfg.seeds.flatMap((seed) =>
+      ['sft', 'scalar RM', 'seq2seq RM', ...(probesLength(task) ? ['RM length probe'] : []), 'SFT eval', ...cfg.methods.map((m) => `PPO ${m}`)].map((s) => `${task} seed ${seed}: ${s}`),
+    ),
   );
 }
 
@@ -115,6 +124,8 @@ async function supervised(ctx: Context, name: string, model: Model, train: Const
 /** Everything for one task and seed. */
 async function runOne(ctx: Context, taskName: string, seed: number): Promise<RunResult> {
   const { cfg, tok, tpl } = ctx;
+  // the tokenizer and template saved next to every model, so that each loads on its own
+  const files = { ...tok.files(), ...templateFiles(tpl) };
   const task = getTask(taskName);
   const data: TaskData = task.generate({ seed, ...cfg.data });
   const tag = `${taskName} seed ${seed}`;
@@ -122,14 +133,14 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
   const modelCfg = { ...cfg.model, vocabSize: tok.vocabSize };
   const base = { task: taskName, seed, data: cfg.data, model: modelCfg };
 
+  // held out: the SFT references of a generation with another seed
+  const heldSft = task.generate({ seed: seed + 10_000, sft: 200, pairs: 0, rlPrompts: 0, evalPrompts: 0 }).sft;
   const sftKey = stageKey({ stage: 'sft', ...base, sft: cfg.sft });
   const sft = await stage(ctx, `${tag}: sft`, sftKey, async (dir) => {
     const model = await Model.create(modelCfg, { seed });
     const encode = (rows: TaskData['sft']) => rows.map((r) => encodeSupervised(tok, tpl, r.prompt, r.completion)!);
-    // held out: the SFT references of a generation with another seed
-    const held = task.generate({ seed: seed + 10_000, sft: 200, pairs: 0, rlPrompts: 0, evalPrompts: 0 }).sft;
-    const r = await supervised(ctx, `${tag}: sft`, model, encode(data.sft), cfg.sft, seed, encode(held));
-    await saveModel(model, path.join(dir, 'model'));
+    const r = await supervised(ctx, `${tag}: sft`, model, encode(data.sft), cfg.sft, seed, encode(heldSft));
+    await saveModel(model, path.join(dir, 'model'), { files });
     model.dispose();
     return { evalLoss: r.eval!.evalLoss };
   });
@@ -154,7 +165,7 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
     });
     const r = await trainer.train();
     if (r.stopped) throw new Stopped();
-    await saveModel(model, path.join(dir, 'model'));
+    await saveModel(model, path.join(dir, 'model'), { files });
     model.dispose();
     return { accuracy: r.eval!.accuracy, stats: trainer.rewardStats! };
   });
@@ -165,11 +176,22 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
     const model = await sftModel.clone();
     await supervised(ctx, `${tag}: seq2seq RM`, model, rewriteExamples(tok, tpl, data.pairs).examples, cfg.seq2seqRM, seed);
     const rewrites = await evaluateRewrites(model, tok, tpl, held.slice(0, 100));
-    await saveModel(model, path.join(dir, 'model'));
+    await saveModel(model, path.join(dir, 'model'), { files });
     model.dispose();
     return { rewrites };
   });
   seconds.seq2seqRM = s2s.seconds;
+
+  const scalarModel = await loadModel(path.join(scalar.dir, 'model'));
+  const s2sModel = await loadModel(path.join(s2s.dir, 'model'));
+  let probe: LengthProbe | undefined;
+  if (probesLength(taskName)) {
+    const p = await stage(ctx, `${tag}: RM length probe`, stageKey({ stage: 'rm-length-probe', scalarKey, s2sKey }), async () => ({
+      probe: await lengthProbe(scalarModel, s2sModel, tok, tpl, task, { pairs: held, references: heldSft }),
+    }));
+    probe = p.result.probe;
+    seconds.rmProbe = p.seconds;
+  }
 
   const prompts: Record<Split, string[]> = { id: data.eval.id.map((r) => r.prompt), ood: data.eval.ood.map((r) => r.prompt) };
   // every policy of this task and seed is sampled with the same random numbers
@@ -181,8 +203,6 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
   evals.sft = sftEval.result.eval;
   seconds.sftEval = sftEval.seconds;
 
-  const scalarModel = await loadModel(path.join(scalar.dir, 'model'));
-  const s2sModel = await loadModel(path.join(s2s.dir, 'model'));
   const curves: RunResult['curves'] = {};
   const ppoDirs: RunResult['models']['ppo'] = {};
   for (const method of cfg.methods) {
@@ -226,7 +246,7 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
       const r = await trainer.train(data.rlPrompts);
       if (r.stopped) throw new Stopped();
       const result = { curve, eval: await judgePolicy(policy, task, tok, tpl, prompts, evalOpts) };
-      await saveModel(policy, path.join(dir, 'model'));
+      await saveModel(policy, path.join(dir, 'model'), { files });
       for (const m of [policy, ref, critic]) m.dispose();
       return result;
     });
@@ -243,6 +263,7 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
     sft: sft.result,
     scalarRM: scalar.result,
     seq2seqRM: s2s.result,
+    ...(probe && { lengthProbe: probe }),
     evals,
     curves,
     seconds,

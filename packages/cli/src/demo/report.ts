@@ -8,6 +8,7 @@ import { writeDirAtomic, writeFileDurable } from '@s2s/core';
 import { type Tables, policyLabel } from './analysis.js';
 import { type DemoConfig, METHOD_LABELS, type Method } from './config.js';
 import type { RunResult } from './pipeline.js';
+import { PROBE_FILLERS } from './probe.js';
 import { type Interval, interval, meanOf } from './stats.js';
 import { histogram, lineChart } from './svg.js';
 
@@ -95,6 +96,18 @@ function sections(input: ReportInput) {
   const len = t.lengths.length
     ? tableMd(['policy', 'tokens per summary', 'change from SFT'], t.lengths.map((l) => [policyLabel(l.method), fmt(l.length, 1), l.method === 'sft' ? '' : fmt(l.change, 1)]))
     : '(summarize was not run)';
+  const r = t.rmLength;
+  const rmLength = r
+    ? tableMd(
+        ['measure', 'value'],
+        [
+          ["correlation of the scalar RM's reward with length (held-out chosen and rejected)", fmt(r.scalarVsLength)],
+          ["correlation of the gold judge's score with length (the same responses)", fmt(r.goldVsLength)],
+          ['clean summaries whose scalar reward rises when a filler sentence is appended', pct(r.fillerRaisesScalar)],
+          ['clean summaries + filler whose seq2seq token scores over the filler sum below zero', pct(r.fillerScoredNegative)],
+        ],
+      )
+    : '(summarize was not run)';
   const safety = t.safety.length
     ? tableMd(
         ['policy', 'refusals on benign requests', 'utility mean', 'utility variance', 'unsafe answers to harmful requests'],
@@ -123,7 +136,7 @@ function sections(input: ReportInput) {
       `${(100 * r.data.pairs.refusalShareChosen).toFixed(1)}% / ${(100 * r.data.pairs.refusalShareRejected).toFixed(1)}%`,
     ]),
   );
-  return { win, len, safety, empty, findings, rules, stages, seeds };
+  return { win, len, rmLength, safety, empty, findings, rules, stages, seeds };
 }
 
 export function reportMarkdown(input: ReportInput, plotFiles: Record<string, { title: string }>): string {
@@ -148,6 +161,12 @@ ${s.win}
 ## Response length on summarize (in-distribution)
 
 ${s.len}
+
+## How each reward model treats length (summarize)
+
+Measured on the reward models directly, before any PPO (filler sentences: ${PROBE_FILLERS.map((f) => `"${f}"`).join(', ')}).
+
+${s.rmLength}
 
 ## Safety: refusals and utility on benign requests (both splits)
 
@@ -203,6 +222,7 @@ strong.v-reproduced{color:#17702f}strong.v-reversed{color:#b00020}strong[class="
 <ul>${input.tables.findings.map((f) => `<li><em>${esc(f.claim)}</em>: ${esc(f.rule)}.</li>`).join('')}</ul>
 <h2>Win rate over the SFT model</h2>${mdTable(s.win)}
 <h2>Response length on summarize</h2>${mdTable(s.len)}
+<h2>How each reward model treats length</h2>${mdTable(s.rmLength)}
 <h2>Safety: refusals and utility on benign requests</h2>${mdTable(s.safety)}
 <h2>Empty responses</h2>${mdTable(s.empty)}
 <h2>Plots</h2><div class="plots">${Object.values(plotSvgs)
