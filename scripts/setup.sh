@@ -2,7 +2,8 @@
 # Installs what s2s needs on a Debian 12 machine with Node 20, then builds the engine:
 # apt packages (cmake, g++, make, oneDNN), pnpm, the node modules and the native addon.
 # With --for-tests it also installs Chromium (the report's screenshot test opens it headless).
-# Safe to run any number of times: each step is skipped when already done.
+# Safe to run any number of times: apt packages and pnpm are installed only when missing, and the
+# module install and both builds redo only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
