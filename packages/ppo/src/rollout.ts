@@ -86,19 +86,7 @@ export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: re
   const values = batch.gather(val.values!);
 
   const r = await computeRewards(m.reward, tok, m.template, { prompts, responses });
-  const scores = [...r.scores];
-  const scoreTokens = r.perToken.map((row) => (c.rewardClip > 0 ? row.map((x) => Math.max(-c.rewardClip, Math.min(c.rewardClip, x))) : [...row]));
-  if (c.missingEosPenalty > 0)
-    eos.forEach((stopped, i) => {
-      if (stopped) return;
-      scores[i] -= c.missingEosPenalty;
-      scoreTokens[i][scoreTokens[i].length - 1] -= c.missingEosPenalty;
-    });
-  const kl = logprobs.map((lp, i) => klPenalty(lp, refLogprobs[i], c.klEstimator));
-  let rewards = scoreTokens.map((row, i) => row.map((s, t) => s - klCoef * kl[i][t]));
-  if (c.whitenRewards) rewards = whiten(rewards, { shiftMean: false });
-  const est = rewards.map((rw, i) => gae(rw, values[i], c.gamma, c.lam));
-  const advantages = c.whitenAdvantages ? whiten(est.map((e) => e.advantages)) : est.map((e) => e.advantages);
+  const shaped = shapeRewards(r, eos, logprobs, refLogprobs, values, c, klCoef);
   return {
     prompts: [...prompts],
     queries,
@@ -107,11 +95,41 @@ export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: re
     logprobs,
     refLogprobs,
     values,
-    kl,
-    rewards,
-    advantages,
-    returns: est.map((e) => e.returns),
-    scores,
+    ...shaped,
     klCoef,
   };
+}
+
+/** The settings shapeRewards reads. */
+export type ShapingConfig = Pick<PPOConfig, 'rewardClip' | 'missingEosPenalty' | 'klEstimator' | 'whitenRewards' | 'whitenAdvantages' | 'gamma' | 'lam'>;
+
+/**
+ * From the reward's scores to the advantages, one response per row: each token's score clipped to
+ * [-rewardClip, rewardClip], the missing-EOS penalty taken off the last token (and the reported
+ * score) of a response that did not stop, the KL penalty klCoef * KL_t subtracted at every token,
+ * rewards optionally scaled to unit variance, then GAE and optional whitening of the advantages.
+ */
+export function shapeRewards(
+  r: { scores: readonly number[]; perToken: readonly (readonly number[])[] },
+  eos: readonly boolean[],
+  logprobs: readonly (readonly number[])[],
+  refLogprobs: readonly (readonly number[])[],
+  values: readonly (readonly number[])[],
+  c: ShapingConfig,
+  klCoef: number,
+): Pick<Rollout, 'scores' | 'kl' | 'rewards' | 'advantages' | 'returns'> {
+  const scores = [...r.scores];
+  const scoreTokens = r.perToken.map((row) => (c.rewardClip > 0 ? row.map((x) => Math.max(-c.rewardClip, Math.min(c.rewardClip, x))) : [...row]));
+  if (c.missingEosPenalty > 0)
+    eos.forEach((stopped, i) => {
+      if (stopped || scoreTokens[i].length === 0) return;
+      scores[i] -= c.missingEosPenalty;
+      scoreTokens[i][scoreTokens[i].length - 1] -= c.missingEosPenalty;
+    });
+  const kl = logprobs.map((lp, i) => klPenalty(lp, refLogprobs[i], c.klEstimator));
+  let rewards = scoreTokens.map((row, i) => row.map((s, t) => s - klCoef * kl[i][t]));
+  if (c.whitenRewards) rewards = whiten(rewards, { shiftMean: false });
+  const est = rewards.map((rw, i) => gae(rw, values[i], c.gamma, c.lam));
+  const advantages = c.whitenAdvantages ? whiten(est.map((e) => e.advantages)) : est.map((e) => e.advantages);
+  return { scores, kl, rewards, advantages, returns: est.map((e) => e.returns) };
 }

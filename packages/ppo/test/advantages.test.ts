@@ -2,7 +2,7 @@
 // KL estimators, the clipped surrogate and the clipped value loss, and the KL controller.
 import { describe, expect, it } from 'vitest';
 
-import { KLController, gae, klPenalty, policyLoss, resolvePPOConfig, valueLoss, whiten } from '@s2s/ppo';
+import { KLController, gae, klPenalty, policyLoss, resolvePPOConfig, shapeRewards, valueLoss, whiten } from '@s2s/ppo';
 
 describe('GAE', () => {
   it('matches the recursion worked by hand', () => {
@@ -24,6 +24,44 @@ describe('GAE', () => {
 
   it('with gamma = lambda = 1 and no critic, every token gets the sum of the rewards after it', () => {
     expect(gae([0, 0, 3, 0, 1], [0, 0, 0, 0, 0], 1, 1).advantages).toEqual([4, 4, 4, 1, 1]);
+  });
+});
+
+describe('reward shaping', () => {
+  // two responses: the first stopped with EOS (3 tokens), the second ran out of tokens (2)
+  const r = { scores: [3, -4], perToken: [[0, 0, 3], [-5, 1]] };
+  const eos = [true, false];
+  const lp = [[-1, -2, -0.5], [-1, -1]];
+  const ref = [[-1.5, -2, -0.25], [-0.5, -1]];
+  const zeros = [[0, 0, 0], [0, 0]];
+  const plain = { rewardClip: 0, missingEosPenalty: 0, klEstimator: 'k1', whitenRewards: false, whitenAdvantages: false, gamma: 1, lam: 1 } as const;
+
+  it('subtracts klCoef * KL at every token and sums the rest with GAE', () => {
+    const s = shapeRewards(r, eos, lp, ref, zeros, plain, 0.5);
+    expect(s.kl).toEqual([[0.5, 0, -0.25], [-0.5, 0]]);
+    expect(s.rewards).toEqual([[-0.25, 0, 3.125], [-4.75, 1]]);
+    // gamma = lambda = 1, no critic: each token's advantage is the sum of the rewards from it on
+    expect(s.advantages).toEqual([[2.875, 3.125, 3.125], [-3.75, 1]]);
+    expect(s.returns).toEqual(s.advantages);
+    expect(s.scores).toEqual([3, -4]);
+  });
+
+  it('clips each token score, and charges a response without EOS at its last token', () => {
+    const s = shapeRewards(r, eos, lp, lp, zeros, { ...plain, rewardClip: 2, missingEosPenalty: 1 }, 0.5);
+    // the same log-probs: no KL; clipped to [-2, 2]; the second response pays 1 at its end
+    expect(s.rewards).toEqual([[0, 0, 2], [-2, 0]]);
+    expect(s.scores).toEqual([3, -5]);
+  });
+
+  it('uses k3 when asked, and can scale the rewards to unit variance without moving their mean', () => {
+    const k3 = shapeRewards(r, eos, lp, ref, zeros, { ...plain, klEstimator: 'k3' }, 1);
+    expect(k3.kl[0][0]).toBeCloseTo(Math.expm1(-0.5) + 0.5, 12);
+    expect(k3.kl.flat().every((x) => x >= 0)).toBe(true);
+    const w = shapeRewards(r, eos, lp, lp, zeros, { ...plain, whitenRewards: true }, 0);
+    const raw = [0, 0, 3, -5, 1];
+    const mean = raw.reduce((a, b) => a + b) / 5;
+    const sd = Math.sqrt(raw.reduce((a, b) => a + (b - mean) ** 2, 0) / 5);
+    w.rewards.flat().forEach((x, i) => expect(x).toBeCloseTo((raw[i] - mean) / sd + mean, 6));
   });
 });
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Model, Tokenizer, encodePrompt, resolveTemplate, wordLevelTokenizerJSON } from '@s2s/core';
-import { type CustomReward, PPOTrainer, type PPOConfig, collectRollout, resolvePPOConfig, sequenceBatch } from '@s2s/ppo';
+import { type CustomReward, type PPOConfig, type PPOEvent, type PPOStep, PPOTrainer, collectRollout, resolvePPOConfig, sequenceBatch } from '@s2s/ppo';
 
 const WORDS = Array.from({ length: 10 }, (_, i) => `w${i}`);
 const tok = Tokenizer.fromJSON(wordLevelTokenizerJSON(WORDS, ['<pad>', '<unk>', '<bos>', '<eos>', '<sep>']), {
@@ -46,6 +46,30 @@ describe('PPO', () => {
       expect(history[0]).toHaveProperty([k]);
     expect(history[19].episode).toBe(20 * 16);
     for (const x of Object.values(m)) x.dispose();
+  });
+
+  it('stops a rollout\'s epochs early once the approximate KL passes earlyStopKL, and reports length statistics', async () => {
+    const run = async (earlyStopKL: number) => {
+      const m = await models();
+      const steps: PPOStep[] = [];
+      const onEvent = (e: PPOEvent) => void (e.type === 'step' && steps.push(e.data));
+      const trainer = new PPOTrainer({ ...m, tokenizer: tok, template: tpl, reward: { type: 'custom', fn: frequency }, config: { ...TOY, lr: 1e-2, ppoEpochs: 4, steps: 1, earlyStopKL }, onEvent });
+      await trainer.train(PROMPTS);
+      for (const x of Object.values(m)) x.dispose();
+      return steps[0];
+    };
+    // any policy change at all exceeds 1e-12 after the first epoch; without the limit all 4 run
+    const stopped = await run(1e-12);
+    expect(stopped.metrics.ppo_epochs_run).toBe(1);
+    const full = await run(0);
+    expect(full.metrics.ppo_epochs_run).toBe(4);
+    expect(full.metrics['policy/approxkl_avg']).toBeGreaterThan(1e-12);
+    // the length statistics beside TRL's metrics, from the responses themselves (EOS not counted)
+    const lengths = full.responseIds.map((ids) => ids.filter((t) => t !== tok.eosId).length);
+    const mean = lengths.reduce((a, b) => a + b, 0) / lengths.length;
+    expect(full.metrics['response_length/mean']).toBeCloseTo(mean, 10);
+    expect(full.metrics['response_length/std']).toBeCloseTo(Math.sqrt(lengths.reduce((a, b) => a + (b - mean) ** 2, 0) / lengths.length), 10);
+    expect(full.metrics['responses/empty_rate']).toBe(lengths.filter((n) => n === 0).length / lengths.length);
   });
 
   it('keeps token-level credit where it was earned; a sentence-level reward spreads it over the response', async () => {
