@@ -21,8 +21,14 @@ function canonical(x: unknown): string {
   return JSON.stringify(x);
 }
 
+/**
+ * Part of every key: raise it when a change to the code makes a stage produce something else from
+ * the same settings (a new result field, another training rule), so that no run reuses the old.
+ */
+export const STAGE_FORMAT = 2;
+
 export function stageKey(parts: unknown): string {
-  return createHash('sha256').update(canonical(parts)).digest('hex').slice(0, 12);
+  return createHash('sha256').update(canonical({ format: STAGE_FORMAT, parts })).digest('hex').slice(0, 12);
 }
 
 export class StageCache {
