@@ -84,6 +84,27 @@ describe('GPT-2 tokenizer', () => {
     }
   });
 
+  it("agrees with js-tiktoken (OpenAI's tiktoken ranks and BPE, ported) on every string here and on seeded random Unicode", () => {
+    const require = createRequire(import.meta.url);
+    const ref = (require('js-tiktoken') as { getEncoding(name: 'gpt2'): { encode(s: string, allowed?: 'all'): number[] } }).getEncoding('gpt2');
+    for (const text of [...ROUND_TRIP, ...KNOWN.map(([s]) => s)]) expect(tok.encode(text), JSON.stringify(text)).toEqual(ref.encode(text, 'all'));
+    // code points from the ranges that stress byte-level BPE: ASCII, whitespace runs, Latin-1,
+    // Cyrillic, CJK, Hangul, emoji (astral), combining marks, digits
+    const ranges: Array<[number, number]> = [[0x20, 0x7e], [0x20, 0x20], [0x09, 0x0a], [0xc0, 0xff], [0x400, 0x44f], [0x4e00, 0x4fff], [0xac00, 0xac7f], [0x1f300, 0x1f64f], [0x300, 0x36f], [0x30, 0x39]];
+    let state = 12345;
+    const next = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (let i = 0; i < 400; i++) {
+      let text = '';
+      for (let n = 1 + Math.floor(next() * 40); n > 0; n--) {
+        const [lo, hi] = ranges[Math.floor(next() * ranges.length)];
+        text += String.fromCodePoint(lo + Math.floor(next() * (hi - lo + 1)));
+      }
+      const ids = tok.encode(text);
+      expect(ids, JSON.stringify(text)).toEqual(ref.encode(text));
+      expect(tok.decode(ids)).toBe(text);
+    }
+  });
+
   it("agrees with gpt3-tokenizer's independent BPE on non-ASCII text", () => {
     const require = createRequire(import.meta.url);
     const G = (require('gpt3-tokenizer') as { default: new (o: { type: 'gpt3' }) => { encode(s: string): { bpe: number[] } } }).default;
