@@ -49,6 +49,20 @@ inline void expect_close(const char* what, const float* a, const float* b, size_
   }
 }
 
+// Element by element: |a - b| <= atol + rtol * |b| everywhere (a small entry wrong by a lot cannot
+// hide under the tensor's largest value, as it can in rel_error).
+inline void expect_close_each(const char* what, const float* a, const float* b, size_t n, double atol, double rtol,
+                              const char* file, int line) {
+  for (size_t i = 0; i < n; i++) {
+    double d = std::fabs((double)a[i] - b[i]);
+    if (!(d <= atol + rtol * std::fabs((double)b[i]))) {
+      std::printf("  FAIL %s:%d  %s: element %zu is %.9g, want %.9g\n", file, line, what, i, a[i], b[i]);
+      failures()++;
+      return;
+    }
+  }
+}
+
 // Fresh random values in [lo, hi), never all zeros.
 inline void fill_uniform(float* p, size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   s2s::Rng rng(seed, 7);
@@ -78,6 +92,8 @@ inline int run_all() {
   static harness::Register name##_reg(#name, name);                         \
   static void name()
 #define EXPECT_CLOSE(a, b, n, tol) harness::expect_close(#a " vs " #b, a, b, n, tol, __FILE__, __LINE__)
+#define EXPECT_CLOSE_EACH(a, b, n, atol, rtol) \
+  harness::expect_close_each(#a " vs " #b, a, b, n, atol, rtol, __FILE__, __LINE__)
 #define EXPECT(cond)                                                        \
   do {                                                                      \
     if (!(cond)) {                                                          \

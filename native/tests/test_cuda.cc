@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <utility>
 #include <vector>
 
 #include "backend.h"
@@ -127,6 +128,12 @@ static std::vector<GemmCase> gemm_cases() {
   Strides att_t{(int64_t)NH * T * T, (int64_t)T * T, 1, T};
   v.push_back({"attention att^T @ dout", B, NH, T, hs, T, att_t, heads, q, (size_t)B * NH * T * T, (size_t)B * T * C,
                (size_t)B * T * 3 * C});
+  // dense [B, NH, ...] batches whose two dimensions nest (batch0 = NH * batch1 for every operand):
+  // cuBLAS runs them as one strided batch of B * NH
+  int64_t m = 23, n = 17, k = 31;
+  Strides na{NH * m * k, m * k, k, 1}, nb{NH * k * n, k * n, 1, k}, nc{NH * m * n, m * n, n, 1};
+  v.push_back({"nested batches (one strided batch)", B, NH, m, n, k, na, nb, nc, (size_t)(B * NH * m * k),
+               (size_t)(B * NH * k * n), (size_t)(B * NH * m * n)});
   return v;
 }
 
@@ -268,20 +275,28 @@ TEST(layernorm_matches_the_cpu) {
 }
 
 TEST(attention_matches_the_cpu) {
-  int B = 2, T = 21, C = 48, NH = 3;
-  Vec qkv = random((size_t)B * T * 3 * C, 30), dout = random((size_t)B * T * C, 31);
-  Vec out((size_t)B * T * C), att((size_t)B * NH * T * T), dqkv(qkv.size());
-  attention_forward_naive(out.data(), att.data(), qkv.data(), B, T, C, NH);
-  attention_backward_naive(dqkv.data(), dout.data(), qkv.data(), att.data(), B, T, C, NH);
-  Dev<float> dq(qkv), dd(dout), dO(out.size()), dA(att.size()), ddq(dqkv.size()), ddatt(att.size());
-  for (Precision p : {Precision::fp32, Precision::bf16}) {
-    double tol = p == Precision::fp32 ? kFp32Tol : kBf16Tol;
-    cuda::attention_forward(dO.p(), dA.p(), dq.p(), B, T, C, NH, p);
-    cuda::attention_backward(ddq.p(), ddatt.p(), dd.p(), dq.p(), dA.p(), B, T, C, NH, p);
-    Vec o = dO.host(), a = dA.host(), g = ddq.host();
-    EXPECT_CLOSE(o.data(), out.data(), o.size(), tol);
-    EXPECT_CLOSE(a.data(), att.data(), a.size(), tol);
-    EXPECT_CLOSE(g.data(), dqkv.data(), g.size(), 3 * tol);
+  // T = 21: under one warp; T = 150: the softmax loops past 32 lanes and the head-view GEMMs past
+  // one tile (64 fp32, 128 bf16), neither a multiple of either
+  for (auto [B, T] : {std::pair{2, 21}, std::pair{1, 150}}) {
+    int C = 48, NH = 3;
+    Vec qkv = random((size_t)B * T * 3 * C, 30 + T), dout = random((size_t)B * T * C, 31 + T);
+    Vec out((size_t)B * T * C), att((size_t)B * NH * T * T), dqkv(qkv.size());
+    attention_forward_naive(out.data(), att.data(), qkv.data(), B, T, C, NH);
+    attention_backward_naive(dqkv.data(), dout.data(), qkv.data(), att.data(), B, T, C, NH);
+    Dev<float> dq(qkv), dd(dout);
+    for (Precision p : {Precision::fp32, Precision::bf16}) {
+      double tol = p == Precision::fp32 ? kFp32Tol : kBf16Tol;
+      // NaN-filled outputs, fresh for each precision: an element a kernel forgets to write fails
+      Dev<float> dO(Vec(out.size(), NAN)), dA(Vec(att.size(), NAN)), ddq(Vec(dqkv.size(), NAN)), ddatt(Vec(att.size(), NAN));
+      cuda::attention_forward(dO.p(), dA.p(), dq.p(), B, T, C, NH, p);
+      cuda::attention_backward(ddq.p(), ddatt.p(), dd.p(), dq.p(), dA.p(), B, T, C, NH, p);
+      Vec o = dO.host(), a = dA.host(), g = ddq.host();
+      EXPECT_CLOSE(o.data(), out.data(), o.size(), tol);
+      EXPECT_CLOSE(a.data(), att.data(), a.size(), tol);
+      EXPECT_CLOSE(g.data(), dqkv.data(), g.size(), 3 * tol);
+      // fp32: every probability on its own, zeros above the diagonal exactly
+      if (p == Precision::fp32) EXPECT_CLOSE_EACH(a.data(), att.data(), a.size(), 1e-6, 1e-4);
+    }
   }
 }
 
@@ -334,7 +349,7 @@ TEST(gelu_and_residual_match_the_cpu) {
 
 TEST(classifier_matches_the_cpu_kept_and_chunked) {
   int64_t N = 37;
-  int C = 32, V = 301;
+  int C = 32, V = 1543;  // more than one pass of the 512 threads over the vocabulary
   float inv_temp = 1.0f / 0.7f;
   Vec lnf = random(N * C, 60), wte = random((size_t)V * C, 61, -0.5f, 0.5f), dlp = random(N, 62);
   auto tg = random_tokens(N, V, 63);
@@ -380,11 +395,25 @@ TEST(adamw_and_global_norm_match_the_cpu) {
   size_t n = 100003;
   Vec p = random(n, 80), g = random(n, 81), m = random(n, 82, 0, 0.1f), v = random(n, 83, 0, 0.01f);
   Dev<float> dp(p), dg(g), dm(m), dv(v);
-  Dev<double> acc((size_t)1);
+  Dev<double> acc((size_t)(1 + cuda::kSumSquaresBlocks));
   cuda::sum_squares(acc.p(), dg.p(), n);
   double want = global_norm_naive(g.data(), n);
   double got = std::sqrt(acc.host()[0]);
-  EXPECT(std::fabs(got - want) <= 1e-5 * want);
+  EXPECT(std::fabs(got - want) <= 1e-9 * want);
+  // more elements than the grid covers in one pass, and values whose squares overflow a float:
+  // the norm stays finite and exact as on the CPU, and the same bits on a second run
+  size_t big = (size_t)1024 * cuda::kSumSquaresBlocks + 12345;
+  Vec huge = random(big, 84, -3e19f, 3e19f);
+  Dev<float> dh(huge);
+  double bits[2];
+  for (double& b : bits) {
+    Dev<double> a2((size_t)(1 + cuda::kSumSquaresBlocks));
+    cuda::sum_squares(a2.p(), dh.p(), big);
+    b = a2.host()[0];
+  }
+  double want_big = global_norm_naive(huge.data(), big);
+  EXPECT(std::isfinite(bits[0]) && std::fabs(std::sqrt(bits[0]) - want_big) <= 1e-9 * want_big);
+  EXPECT(bits[0] == bits[1]);
   adamw_update_naive(p.data(), g.data(), m.data(), v.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.5f);
   cuda::adamw_update(dp.p(), dg.p(), dm.p(), dv.p(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.5f);
   Vec hp = dp.host(), hm = dm.host(), hv = dv.host();
@@ -425,13 +454,20 @@ TEST(sampling_kernel_matches_the_cpu_sampler) {
 }
 
 TEST(divergence_kernel_matches_the_cpu_rule) {
-  int B = 4, T = 30, V = 777;
+  // V past the unrolled part of the argmax (4 x 512 per pass) and not a multiple of anything
+  int B = 4, T = 30, V = 4099;
   std::vector<int32_t> spans = {1, 30, 5, 20, 7, 7, 2, 9};
   std::vector<int32_t> row, pos;
   for (int b = 0; b < B; b++)
     for (int t = spans[2 * b]; t < spans[2 * b + 1]; t++) row.push_back(b), pos.push_back(t);
   int64_t M = (int64_t)row.size();
   Vec logits = random((size_t)M * V, 100);
+  // tied maxima: in different threads, in different warps, in one thread's later pass; the lower
+  // index wins, as std::max_element (the CPU's rule) has it
+  const int ties[3][2] = {{10, 522}, {100, 132}, {2000, 4048}};
+  for (int64_t m = 0; m < M; m++)
+    if (m % 4 != 3)
+      for (int i : ties[m % 4]) logits[(size_t)m * V + i] = 5.0f;
   // the argmax of each logits row, by the CPU's rule; tokens agree with it for a prefix of each row
   std::vector<int32_t> am_rows(M);
   for (int64_t m = 0; m < M; m++) {
@@ -458,6 +494,15 @@ TEST(divergence_kernel_matches_the_cpu_rule) {
   Vec s = scores.host();
   EXPECT_CLOSE(s.data(), want.scores.data(), s.size(), 0);
   EXPECT(dfirst.host() == want.first_divergence);
+
+  // the counters are left at zero: the same batch scored again, in one call, without resetting them
+  Dev<float> scores2((size_t)B * T);
+  Dev<int32_t> dam2(std::vector<int32_t>((size_t)B * T, -1)), dfirst2(std::vector<int32_t>(B, -1));
+  cuda::divergence_score(dl.p(), M, V, drow.p(), dpos.p(), dtok.p(), T, dspans.p(), {rule.positive, rule.negative, rule.neutral},
+                         dam2.p(), scores2.p(), dfirst2.p(), dcount.p());
+  EXPECT(dam2.host() == want.argmax);
+  EXPECT(dfirst2.host() == want.first_divergence);
+  EXPECT(dcount.host() == std::vector<int32_t>(B, 0));
 }
 
 // ---- the whole model ----
@@ -497,6 +542,13 @@ static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
   Vec dlp = random((size_t)B * T, 10), dv = random((size_t)B * T, 11);
   m.cpu.backward(dlp.data(), dv.data());
   m.gpu.backward(dlp.data(), dv.data());
+  // a second batch's gradients add to the first's (gradient accumulation), on both devices
+  auto tok2 = random_tokens((size_t)B * T, cfg.vocab_size, 12), tg2 = random_tokens((size_t)B * T, cfg.vocab_size, 13);
+  Vec dlp2 = random((size_t)B * T, 14), dv2 = random((size_t)B * T, 15);
+  m.cpu.forward(tok2.data(), tg2.data(), B, T, o);
+  m.gpu.forward(tok2.data(), tg2.data(), B, T, o);
+  m.cpu.backward(dlp2.data(), dv2.data());
+  m.gpu.backward(dlp2.data(), dv2.data());
   Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
   // each tensor on its own scale, so a small tensor's error is not hidden by a large one's
   for (const TensorInfo& t : m.cpu.layout()) {

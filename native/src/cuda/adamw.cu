@@ -1,6 +1,7 @@
-// AdamW and the global gradient norm on the GPU. The sum of squares is reduced per block in float
-// and across blocks in double (one atomic per block); AdamW is elementwise with the bias
-// corrections computed on the host exactly as the CPU computes them.
+// AdamW and the global gradient norm on the GPU. The sum of squares is accumulated in double, as
+// on the CPU (a float sum overflows for gradients the CPU still clips), into one partial per block,
+// then summed in a fixed order, so the norm and the clip scale are the same on every run. AdamW is
+// elementwise with the bias corrections computed on the host exactly as the CPU computes them.
 #include <algorithm>
 #include <cmath>
 
@@ -12,13 +13,22 @@ namespace cuda {
 
 namespace {
 
-__global__ void sum_squares_kernel(double* acc, const float* g, size_t n) {
-  __shared__ float scratch[32];
-  float s = 0.0f;
+__global__ void sum_squares_kernel(double* partials, const float* g, size_t n) {
+  __shared__ double scratch[32];
+  double s = 0.0;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    s += g[i] * g[i];
+    s += (double)g[i] * g[i];
   s = block_sum(s, scratch);
-  if (threadIdx.x == 0) atomicAdd(acc, (double)s);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+// One block: *acc += the partials' sum, each thread taking a fixed stride of them.
+__global__ void add_partials_kernel(double* acc, const double* partials, unsigned count) {
+  __shared__ double scratch[32];
+  double s = 0.0;
+  for (unsigned i = threadIdx.x; i < count; i += blockDim.x) s += partials[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) *acc += s;
 }
 
 __global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
@@ -37,9 +47,11 @@ __global__ void adamw_kernel(float* params, const float* grads, float* m, float*
 
 void sum_squares(double* acc, const float* grads, size_t n) {
   if (n == 0) return;
-  unsigned blocks = (unsigned)std::min<int64_t>(ceil_div((int64_t)n, 1024), 4096);
-  sum_squares_kernel<<<blocks, 1024>>>(acc, grads, n);
+  unsigned blocks = (unsigned)std::min<int64_t>(ceil_div((int64_t)n, 1024), kSumSquaresBlocks);
+  sum_squares_kernel<<<blocks, 1024>>>(acc + 1, grads, n);
   S2S_CUDA_LAUNCHED("sum_squares");
+  add_partials_kernel<<<1, 1024>>>(acc, acc + 1, blocks);
+  S2S_CUDA_LAUNCHED("sum_squares (partials)");
 }
 
 void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,

@@ -156,8 +156,12 @@ void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int3
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, const int32_t* pos,
                       int B, int maxT, int C, int NH) {
   if (B == 0) return;
+  // the scores of one row and the reduction scratch, in the 48 KiB of shared memory every launch may take
+  constexpr size_t kMaxPositions = 48 * 1024 / sizeof(float) - 32;
+  if ((size_t)maxT > kMaxPositions)
+    throw Error("attention_decode on the GPU supports contexts of at most " + std::to_string(kMaxPositions) +
+                " positions (got " + std::to_string(maxT) + ")");
   size_t smem = (32 + (size_t)maxT) * sizeof(float);
-  if (smem > 48 * 1024) throw Error("attention_decode on the GPU supports sequences of at most 12000 positions");
   attention_decode_kernel<<<(unsigned)(B * NH), 128, smem>>>(out, qkv, kcache, vcache, pos, maxT, C, NH);
   S2S_CUDA_LAUNCHED("attention_decode");
 }

@@ -75,22 +75,27 @@ using DeviceBuffer = DeviceArray<float>;
 // Milliseconds of GPU time taken by what fn() launches on the default stream.
 template <typename F>
 float time_ms(F&& fn) {
-  cudaEvent_t start, stop;
-  S2S_CUDA_CHECK(cudaEventCreate(&start));
-  S2S_CUDA_CHECK(cudaEventCreate(&stop));
-  S2S_CUDA_CHECK(cudaEventRecord(start));
+  struct Events {  // destroyed however fn() ends
+    cudaEvent_t start = nullptr, stop = nullptr;
+    ~Events() {
+      if (start) cudaEventDestroy(start);
+      if (stop) cudaEventDestroy(stop);
+    }
+  } e;
+  S2S_CUDA_CHECK(cudaEventCreate(&e.start));
+  S2S_CUDA_CHECK(cudaEventCreate(&e.stop));
+  S2S_CUDA_CHECK(cudaEventRecord(e.start));
   fn();
-  S2S_CUDA_CHECK(cudaEventRecord(stop));
-  S2S_CUDA_CHECK(cudaEventSynchronize(stop));
+  S2S_CUDA_CHECK(cudaEventRecord(e.stop));
+  S2S_CUDA_CHECK(cudaEventSynchronize(e.stop));
   float ms = 0.0f;
-  S2S_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  S2S_CUDA_CHECK(cudaEventElapsedTime(&ms, e.start, e.stop));
   return ms;
 }
 
 #ifdef __CUDACC__
-__device__ inline float warp_sum(float v) {
+template <typename T>
+__device__ inline T warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
@@ -101,14 +106,15 @@ __device__ inline float warp_max(float v) {
 }
 
 // Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-// `scratch` holds 32 floats of shared memory.
-__device__ inline float block_sum(float v, float* scratch) {
+// `scratch` holds 32 values of shared memory.
+template <typename T>
+__device__ inline T block_sum(T v, T* scratch) {
   int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   v = warp_sum(v);
   __syncthreads();  // scratch may still be read by a previous call
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0f;
+  v = lane < warps ? scratch[lane] : T(0);
   return warp_sum(v);
 }
 

@@ -45,7 +45,10 @@ __global__ void __launch_bounds__(kThreads) divergence_kernel(const float* logit
     bool match = __ldcg(am + t) == tk[t];
     scores[(int64_t)b * T + t] = t < f ? rule.positive : (match ? rule.neutral : rule.negative);
   }
-  if (threadIdx.x == 0) first[b] = f == INT_MAX ? -1 : f - start;
+  if (threadIdx.x == 0) {
+    first[b] = f == INT_MAX ? -1 : f - start;
+    counters[b] = 0;  // every other block of this row has counted: ready for the next call
+  }
 }
 
 }  // namespace

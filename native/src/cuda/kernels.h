@@ -99,7 +99,9 @@ void value_head_backward(float* dlnf, float* dweight, const float* dvalues, cons
                          int64_t N, int C);
 
 // ---- adamw.cu ----
-// Adds sum(grads^2) into *acc (one double on the device).
+// Adds sum(grads^2) into acc[0], in double and in the same order on every run; acc holds
+// 1 + kSumSquaresBlocks doubles on the device (the rest is scratch for the per-block partials).
+constexpr int kSumSquaresBlocks = 4096;
 void sum_squares(double* acc, const float* grads, size_t n);
 void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_scale);
@@ -116,8 +118,8 @@ void sample_rows(int32_t* token, float* logprob, const float* logits, const floa
 // predicts position pos[m] of batch row row[m]; given tokens [B, T] and spans [B, 2], it takes the
 // argmax, matches it with the token, and the last block to finish a batch row scans that row for
 // its first divergence and writes the rule's scores. scores/argmax [B, T] and first [B] must be
-// prepared (0, -1, -1) and counters [B] zeroed before the first call of a batch; chunks of rows
-// may come in any number of calls.
+// prepared (0, -1, -1) before the first call of a batch, and counters [B] zero (each row's last
+// block sets its counter back to zero); chunks of rows may come in any number of calls.
 struct DivergenceRule {
   float positive, negative, neutral;
 };

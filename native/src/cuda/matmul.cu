@@ -97,7 +97,10 @@ __global__ void __launch_bounds__(256) gemm_bf16_kernel(GemmArgs g) {
     __syncthreads();
   }
   // Epilogue through a per-warp staging tile, so alpha, accumulate and the bounds apply per element.
+  // (Unrolled, so that acc stays in registers: indexed by a loop variable it would go to local memory.)
+#pragma unroll
   for (int i = 0; i < 4; i++)
+#pragma unroll
     for (int j = 0; j < 2; j++) {
       wmma::store_matrix_sync(Cs[warp], acc[i][j], 16, wmma::mem_row_major);
       __syncwarp();
@@ -166,11 +169,16 @@ __global__ void gemm_naive_kernel(GemmArgs g) {
   *dst = (float)v;
 }
 
+// Negative sizes are a caller's bug; zero sizes are an empty product (as on the CPU).
 void check_sizes(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K) {
-  if (nb0 < 0 || nb1 < 1 || M < 0 || N < 0 || K < 0)
+  if (nb0 < 0 || nb1 < 0 || M < 0 || N < 0 || K < 0)
     throw Error("gemm: invalid sizes (batches " + std::to_string(nb0) + " x " + std::to_string(nb1) + ", " +
                 std::to_string(M) + " x " + std::to_string(N) + " x " + std::to_string(K) + ")");
-  if (nb0 * nb1 > 65535) throw Error("gemm: at most 65535 batched matrices per call");
+}
+
+// The built-in kernels put the batches on the grid's z dimension.
+void check_grid_batches(int64_t nb0, int64_t nb1) {
+  if (nb0 * nb1 > 65535) throw Error("gemm: the built-in kernels take at most 65535 batched matrices per call");
 }
 
 // C = alpha * 0 (+ C) when K == 0: a product over nothing.
@@ -268,7 +276,8 @@ void gemm_batched_builtin(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_
                           const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate,
                           Precision p) {
   check_sizes(nb0, nb1, M, N, K);
-  if (nb0 == 0 || M == 0 || N == 0) return;
+  if (nb0 == 0 || nb1 == 0 || M == 0 || N == 0) return;
+  check_grid_batches(nb0, nb1);
   GemmArgs g{nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate};
   if (K == 0) {
     launch(scale_kernel, dim3((unsigned)ceil_div(M * N, 256), 1, (unsigned)(nb0 * nb1)), 256, g, "gemm (K = 0)");
@@ -288,7 +297,7 @@ void gemm_batched_builtin(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_
 void gemm_batched(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
                   const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate, Precision p) {
   check_sizes(nb0, nb1, M, N, K);
-  if (nb0 == 0 || M == 0 || N == 0) return;
+  if (nb0 == 0 || nb1 == 0 || M == 0 || N == 0) return;
 #ifdef S2S_HAVE_CUBLAS
   if (K > 0 && gemm_cublas(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate, p)) return;
 #endif
@@ -298,7 +307,8 @@ void gemm_batched(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, con
 void gemm_batched_naive(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
                         const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate) {
   check_sizes(nb0, nb1, M, N, K);
-  if (nb0 == 0 || M == 0 || N == 0) return;
+  if (nb0 == 0 || nb1 == 0 || M == 0 || N == 0) return;
+  check_grid_batches(nb0, nb1);
   GemmArgs g{nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate};
   launch(gemm_naive_kernel, dim3((unsigned)ceil_div(M * N, 256), 1, (unsigned)(nb0 * nb1)), 256, g, "gemm (naive)");
 }

@@ -252,7 +252,7 @@ double GPTCuda::step(const AdamWConfig& o) {
   check_adamw(o);
   float* grads = ensure(BufferKind::grads);
   invalidate_activations();
-  norm_.reserve(1);
+  norm_.reserve(1 + kSumSquaresBlocks);
   norm_.zero(1);
   sum_squares(norm_.data(), grads, num_params_);
   double sq = 0.0;
