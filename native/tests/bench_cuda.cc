@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "harness.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/model_cuda.h"
@@ -52,22 +53,10 @@ double copy_bandwidth_gbs() {
   return 2.0 * n * sizeof(float) * iters / (ms * 1e-3) / 1e9;  // bytes read + written
 }
 
-GPTConfig gpt2_small() {
-  GPTConfig c;
-  c.vocab_size = 50257;
-  c.max_seq_len = 1024;
-  c.num_layers = 12;
-  c.num_heads = 12;
-  c.channels = 768;
-  return c;
-}
+// GPT-2 124M: vocabulary 50257, context 1024, 12 layers, 12 heads, width 768
+GPTConfig gpt2_small() { return {50257, 1024, 12, 12, 768}; }
 
-std::vector<int32_t> tokens(size_t n, int V, uint64_t seed) {
-  Rng rng(seed, 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = (int32_t)(rng.next_u64() % (uint64_t)V);
-  return t;
-}
+std::vector<int32_t> tokens(size_t n, int V, uint64_t seed) { return harness::random_tokens(n, V, seed); }
 
 }  // namespace
 

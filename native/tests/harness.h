@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -61,6 +62,14 @@ inline void expect_close_each(const char* what, const float* a, const float* b, 
       return;
     }
   }
+}
+
+// n token ids drawn uniformly from [0, V).
+inline std::vector<int32_t> random_tokens(size_t n, int V, uint64_t seed) {
+  s2s::Rng rng(seed, 3);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = (int32_t)(rng.next_u64() % (uint64_t)V);
+  return t;
 }
 
 // Fresh random values in [lo, hi), never all zeros.

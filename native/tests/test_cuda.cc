@@ -62,23 +62,10 @@ Vec random(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   return v;
 }
 
-std::vector<int32_t> random_tokens(size_t n, int V, uint64_t seed) {
-  Rng rng(seed, 3);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = (int32_t)(rng.next_u64() % (uint64_t)V);
-  return t;
-}
+using harness::random_tokens;
 
-GPTConfig small_config(bool value_head) {
-  GPTConfig c;
-  c.vocab_size = 97;
-  c.max_seq_len = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.channels = 64;
-  c.value_head = value_head;
-  return c;
-}
+// vocabulary 97, context 32, 2 layers, 4 heads, width 64
+GPTConfig small_config(bool value_head) { return {97, 32, 2, 4, 64, value_head}; }
 
 Vec params_of(ModelBackend& m, BufferKind k = BufferKind::params) {
   Vec v(m.num_params());
