@@ -288,15 +288,28 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
       });
 }
 
+namespace {
+// (tokens, B, T, spans): the arguments greedyMatch and divergence share, copied for the worker.
+struct SpanArgs {
+  int B, T;
+  std::vector<int32_t> tokens, spans;
+};
+SpanArgs span_args(Napi::Env env, const Napi::CallbackInfo& info) {
+  SpanArgs a;
+  a.B = get_int_arg(env, info, 1, "B", 1, std::numeric_limits<int>::max());
+  a.T = get_int_arg(env, info, 2, "T", 1, std::numeric_limits<int>::max());
+  a.tokens = copy_int32(env, info[0], "tokens", (size_t)a.B * a.T);
+  a.spans = copy_int32(env, info[3], "spans", (size_t)a.B * 2);
+  return a;
+}
+}  // namespace
+
 Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
-  int B = get_int_arg(env, info, 1, "B", 1, std::numeric_limits<int>::max());
-  int T = get_int_arg(env, info, 2, "T", 1, std::numeric_limits<int>::max());
-  auto tokens = copy_int32(env, info[0], "tokens", (size_t)B * T);
-  auto spans = copy_int32(env, info[3], "spans", (size_t)B * 2);
+  auto a = std::make_shared<SpanArgs>(span_args(env, info));
   auto result = std::make_shared<GreedyMatchResult>();
-  return Run(env, [=](ModelBackend& m) { *result = m.greedy_match(tokens.data(), B, T, spans.data()); },
+  return Run(env, [=](ModelBackend& m) { *result = m.greedy_match(a->tokens.data(), a->B, a->T, a->spans.data()); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("match", to_uint8(env, result->match));
@@ -308,10 +321,7 @@ Napi::Value ModelWrap::GreedyMatch(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Divergence(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
-  int B = get_int_arg(env, info, 1, "B", 1, std::numeric_limits<int>::max());
-  int T = get_int_arg(env, info, 2, "T", 1, std::numeric_limits<int>::max());
-  auto tokens = copy_int32(env, info[0], "tokens", (size_t)B * T);
-  auto spans = copy_int32(env, info[3], "spans", (size_t)B * 2);
+  auto a = std::make_shared<SpanArgs>(span_args(env, info));
   DivergenceConfig c;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Object o = info[4].As<Napi::Object>();
@@ -320,7 +330,7 @@ Napi::Value ModelWrap::Divergence(const Napi::CallbackInfo& info) {
     c.neutral = (float)get_number(env, o, "neutral", c.neutral);
   }
   auto result = std::make_shared<DivergenceResult>();
-  return Run(env, [=](ModelBackend& m) { *result = m.divergence(tokens.data(), B, T, spans.data(), c); },
+  return Run(env, [=](ModelBackend& m) { *result = m.divergence(a->tokens.data(), a->B, a->T, a->spans.data(), c); },
       [=](Napi::Env env) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("scores", to_float32(env, result->scores));
