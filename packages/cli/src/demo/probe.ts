@@ -6,6 +6,8 @@ import { type Model, type PreferenceRow, type SupervisedRow, type Template, type
 import { extractRewards, sequenceRewards } from '@s2s/rm';
 import { type Task, words } from '@s2s/tasks';
 
+import { meanOf } from './stats.js';
+
 /** Sentences appended to clean responses: two the testbed's own filler uses, one it never writes. */
 export const PROBE_FILLERS = ['it was a good day .', 'and everyone was very happy .', 'as we can see , that is all .'] as const;
 
@@ -25,9 +27,8 @@ export interface LengthProbe {
 /** Pearson's correlation coefficient (NaN when either side is constant). */
 export function correlation(a: readonly number[], b: readonly number[]): number {
   if (a.length !== b.length || a.length === 0) throw new RangeError(`correlation: ${a.length} and ${b.length} values`);
-  const mean = (x: readonly number[]) => x.reduce((s, v) => s + v, 0) / x.length;
-  const ma = mean(a);
-  const mb = mean(b);
+  const ma = meanOf(a);
+  const mb = meanOf(b);
   let c = 0;
   let va = 0;
   let vb = 0;
