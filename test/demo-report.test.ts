@@ -1,7 +1,7 @@
 // `s2s demo --quick` end to end, as CI runs it: every table of results.json filled with finite
 // numbers, and the HTML report opened in headless Chromium without errors, its plots on screen.
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -54,6 +54,27 @@ describe('s2s demo --quick', () => {
     expect(sizes).toEqual([]);
     expect(results.runs).toHaveLength(4);
     for (const f of ['report.md', 'report.html', 'plots/summarize-gold.svg', 'plots/safety-utility.svg']) expect(existsSync(path.join(report, f)), f).toBe(true);
+  });
+
+  it("leaves every stage's model ready for the other commands: rm explain, rm score, generate", async () => {
+    const results = JSON.parse(await readFile(path.join(report, 'results.json'), 'utf8'));
+    const run = results.runs.find((r: { task: string }) => r.task === 'summarize');
+    const rows = path.join(root, 'demo-rows.jsonl');
+    const prompt = run.evals.sft.id[0].prompt;
+    await writeFile(rows, JSON.stringify({ prompt, response: run.evals.token.id[0].response }) + '\n');
+    const quiet = vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    try {
+      expect(await main(['rm', 'explain', '--model', run.models.seq2seqRM, '--data', rows, '--color', 'never'])).toBe(0);
+      const scored = path.join(root, 'demo-scored.jsonl');
+      expect(await main(['rm', 'score', '--model', run.models.scalarRM, '--data', rows, '--out', scored])).toBe(0);
+      // normalised by the reward statistics saved with it
+      expect(Number.isFinite(JSON.parse(await readFile(scored, 'utf8')).normalizedReward)).toBe(true);
+      const prompts = path.join(root, 'demo-prompts.jsonl');
+      await writeFile(prompts, JSON.stringify({ prompt }) + '\n');
+      expect(await main(['generate', '--model', run.models.ppo.token, '--prompts', prompts, '--out', path.join(root, 'demo-gen.jsonl')])).toBe(0);
+    } finally {
+      quiet.mockRestore();
+    }
   });
 
   it('reuses every cached stage on a second run', async () => {

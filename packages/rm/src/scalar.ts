@@ -94,6 +94,11 @@ export async function loadRewardStats(dir: string): Promise<RewardStats | undefi
   return { mean, std };
 }
 
+/** reward_stats.json's contents, as saveModel's `files` take them. */
+export function rewardStatsFiles(stats: RewardStats): Record<string, string> {
+  return { [REWARD_STATS_FILE]: JSON.stringify(stats, null, 2) + '\n' };
+}
+
 /** (r - mean) / std; a reward model whose rewards never varied (std 0) is only centred. */
 export function normalizeReward(r: number, stats: RewardStats): number {
   return (r - stats.mean) / (stats.std > 0 ? stats.std : 1);
@@ -192,6 +197,6 @@ export class ScalarRewardTrainer extends Trainer<ScalarRMConfig> {
   }
 
   protected override async finalFiles(): Promise<Record<string, FileData>> {
-    return { [REWARD_STATS_FILE]: JSON.stringify(await this.measureRewardStats(), null, 2) + '\n' };
+    return rewardStatsFiles(await this.measureRewardStats());
   }
 }

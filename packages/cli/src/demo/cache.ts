@@ -25,7 +25,7 @@ function canonical(x: unknown): string {
  * Part of every key: raise it when a change to the code makes a stage produce something else from
  * the same settings (a new result field, another training rule), so that no run reuses the old.
  */
-export const STAGE_FORMAT = 2;
+export const STAGE_FORMAT = 3; // 3: reward models saved with s2s_reward_model.json (and reward_stats.json)
 
 export function stageKey(parts: unknown): string {
   return createHash('sha256').update(canonical({ format: STAGE_FORMAT, parts })).digest('hex').slice(0, 12);

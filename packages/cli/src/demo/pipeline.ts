@@ -14,9 +14,10 @@ import {
   templateFiles,
 } from '@s2s/core';
 import { PPOTrainer, type RewardSpec } from '@s2s/ppo';
-import { type Mapping, type RewardStats, type RewriteAccuracy, ScalarRewardTrainer, encodePairs, evaluateRewrites, rewriteExamples } from '@s2s/rm';
+import { type Mapping, type RewardStats, type RewriteAccuracy, ScalarRewardTrainer, encodePairs, evaluateRewrites, rewardStatsFiles, rewriteExamples } from '@s2s/rm';
 import { type Split, TESTBED_TEMPLATE, type TaskData, type TaskDataStats, datasetStats, getTask, testbedTokenizer } from '@s2s/tasks';
 
+import { rewardModelFiles } from '../reward-model-file.js';
 import { StageCache, stageKey } from './cache.js';
 import type { DemoConfig, Method } from './config.js';
 import { type SplitResults, judgePolicy } from './evaluate.js';
@@ -165,7 +166,9 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
     });
     const r = await trainer.train();
     if (r.stopped) throw new Stopped();
-    await saveModel(model, path.join(dir, 'model'), { files });
+    // a reward model as `s2s rm train` leaves one: `rm score`, `rm explain` and `ppo` take it as it is
+    const rmFiles = { ...rewardModelFiles({ kind: 'scalar', baseModel: path.join(sft.dir, 'model') }), ...rewardStatsFiles(trainer.rewardStats!) };
+    await saveModel(model, path.join(dir, 'model'), { files: { ...files, ...rmFiles } });
     model.dispose();
     return { accuracy: r.eval!.accuracy, stats: trainer.rewardStats! };
   });
@@ -176,7 +179,7 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
     const model = await sftModel.clone();
     await supervised(ctx, `${tag}: seq2seq RM`, model, rewriteExamples(tok, tpl, data.pairs).examples, cfg.seq2seqRM, seed);
     const rewrites = await evaluateRewrites(model, tok, tpl, held.slice(0, 100));
-    await saveModel(model, path.join(dir, 'model'), { files });
+    await saveModel(model, path.join(dir, 'model'), { files: { ...files, ...rewardModelFiles({ kind: 'seq2seq', baseModel: path.join(sft.dir, 'model') }) } });
     model.dispose();
     return { rewrites };
   });
