@@ -41,6 +41,11 @@ fi
 echo "== parity tests (fp32 and bf16 against the CPU)"
 timeout 300 "$build/test_cuda"
 tests_rc=$?
+if [ $tests_rc -eq 0 ]; then
+  echo "== the whole model again, with no logits kept for backward (the chunked classifier path)"
+  S2S_LOGITS_MB=0 S2S_TEST_FILTER=whole_model timeout 120 "$build/test_cuda"
+  tests_rc=$?
+fi
 echo "== CPU tests (reference build)"
 timeout 120 "$build/test_kernels" >/dev/null && timeout 120 "$build/test_model" >/dev/null
 cpu_rc=$?

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -78,8 +80,13 @@ inline void fill_uniform(float* p, size_t n, uint64_t seed, float lo = -1.0f, fl
   for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng.uniform();
 }
 
+// Runs every case, or those whose name contains S2S_TEST_FILTER when it is set.
 inline int run_all() {
+  const char* filter = std::getenv("S2S_TEST_FILTER");
+  size_t ran = 0;
   for (auto& c : cases()) {
+    if (filter && *filter && !std::strstr(c.name, filter)) continue;
+    ran++;
     int before = failures();
     std::printf("[ RUN  ] %s\n", c.name);
     try {
@@ -90,7 +97,11 @@ inline int run_all() {
     }
     std::printf("[ %s ] %s\n", failures() == before ? " OK " : "FAIL", c.name);
   }
-  std::printf("%zu cases, %d failures\n", cases().size(), failures());
+  std::printf("%zu cases, %d failures\n", ran, failures());
+  if (ran == 0) {
+    std::printf("no case matches S2S_TEST_FILTER=%s\n", filter ? filter : "");
+    return 1;
+  }
   return failures() == 0 ? 0 : 1;
 }
 
