@@ -48,9 +48,9 @@ __global__ void adamw_kernel(float* params, const float* grads, float* m, float*
 void sum_squares(double* acc, const float* grads, size_t n) {
   if (n == 0) return;
   unsigned blocks = (unsigned)std::min<int64_t>(ceil_div((int64_t)n, 1024), kSumSquaresBlocks);
-  sum_squares_kernel<<<blocks, 1024>>>(acc + 1, grads, n);
+  S2S_LAUNCH(sum_squares_kernel, blocks, 1024)(acc + 1, grads, n);
   S2S_CUDA_LAUNCHED("sum_squares");
-  add_partials_kernel<<<1, 1024>>>(acc, acc + 1, blocks);
+  S2S_LAUNCH(add_partials_kernel, 1, 1024)(acc, acc + 1, blocks);
   S2S_CUDA_LAUNCHED("sum_squares (partials)");
 }
 
@@ -60,7 +60,7 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
   float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);
   float bc2 = 1.0f - (float)std::pow((double)beta2, (double)t);
   float decay = 1.0f - lr * weight_decay;
-  adamw_kernel<<<(unsigned)ceil_div((int64_t)n, 256), 256>>>(params, grads, m, v, n, lr, beta1, beta2, eps, decay,
+  S2S_LAUNCH(adamw_kernel, (unsigned)ceil_div((int64_t)n, 256), 256)(params, grads, m, v, n, lr, beta1, beta2, eps, decay,
                                                               bc1, bc2, grad_scale);
   S2S_CUDA_LAUNCHED("adamw_update");
 }

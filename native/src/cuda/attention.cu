@@ -72,7 +72,7 @@ __global__ void kv_cache_prefill_kernel(float* kcache, float* vcache, const floa
 // Block (b, h): scores over positions 0..pos[b] in shared memory, softmax, weighted sum of values.
 __global__ void attention_decode_kernel(float* out, const float* qkv, const float* kcache, const float* vcache,
                                         const int32_t* pos, int maxT, int C, int NH) {
-  extern __shared__ float shared[];  // [32 scratch | maxT scores]
+  S2S_DYNAMIC_SHARED(float, shared);  // [32 scratch | maxT scores]
   float* scratch = shared;
   float* score = shared + 32;
   int b = blockIdx.x / NH, h = blockIdx.x % NH, hs = C / NH;
@@ -115,7 +115,7 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
   gemm_batched(B, NH, T, T, hs, qkv, qkv_view(T, C, hs), qkv + C, qkv_view_t(T, C, hs), att, att_view(NH, T), scale,
                false, p);
   int64_t rows = (int64_t)B * NH * T;
-  causal_softmax_kernel<<<(unsigned)ceil_div(rows, 8), 256>>>(att, rows, T);
+  S2S_LAUNCH(causal_softmax_kernel, (unsigned)ceil_div(rows, 8), 256)(att, rows, T);
   S2S_CUDA_LAUNCHED("attention softmax");
   gemm_batched(B, NH, T, hs, T, att, att_view(NH, T), qkv + 2 * C, qkv_view(T, C, hs), out, heads_view(T, C, hs),
                1.0f, false, p);
@@ -131,7 +131,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   gemm_batched(B, NH, T, hs, T, att, att_view_t(NH, T), dout, heads_view(T, C, hs), dqkv + 2 * C,
                qkv_view(T, C, hs), 1.0f, false, p);
   int64_t rows = (int64_t)B * NH * T;
-  causal_softmax_backward_kernel<<<(unsigned)ceil_div(rows, 8), 256>>>(datt, att, rows, T);
+  S2S_LAUNCH(causal_softmax_backward_kernel, (unsigned)ceil_div(rows, 8), 256)(datt, att, rows, T);
   S2S_CUDA_LAUNCHED("attention softmax backward");
   gemm_batched(B, NH, T, hs, T, datt, att_view(NH, T), qkv + C, qkv_view(T, C, hs), dqkv, qkv_view(T, C, hs), scale,
                false, p);
@@ -141,14 +141,14 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
 
 void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int B, int maxT, int C) {
   if (B == 0) return;
-  kv_cache_write_kernel<<<(unsigned)ceil_div((int64_t)B * C, 256), 256>>>(kcache, vcache, qkv, pos, B, maxT, C);
+  S2S_LAUNCH(kv_cache_write_kernel, (unsigned)ceil_div((int64_t)B * C, 256), 256)(kcache, vcache, qkv, pos, B, maxT, C);
   S2S_CUDA_LAUNCHED("kv_cache_write");
 }
 
 void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int B, int P, int maxT,
                       int C) {
   if (B == 0 || P == 0) return;
-  kv_cache_prefill_kernel<<<(unsigned)ceil_div((int64_t)B * P * C, 256), 256>>>(kcache, vcache, qkv, len, B, P,
+  S2S_LAUNCH(kv_cache_prefill_kernel, (unsigned)ceil_div((int64_t)B * P * C, 256), 256)(kcache, vcache, qkv, len, B, P,
                                                                                  maxT, C);
   S2S_CUDA_LAUNCHED("kv_cache_prefill");
 }
@@ -162,7 +162,7 @@ void attention_decode(float* out, const float* qkv, const float* kcache, const f
     throw Error("attention_decode on the GPU supports contexts of at most " + std::to_string(kMaxPositions) +
                 " positions (got " + std::to_string(maxT) + ")");
   size_t smem = (32 + (size_t)maxT) * sizeof(float);
-  attention_decode_kernel<<<(unsigned)(B * NH), 128, smem>>>(out, qkv, kcache, vcache, pos, maxT, C, NH);
+  S2S_LAUNCH(attention_decode_kernel, (unsigned)(B * NH), 128, smem)(out, qkv, kcache, vcache, pos, maxT, C, NH);
   S2S_CUDA_LAUNCHED("attention_decode");
 }
 

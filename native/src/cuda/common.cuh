@@ -21,6 +21,18 @@ void check(cudaError_t e, const char* what, const char* file, int line);
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Kernel launches are written `S2S_LAUNCH(kernel, grid, block[, shared bytes])(args...)`, CUDA's
+// kernel<<<grid, block, shared>>>(args...), and a block's dynamic shared memory
+// `S2S_DYNAMIC_SHARED(T, name)`, CUDA's `extern __shared__ T name[]`: two spellings a host compiler
+// can also read, so that tests/cuda_emu (the CUDA execution model emulated on the CPU, which
+// defines both first) runs these same sources in CI, where there is no GPU.
+#ifndef S2S_LAUNCH
+#define S2S_LAUNCH(kernel, ...) kernel<<<__VA_ARGS__>>>
+#endif
+#ifndef S2S_DYNAMIC_SHARED
+#define S2S_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 // A device array of T that owns its memory and can grow (contents are not kept).
 template <typename T>
 class DeviceArray {
@@ -93,7 +105,7 @@ float time_ms(F&& fn) {
   return ms;
 }
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(S2S_CUDA_EMULATION)
 template <typename T>
 __device__ inline T warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

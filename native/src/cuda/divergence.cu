@@ -58,7 +58,7 @@ void divergence_score(const float* logits, int64_t M, int V, const int32_t* row,
                       float* scores, int32_t* first, int32_t* counters) {
   if (M == 0) return;
   if (M > INT_MAX) throw Error("divergence_score: too many rows in one call");
-  divergence_kernel<<<(unsigned)M, kThreads>>>(logits, V, row, pos, tokens, T, spans, rule, argmax, scores, first,
+  S2S_LAUNCH(divergence_kernel, (unsigned)M, kThreads)(logits, V, row, pos, tokens, T, spans, rule, argmax, scores, first,
                                                counters);
   S2S_CUDA_LAUNCHED("divergence_score");
 }

@@ -36,14 +36,14 @@ void embedding_forward(float* out, const int32_t* tokens, const float* wte, cons
                        const int32_t* pos) {
   int64_t n = (int64_t)B * T * C;
   if (n == 0) return;
-  embedding_forward_kernel<<<(unsigned)ceil_div(n, 256), 256>>>(out, tokens, wte, wpe, (int64_t)B * T, T, C, pos);
+  S2S_LAUNCH(embedding_forward_kernel, (unsigned)ceil_div(n, 256), 256)(out, tokens, wte, wpe, (int64_t)B * T, T, C, pos);
   S2S_CUDA_LAUNCHED("embedding_forward");
 }
 
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T, int C) {
   int64_t n = (int64_t)B * T * C;
   if (n == 0) return;
-  embedding_backward_kernel<<<(unsigned)ceil_div(n, 256), 256>>>(dwte, dwpe, dout, tokens, (int64_t)B * T, T, C);
+  S2S_LAUNCH(embedding_backward_kernel, (unsigned)ceil_div(n, 256), 256)(dwte, dwpe, dout, tokens, (int64_t)B * T, T, C);
   S2S_CUDA_LAUNCHED("embedding_backward");
 }
 

@@ -30,13 +30,13 @@ __global__ void gelu_backward_kernel(float* dinp, const float* inp, const float*
 
 void gelu_forward(float* out, const float* inp, int64_t N) {
   if (N == 0) return;
-  gelu_forward_kernel<<<(unsigned)ceil_div(N, 256), 256>>>(out, inp, N);
+  S2S_LAUNCH(gelu_forward_kernel, (unsigned)ceil_div(N, 256), 256)(out, inp, N);
   S2S_CUDA_LAUNCHED("gelu_forward");
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
   if (N == 0) return;
-  gelu_backward_kernel<<<(unsigned)ceil_div(N, 256), 256>>>(dinp, inp, dout, N);
+  S2S_LAUNCH(gelu_backward_kernel, (unsigned)ceil_div(N, 256), 256)(dinp, inp, dout, N);
   S2S_CUDA_LAUNCHED("gelu_backward");
 }
 

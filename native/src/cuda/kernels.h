@@ -18,7 +18,8 @@ enum class Precision { fp32, bf16 };
 const char* precision_name(Precision p);
 
 // ---- matmul.cu ----
-// Whether this build has cuBLAS (else every GEMM runs on the built-in kernels).
+// Whether GEMMs may use cuBLAS: the build has it and S2S_CUBLAS is not "off" in the environment
+// (else every GEMM runs on the built-in kernels).
 bool have_cublas();
 // C[b0,b1] = alpha * A[b0,b1] @ B[b0,b1] (+ C), as the CPU gemm_batched: through cuBLAS when the
 // strides suit it, else the built-in kernels (tensor-core WMMA for bf16, tiled SIMT for fp32).

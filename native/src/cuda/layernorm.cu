@@ -38,7 +38,7 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
 __global__ void layernorm_backward_kernel(float* dinp, float* dweight, float* dbias, const float* dout,
                                           const float* inp, const float* weight, const float* mean,
                                           const float* rstd, int64_t N, int C) {
-  extern __shared__ float shared[];  // [2C]: this block's dweight, dbias
+  S2S_DYNAMIC_SHARED(float, shared);  // [2C]: this block's dweight, dbias
   float* dw = shared;
   float* db = shared + C;
   for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) shared[c] = 0.0f;
@@ -78,7 +78,7 @@ __global__ void layernorm_backward_kernel(float* dinp, float* dweight, float* db
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int C) {
   if (N == 0) return;
-  layernorm_forward_kernel<<<(unsigned)ceil_div(N, kWarps), kWarps * 32>>>(out, mean, rstd, inp, weight, bias, N, C);
+  S2S_LAUNCH(layernorm_forward_kernel, (unsigned)ceil_div(N, kWarps), kWarps * 32)(out, mean, rstd, inp, weight, bias, N, C);
   S2S_CUDA_LAUNCHED("layernorm_forward");
 }
 
@@ -88,7 +88,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   size_t smem = 2 * (size_t)C * sizeof(float);
   if (smem > 48 * 1024) throw Error("layernorm_backward on the GPU supports at most 6144 channels");
   unsigned blocks = (unsigned)ceil_div(N, kWarps * kRowsPerWarp);
-  layernorm_backward_kernel<<<blocks, kWarps * 32, smem>>>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  S2S_LAUNCH(layernorm_backward_kernel, blocks, kWarps * 32, smem)(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
   S2S_CUDA_LAUNCHED("layernorm_backward");
 }
 

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -258,7 +259,7 @@ bool gemm_cublas(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, cons
 #endif
 
 void launch(void (*kernel)(GemmArgs), dim3 grid, int threads, const GemmArgs& g, const char* name) {
-  kernel<<<grid, threads>>>(g);
+  S2S_LAUNCH(kernel, grid, threads)(g);
   S2S_CUDA_LAUNCHED(name);
 }
 
@@ -266,7 +267,12 @@ void launch(void (*kernel)(GemmArgs), dim3 grid, int threads, const GemmArgs& g,
 
 bool have_cublas() {
 #ifdef S2S_HAVE_CUBLAS
-  return true;
+  // S2S_CUBLAS=off at run time, as at build time: the built-in kernels only
+  static const bool enabled = [] {
+    const char* v = std::getenv("S2S_CUBLAS");
+    return !(v && std::string(v) == "off");
+  }();
+  return enabled;
 #else
   return false;
 #endif
@@ -299,7 +305,7 @@ void gemm_batched(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, con
   check_sizes(nb0, nb1, M, N, K);
   if (nb0 == 0 || nb1 == 0 || M == 0 || N == 0) return;
 #ifdef S2S_HAVE_CUBLAS
-  if (K > 0 && gemm_cublas(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate, p)) return;
+  if (K > 0 && have_cublas() && gemm_cublas(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate, p)) return;
 #endif
   gemm_batched_builtin(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate, p);
 }
@@ -351,7 +357,7 @@ void add_column_sums(float* dst, const float* src, const float* scale, int64_t N
   if (N == 0 || C == 0) return;
   const int64_t rows = 256;
   dim3 grid((unsigned)ceil_div(C, 32), (unsigned)ceil_div(N, rows));
-  column_sums_kernel<<<grid, dim3(32, 8)>>>(dst, src, scale, N, C, rows);
+  S2S_LAUNCH(column_sums_kernel, grid, dim3(32, 8))(dst, src, scale, N, C, rows);
   S2S_CUDA_LAUNCHED("column sums");
 }
 
@@ -359,7 +365,7 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
                     int64_t OC, Precision p) {
   gemm(false, false, N, OC, C, inp, weight, out, 1.0f, false, p);
   if (bias && N * OC > 0) {
-    add_bias_kernel<<<(unsigned)ceil_div(N * OC, 256), 256>>>(out, bias, N, OC);
+    S2S_LAUNCH(add_bias_kernel, (unsigned)ceil_div(N * OC, 256), 256)(out, bias, N, OC);
     S2S_CUDA_LAUNCHED("matmul bias");
   }
 }

@@ -23,13 +23,13 @@ __global__ void gather_rows_kernel(float* dst, const float* src, const int64_t* 
 
 void residual_forward(float* out, const float* a, const float* b, int64_t N) {
   if (N == 0) return;
-  residual_forward_kernel<<<(unsigned)ceil_div(N, 256), 256>>>(out, a, b, N);
+  S2S_LAUNCH(residual_forward_kernel, (unsigned)ceil_div(N, 256), 256)(out, a, b, N);
   S2S_CUDA_LAUNCHED("residual_forward");
 }
 
 void gather_rows(float* dst, const float* src, const int64_t* idx, int64_t N, int C) {
   if (N == 0) return;
-  gather_rows_kernel<<<(unsigned)ceil_div(N * C, 256), 256>>>(dst, src, idx, N, C);
+  S2S_LAUNCH(gather_rows_kernel, (unsigned)ceil_div(N * C, 256), 256)(dst, src, idx, N, C);
   S2S_CUDA_LAUNCHED("gather_rows");
 }
 

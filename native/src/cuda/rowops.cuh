@@ -7,7 +7,7 @@
 namespace s2s {
 namespace cuda {
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(S2S_CUDA_EMULATION)
 struct ArgMax {
   float value;
   int index;

@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* token, f
 void sample_rows(int32_t* token, float* logprob, const float* logits, const float* u, const uint8_t* done, int B,
                  int V, float temperature) {
   if (B == 0) return;
-  sample_rows_kernel<<<(unsigned)B, kThreads>>>(token, logprob, logits, u, done, V, temperature);
+  S2S_LAUNCH(sample_rows_kernel, (unsigned)B, kThreads)(token, logprob, logits, u, done, V, temperature);
   S2S_CUDA_LAUNCHED("sample_rows");
 }
 

@@ -27,14 +27,14 @@ __global__ void value_head_dlnf_kernel(float* dlnf, const float* dvalues, const 
 
 void value_head_forward(float* values, const float* lnf, const float* weight, int64_t N, int C) {
   if (N == 0) return;
-  value_head_forward_kernel<<<(unsigned)ceil_div(N, 8), 256>>>(values, lnf, weight, N, C);
+  S2S_LAUNCH(value_head_forward_kernel, (unsigned)ceil_div(N, 8), 256)(values, lnf, weight, N, C);
   S2S_CUDA_LAUNCHED("value_head_forward");
 }
 
 void value_head_backward(float* dlnf, float* dweight, const float* dvalues, const float* lnf, const float* weight,
                          int64_t N, int C) {
   if (N == 0) return;
-  value_head_dlnf_kernel<<<(unsigned)ceil_div(N * C, 256), 256>>>(dlnf, dvalues, weight, N, C);
+  S2S_LAUNCH(value_head_dlnf_kernel, (unsigned)ceil_div(N * C, 256), 256)(dlnf, dvalues, weight, N, C);
   S2S_CUDA_LAUNCHED("value_head_backward (hidden states)");
   add_column_sums(dweight, lnf, dvalues, N, C);
 }
