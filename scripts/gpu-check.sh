@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nvcc --version | tail -1
 
 configure_and_build() {
-  cmake -S native -B "$build" -DCMAKE_BUILD_TYPE=Release -DS2S_BUILD_TESTS=ON -DS2S_CUDA=on "$@" &&
+  cmake -S native -B "$build" -DCMAKE_BUILD_TYPE=Release -DS2S_BUILD_TESTS=ON -DS2S_CUDA=on -DS2S_CUDA_EMU=OFF "$@" &&
     cmake --build "$build" -j"$(nproc)"
 }
 # As CI builds it (warnings are errors); then, so that a GPU session is never lost to a warning

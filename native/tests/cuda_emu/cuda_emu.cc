@@ -1,11 +1,11 @@
 // The emulator's scheduler and runtime (see cuda_emu.h for what it models).
 //
-// A block runs as one fiber per thread on the calling host thread. The scheduler resumes every
-// runnable fiber in turn; a fiber runs until it reaches a rendezvous (a block barrier or a warp
-// exchange) or returns. When none can run, the scheduler releases each warp whose lanes have all
-// reached their warp rendezvous, or else the block barrier once every live thread waits there;
-// when neither is possible the kernel has deadlocked on the GPU too (a barrier or shuffle
-// reached by only part of its threads), and the launch fails with a description.
+// A block runs as one fiber per thread on the calling host thread; a fiber runs until it reaches a
+// rendezvous (a block barrier or a warp exchange) or returns. The scheduler runs one warp at a
+// time: it releases the warp's exchange once all 32 lanes have reached the same one, until every
+// lane waits at the block barrier or has exited; when all warps have got there, it releases the
+// barrier. Lanes that wait in different places, or an exchange that exited lanes miss, would
+// deadlock or be undefined on the GPU: the launch fails with a description.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -41,7 +41,8 @@ struct Fiber {
 #endif
   uint3 tid{0, 0, 0};
   Wait wait = Wait::none;
-  const char* what = nullptr;  // the warp call it waits in
+  const char* what = nullptr;  // the warp call it waits in, or the barrier's file
+  int line = 0;                // the barrier's line
 };
 
 // The state of the launch in progress (one at a time; a kernel cannot launch another).
@@ -184,7 +185,10 @@ std::string waiting_summary() {
   std::map<std::string, std::vector<unsigned>> by;
   for (unsigned i = 0; i < g.threads; i++) {
     const Fiber& f = g.fibers[i];
-    if (f.wait == Wait::block) by["__syncthreads"].push_back(i);
+    if (f.wait == Wait::block) {
+      std::string file(f.what);
+      by["__syncthreads at " + file.substr(file.find_last_of('/') + 1) + ":" + std::to_string(f.line)].push_back(i);
+    }
     if (f.wait == Wait::warp) by[f.what].push_back(i);
     if (f.wait == Wait::done) by["(exited)"].push_back(i);
   }
@@ -197,58 +201,88 @@ std::string waiting_summary() {
   return s;
 }
 
-// Runs the current block to its end; false on a fault or a deadlock (g.fault says which).
-bool run_block() {
-  const unsigned n = g.threads;
-  for (unsigned i = 0; i < n; i++) start_fiber(g.fibers[i], i);
-  std::fill(g.shared.begin(), g.shared.end(), (unsigned char)0xFF);  // shared memory starts undefined
+// The scheduling order, so that a missing barrier shows: each block runs its warps one at a time,
+// each as far as it can go (to the block barrier or its end), in an order drawn per block (a
+// seeded generator: S2S_EMU_SEED, default 1), with its lanes in rising or falling order. A warp
+// that reads shared memory another warp writes, without a barrier between, then reads it before
+// the write in some blocks and after it in others.
+uint64_t rng_state = [] {
+  const char* s = std::getenv("S2S_EMU_SEED");
+  return s && *s ? std::strtoull(s, nullptr, 10) * 0x9E3779B97F4A7C15ull + 1 : 0x9E3779B97F4A7C15ull;
+}();
+uint64_t next_random() {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+// Runs warp w until each lane waits at the block barrier or has exited; false on a fault.
+// Returns with g.fault set when the warp is stuck (lanes in different or partial warp calls).
+bool run_warp(unsigned w, bool reverse_lanes) {
+  const unsigned w0 = w * 32, w1 = std::min(g.threads, w0 + 32), lanes = w1 - w0;
   for (;;) {
-    for (unsigned i = 0; i < n; i++) {
-      if (g.fibers[i].wait != Wait::none) continue;
-      resume(g.fibers[i]);
+    for (unsigned k = 0; k < lanes; k++) {
+      Fiber& f = g.fibers[reverse_lanes ? w1 - 1 - k : w0 + k];
+      if (f.wait != Wait::none) continue;
+      resume(f);
       if (g.faulted) return false;
     }
-    // Nothing can run: release what may be released.
-    bool released = false;
-    unsigned done = 0, at_block = 0;
-    for (unsigned w0 = 0; w0 < n; w0 += 32) {
-      unsigned w1 = std::min(n, w0 + 32), at_warp = 0, exited = 0;
-      const char* what = nullptr;
-      bool same = true;
-      for (unsigned i = w0; i < w1; i++) {
-        const Fiber& f = g.fibers[i];
-        if (f.wait == Wait::warp) {
-          at_warp++;
-          if (what && what != f.what && std::strcmp(what, f.what) != 0) same = false;
-          what = f.what;
-        }
-        if (f.wait == Wait::done) exited++;
-        if (f.wait == Wait::block) at_block++;
+    unsigned at_warp = 0, exited = 0;
+    const char* what = nullptr;
+    bool same = true;
+    for (unsigned i = w0; i < w1; i++) {
+      const Fiber& f = g.fibers[i];
+      if (f.wait == Wait::warp) {
+        if (what && what != f.what && std::strcmp(what, f.what) != 0) same = false;
+        what = f.what;
+        at_warp++;
       }
-      done += exited;
-      if (at_warp == 0) continue;
-      if (at_warp == w1 - w0 && same) {
-        for (unsigned i = w0; i < w1; i++) g.fibers[i].wait = Wait::none;
-        released = true;
-      } else if (at_warp + exited == w1 - w0) {
-        g.fault = std::string(what) + " with lanes of warp " + std::to_string(w0 / 32) +
-                  " that have exited (every lane must take part)";
-        return false;
-      } else if (!same && at_warp == w1 - w0) {
-        g.fault = "the lanes of warp " + std::to_string(w0 / 32) + " wait in different warp-synchronous calls (" +
-                  waiting_summary() + ")";
-        return false;
-      }
+      if (f.wait == Wait::done) exited++;
     }
-    if (released) continue;
-    if (done == n) return true;
-    if (at_block + done == n) {
-      for (unsigned i = 0; i < n; i++)
-        if (g.fibers[i].wait == Wait::block) g.fibers[i].wait = Wait::none;
+    if (at_warp == 0) return true;  // every lane at the block barrier or exited
+    if (at_warp == lanes && same) {
+      for (unsigned i = w0; i < w1; i++) g.fibers[i].wait = Wait::none;
       continue;
     }
-    g.fault = "deadlock: a barrier or warp exchange reached by only part of the threads (" + waiting_summary() + ")";
+    if (at_warp + exited == lanes && same)
+      g.fault = std::string(what) + " in warp " + std::to_string(w) +
+                " after some of its lanes exited (every lane must take part)";
+    else
+      g.fault = "the lanes of warp " + std::to_string(w) +
+                " wait in different places, at least one of them warp-synchronous (" + waiting_summary() + ")";
     return false;
+  }
+}
+
+// Runs the current block to its end; false on a fault or a deadlock (g.fault says which).
+bool run_block() {
+  const unsigned n = g.threads, warps = (n + 31) / 32;
+  for (unsigned i = 0; i < n; i++) start_fiber(g.fibers[i], i);
+  std::fill(g.shared.begin(), g.shared.end(), (unsigned char)0xFF);  // shared memory starts undefined
+  std::vector<unsigned> order(warps);
+  for (;;) {
+    for (unsigned w = 0; w < warps; w++) order[w] = w;
+    for (unsigned w = warps; w > 1; w--) std::swap(order[w - 1], order[next_random() % w]);
+    bool reverse = next_random() & 1;
+    for (unsigned w : order)
+      if (!run_warp(w, reverse)) return false;
+    unsigned done = 0;
+    for (unsigned i = 0; i < n; i++) done += g.fibers[i].wait == Wait::done;
+    if (done == n) return true;
+    // every live thread waits at a barrier: the same one, or the block has diverged
+    const Fiber* first = nullptr;
+    for (unsigned i = 0; i < n; i++) {
+      const Fiber& f = g.fibers[i];
+      if (f.wait != Wait::block) continue;
+      if (first && (first->line != f.line || std::strcmp(first->what, f.what) != 0)) {
+        g.fault = "the threads of the block wait at different __syncthreads (" + waiting_summary() + ")";
+        return false;
+      }
+      first = &f;
+    }
+    for (unsigned i = 0; i < n; i++)
+      if (g.fibers[i].wait == Wait::block) g.fibers[i].wait = Wait::none;
   }
 }
 
@@ -280,12 +314,14 @@ static unsigned linear_id() {
 
 unsigned lane_id() { return linear_id() % 32; }
 
-void sync_block() {
+void sync_block(const char* file, int line) {
   if (!g.current) {
-    std::fprintf(stderr, "cuda_emu: __syncthreads outside a kernel\n");
+    std::fprintf(stderr, "cuda_emu: __syncthreads outside a kernel (%s:%d)\n", file, line);
     std::abort();
   }
   g.current->wait = Wait::block;
+  g.current->what = file;
+  g.current->line = line;
   to_scheduler();
 }
 

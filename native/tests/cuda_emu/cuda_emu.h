@@ -43,9 +43,9 @@ const dim3& block_dim();
 const dim3& grid_dim();
 unsigned lane_id();
 
-// Rendezvous of the whole block (__syncthreads) and of the calling thread's warp; `what` names
-// the call in an error.
-void sync_block();
+// Rendezvous of the whole block (__syncthreads, at a source line: all threads must wait at the
+// same one) and of the calling thread's warp; `what` names the call in an error.
+void sync_block(const char* file, int line);
 void sync_warp(const char* what);
 // Stops the kernel with an error (a fault, as the GPU would report one at the next check).
 [[noreturn]] void fault(const char* what);
@@ -166,7 +166,9 @@ T atomic_add(T* p, T v) {
 #define blockDim (::s2s_emu::block_dim())
 #define gridDim (::s2s_emu::grid_dim())
 
-inline void __syncthreads() { ::s2s_emu::sync_block(); }
+inline void __syncthreads(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  ::s2s_emu::sync_block(file, line);
+}
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   if (mask != 0xffffffffu) ::s2s_emu::fault("__syncwarp with a partial mask (the emulator supports full warps)");
   ::s2s_emu::sync_warp("__syncwarp");

@@ -21,7 +21,7 @@ class BlockScan {
     const dim3& d = ::s2s_emu::block_dim();
     unsigned me = t.x + d.x * (t.y + d.y * t.z);
     s_.values[me] = input;
-    ::s2s_emu::sync_block();
+    ::s2s_emu::sync_block(__FILE__, __LINE__);
     T acc = T(0), total = T(0);
     for (int i = 0; i < BLOCK_THREADS; i++) {
       total += s_.values[i];
@@ -29,7 +29,7 @@ class BlockScan {
     }
     output = acc;
     block_aggregate = total;
-    ::s2s_emu::sync_block();
+    ::s2s_emu::sync_block(__FILE__, __LINE__);
   }
 
  private:
