@@ -7,4 +7,5 @@ prefix=$(dirname "$(dirname "$(command -v node)")")
 if [ -z "${npm_config_nodedir:-}" ] && [ -f "$prefix/include/node/node_api.h" ]; then
   export npm_config_nodedir="$prefix"
 fi
-exec cmake-js compile --directory . --out build "$@"
+# S2S_ADDON_OUT: another build folder (the emulated-CUDA test addon goes to build-emu)
+exec cmake-js compile --directory . --out "${S2S_ADDON_OUT:-build}" "$@"
