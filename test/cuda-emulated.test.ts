@@ -3,7 +3,7 @@
 // here into native/build-emu when missing or stale), loaded in a child process through
 // S2S_NATIVE_ADDON. PPO-T with every model on device 'cuda' must follow the run on device 'cpu':
 // the same sampled responses and token scores step by step, and the same weights after the
-// updates. This covers what the C++ parity tests cannot: the binding's device choice, the
+// updates; its checkpoint, loaded on the CPU, must hold exactly what the device held. This covers what the C++ parity tests cannot: the binding's device choice, the
 // engine thread, and the trainers' use of every CUDA entry point (generation, forward/backward,
 // AdamW, the fused divergence kernel) together. Speed, and the GPU's own rounding, need a GPU.
 import { spawnSync } from 'node:child_process';
@@ -22,11 +22,12 @@ interface Run {
   steps: { responses: string[]; scores: number[]; loss: number; kl: number }[];
   params: number[];
   criticParams: number[];
+  checkpoint: { sameWeightFiles: boolean; sameOptimizerFiles: boolean; sameParams: boolean; step: number };
   badInput: string;
 }
 
 function run(device: 'cpu' | 'cuda', precision: 'fp32' | 'bf16'): Run {
-  const env = { ...process.env, S2S_NATIVE_ADDON: addon, S2S_CUDA_PRECISION: precision, S2S_NUM_THREADS: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, S2S_NATIVE_ADDON: addon, S2S_CUDA_PRECISION: precision, S2S_NUM_THREADS: '1' };
   delete env.NODE_OPTIONS;
   const r = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', script, device], { cwd: root, env, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
   if (r.error) throw r.error;
@@ -75,6 +76,9 @@ describe("device: 'cuda' from Node, on the CUDA emulator", () => {
     expect(new Set(cpu.steps.flatMap((s) => s.scores)).size).toBeGreaterThan(2);
     expect(maxRelDiff(gpu.params, cpu.params)).toBeLessThan(1e-4);
     expect(maxRelDiff(gpu.criticParams, cpu.criticParams)).toBeLessThan(1e-4);
+    // checkpoints are the same files whichever device wrote them
+    expect(gpu.checkpoint).toEqual({ sameWeightFiles: true, sameOptimizerFiles: true, sameParams: true, step: cpu.checkpoint.step });
+    expect(cpu.checkpoint.step).toBeGreaterThan(0);
     expect(gpu.badInput).toBe(cpu.badInput);
     expect(cpu.badInput).toMatch(/token/);
   });
