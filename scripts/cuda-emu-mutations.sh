@@ -3,7 +3,8 @@
 # bugs? Plants one deliberate bug at a time in a copy of native/ (a missing barrier, a wrong
 # reduction width, an off-by-one mask, a wrong cuBLAS operand mapping, ...), rebuilds, and expects
 # test_cuda_emu to fail. Prints a line per mutation and exits non-zero when one goes unnoticed.
-# Takes 3 to 5 minutes on 2 cores. The working tree is never modified.
+# Takes about 10 minutes on 2 cores (the tests run under AddressSanitizer, as in CI). The working
+# tree is never modified.
 #   scripts/cuda-emu-mutations.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ mutate() {
     verdict="MISSED"
     missed=$((missed + 1))
   else
-    verdict="caught: $(grep -m1 'FAIL' "$work/run.log" | sed 's/^ *//' | cut -c1-110)"
+    verdict="caught: $(grep -m1 -E 'FAIL|ERROR: AddressSanitizer' "$work/run.log" | sed 's/^ *//; s/^==[0-9]*==//' | cut -c1-110)"
   fi
   printf '%-62s %s\n' "$what" "$verdict"
   cp "$work/pristine/cuda/$file" "$f"
@@ -75,6 +76,8 @@ mutate adamw.cu 's/\(mi \/ bc1\) \/ \(sqrtf\(vi \/ bc2\) \+ eps\)/(mi \/ bc2) \/
   "AdamW swaps its bias corrections"
 mutate embedding.cu 's/atomicAdd\(&dwpe\[\(n % T\) \* C \+ c\], d\);/atomicAdd(\&dwpe[(n % T) * C + c], d * (c > 0));/' \
   "embedding backward drops channel 0 of the position gradient"
+mutate residual.cu 's/if \(i < N\) out\[i\] = a\[i\] \+ b\[i\];/if (i <= N) out[i] = a[i] + b[i];/' \
+  "residual add reads and writes one element past its buffers"
 
 echo
 if [ $missed -eq 0 ]; then echo "every mutation was caught"; else echo "$missed mutation(s) missed"; fi

@@ -24,6 +24,15 @@
 #include <ucontext.h>
 #endif
 
+// Under AddressSanitizer (the C++ tests' build), fiber switches are announced to it, and the
+// padding after each device allocation is poisoned: a kernel that reads or writes past the end of
+// a buffer (an illegal address on a GPU) stops the test with ASan's report of where.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define S2S_EMU_ASAN 1
+#endif
+
 namespace s2s_emu {
 namespace {
 
@@ -39,6 +48,7 @@ struct Fiber {
 #else
   ucontext_t ctx;
 #endif
+  char* stack = nullptr;  // its lowest address (kStackBytes)
   uint3 tid{0, 0, 0};
   Wait wait = Wait::none;
   const char* what = nullptr;  // the warp call it waits in, or the barrier's file
@@ -66,12 +76,16 @@ struct Launch {
   ucontext_t scheduler;
 #endif
   bool active = false;
+  // the scheduler's stack, as AddressSanitizer reports it when a fiber starts
+  const void* scheduler_stack = nullptr;
+  size_t scheduler_stack_size = 0;
 };
 
 Launch g;
 
 struct Stacks {
   std::vector<char*> bases;  // each kStackBytes with a guard page below
+  std::vector<bool> dirty;   // left by a fiber that did not run to its end
   char* top(unsigned i) {
     while (bases.size() <= i) {
       size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -83,6 +97,7 @@ struct Stacks {
       }
       mprotect(m, page, PROT_NONE);  // an overflow faults instead of corrupting a neighbour
       bases.push_back(static_cast<char*>(m) + page);
+      dirty.push_back(false);
     }
     return bases[i] + kStackBytes;
   }
@@ -127,24 +142,55 @@ s2s_emu_switch:
 )");
 #endif
 
+// From a fiber back to the scheduler, to be resumed later.
 void to_scheduler() {
   Fiber* f = g.current;
+#ifdef S2S_EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, g.scheduler_stack, g.scheduler_stack_size);
+#endif
 #if defined(__x86_64__)
   s2s_emu_switch(&f->sp, g.scheduler_sp);
 #else
   swapcontext(&f->ctx, &g.scheduler);
 #endif
+#ifdef S2S_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, &g.scheduler_stack, &g.scheduler_stack_size);
+#endif
+}
+
+// From a fiber back to the scheduler for the last time. (No local of this frame has its address
+// taken, so under ASan it leaves no poisoned red zone on the stack for the next fiber.)
+[[noreturn]] void leave_fiber() {
+#ifdef S2S_EMU_ASAN
+  __sanitizer_start_switch_fiber(nullptr, g.scheduler_stack, g.scheduler_stack_size);
+#endif
+#if defined(__x86_64__)
+  s2s_emu_switch(&g.current->sp, g.scheduler_sp);
+#else
+  swapcontext(&g.current->ctx, &g.scheduler);
+#endif
+  std::abort();  // never resumed
 }
 
 [[noreturn]] void fiber_main() {
+#ifdef S2S_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &g.scheduler_stack, &g.scheduler_stack_size);
+#endif
   g.body(g.ctx);
   g.current->wait = Wait::done;
-  to_scheduler();
-  std::abort();  // a finished fiber is never resumed
+  leave_fiber();
 }
 
 void start_fiber(Fiber& f, unsigned i) {
   char* top = stacks.top(i);
+#ifdef S2S_EMU_ASAN
+  // A fiber abandoned mid-kernel (its block faulted) leaves the poisoned red zones of frames that
+  // never returned; a fiber that ran to its end leaves none.
+  if (stacks.dirty[i]) ASAN_UNPOISON_MEMORY_REGION(top - kStackBytes, kStackBytes);
+#endif
+  stacks.dirty[i] = false;
+  f.stack = top - kStackBytes;
 #if defined(__x86_64__)
   // what s2s_emu_switch pops: six registers, then fiber_main as the return address, above which a
   // null return address leaves the stack aligned as at a call
@@ -166,10 +212,17 @@ void start_fiber(Fiber& f, unsigned i) {
 
 void resume(Fiber& f) {
   g.current = &f;
+#ifdef S2S_EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, f.stack, kStackBytes);
+#endif
 #if defined(__x86_64__)
   s2s_emu_switch(&g.scheduler_sp, f.sp);
 #else
   swapcontext(&g.scheduler, &f.ctx);
+#endif
+#ifdef S2S_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
   g.current = nullptr;
 }
@@ -339,8 +392,7 @@ void fault(const char* what) {
   if (!g.faulted) g.fault = std::string(what) + " (thread " + coords(g.current->tid) + ")";
   g.faulted = true;
   g.current->wait = Wait::done;
-  to_scheduler();
-  std::abort();  // never resumed
+  leave_fiber();
 }
 
 uint64_t* warp_slots() { return &g.slots[(linear_id() / 32) * 32]; }
@@ -402,6 +454,8 @@ bool run_grid(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, vo
         ok = run_block();
       }
   g.active = false;
+  if (!ok)
+    for (unsigned i = 0; i < g.threads; i++) stacks.dirty[i] = true;  // fibers left mid-kernel
   if (!ok) fail(cudaErrorLaunchFailure, "unspecified launch failure: " + g.fault + " in " + where());
   return ok;
 }
@@ -473,6 +527,9 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   void* m = std::aligned_alloc(256, rounded);
   if (!m) return fail(cudaErrorMemoryAllocation, "out of memory");
   std::memset(m, 0xFF, rounded);  // undefined contents: NaN as float, -1 as an integer
+#ifdef S2S_EMU_ASAN
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(m) + bytes, rounded - bytes);
+#endif
   std::lock_guard<std::mutex> lock(allocations_mutex);
   allocations[(uintptr_t)m] = bytes;
   *p = m;
@@ -486,6 +543,9 @@ cudaError_t cudaFree(void* p) {
     auto it = allocations.find((uintptr_t)p);
     if (it == allocations.end())
       return fail(cudaErrorInvalidDevicePointer, "cudaFree of a pointer cudaMalloc did not return");
+#ifdef S2S_EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, (it->second + 255) / 256 * 256);
+#endif
     allocations.erase(it);
   }
   std::free(p);
