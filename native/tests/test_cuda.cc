@@ -163,6 +163,27 @@ TEST(gemm_kernels_match_the_cpu_reference) {
   }
 }
 
+TEST(gemm_over_an_empty_inner_dimension_zeroes_or_keeps_c) {
+  // K = 0: a product over nothing, C = 0 (or C unchanged when accumulating), as the CPU's gemm
+  int64_t M = 37, N = 300;
+  Vec C0 = random(M * N, 30);
+  Dev<float> a((size_t)1), b((size_t)1);
+  for (bool acc : {false, true})
+    for (Precision p : {Precision::fp32, Precision::bf16})
+      for (bool builtin : {false, true}) {
+        Vec want = C0;
+        gemm_batched_naive(1, 1, M, N, 0, nullptr, dense(M, 0), nullptr, dense(0, N), want.data(), dense(M, N), 2.0f,
+                           acc);
+        Dev<float> c(C0);
+        if (builtin)
+          cuda::gemm_batched_builtin(1, 1, M, N, 0, a.p(), dense(M, 0), b.p(), dense(0, N), c.p(), dense(M, N), 2.0f,
+                                     acc, p);
+        else
+          cuda::gemm_batched(1, 1, M, N, 0, a.p(), dense(M, 0), b.p(), dense(0, N), c.p(), dense(M, N), 2.0f, acc, p);
+        EXPECT(c.host() == want);
+      }
+}
+
 TEST(transposed_gemm_equals_the_cpu_gemm) {
   // the CPU's gemm (tested on its own in test_kernels) is the reference for each transposition
   int64_t M = 33, N = 70, K = 45;
@@ -557,6 +578,42 @@ static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
   EXPECT(m.gpu.optimizer_step() == 1);
 }
 
+// What the critic and the scalar reward model run: no targets, no LM head, values only, and a
+// backward from the values alone; then zero_grad.
+static void check_value_only_parity(Precision p, double tol_fwd, double tol_grad) {
+  GPTConfig cfg = small_config(true);
+  Pair m(cfg, 21, p);
+  int B = 2, T = 13;
+  auto tok = random_tokens((size_t)B * T, cfg.vocab_size, 22);
+  ForwardOptions o;
+  o.logprob = false;
+  o.values = true;
+  ForwardResult rc = m.cpu.forward(tok.data(), nullptr, B, T, o);
+  ForwardResult rg = m.gpu.forward(tok.data(), nullptr, B, T, o);
+  EXPECT(rg.logprob.empty() && rc.logprob.empty());
+  EXPECT_CLOSE(rg.values.data(), rc.values.data(), rc.values.size(), tol_fwd);
+  Vec dv = random((size_t)B * T, 23);
+  m.cpu.backward(nullptr, dv.data());
+  m.gpu.backward(nullptr, dv.data());
+  Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
+  for (const TensorInfo& t : m.cpu.layout()) {
+    double e = harness::rel_error(gg.data() + t.offset, gc.data() + t.offset, t.numel);
+    if (!(e <= tol_grad)) {
+      std::printf("  FAIL value-only gradient of %s (%s): normalised error %.3g > %.3g\n", t.name.c_str(),
+                  cuda::precision_name(p), e, tol_grad);
+      harness::failures()++;
+    }
+  }
+  m.gpu.zero_grad();
+  Vec z = params_of(m.gpu, BufferKind::grads);
+  EXPECT(std::all_of(z.begin(), z.end(), [](float x) { return x == 0.0f; }));
+}
+
+TEST(value_only_passes_match_the_cpu) {
+  check_value_only_parity(Precision::fp32, 1e-4, 1e-3);
+  check_value_only_parity(Precision::bf16, 3e-2, 8e-2);
+}
+
 TEST(whole_model_matches_the_cpu_in_fp32) { check_model_parity(Precision::fp32, 1e-4, 1e-3); }
 TEST(whole_model_matches_the_cpu_in_bf16) { check_model_parity(Precision::bf16, 3e-2, 8e-2); }
 
@@ -655,6 +712,13 @@ TEST(bad_input_gets_the_cpu_messages_on_the_gpu) {
   m.write_buffer(BufferKind::grads, 5, 1, nan.data());
   EXPECT_THROWS_WITH(m.step(AdamWConfig{}), "not finite");
   EXPECT(params_of(m) == before);
+  // NaN weights: forward refuses its non-finite log-probs, as on the CPU
+  m.write_buffer(BufferKind::params, 0, 1, nan.data());
+  EXPECT_THROWS_WITH(m.forward(ok.data(), ok.data(), 1, 3, ForwardOptions{}), "non-finite log-prob");
+  // an unknown precision in the environment is named
+  setenv("S2S_CUDA_PRECISION", "fp16", 1);
+  EXPECT_THROWS_WITH(cuda::GPTCuda(small_config(false)), "S2S_CUDA_PRECISION must be 'bf16' or 'fp32', got 'fp16'");
+  unsetenv("S2S_CUDA_PRECISION");
 }
 
 int main() {
