@@ -531,6 +531,20 @@ TEST(initialisation_and_checkpoint_buffers_are_identical_across_devices) {
   EXPECT_THROWS_WITH(m.gpu.read_buffer(BufferKind::params, m.gpu.num_params() - 5, 10, back.data()), "exceeds");
 }
 
+// The two models' gradients, each tensor on its own scale (so that a small tensor's error is not
+// hidden by a large one's).
+static void expect_same_gradients(Pair& m, const char* what, Precision p, double tol) {
+  Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
+  for (const TensorInfo& t : m.cpu.layout()) {
+    double e = harness::rel_error(gg.data() + t.offset, gc.data() + t.offset, t.numel);
+    if (!(e <= tol)) {
+      std::printf("  FAIL %s of %s (%s): normalised error %.3g > %.3g\n", what, t.name.c_str(), cuda::precision_name(p),
+                  e, tol);
+      harness::failures()++;
+    }
+  }
+}
+
 static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
   GPTConfig cfg = small_config(true);
   Pair m(cfg, 7, p);
@@ -557,16 +571,7 @@ static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
   m.gpu.forward(tok2.data(), tg2.data(), B, T, o);
   m.cpu.backward(dlp2.data(), dv2.data());
   m.gpu.backward(dlp2.data(), dv2.data());
-  Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
-  // each tensor on its own scale, so a small tensor's error is not hidden by a large one's
-  for (const TensorInfo& t : m.cpu.layout()) {
-    double e = harness::rel_error(gg.data() + t.offset, gc.data() + t.offset, t.numel);
-    if (!(e <= tol_grad)) {
-      std::printf("  FAIL gradient of %s (%s): normalised error %.3g > %.3g\n", t.name.c_str(),
-                  cuda::precision_name(p), e, tol_grad);
-      harness::failures()++;
-    }
-  }
+  expect_same_gradients(m, "gradient", p, tol_grad);
   AdamWConfig a;
   a.lr = 1e-2f;
   a.weight_decay = 0.1f;
@@ -595,15 +600,7 @@ static void check_value_only_parity(Precision p, double tol_fwd, double tol_grad
   Vec dv = random((size_t)B * T, 23);
   m.cpu.backward(nullptr, dv.data());
   m.gpu.backward(nullptr, dv.data());
-  Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
-  for (const TensorInfo& t : m.cpu.layout()) {
-    double e = harness::rel_error(gg.data() + t.offset, gc.data() + t.offset, t.numel);
-    if (!(e <= tol_grad)) {
-      std::printf("  FAIL value-only gradient of %s (%s): normalised error %.3g > %.3g\n", t.name.c_str(),
-                  cuda::precision_name(p), e, tol_grad);
-      harness::failures()++;
-    }
-  }
+  expect_same_gradients(m, "value-only gradient", p, tol_grad);
   m.gpu.zero_grad();
   Vec z = params_of(m.gpu, BufferKind::grads);
   EXPECT(std::all_of(z.begin(), z.end(), [](float x) { return x == 0.0f; }));
