@@ -58,8 +58,10 @@ mutate attention.cu 's/for \(int j = warp; j < n; j \+= warps\)/for (int j = war
   "decoding attention skips the newest position"
 mutate matmul.cu 's/(wmma::mma_sync\(acc\[i\]\[j\], fa\[i\], fb\[j\], acc\[i\]\[j\]\);\n    \}\n)    __syncthreads\(\);/$1/' \
   "bf16 GEMM: no barrier before restaging the tiles" S2S_CUBLAS=off
-mutate matmul.cu 's/&As\[wm \* 64 \+ i \* 16\]\[kk\]/&As[wm * 64 + i * 16][kk + lane % 2]/' \
+mutate matmul.cu 's/&As\[wm \* 64 \+ i \* 16\]\[kk\]/&As[wm * 64 + i * 16][kk + (lane % 2) * 16]/' \
   "bf16 GEMM: lanes load different WMMA tiles" S2S_CUBLAS=off
+mutate matmul.cu 's/kBK = 32, kPadA = 8, kPadB = 8;/kBK = 32, kPadA = 4, kPadB = 8;/' \
+  "bf16 GEMM: A tile padded to a stride WMMA cannot load" S2S_CUBLAS=off
 mutate matmul.cu 's/k0 < g.K; k0 \+= kSK\)/k0 < g.K - 1; k0 += kSK)/' \
   "fp32 GEMM drops the last K step when K = 1 mod 16" S2S_CUBLAS=off
 mutate matmul.cu 's/Strides\{sb.batch0, sb.batch1, sb.col, sb.row\}/Strides{sb.batch0, sb.batch1, sb.row, sb.col}/' \

@@ -111,7 +111,16 @@ __global__ void wmma_kernel(float* c, const __nv_bfloat16* a, const __nv_bfloat1
 __global__ void wmma_divergent_load_kernel(float* c, const __nv_bfloat16* a) {
   using namespace nvcuda;
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
-  wmma::load_matrix_sync(fa, a + threadIdx.x % 2, 16);
+  wmma::load_matrix_sync(fa, a + (threadIdx.x % 2) * 16, 16);
+  c[threadIdx.x] = (float)fa.x[0];
+}
+
+// A tile one element off its 256-bit alignment, or with a stride of 12 bf16 (24 bytes): both are
+// refused by the CUDA programming guide's rules for WMMA operands.
+__global__ void wmma_misaligned_kernel(float* c, const __nv_bfloat16* a, unsigned offset, unsigned ldm) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::load_matrix_sync(fa, a + offset, ldm);
   c[threadIdx.x] = (float)fa.x[0];
 }
 
@@ -269,6 +278,13 @@ TEST(wmma_multiplies_tiles_in_their_documented_layouts) {
   auto [e, msg] = last_launch();
   EXPECT(e == cudaErrorLaunchFailure);
   EXPECT(contains(msg, "different pointers"));
+  Dev<__nv_bfloat16> big(std::vector<__nv_bfloat16>(1024, __float2bfloat16(1.0f)));
+  S2S_LAUNCH(wmma_misaligned_kernel, 1, 32)(dc.p(), big.p(), 16u, 16u);  // 32 bytes in: aligned
+  EXPECT(last_launch().first == cudaSuccess);
+  S2S_LAUNCH(wmma_misaligned_kernel, 1, 32)(dc.p(), big.p(), 1u, 16u);
+  EXPECT(contains(last_launch().second, "not 256-bit aligned"));
+  S2S_LAUNCH(wmma_misaligned_kernel, 1, 32)(dc.p(), big.p(), 0u, 12u);
+  EXPECT(contains(last_launch().second, "multiple of 16 bytes"));
 }
 
 TEST(cub_block_scan_gives_inclusive_prefix_sums_and_the_total) {

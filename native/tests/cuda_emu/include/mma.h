@@ -1,6 +1,7 @@
 // WMMA (nvcuda::wmma) on the CPU emulator. Every lane keeps the whole 16 x 16 tile (the hardware
 // spreads it over the warp in an unspecified layout, which correct code never depends on). Loads
-// and stores check that all 32 lanes pass the same pointer and stride, as the hardware requires;
+// and stores check what the hardware requires: all 32 lanes pass the same pointer and stride, the
+// pointer is 256-bit aligned and the stride a multiple of 16 bytes;
 // mma_sync multiplies once per warp (fp32 products of the inputs, fp32 accumulation) and hands
 // every lane the result.
 #pragma once
@@ -32,6 +33,14 @@ struct fragment {
 
 namespace detail {
 
+// What the CUDA programming guide requires of every load and store: a 256-bit aligned pointer and
+// a stride that is a multiple of 16 bytes (8 bf16 or half elements, 4 floats).
+template <typename T>
+void check_operand(const T* p, unsigned ldm) {
+  if ((uintptr_t)p % 32 != 0) ::s2s_emu::fault("a WMMA load or store from a pointer that is not 256-bit aligned");
+  if ((ldm * sizeof(T)) % 16 != 0) ::s2s_emu::fault("a WMMA load or store whose stride is not a multiple of 16 bytes");
+}
+
 // All 32 lanes must call with the same pointer and stride.
 inline void same_across_warp(const void* p, unsigned ldm, const char* what) {
   uint64_t* slot = ::s2s_emu::warp_slots();
@@ -54,6 +63,7 @@ void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, T v) {
 template <typename Use, int M, int N, int K, typename T, typename Layout>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm) {
   static_assert(!std::is_same<Use, accumulator>::value, "accumulator loads take a layout_t");
+  detail::check_operand(p, ldm);
   detail::same_across_warp(p, ldm, "wmma::load_matrix_sync");
   using F = fragment<Use, M, N, K, T, Layout>;
   for (int i = 0; i < F::rows; i++)
@@ -63,6 +73,7 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned
 
 template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t layout) {
+  detail::check_operand(p, ldm);
   detail::same_across_warp(p, ldm, "wmma::load_matrix_sync");
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) f.x[i * N + j] = layout == mem_col_major ? p[i + (size_t)j * ldm] : p[(size_t)i * ldm + j];
@@ -70,6 +81,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
 
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
+  detail::check_operand(p, ldm);
   detail::same_across_warp(p, ldm, "wmma::store_matrix_sync");
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) (layout == mem_col_major ? p[i + (size_t)j * ldm] : p[(size_t)i * ldm + j]) = f.x[i * N + j];
