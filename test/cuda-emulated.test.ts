@@ -35,6 +35,18 @@ function run(device: 'cpu' | 'cuda', precision: 'fp32' | 'bf16'): Run {
   return JSON.parse(r.stdout) as Run;
 }
 
+/** `s2s args` on the emulated-CUDA addon, from the TypeScript sources (fp32 matmuls). */
+function cli(args: string[], extraEnv: Record<string, string> = {}) {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.NODE_OPTIONS;
+  delete env.S2S_DEVICE;
+  Object.assign(env, { S2S_NATIVE_ADDON: addon, S2S_CUDA_PRECISION: 'fp32', S2S_NUM_THREADS: '1' }, extraEnv);
+  const main = path.join(root, 'packages', 'cli', 'src', 'main.ts');
+  const r = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', main, ...args], { cwd: root, env, encoding: 'utf8', timeout: 120_000 });
+  if (r.error) throw r.error;
+  return r;
+}
+
 function maxRelDiff(a: number[], b: number[]): number {
   let d = 0;
   let m = 0;
@@ -81,6 +93,28 @@ describe("device: 'cuda' from Node, on the CUDA emulator", () => {
     expect(cpu.checkpoint.step).toBeGreaterThan(0);
     expect(gpu.badInput).toBe(cpu.badInput);
     expect(cpu.badInput).toMatch(/token/);
+  });
+
+  it('the s2s command runs on the GPU backend with --device cuda or S2S_DEVICE=cuda, as on the CPU', () => {
+    const args = ['train-text', '--steps', '6', '--seq-len', '24', '--layers', '2', '--channels', '32', '--samples', '2'];
+    const onCpu = cli([...args, '--device', 'cpu']);
+    const onGpu = cli([...args, '--device', 'cuda']);
+    const byEnv = cli(args, { S2S_DEVICE: 'cuda' });
+    for (const r of [onCpu, onGpu, byEnv]) expect(r.status, r.stderr).toBe(0);
+    const losses = (out: string) => [...out.matchAll(/^step +\d+ +loss ([\d.]+)/gm)].map((m) => Number(m[1]));
+    const samples = (out: string) => out.slice(out.indexOf('samples ('));
+    // each ran where it was told (on this addon, 'auto' would have meant the emulated GPU)
+    expect(onCpu.stdout).toMatch(/parameters\) on cpu for 6 steps/);
+    for (const r of [onGpu, byEnv]) expect(r.stdout).toMatch(/parameters\) on cuda for 6 steps/);
+    expect(losses(onCpu.stdout)).toHaveLength(6);
+    for (const r of [onGpu, byEnv]) {
+      losses(r.stdout).forEach((l, i) => expect(Math.abs(l - losses(onCpu.stdout)[i])).toBeLessThanOrEqual(2e-4));
+      expect(samples(r.stdout)).toBe(samples(onCpu.stdout)); // the same draws pick the same characters
+    }
+    // and where the device is named wrong, before any work
+    const bad = cli([...args, '--device', 'gpu']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--device must be one of auto, cpu, cuda, got "gpu"');
   });
 
   it('PPO-T in the training precision (bf16 matmuls) stays close to the CPU run', () => {

@@ -24,6 +24,17 @@ export interface Command<S extends OptionSchema = OptionSchema> {
 
 export const defineCommand = <S extends OptionSchema>(c: Command<S>): Command<S> => c;
 
+/** Where the engine runs: every command that runs a model takes these (main() applies them). */
+export const engineOptions = {
+  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  device: {
+    type: 'enum',
+    values: ['auto', 'cpu', 'cuda'],
+    group: 'run',
+    help: 'where models run: auto (CUDA when usable, else the CPU), cpu or cuda (default: S2S_DEVICE, else auto)',
+  },
+} as const satisfies OptionSchema;
+
 export const modelInputOptions = {
   tokenizer: { type: 'string', arg: 'DIR', group: 'model', help: 'tokenizer folder (tokenizer.json); default: beside the model' },
   template: {
@@ -58,5 +69,5 @@ export const runOptions = {
     group: 'run',
     help: "continue a stopped run from checkpoint DIR, or alone: the latest in --out; options not given come from the run's saved config",
   },
-  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;

@@ -1,6 +1,6 @@
 // The `s2s` command: finds the subcommand, reads its options, runs it, and turns errors into a
 // message and an exit status (0 done, 1 failed, 2 usage error, 130 stopped by Ctrl-C).
-import { setNumThreads } from '@s2s/core';
+import { type Device, cudaStatus, getDefaultDevice, setDefaultDevice, setNumThreads } from '@s2s/core';
 
 import type { Command } from './command.js';
 import { dataMakeCommand } from './commands/data-make.js';
@@ -66,6 +66,12 @@ function groupHelp(group: string): string {
 // node's parseArgs explains at length how to pass a positional that starts with "-"; the first sentence says it all
 const shortParseError = (m: string) => m.split(/\. (?=[A-Z])/)[0];
 
+/** A bad S2S_DEVICE, or CUDA asked for where it cannot run, named before any work starts. */
+function checkDevice(flag: unknown): void {
+  if (getDefaultDevice() !== 'cuda' || cudaStatus().available) return;
+  throw new Error(`${flag ? '--device cuda' : 'S2S_DEVICE=cuda'}: the CUDA backend is unavailable: ${cudaStatus().reason}`);
+}
+
 export interface MainOptions {
   /** aborting it stops a training command as Ctrl-C does (for callers that run s2s in-process) */
   signal?: AbortSignal;
@@ -95,14 +101,20 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       console.log(helpText(cmd));
       return 0;
     }
-    const threads = (parsed.values as Record<string, unknown>).threads;
+    const { threads, device } = parsed.values as Record<string, unknown>;
     if (typeof threads === 'number') setNumThreads(threads);
-    if (!cmd.interruptible) return await cmd.run(parsed, { signal: opts.signal ?? new AbortController().signal });
-    const interrupt = onInterrupt(opts.signal);
+    setDefaultDevice(device as Device | undefined);
     try {
-      return await cmd.run(parsed, { signal: interrupt.signal });
+      if ('device' in cmd.options) checkDevice(device);
+      if (!cmd.interruptible) return await cmd.run(parsed, { signal: opts.signal ?? new AbortController().signal });
+      const interrupt = onInterrupt(opts.signal);
+      try {
+        return await cmd.run(parsed, { signal: interrupt.signal });
+      } finally {
+        interrupt.dispose();
+      }
     } finally {
-      interrupt.dispose();
+      setDefaultDevice(undefined); // an in-process caller's next command starts from S2S_DEVICE again
     }
   } catch (e) {
     const err = e as Error & { code?: string };

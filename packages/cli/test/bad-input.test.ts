@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Tokenizer, wordLevelTokenizerJSON } from '@s2s/core';
+import { Tokenizer, cudaStatus, wordLevelTokenizerJSON } from '@s2s/core';
 
 import { type CliRun, type Fixtures, TINY, buildFixtures, s2s, snapshot, swappedTokenizer } from './cli-harness.js';
 
@@ -104,6 +104,23 @@ describe('every subcommand', () => {
       expect(r.err, name).toContain(`s2s ${name.split(' --')[0]} --help`);
       await expectFailure([...args, '--config', badJson], 2, `${badJson}: not valid JSON`, [out]);
       await expectFailure([...args, '--config', unknownKey], 2, `${unknownKey}: unknown key "frobnicate"`, [out]);
+    }
+  });
+
+  it('each that runs a model refuses an unknown --device, CUDA where it cannot run, and a bad S2S_DEVICE, writing nothing', async () => {
+    for (const [name, args, out] of commands()) {
+      if (name === 'data make') continue; // runs no model: it takes no --device
+      await expectFailure([...args, '--device', 'tpu'], 2, '--device must be one of auto, cpu, cuda, got "tpu"', [out]);
+      const previous = process.env.S2S_DEVICE;
+      process.env.S2S_DEVICE = 'tpu';
+      try {
+        await expectFailure(args, 1, `S2S_DEVICE must be 'auto', 'cpu' or 'cuda', got "tpu"`, [out]);
+      } finally {
+        if (previous === undefined) delete process.env.S2S_DEVICE;
+        else process.env.S2S_DEVICE = previous;
+      }
+      // (on a machine with a usable GPU, --device cuda is no fault: test/cuda-emulated.test.ts runs it)
+      if (!cudaStatus().available) await expectFailure([...args, '--device', 'cuda'], 1, `--device cuda: the CUDA backend is unavailable: ${cudaStatus().reason}`, [out]);
     }
   });
 

@@ -30,7 +30,7 @@ export interface SaveModelOptions {
 export interface LoadModelOptions {
   /** restore optimizer.safetensors when the checkpoint has one (default true) */
   optimizer?: boolean;
-  /** where the loaded model runs (default 'auto'); the files are the same whichever device wrote them */
+  /** where the loaded model runs (default: getDefaultDevice()); the files are the same whichever device wrote them */
   device?: Device;
 }
 

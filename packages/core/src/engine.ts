@@ -1,5 +1,28 @@
-// Engine-wide settings and facts: thread count, the machine's measured matmul rate, CUDA state.
+// Engine-wide settings and facts: thread count, default device, the machine's measured matmul
+// rate, CUDA state.
+import type { Device } from './model.js';
 import { native } from './native.js';
+
+const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
+let defaultDevice: Device | undefined;
+
+/**
+ * Where models go when their options name no device (Model.create, Model.empty, loadModel): the
+ * last setDefaultDevice(), else the S2S_DEVICE environment variable, else 'auto' (CUDA when
+ * cudaStatus() says it is usable, else the CPU). undefined restores the default.
+ */
+export function setDefaultDevice(device: Device | undefined): void {
+  if (device !== undefined && !DEVICES.includes(device)) throw new RangeError(`device must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
+  defaultDevice = device;
+}
+
+export function getDefaultDevice(): Device {
+  if (defaultDevice) return defaultDevice;
+  const env = process.env.S2S_DEVICE;
+  if (env === undefined || env === '') return 'auto';
+  if (!DEVICES.includes(env as Device)) throw new RangeError(`S2S_DEVICE must be 'auto', 'cpu' or 'cuda', got ${JSON.stringify(env)}`);
+  return env as Device;
+}
 
 /** Threads for every engine call (default: S2S_NUM_THREADS, else all cores). 0 restores the default. */
 export function setNumThreads(n: number): void {

@@ -1,6 +1,7 @@
 // Model: the GPT in the native engine, as TypeScript sees it. Every call returns a Promise and runs
 // off the JavaScript thread; calls on one model run in the order they were made.
 import { type GPTConfig, type GPTConfigInput, resolveConfig } from './config.js';
+import { getDefaultDevice } from './engine.js';
 import { native, type NativeModel, type NativeTensorInfo } from './native.js';
 
 export type TensorInfo = NativeTensorInfo;
@@ -70,7 +71,10 @@ export interface GreedyMatchResult {
 
 export type BufferKind = 'params' | 'grads' | 'adam_m' | 'adam_v';
 
-/** Where a model runs: 'auto' (the default) takes CUDA when cudaStatus() says it can, else the CPU. */
+/**
+ * Where a model runs: 'auto' takes CUDA when cudaStatus() says it can, else the CPU. A model
+ * created without one goes to getDefaultDevice() (setDefaultDevice, else S2S_DEVICE, else 'auto').
+ */
 export type Device = 'auto' | 'cpu' | 'cuda';
 
 export interface DivergenceScores {
@@ -105,7 +109,7 @@ export class Model {
 
   /** A new model with GPT-2's initialisation, fixed by `seed` (the same numbers on every device). */
   static async create(config: GPTConfigInput, opts: { seed?: number | bigint; device?: Device } = {}): Promise<Model> {
-    const m = new Model(resolveConfig(config), opts.device ?? 'auto');
+    const m = new Model(resolveConfig(config), opts.device ?? getDefaultDevice());
     await m.nat.initWeights(opts.seed ?? 0);
     return m;
   }
@@ -132,7 +136,7 @@ export class Model {
 
   /** A new model whose parameters are all zero, to be filled by the caller (checkpoint loading). */
   static empty(config: GPTConfigInput, opts: { device?: Device } = {}): Model {
-    return new Model(resolveConfig(config), opts.device ?? 'auto');
+    return new Model(resolveConfig(config), opts.device ?? getDefaultDevice());
   }
 
   get numParams(): number {

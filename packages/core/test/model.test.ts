@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { type GPTConfigInput, Model, cudaStatus, getNumThreads, setNumThreads } from '@s2s/core';
+import { type GPTConfigInput, Model, cudaStatus, getDefaultDevice, getNumThreads, setDefaultDevice, setNumThreads } from '@s2s/core';
 
 const tiny: GPTConfigInput = { vocabSize: 61, maxSeqLen: 24, numLayers: 2, numHeads: 2, channels: 16 };
 
@@ -236,5 +236,37 @@ describe('Model', () => {
     expect(auto.device).toBe('cpu');
     auto.dispose();
     await expect(Model.create(tiny, { device: 'tpu' as never })).rejects.toThrow("device must be 'auto', 'cpu' or 'cuda'");
+  });
+
+  it('takes the default device from setDefaultDevice, else S2S_DEVICE, else auto', async () => {
+    const previous = process.env.S2S_DEVICE;
+    try {
+      delete process.env.S2S_DEVICE;
+      expect(getDefaultDevice()).toBe('auto');
+      process.env.S2S_DEVICE = 'cpu';
+      expect(getDefaultDevice()).toBe('cpu');
+      process.env.S2S_DEVICE = 'tpu';
+      await expect(Model.create(tiny)).rejects.toThrow(`S2S_DEVICE must be 'auto', 'cpu' or 'cuda', got "tpu"`);
+      expect(() => Model.empty(tiny)).toThrow('S2S_DEVICE must be');
+      setDefaultDevice('cpu'); // wins over the environment
+      const m = await Model.create(tiny);
+      expect(m.device).toBe('cpu');
+      m.dispose();
+      expect(() => setDefaultDevice('gpu' as never)).toThrow(`device must be 'auto', 'cpu' or 'cuda', got "gpu"`);
+      if (!cudaStatus().available) {
+        setDefaultDevice('cuda');
+        await expect(Model.create(tiny)).rejects.toThrow('the CUDA backend is unavailable');
+        // an explicit device still wins over the default
+        const c = await Model.create(tiny, { device: 'cpu' });
+        expect(c.device).toBe('cpu');
+        c.dispose();
+      }
+      setDefaultDevice(undefined);
+      expect(() => getDefaultDevice()).toThrow('S2S_DEVICE must be'); // back to the environment's (bad) value
+    } finally {
+      setDefaultDevice(undefined);
+      if (previous === undefined) delete process.env.S2S_DEVICE;
+      else process.env.S2S_DEVICE = previous;
+    }
   });
 });

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { getNumThreads } from '@s2s/core';
 import { TESTBED_TEMPLATE, TASKS, testbedTokenizer } from '@s2s/tasks';
 
-import { type Command, defineCommand } from '../command.js';
+import { type Command, defineCommand, engineOptions } from '../command.js';
 import { analyse } from '../demo/analysis.js';
 import { DEMO_FULL, DEMO_QUICK, type DemoConfig, METHODS, type Method } from '../demo/config.js';
 import { explainResponses } from '../demo/explanations.js';
@@ -23,7 +23,7 @@ const options = {
   seeds: { type: 'string', arg: 'N,N,...', help: 'seeds (default 1,2,3; --quick: 1,2)' },
   tasks: { type: 'string', arg: 'T,T', help: `tasks (default: ${TASKS.map((t) => t.name).join(',')})` },
   methods: { type: 'string', arg: 'M,M', help: `PPO rewards to compare (default: ${METHODS.join(',')})` },
-  threads: { type: 'int', min: 0, help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 function list<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T[]): T[] {

@@ -3,7 +3,7 @@
 import { writeJsonl } from '@s2s/core';
 import { TASKS, type Task, getTask } from '@s2s/tasks';
 
-import { type Command, defineCommand, modelInputOptions } from '../command.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
 import { readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
 import { type JudgedRow, judgeRows, matchByPrompt, pairwiseWinRate, summarizeJudgements } from '../judging.js';
@@ -29,7 +29,7 @@ const options = {
     group: 'data',
     help: 'also write each row\'s judgement (JSONL, atomically): {prompt, response, score, parts}, or pairwise {prompt, a, b, scoreA, scoreB, outcome}',
   },
-  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 const MODEL_ONLY = ['tokenizer', 'template', ...Object.keys(generationOptions)];

@@ -2,7 +2,7 @@
 // finishReason} rows -- the input `s2s eval` judges and `s2s rm score` scores.
 import { writeJsonl } from '@s2s/core';
 
-import { type Command, defineCommand, modelInputOptions } from '../command.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
 import { readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
 import { openModel } from '../open-model.js';
@@ -15,7 +15,7 @@ const options = {
   out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the rows {prompt, response, finishReason} go (JSONL, written atomically)' },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --prompts that holds the prompt' },
   ...generationOptions,
-  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { type Model, type Tokenizer, loadModel } from '@s2s/core';
 import { PPOTrainer, type PPOTrainerOptions } from '@s2s/ppo';
 
-import { type Command, defineCommand, modelInputOptions } from '../command.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
 import { readDataset } from '../datasets.js';
 import { encodeQueries } from '../generation.js';
 import { EXIT_INTERRUPTED } from '../interrupt.js';
@@ -43,7 +43,7 @@ const options = {
     group: 'run',
     help: "continue a stopped run from checkpoint DIR, or alone: the latest in --out; it keeps its PPO config, the other options come from the run's saved ones",
   },
-  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 const SUMMARY: Array<[string, string, number]> = [

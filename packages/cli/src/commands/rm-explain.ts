@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '@s2s/core';
 import { type Explanation, explain, renderExplanation, renderExplanationHtml } from '@s2s/rm';
 
-import { type Command, defineCommand } from '../command.js';
+import { type Command, defineCommand, engineOptions } from '../command.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
 import { readRewardModelKind } from '../reward-model-file.js';
 import { openRewardModel, readResponses, responseFieldOptions, responseIds, rewardModelOptions } from '../reward-model-inputs.js';
@@ -20,7 +20,7 @@ const options = {
   ...responseFieldOptions,
   html: { type: 'string', arg: 'FILE', group: 'output', help: 'also write the explanations as a self-contained HTML page' },
   color: { type: 'enum', values: ['auto', 'always', 'never'], default: 'auto', group: 'output', help: 'colour the tokens (auto: when stdout is a terminal)' },
-  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 function htmlPage(parts: Explanation[]): string {

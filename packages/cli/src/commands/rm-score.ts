@@ -3,7 +3,7 @@
 import { type Model, type Template, type Tokenizer, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
 import { REWARD_STATS_FILE, aggregateScores, extractRewards, loadRewardStats, normalizeReward, sequenceRewards } from '@s2s/rm';
 
-import { type Command, defineCommand } from '../command.js';
+import { type Command, defineCommand, engineOptions } from '../command.js';
 import { padIdOf } from '../model-inputs.js';
 import { type OptionSchema, need } from '../options.js';
 import { openRewardModel, readResponses, responseFieldOptions, responseIds, rewardModelOptions } from '../reward-model-inputs.js';
@@ -14,7 +14,7 @@ const options = {
   out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the scored rows go (JSONL, written atomically)' },
   ...responseFieldOptions,
   batchSize: { type: 'int', min: 1, default: 32, group: 'run', help: 'sequences per engine call' },
-  threads: { type: 'int', min: 0, group: 'run', help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 type Row = { prompt: string; response: string };

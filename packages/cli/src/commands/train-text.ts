@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 
 import { Model, Random } from '@s2s/core';
 
-import { type Command, defineCommand } from '../command.js';
+import { type Command, defineCommand, engineOptions } from '../command.js';
 import type { OptionSchema } from '../options.js';
 import { sampleText } from '../sample-text.js';
 
@@ -54,6 +54,7 @@ export interface TrainTextResult {
 export async function trainText(
   opts: TrainTextOptions,
   onStep: (e: TrainTextEvent) => void = () => {},
+  onStart: (model: { device: 'cpu' | 'cuda'; numParams: number }) => void = () => {},
 ): Promise<TrainTextResult> {
   const text = opts.textFile ? await readFile(opts.textFile, 'utf8') : sampleText({ seed: opts.seed });
   const vocab = [...new Set(text)].sort();
@@ -66,6 +67,7 @@ export async function trainText(
     { vocabSize: vocab.length, maxSeqLen: opts.seqLen, numLayers: opts.layers, numHeads: opts.heads, channels: opts.channels },
     { seed: opts.seed },
   );
+  onStart({ device: model.device, numParams: model.numParams });
   const { batchSize: B, seqLen: T } = opts;
   const tokens = new Int32Array(B * T);
   const targets = new Int32Array(B * T);
@@ -117,16 +119,19 @@ const options = {
   seed: { type: 'int', min: 0, default: d.seed, help: 'seed for weights, batches and samples' },
   samples: { type: 'int', min: 1, default: d.samples, help: 'texts to sample at the end' },
   temperature: { type: 'float', min: 0, default: d.temperature, help: 'sampling temperature' },
-  threads: { type: 'int', min: 0, help: 'engine threads (default: S2S_NUM_THREADS, else all cores)' },
+  ...engineOptions,
 } as const satisfies OptionSchema;
 
 async function runTrainText(o: TrainTextOptions): Promise<number> {
   const every = Math.max(1, Math.floor(o.steps / 15));
-  console.log(`training a character-level GPT (${o.layers} layers, width ${o.channels}) for ${o.steps} steps`);
-  const result = await trainText(o, (e) => {
-    if (e.step === 1 || e.step % every === 0 || e.step === o.steps)
-      console.log(`step ${String(e.step).padStart(5)}  loss ${e.loss.toFixed(4)}  grad norm ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tokens/s`);
-  });
+  const result = await trainText(
+    o,
+    (e) => {
+      if (e.step === 1 || e.step % every === 0 || e.step === o.steps)
+        console.log(`step ${String(e.step).padStart(5)}  loss ${e.loss.toFixed(4)}  grad norm ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tokens/s`);
+    },
+    (m) => console.log(`training a character-level GPT (${o.layers} layers, width ${o.channels}, ${m.numParams.toLocaleString('en-US')} parameters) on ${m.device} for ${o.steps} steps`),
+  );
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   console.log(
     `\nloss: ${mean(result.losses.slice(0, 10)).toFixed(3)} (first 10 steps) -> ${mean(result.losses.slice(-10)).toFixed(3)} (last 10); uniform guess: ${Math.log(result.vocab.length).toFixed(3)}`,
@@ -141,5 +146,5 @@ export const trainTextCommand: Command<typeof options> = defineCommand({
   summary: 'train a small character-level GPT on a text, print the falling loss, sample from it',
   description: 'Trains a character-level GPT and samples text from it.',
   options,
-  run: ({ values: { text, threads: _threads, ...o } }) => runTrainText({ ...o, textFile: text, sampleLength: d.sampleLength }),
+  run: ({ values: { text, threads: _threads, device: _device, ...o } }) => runTrainText({ ...o, textFile: text, sampleLength: d.sampleLength }),
 });
