@@ -42,3 +42,9 @@ export function measureSgemm(M = 2048, N = 2048, K = 2048, iters = 10): Promise<
 export function cudaStatus(): { available: boolean; reason: string; device: string } {
   return native.cudaStatus();
 }
+
+/** Where a model given `device` (default: getDefaultDevice()) runs: 'auto' resolved by cudaStatus(). */
+export function resolveDevice(device: Device = getDefaultDevice()): 'cpu' | 'cuda' {
+  if (device === 'auto') return cudaStatus().available ? 'cuda' : 'cpu';
+  return device;
+}

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { type GPTConfigInput, Model, cudaStatus, getDefaultDevice, getNumThreads, setDefaultDevice, setNumThreads } from '@s2s/core';
+import { type GPTConfigInput, Model, cudaStatus, getDefaultDevice, getNumThreads, resolveDevice, setDefaultDevice, setNumThreads } from '@s2s/core';
 
 const tiny: GPTConfigInput = { vocabSize: 61, maxSeqLen: 24, numLayers: 2, numHeads: 2, channels: 16 };
 
@@ -261,6 +261,10 @@ describe('Model', () => {
         expect(c.device).toBe('cpu');
         c.dispose();
       }
+      expect(resolveDevice('cpu')).toBe('cpu');
+      expect(resolveDevice('auto')).toBe(cudaStatus().available ? 'cuda' : 'cpu');
+      setDefaultDevice('cpu');
+      expect(resolveDevice()).toBe('cpu'); // the default's
       setDefaultDevice(undefined);
       expect(() => getDefaultDevice()).toThrow('S2S_DEVICE must be'); // back to the environment's (bad) value
     } finally {

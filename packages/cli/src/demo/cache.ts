@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { writeDirAtomic, writeFileDurable } from '@s2s/core';
+import { resolveDevice, writeDirAtomic, writeFileDurable } from '@s2s/core';
 
 const RESULT_FILE = 'result.json';
 
@@ -26,6 +26,15 @@ function canonical(x: unknown): string {
  * the same settings (a new result field, another training rule), so that no run reuses the old.
  */
 export const STAGE_FORMAT = 3; // 3: reward models saved with s2s_reward_model.json (and reward_stats.json)
+
+/**
+ * The engine's part of the stages' keys: models trained on the GPU differ from the CPU's (bf16
+ * matmuls, other summation orders), so they get keys of their own; the CPU's part is empty, so
+ * its keys are what they were before GPUs were counted.
+ */
+export function engineKey(): { engine?: { device: 'cuda'; precision: string } } {
+  return resolveDevice() === 'cuda' ? { engine: { device: 'cuda', precision: process.env.S2S_CUDA_PRECISION || 'bf16' } } : {};
+}
 
 export function stageKey(parts: unknown): string {
   return createHash('sha256').update(canonical({ format: STAGE_FORMAT, parts })).digest('hex').slice(0, 12);

@@ -18,7 +18,7 @@ import { type Mapping, type RewardStats, type RewriteAccuracy, ScalarRewardTrain
 import { type Split, TESTBED_TEMPLATE, type TaskData, type TaskDataStats, datasetStats, getTask, testbedTokenizer } from '@s2s/tasks';
 
 import { rewardModelFiles } from '../reward-model-file.js';
-import { StageCache, stageKey } from './cache.js';
+import { StageCache, engineKey, stageKey } from './cache.js';
 import type { DemoConfig, Method } from './config.js';
 import { type SplitResults, judgePolicy } from './evaluate.js';
 import { type LengthProbe, lengthProbe } from './probe.js';
@@ -132,7 +132,7 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
   const tag = `${taskName} seed ${seed}`;
   const seconds: Record<string, number> = {};
   const modelCfg = { ...cfg.model, vocabSize: tok.vocabSize };
-  const base = { task: taskName, seed, data: cfg.data, model: modelCfg };
+  const base = { task: taskName, seed, data: cfg.data, model: modelCfg, ...engineKey() };
 
   // held out: the SFT references of a generation with another seed
   const heldSft = task.generate({ seed: seed + 10_000, sft: 200, pairs: 0, rlPrompts: 0, evalPrompts: 0 }).sft;
