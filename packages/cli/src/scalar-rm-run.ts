@@ -37,7 +37,7 @@ export async function trainScalarRM(run: RewardModelRun): Promise<number> {
     const trainer = new ScalarRewardTrainer({ ...rewardTrainerOptions(run, model, progress), train, eval: evalPairs });
     if (run.resume) trainer.restore(run.resume.state, run.resume.checkpoint);
     console.log(
-      `rm train (scalar, Bradley-Terry): ${run.resume ? `resuming ${run.resume.checkpoint} at step ${trainer.currentStep}` : `from ${run.from}`}; ` +
+      `rm train (scalar, Bradley-Terry): ${run.resume ? `resuming ${run.resume.checkpoint} at step ${trainer.currentStep}` : `from ${run.from}`} on ${model.device}; ` +
         `${trainer.totalSteps} steps of ${run.train.batchSize * run.train.gradAccumulation} pairs; ${train.length} training and ${evalPairs.length} held-out pairs; options saved to ${configFile}`,
     );
     const result = await trainer.train().finally(() => progress.done());

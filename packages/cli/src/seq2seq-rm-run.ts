@@ -53,7 +53,7 @@ export async function trainSeq2SeqRM(run: RewardModelRun, o: Seq2SeqOptions): Pr
     if (run.resume) trainer.restore(run.resume.state, run.resume.checkpoint);
     console.log(
       `rm train --seq2seq (correction weight ${o.correctionWeight}, identity weight ${o.identityWeight}): ` +
-        `${run.resume ? `resuming ${run.resume.checkpoint} at step ${trainer.currentStep}` : `from ${run.from}`}; ` +
+        `${run.resume ? `resuming ${run.resume.checkpoint} at step ${trainer.currentStep}` : `from ${run.from}`} on ${model.device}; ` +
         `${trainer.totalSteps} steps of ${run.train.batchSize * run.train.gradAccumulation} examples; ${train.length} training and ${evalSet.length} held-out examples; options saved to ${configFile}`,
     );
     const result = await trainer.train().finally(() => progress.done());

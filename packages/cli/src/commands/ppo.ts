@@ -147,7 +147,7 @@ controller, prompt order); --resume continues it exactly.`,
       const c = policyCfg;
       console.log(
         `ppo (--reward ${reward}${reward === 'sentence' ? `, ${o.sentenceAggregate}` : ''}, reward model ${rewardModel}): ` +
-          `${resume ? `resuming ${resume.checkpoint} at step ${trainer.currentStep}` : `policy ${policyDir}`} (${c.numLayers} layers, width ${c.channels}, context ${c.maxSeqLen}); ` +
+          `${resume ? `resuming ${resume.checkpoint} at step ${trainer.currentStep}` : `policy ${policyDir}`} (${c.numLayers} layers, width ${c.channels}, context ${c.maxSeqLen}, on ${trainer.policy.device}); ` +
           `ref ${ref}${resume ? '' : `; critic from ${critic}`}; template ${templateFrom}; tokenizer ${tok.source}`,
       );
       console.log(

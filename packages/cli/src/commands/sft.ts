@@ -130,7 +130,7 @@ Checkpoints (with optimizer state, for --resume) go to --out/checkpoint-N, the t
       const c = model.config;
       console.log(
         `sft: ${resume ? 'continuing the run' : from ? `fine-tuning ${from}` : 'a new model'} (${c.numLayers} layers, ${c.numHeads} heads, width ${c.channels}, context ${c.maxSeqLen}, ` +
-          `${(model.numParams / 1e6).toFixed(2)}M parameters); template ${templateFrom}; tokenizer ${tok.source} (${tok.vocabSize} ids)`,
+          `${(model.numParams / 1e6).toFixed(2)}M parameters, on ${model.device}); template ${templateFrom}; tokenizer ${tok.source} (${tok.vocabSize} ids)`,
       );
       console.log(
         `${resume ? `resuming ${resume.checkpoint} at step ${trainer.currentStep}; ` : ''}${trainer.totalSteps} steps of ${train.batchSize * train.gradAccumulation} examples; ` +
