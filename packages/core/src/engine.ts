@@ -48,3 +48,8 @@ export function resolveDevice(device: Device = getDefaultDevice()): 'cpu' | 'cud
   if (device === 'auto') return cudaStatus().available ? 'cuda' : 'cpu';
   return device;
 }
+
+/** The precision of CUDA models' matmuls: S2S_CUDA_PRECISION ('bf16' or 'fp32'), else 'bf16' (as the engine reads it). */
+export function cudaPrecision(): 'bf16' | 'fp32' {
+  return process.env.S2S_CUDA_PRECISION === 'fp32' ? 'fp32' : 'bf16';
+}

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import * as path from 'node:path';
 
-import { cudaStatus, getNumThreads, resolveDevice } from '@s2s/core';
+import { cudaPrecision, cudaStatus, getNumThreads, resolveDevice } from '@s2s/core';
 import { TESTBED_TEMPLATE, TASKS, testbedTokenizer } from '@s2s/tasks';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
@@ -88,7 +88,7 @@ changed, and after Ctrl-C a rerun continues where it stopped.`,
       explanations,
       machine:
         resolveDevice() === 'cuda'
-          ? `${cudaStatus().device}, ${process.env.S2S_CUDA_PRECISION || 'bf16'} matmuls (host: ${cpu})`
+          ? `${cudaStatus().device}, ${cudaPrecision()} matmuls (host: ${cpu})`
           : `${cpu} (${os.cpus().length} cores, engine threads ${getNumThreads()})`,
       seconds: (performance.now() - started) / 1000,
     });

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { resolveDevice, writeDirAtomic, writeFileDurable } from '@s2s/core';
+import { cudaPrecision, resolveDevice, writeDirAtomic, writeFileDurable } from '@s2s/core';
 
 const RESULT_FILE = 'result.json';
 
@@ -33,7 +33,7 @@ export const STAGE_FORMAT = 3; // 3: reward models saved with s2s_reward_model.j
  * its keys are what they were before GPUs were counted.
  */
 export function engineKey(): { engine?: { device: 'cuda'; precision: string } } {
-  return resolveDevice() === 'cuda' ? { engine: { device: 'cuda', precision: process.env.S2S_CUDA_PRECISION || 'bf16' } } : {};
+  return resolveDevice() === 'cuda' ? { engine: { device: 'cuda', precision: cudaPrecision() } } : {};
 }
 
 export function stageKey(parts: unknown): string {
