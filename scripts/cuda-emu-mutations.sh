@@ -78,6 +78,10 @@ mutate adamw.cu 's/\(mi \/ bc1\) \/ \(sqrtf\(vi \/ bc2\) \+ eps\)/(mi \/ bc2) \/
   "AdamW swaps its bias corrections"
 mutate embedding.cu 's/atomicAdd\(&dwpe\[\(n % T\) \* C \+ c\], d\);/atomicAdd(\&dwpe[(n % T) * C + c], d * (c > 0));/' \
   "embedding backward drops channel 0 of the position gradient"
+mutate layernorm.cu 's/c < 2 \* C; c \+= blockDim.x\) shared\[c\] = 0.0f;/c <= 2 * C; c += blockDim.x) shared[c] = 0.0f;/' \
+  "layernorm backward writes one float past its dynamic shared memory"
+mutate sampling.cu 's/(Scan\(scan\).InclusiveSum\(p, incl, total\);\n      float base = carry;\n)      __syncthreads\(\);/$1/' \
+  "sampling reuses the scan's storage without a barrier"
 mutate residual.cu 's/if \(i < N\) out\[i\] = a\[i\] \+ b\[i\];/if (i <= N) out[i] = a[i] + b[i];/' \
   "residual add reads and writes one element past its buffers"
 

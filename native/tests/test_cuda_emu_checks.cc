@@ -9,6 +9,7 @@
 #include <mma.h>
 
 #include <cub/block/block_scan.cuh>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -76,6 +77,25 @@ __global__ void partial_warp_shuffle_kernel(float* out) {
   out[threadIdx.x] = cuda::warp_sum(1.0f);
 }
 
+// A warp of 16 threads (a block of 48): the full-mask sum reads lanes that do not exist.
+__global__ void short_warp_shuffle_kernel(float* out) { out[threadIdx.x] = cuda::warp_sum(1.0f); }
+
+// __syncwarp after some lanes have returned is legal: only the lanes that have not exited take part.
+__global__ void syncwarp_after_exit_kernel(float* out) {
+  unsigned lane = threadIdx.x % 32, base = threadIdx.x - lane;
+  if (lane >= 8) return;
+  out[threadIdx.x] = (float)lane;
+  __syncwarp();
+  float next = out[base + (lane + 1) % 8];
+  __syncwarp();
+  out[threadIdx.x] += next;
+}
+
+// Each block counts itself in; the one that counts last records its index.
+__global__ void last_block_kernel(int* counter, int* last) {
+  if (threadIdx.x == 0 && atomicAdd(counter, 1) == (int)gridDim.x - 1) *last = blockIdx.x;
+}
+
 // Threads that have exited do not hold up a barrier (as on the hardware).
 __global__ void early_exit_kernel(float* out) {
   __shared__ float s[128];
@@ -105,6 +125,15 @@ __global__ void wmma_kernel(float* c, const __nv_bfloat16* a, const __nv_bfloat1
   wmma::load_matrix_sync(fb, b, 16);
   wmma::mma_sync(acc, fa, fb, acc);
   wmma::store_matrix_sync(c, acc, 16, wmma::mem_col_major);
+}
+
+// Lanes that give a fragment different values: it has no meaning on a GPU, where the warp holds
+// one tile between its lanes.
+__global__ void wmma_lane_dependent_kernel(float* c) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, (float)threadIdx.x);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
 }
 
 // Each lane loads its own tile: undefined on the GPU, refused here.
@@ -177,7 +206,8 @@ TEST(barriers_reached_from_different_places_fail_the_launch) {
   EXPECT(e == cudaErrorLaunchFailure);
   EXPECT(contains(msg, "different __syncthreads"));
   EXPECT(contains(msg, "divergent_barrier_kernel"));
-  // the next launch is unaffected
+  // the next launch runs (unlike on a GPU, where a kernel fault is sticky: the emulator reports
+  // each launch's own failure, so that a test can check one refusal after another)
   S2S_LAUNCH(write_kernel, 1, 32)(out.p());
   EXPECT(last_launch().first == cudaSuccess);
 }
@@ -189,6 +219,31 @@ TEST(a_shuffle_that_exited_lanes_miss_fails_the_launch) {
   EXPECT(e == cudaErrorLaunchFailure);
   EXPECT(contains(msg, "__shfl_xor_sync"));
   EXPECT(contains(msg, "exited"));
+}
+
+TEST(a_shuffle_over_a_warp_shorter_than_32_fails_and_syncwarp_after_exits_does_not) {
+  Dev<float> out(64);
+  S2S_LAUNCH(short_warp_shuffle_kernel, 1, 48)(out.p());
+  auto [e, msg] = last_launch();
+  EXPECT(e == cudaErrorLaunchFailure);
+  EXPECT(contains(msg, "does not exist"));
+  S2S_LAUNCH(syncwarp_after_exit_kernel, 1, 64)(out.p());
+  EXPECT(last_launch().first == cudaSuccess);
+  std::vector<float> h = out.host();
+  for (int w : {0, 32})
+    for (int l = 0; l < 8; l++) EXPECT(h[w + l] == (float)(l + (l + 1) % 8));
+}
+
+TEST(blocks_run_in_an_order_that_varies_from_launch_to_launch) {
+  std::vector<int> lasts;
+  for (int i = 0; i < 8; i++) {
+    Dev<int> counter(std::vector<int>{0}), last(1);
+    S2S_LAUNCH(last_block_kernel, 16, 32)(counter.p(), last.p());
+    EXPECT(last_launch().first == cudaSuccess);
+    lasts.push_back(last.host()[0]);
+  }
+  std::sort(lasts.begin(), lasts.end());
+  EXPECT(std::unique(lasts.begin(), lasts.end()) - lasts.begin() > 1);  // not always the same block last
 }
 
 TEST(exited_threads_do_not_hold_up_a_barrier) {
@@ -285,6 +340,8 @@ TEST(wmma_multiplies_tiles_in_their_documented_layouts) {
   EXPECT(contains(last_launch().second, "not 256-bit aligned"));
   S2S_LAUNCH(wmma_misaligned_kernel, 1, 32)(dc.p(), big.p(), 0u, 12u);
   EXPECT(contains(last_launch().second, "multiple of 16 bytes"));
+  S2S_LAUNCH(wmma_lane_dependent_kernel, 1, 32)(dc.p());
+  EXPECT(contains(last_launch().second, "lanes hold different values"));
 }
 
 TEST(cub_block_scan_gives_inclusive_prefix_sums_and_the_total) {

@@ -64,7 +64,8 @@ struct Launch {
   std::vector<Fiber> fibers;
   std::vector<uint64_t> slots;
   std::vector<unsigned char> warp_scratch;
-  std::vector<unsigned char> shared;
+  std::vector<uint32_t> live_lanes;  // per warp: the lanes that took part in its last exchange
+  size_t shared_bytes = 0;           // of the launch's dynamic shared memory (in `shared_area`)
   void (*body)(void*) = nullptr;
   void* ctx = nullptr;
   Fiber* current = nullptr;
@@ -82,6 +83,11 @@ struct Launch {
 };
 
 Launch g;
+
+// Dynamic shared memory: one 48 KiB area, aligned as the GPU's, of which a launch gets the first
+// `shared_bytes` (under ASan the rest is poisoned, so a kernel reading past its share stops).
+constexpr size_t kSharedArea = 48 * 1024;
+alignas(128) unsigned char shared_area[kSharedArea];
 
 struct Stacks {
   std::vector<char*> bases;  // each kStackBytes with a guard page below
@@ -294,16 +300,20 @@ bool run_warp(unsigned w, bool reverse_lanes) {
       if (f.wait == Wait::done) exited++;
     }
     if (at_warp == 0) return true;  // every lane at the block barrier or exited
-    if (at_warp == lanes && same) {
-      for (unsigned i = w0; i < w1; i++) g.fibers[i].wait = Wait::none;
+    // Released once every lane that has not exited is there, in the same call (the programming
+    // guide's rule); the call learns which lanes took part (lanes past the block's end never do).
+    if (at_warp + exited == lanes && same) {
+      uint32_t live = 0;
+      for (unsigned i = w0; i < w1; i++)
+        if (g.fibers[i].wait == Wait::warp) {
+          live |= 1u << (i - w0);
+          g.fibers[i].wait = Wait::none;
+        }
+      g.live_lanes[w] = live;
       continue;
     }
-    if (at_warp + exited == lanes && same)
-      g.fault = std::string(what) + " in warp " + std::to_string(w) +
-                " after some of its lanes exited (every lane must take part)";
-    else
-      g.fault = "the lanes of warp " + std::to_string(w) +
-                " wait in different places, at least one of them warp-synchronous (" + waiting_summary() + ")";
+    g.fault = "the lanes of warp " + std::to_string(w) +
+              " wait in different places, at least one of them warp-synchronous (" + waiting_summary() + ")";
     return false;
   }
 }
@@ -312,7 +322,7 @@ bool run_warp(unsigned w, bool reverse_lanes) {
 bool run_block() {
   const unsigned n = g.threads, warps = (n + 31) / 32;
   for (unsigned i = 0; i < n; i++) start_fiber(g.fibers[i], i);
-  std::fill(g.shared.begin(), g.shared.end(), (unsigned char)0xFF);  // shared memory starts undefined
+  std::memset(shared_area, 0xFF, g.shared_bytes);  // shared memory starts undefined
   std::vector<unsigned> order(warps);
   for (;;) {
     for (unsigned w = 0; w < warps; w++) order[w] = w;
@@ -399,7 +409,9 @@ uint64_t* warp_slots() { return &g.slots[(linear_id() / 32) * 32]; }
 
 void* warp_scratch() { return &g.warp_scratch[(linear_id() / 32) * kWarpScratchBytes]; }
 
-void* dynamic_shared_ptr() { return g.shared.empty() ? nullptr : g.shared.data(); }
+void* dynamic_shared_ptr() { return g.shared_bytes ? shared_area : nullptr; }
+
+uint32_t warp_live_lanes() { return g.live_lanes[linear_id() / 32]; }
 
 bool is_device_pointer(const void* p) { return p && allocation_of(p, 0) != nullptr; }
 
@@ -440,19 +452,27 @@ bool run_grid(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, vo
   unsigned warps = (g.threads + 31) / 32;
   g.slots.assign((size_t)warps * 32, 0);
   g.warp_scratch.assign((size_t)warps * kWarpScratchBytes, 0);
-  g.shared.assign(shared_bytes, 0);
+  g.live_lanes.assign(warps, 0);
+  g.shared_bytes = shared_bytes;
+#ifdef S2S_EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(shared_area, shared_bytes);
+  ASAN_POISON_MEMORY_REGION(shared_area + shared_bytes, kSharedArea - shared_bytes);
+#endif
   g.body = body;
   g.ctx = ctx;
   g.faulted = false;
   g.fault.clear();
   g.active = true;
+  // Blocks in an order drawn per launch (a random first block, then rising or falling), so that
+  // which block runs last -- what "the last block to finish" protocols elect -- varies.
   bool ok = true;
-  for (unsigned z = 0; z < grid.z && ok; z++)
-    for (unsigned y = 0; y < grid.y && ok; y++)
-      for (unsigned x = 0; x < grid.x && ok; x++) {
-        g.block_idx = {x, y, z};
-        ok = run_block();
-      }
+  const uint64_t blocks = (uint64_t)grid.x * grid.y * grid.z, first = next_random() % blocks;
+  const bool falling = next_random() & 1;
+  for (uint64_t i = 0; i < blocks && ok; i++) {
+    uint64_t b = falling ? (first + blocks - i) % blocks : (first + i) % blocks;
+    g.block_idx = {(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((uint64_t)grid.x * grid.y))};
+    ok = run_block();
+  }
   g.active = false;
   if (!ok)
     for (unsigned i = 0; i < g.threads; i++) stacks.dirty[i] = true;  // fibers left mid-kernel

@@ -5,9 +5,11 @@
 // every warp-synchronous call (shuffles, __syncwarp, WMMA) are rendezvous points that the
 // scheduler releases only when every thread that must arrive has arrived, so a barrier or a
 // shuffle reached by part of a block or warp is reported (with the kernel's name) instead of
-// silently passing. __shared__ variables are per block; device memory comes from cudaMalloc
-// (poisoned with 0xFF bytes, so a kernel that reads what nobody wrote sees NaN or -1), and copies
-// are checked against the allocations' bounds. Blocks run one after another.
+// silently passing. Device memory comes from cudaMalloc (poisoned with 0xFF bytes, so a kernel
+// that reads what nobody wrote sees NaN or -1), as does dynamic shared memory, and copies are
+// checked against the allocations' bounds. Blocks run one after another, in a seeded order.
+// Static __shared__ variables are function-local statics: shared by the block's threads, but
+// zero at first and kept from one block to the next (not poisoned, not bounds-checked).
 //
 // What it does not model: timing, memory coalescing, bank conflicts, races between blocks, or the
 // rounding of the GPU's approximate intrinsics (__expf is expf). It is a test of indexing,
@@ -52,6 +54,9 @@ void sync_warp(const char* what);
 
 // The 8-byte slot of each lane of the calling thread's warp, for exchanges.
 uint64_t* warp_slots();
+// After a warp rendezvous: the lanes that took part (bit i: lane i). Lanes that have exited, and
+// lanes past the end of a block whose size is not a multiple of 32, never do.
+uint32_t warp_live_lanes();
 // A scratch area shared by the calling thread's warp (for WMMA), at least 4096 bytes.
 void* warp_scratch();
 // The launch's dynamic shared memory.
@@ -126,8 +131,11 @@ T shfl_xor(unsigned mask, T v, int lane_mask) {
   unsigned lane = lane_id();
   std::memcpy(&slot[lane], &v, sizeof(T));
   sync_warp("__shfl_xor_sync");
+  unsigned src = (lane ^ (unsigned)lane_mask) & 31u;
+  // reading a lane that did not take part (exited, or past the block's end) is undefined on a GPU
+  if (!(warp_live_lanes() >> src & 1u)) fault("__shfl_xor_sync reads a lane that has exited or does not exist");
   T r;
-  std::memcpy(&r, &slot[(lane ^ (unsigned)lane_mask) & 31u], sizeof(T));
+  std::memcpy(&r, &slot[src], sizeof(T));
   sync_warp("__shfl_xor_sync");  // every lane has read before a next exchange writes
   return r;
 }

@@ -4,7 +4,9 @@
 // X[i + j * ld]; op(X) is X or its transpose; each batch's matrices lie a fixed stride apart;
 // C = alpha op(A) op(B) + beta C, with C not read when beta is 0. Invalid sizes and leading
 // dimensions are refused as cuBLAS refuses them. Products accumulate in double; the fast-bf16
-// compute type rounds the inputs to bf16 first.
+// compute type rounds the inputs to bf16 first (the fast-tf32 one is computed in full fp32). One
+// check of the emulator's own: every element a call touches must lie in device memory (real
+// cuBLAS would read past the buffer instead); strides are taken as non-negative.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +58,9 @@ inline cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOp
   (void)algo;
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (transa == CUBLAS_OP_C || transb == CUBLAS_OP_C) return CUBLAS_STATUS_NOT_SUPPORTED;
+  // for real matrices the conjugate transpose is the transpose
+  if (transa == CUBLAS_OP_C) transa = CUBLAS_OP_T;
+  if (transb == CUBLAS_OP_C) transb = CUBLAS_OP_T;
   auto at_least = [](int ld, int rows) { return ld >= (rows > 1 ? rows : 1); };
   if (m < 0 || n < 0 || k < 0 || batchCount < 0 || !at_least(lda, transa == CUBLAS_OP_N ? m : k) ||
       !at_least(ldb, transb == CUBLAS_OP_N ? k : n) || !at_least(ldc, m))

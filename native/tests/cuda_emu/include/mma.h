@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "../cuda_emu.h"
@@ -41,14 +42,30 @@ void check_operand(const T* p, unsigned ldm) {
   if ((ldm * sizeof(T)) % 16 != 0) ::s2s_emu::fault("a WMMA load or store whose stride is not a multiple of 16 bytes");
 }
 
-// All 32 lanes must call with the same pointer and stride.
+// All 32 lanes must take part, with the same pointer and stride.
 inline void same_across_warp(const void* p, unsigned ldm, const char* what) {
   uint64_t* slot = ::s2s_emu::warp_slots();
   unsigned lane = ::s2s_emu::lane_id();
   slot[lane] = (uint64_t)(uintptr_t)p ^ ((uint64_t)ldm << 48);
   ::s2s_emu::sync_warp(what);
+  if (::s2s_emu::warp_live_lanes() != 0xffffffffu) ::s2s_emu::fault("a WMMA call without all 32 lanes of the warp");
   for (int i = 0; i < 32; i++)
     if (slot[i] != slot[lane]) ::s2s_emu::fault("a WMMA load or store with different pointers or strides across the warp");
+  ::s2s_emu::sync_warp(what);
+}
+
+// Every lane's copy of a fragment must be the same: on the GPU the warp holds one tile between
+// its lanes, so code that gives lanes different values (or reads x[] as if it were the whole
+// tile) has no meaning there.
+template <typename F>
+void same_fragment_across_warp(const F& f, const char* what) {
+  uint64_t* slot = ::s2s_emu::warp_slots();
+  unsigned lane = ::s2s_emu::lane_id();
+  slot[lane] = (uint64_t)(uintptr_t)&f;
+  ::s2s_emu::sync_warp(what);
+  if (::s2s_emu::warp_live_lanes() != 0xffffffffu) ::s2s_emu::fault("a WMMA call without all 32 lanes of the warp");
+  if (std::memcmp(&f, reinterpret_cast<const F*>(slot[0]), sizeof(F)) != 0)
+    ::s2s_emu::fault("a WMMA fragment whose lanes hold different values");
   ::s2s_emu::sync_warp(what);
 }
 
@@ -83,17 +100,20 @@ template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
   detail::check_operand(p, ldm);
   detail::same_across_warp(p, ldm, "wmma::store_matrix_sync");
+  detail::same_fragment_across_warp(f, "wmma::store_matrix_sync");
   for (int i = 0; i < M; i++)
     for (int j = 0; j < N; j++) (layout == mem_col_major ? p[i + (size_t)j * ldm] : p[(size_t)i * ldm + j]) = f.x[i * N + j];
 }
 
-// d = a b + c; lane 0 multiplies (the lanes' fragments are the same, their loads having been
-// checked) and every lane takes the result.
+// d = a b + c; lane 0 multiplies (the lanes' fragments having been checked the same) and every
+// lane takes the result.
 template <int M, int N, int K, typename T, typename LA, typename LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
   float* out = static_cast<float*>(::s2s_emu::warp_scratch());
-  ::s2s_emu::sync_warp("wmma::mma_sync");
+  detail::same_fragment_across_warp(a, "wmma::mma_sync");
+  detail::same_fragment_across_warp(b, "wmma::mma_sync");
+  detail::same_fragment_across_warp(c, "wmma::mma_sync");
   if (::s2s_emu::lane_id() == 0) {
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++) {

@@ -29,7 +29,7 @@ class BlockScan {
     }
     output = acc;
     block_aggregate = total;
-    ::s2s_emu::sync_block(__FILE__, __LINE__);
+    // no barrier after it, as in cub: reusing the storage needs the caller's __syncthreads()
   }
 
  private:
