@@ -107,6 +107,14 @@ __global__ void early_exit_kernel(float* out) {
 
 __global__ void write_kernel(float* out) { out[threadIdx.x] = 1.0f; }
 
+// Adds into static shared memory that nothing set (a missing zeroing).
+__global__ void unset_shared_kernel(float* out) {
+  __shared__ float acc[4];
+  if (threadIdx.x == 0) acc[1] += 1.0f;
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = acc[1];
+}
+
 __global__ void dynamic_shared_kernel(float* out) {
   S2S_DYNAMIC_SHARED(float, s);
   s[threadIdx.x] = 2.0f * threadIdx.x;
@@ -252,6 +260,13 @@ TEST(exited_threads_do_not_hold_up_a_barrier) {
   EXPECT(last_launch().first == cudaSuccess);
   std::vector<float> h = out.host();
   for (int i = 0; i < 128; i++) EXPECT(h[i] == (float)(127 - i));
+}
+
+TEST(static_shared_memory_starts_undefined_in_every_block) {
+  Dev<float> out(4);
+  S2S_LAUNCH(unset_shared_kernel, 4, 32)(out.p());
+  EXPECT(last_launch().first == cudaSuccess);
+  for (float x : out.host()) EXPECT(std::isnan(x));  // not 1, 2, 3, 4 as if it were zeroed once
 }
 
 TEST(dynamic_shared_memory_is_per_launch_and_sized_by_it) {

@@ -33,6 +33,10 @@
 #define S2S_EMU_ASAN 1
 #endif
 
+// The section that holds every static __shared__ variable (see cuda_emu.h), bounded by the linker.
+extern "C" unsigned char __start_s2s_emu_shared[] __attribute__((weak));
+extern "C" unsigned char __stop_s2s_emu_shared[] __attribute__((weak));
+
 namespace s2s_emu {
 namespace {
 
@@ -322,7 +326,11 @@ bool run_warp(unsigned w, bool reverse_lanes) {
 bool run_block() {
   const unsigned n = g.threads, warps = (n + 31) / 32;
   for (unsigned i = 0; i < n; i++) start_fiber(g.fibers[i], i);
-  std::memset(shared_area, 0xFF, g.shared_bytes);  // shared memory starts undefined
+  // shared memory starts undefined: the dynamic area, and every static __shared__ variable (the
+  // linker's bounds of their section; absent when no kernel declares one)
+  std::memset(shared_area, 0xFF, g.shared_bytes);
+  if (__start_s2s_emu_shared && __stop_s2s_emu_shared)
+    std::memset(__start_s2s_emu_shared, 0xFF, (size_t)(__stop_s2s_emu_shared - __start_s2s_emu_shared));
   std::vector<unsigned> order(warps);
   for (;;) {
     for (unsigned w = 0; w < warps; w++) order[w] = w;

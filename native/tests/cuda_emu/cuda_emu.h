@@ -8,8 +8,8 @@
 // silently passing. Device memory comes from cudaMalloc (poisoned with 0xFF bytes, so a kernel
 // that reads what nobody wrote sees NaN or -1), as does dynamic shared memory, and copies are
 // checked against the allocations' bounds. Blocks run one after another, in a seeded order.
-// Static __shared__ variables are function-local statics: shared by the block's threads, but
-// zero at first and kept from one block to the next (not poisoned, not bounds-checked).
+// Static __shared__ variables are function-local statics in one linker section, refilled with
+// 0xFF bytes before each block (but not bounds-checked).
 //
 // What it does not model: timing, memory coalescing, bank conflicts, races between blocks, or the
 // rounding of the GPU's approximate intrinsics (__expf is expf). It is a test of indexing,
@@ -160,13 +160,14 @@ T atomic_add(T* p, T v) {
 #define S2S_LAUNCH(kernel, ...) ::s2s_emu::Launch(#kernel, kernel, __VA_ARGS__)
 #define S2S_DYNAMIC_SHARED(T, name) T* name = ::s2s_emu::dynamic_shared<T>()
 
-// CUDA's qualifiers and built-in variables. A __shared__ variable is a function-local static,
-// one per host thread: every thread of the block (all fibers of one host thread) sees the same one.
+// CUDA's qualifiers and built-in variables. A __shared__ variable is a function-local static that
+// every thread of the block (all fibers of the one host thread) sees; they all live in one linker
+// section, which the scheduler fills with 0xFF bytes before each block, as undefined as the GPU's.
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static thread_local
+#define __shared__ static __attribute__((section("s2s_emu_shared")))
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 #define threadIdx (::s2s_emu::thread_idx())
