@@ -2,10 +2,11 @@
 //
 // A block runs as one fiber per thread on the calling host thread; a fiber runs until it reaches a
 // rendezvous (a block barrier or a warp exchange) or returns. The scheduler runs one warp at a
-// time: it releases the warp's exchange once all 32 lanes have reached the same one, until every
-// lane waits at the block barrier or has exited; when all warps have got there, it releases the
-// barrier. Lanes that wait in different places, or an exchange that exited lanes miss, would
-// deadlock or be undefined on the GPU: the launch fails with a description.
+// time: it releases the warp's exchange once every lane that has not exited has reached the same
+// one, until every lane waits at the block barrier or has exited; when all warps have got there,
+// it releases the barrier if they all wait at the same one. Lanes that wait in different places,
+// or a shuffle that reads a lane that has exited, would deadlock or be undefined on the GPU: the
+// launch fails with a description.
 #include <sys/mman.h>
 #include <unistd.h>
 
