@@ -1,15 +1,14 @@
-// What the backends share: the parameter layout and its initialisation, every argument check
-// (one message for one mistake, whichever device runs it), the divergence rule, and the choice
-// of backend.
+// What the backends share: every argument check (one message for one mistake, whichever device
+// runs it) and the divergence rule as the paper states it (the reference the kernels are tested
+// against).
 #include "backend.h"
-
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
-#include "model.h"
 
 namespace s2s {
 
@@ -19,102 +18,7 @@ std::string where(int T, int64_t i) {
   return s.str();
 }
 
-void validate_config(const GPTConfig& c) {
-  auto need = [](bool ok, const std::string& msg) {
-    if (!ok) throw Error("invalid model config: " + msg);
-  };
-  need(c.vocab_size > 0, "vocab_size must be a positive integer, got " + std::to_string(c.vocab_size));
-  need(c.max_seq_len > 0, "n_positions must be a positive integer, got " + std::to_string(c.max_seq_len));
-  need(c.num_layers > 0, "n_layer must be a positive integer, got " + std::to_string(c.num_layers));
-  need(c.num_heads > 0, "n_head must be a positive integer, got " + std::to_string(c.num_heads));
-  need(c.channels > 0, "n_embd must be a positive integer, got " + std::to_string(c.channels));
-  need(c.channels % c.num_heads == 0, "n_embd (" + std::to_string(c.channels) +
-                                          ") must be divisible by n_head (" + std::to_string(c.num_heads) + ")");
-}
-
-std::vector<TensorInfo> make_layout(const GPTConfig& cfg, size_t* num_params) {
-  const int64_t V = cfg.vocab_size, C = cfg.channels, maxT = cfg.max_seq_len;
-  std::vector<TensorInfo> layout;
-  size_t off = 0;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    size_t n = 1;
-    for (int64_t d : shape) n *= (size_t)d;
-    layout.push_back({name, shape, off, n, shape.size() >= 2});
-    off += n;
-  };
-  add("transformer.wte.weight", {V, C});
-  add("transformer.wpe.weight", {maxT, C});
-  for (int l = 0; l < cfg.num_layers; l++) {
-    std::string p = "transformer.h." + std::to_string(l) + ".";
-    add(p + "ln_1.weight", {C});
-    add(p + "ln_1.bias", {C});
-    add(p + "attn.c_attn.weight", {C, 3 * C});
-    add(p + "attn.c_attn.bias", {3 * C});
-    add(p + "attn.c_proj.weight", {C, C});
-    add(p + "attn.c_proj.bias", {C});
-    add(p + "ln_2.weight", {C});
-    add(p + "ln_2.bias", {C});
-    add(p + "mlp.c_fc.weight", {C, 4 * C});
-    add(p + "mlp.c_fc.bias", {4 * C});
-    add(p + "mlp.c_proj.weight", {4 * C, C});
-    add(p + "mlp.c_proj.bias", {C});
-  }
-  add("transformer.ln_f.weight", {C});
-  add("transformer.ln_f.bias", {C});
-  if (cfg.value_head) add("score.weight", {1, C});
-  *num_params = off;
-  return layout;
-}
-
-ParamView param_view(const GPTConfig& cfg, const std::vector<TensorInfo>& layout, float* base) {
-  constexpr size_t kTensorsPerLayer = 12;
-  ParamView p;
-  auto at = [&](size_t i) { return base + layout[i].offset; };
-  p.wte = at(0);
-  p.wpe = at(1);
-  for (int l = 0; l < cfg.num_layers; l++) {
-    size_t i = 2 + (size_t)l * kTensorsPerLayer;
-    p.layers.push_back({at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4), at(i + 5), at(i + 6), at(i + 7),
-                        at(i + 8), at(i + 9), at(i + 10), at(i + 11)});
-  }
-  size_t i = 2 + (size_t)cfg.num_layers * kTensorsPerLayer;
-  p.lnfw = at(i);
-  p.lnfb = at(i + 1);
-  p.score = cfg.value_head ? at(i + 2) : nullptr;
-  return p;
-}
-
-double flops_per_token(const GPTConfig& cfg, int T) {
-  double L = cfg.num_layers, C = cfg.channels, V = cfg.vocab_size;
-  double matmul_params = L * 12.0 * C * C + V * C;
-  return 6.0 * matmul_params + 6.0 * L * C * T;
-}
-
-void init_params(float* params, const GPTConfig& cfg, const std::vector<TensorInfo>& layout, uint64_t seed) {
-  const double std0 = 0.02, std_proj = 0.02 / std::sqrt(2.0 * cfg.num_layers);
-  const size_t CHUNK = 1 << 16;
-  for (size_t ti = 0; ti < layout.size(); ti++) {
-    const TensorInfo& t = layout[ti];
-    float* p = params + t.offset;
-    bool is_norm_weight = t.name.find(".ln_") != std::string::npos && t.name.find(".weight") != std::string::npos;
-    if (!t.decay) {  // biases and LayerNorm parameters
-      std::fill(p, p + t.numel, is_norm_weight ? 1.0f : 0.0f);
-      continue;
-    }
-    bool proj = t.name.find("c_proj.weight") != std::string::npos;
-    double sd = proj ? std_proj : std0;
-    size_t nchunks = (t.numel + CHUNK - 1) / CHUNK;
-    // Each chunk has its own RNG stream, so the weights do not depend on the thread count.
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (size_t c = 0; c < nchunks; c++) {
-      Rng rng(seed, ((uint64_t)ti << 32) | c);
-      size_t end = std::min(t.numel, (c + 1) * CHUNK);
-      for (size_t i = c * CHUNK; i < end; i++) p[i] = (float)(rng.normal() * sd);
-    }
-  }
-}
-
-void check_batch(const GPTConfig& cfg, const int32_t* tokens, int B, int T) {
+void check_batch(const ModelConfig& cfg, const int32_t* tokens, int B, int T) {
   if (B < 1 || T < 1) throw Error("batch shape must be at least 1 x 1, got " + std::to_string(B) + " x " + std::to_string(T));
   if (T > cfg.max_seq_len)
     throw Error("sequence length " + std::to_string(T) + " exceeds the model's context length (" +
@@ -125,7 +29,7 @@ void check_batch(const GPTConfig& cfg, const int32_t* tokens, int B, int T) {
                   std::to_string(cfg.vocab_size - 1) + ")");
 }
 
-void check_targets(const GPTConfig& cfg, const int32_t* targets, int B, int T) {
+void check_targets(const ModelConfig& cfg, const int32_t* targets, int B, int T) {
   if (!targets) return;
   for (int64_t i = 0; i < (int64_t)B * T; i++)
     if (targets[i] < -1 || targets[i] >= cfg.vocab_size)
@@ -133,7 +37,7 @@ void check_targets(const GPTConfig& cfg, const int32_t* targets, int B, int T) {
                   std::to_string(cfg.vocab_size - 1) + ", or -1 for none)");
 }
 
-void check_forward_options(const GPTConfig& cfg, const ForwardOptions& o) {
+void check_forward_options(const ModelConfig& cfg, const ForwardOptions& o) {
   if (!(o.temperature > 0.0f) || !std::isfinite(o.temperature))
     throw Error("temperature must be a positive finite number, got " + std::to_string(o.temperature));
   if (o.values && !cfg.value_head) throw Error("values were requested but this model has no value head");
@@ -141,7 +45,7 @@ void check_forward_options(const GPTConfig& cfg, const ForwardOptions& o) {
   if (!o.logprob && o.entropy) throw Error("entropy needs the LM head: it cannot be asked with logprob: false");
 }
 
-void check_backward_inputs(const GPTConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran) {
+void check_backward_inputs(const ModelConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran) {
   if (dvalue && !cfg.value_head) throw Error("dvalue was given but this model has no value head");
   if (dlogprob && !head_ran) throw Error("dlogprob was given but the last forward skipped the LM head (logprob: false)");
   for (int64_t i = 0; i < (int64_t)B * T; i++) {
@@ -183,7 +87,7 @@ int64_t check_spans(const int32_t* spans, int B, int T) {
   return M;
 }
 
-int check_generate(const GPTConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o) {
+int check_generate(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o) {
   const int V = cfg.vocab_size;
   if (prompts.empty()) throw Error("generate needs at least one prompt");
   if (o.max_new_tokens < 1) throw Error("maxNewTokens must be at least 1, got " + std::to_string(o.max_new_tokens));
@@ -236,30 +140,19 @@ DivergenceResult score_divergence(const int32_t* tokens, const int32_t* argmax, 
   return r;
 }
 
+Precision cuda_default_precision() {
+  const char* env = std::getenv("S2S_CUDA_PRECISION");
+  if (!env || !*env || std::strcmp(env, "bf16") == 0) return Precision::bf16;
+  if (std::strcmp(env, "fp32") == 0) return Precision::fp32;
+  throw Error(std::string("S2S_CUDA_PRECISION must be 'bf16' or 'fp32', got '") + env + "'");
+}
+
 #ifndef S2S_WITH_CUDA
 CudaStatus cuda_status() {
   CudaStatus s;
   s.reason = "this build of the engine has no CUDA backend (nvcc was not found when it was built, or S2S_CUDA=off)";
   return s;
 }
-#else
-std::shared_ptr<ModelBackend> make_cuda_backend(const GPTConfig& cfg);  // cuda/model_cuda.cu
 #endif
-
-std::shared_ptr<ModelBackend> make_backend(const GPTConfig& cfg, const std::string& device) {
-  if (device == "cpu") return std::make_shared<GPT>(cfg);
-  if (device != "cuda" && device != "auto")
-    throw Error("device must be 'auto', 'cpu' or 'cuda', got '" + device + "'");
-  CudaStatus s = cuda_status();
-  if (!s.available) {
-    if (device == "auto") return std::make_shared<GPT>(cfg);
-    throw Error("the CUDA backend is unavailable: " + s.reason);
-  }
-#ifdef S2S_WITH_CUDA
-  return make_cuda_backend(cfg);
-#else
-  return std::make_shared<GPT>(cfg);
-#endif
-}
 
 }  // namespace s2s

@@ -10,29 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "arch/config.h"
+#include "arch/tensor.h"
 #include "common.h"
-#include "cpu/sampling.h"
+#include "ops/contracts.h"
 
 namespace s2s {
-
-struct GPTConfig {
-  int vocab_size = 0;   // V
-  int max_seq_len = 0;  // maxT (GPT-2's n_positions)
-  int num_layers = 0;   // L
-  int num_heads = 0;    // NH
-  int channels = 0;     // C
-  bool value_head = false;  // a scalar head (HF GPT2ForSequenceClassification's score, 1 x C, no bias)
-};
-void validate_config(const GPTConfig& cfg);
-
-// One named tensor inside the flat parameter buffer, with GPT-2's Hugging Face name and shape.
-struct TensorInfo {
-  std::string name;
-  std::vector<int64_t> shape;
-  size_t offset;
-  size_t numel;
-  bool decay;  // weight decay applies (matrices and embeddings, not biases and norms)
-};
 
 struct ForwardOptions {
   bool logprob = true;  // false skips the LM head (value-only models: the scalar RM, the critic)
@@ -76,11 +59,9 @@ struct GreedyMatchResult {
   std::vector<int32_t> argmax;  // [B*T] that argmax inside spans, -1 elsewhere
 };
 
-struct DivergenceConfig {
-  float positive = 1.0f;  // a token before the first divergence
-  float negative = -1.0f;  // a diverging token at or after it
-  float neutral = 0.0f;    // a matching token after it
-};
+// The divergence rule's three scores (positive before the first divergence, then negative or
+// neutral).
+using DivergenceConfig = DivergenceRule;
 
 struct DivergenceResult {
   std::vector<float> scores;             // [B*T]: the rule's score inside spans, 0 elsewhere
@@ -95,11 +76,13 @@ class ModelBackend {
   virtual ~ModelBackend() = default;
 
   virtual const char* device() const = 0;
-  virtual const GPTConfig& config() const = 0;
+  virtual const ModelConfig& config() const = 0;
   virtual const std::vector<TensorInfo>& layout() const = 0;
   virtual size_t num_params() const = 0;
+  // Model FLOPs per trained token at sequence length T (the architecture's count).
+  virtual double flops_per_token(int T) const = 0;
 
-  // GPT-2's initialisation, the same numbers on every device (see make_layout / init_params).
+  // The architecture's initialisation, the same numbers on every device.
   virtual void init_weights(uint64_t seed) = 0;
   // tokens and targets are [B, T]; a target < 0 marks a position without a target.
   virtual ForwardResult forward(const int32_t* tokens, const int32_t* targets, int B, int T, const ForwardOptions& opts) = 0;
@@ -129,43 +112,23 @@ class ModelBackend {
 
 // ---- shared by the backends ----
 
-void validate_config(const GPTConfig& cfg);
-// GPT-2's tensors with their Hugging Face names and shapes, laid out in one flat buffer.
-std::vector<TensorInfo> make_layout(const GPTConfig& cfg, size_t* num_params);
-// Pointers to each tensor of a flat buffer laid out by make_layout (parameters or gradients, on
-// whichever device holds it).
-struct LayerParams {
-  float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
-};
-struct ParamView {
-  float *wte, *wpe, *lnfw, *lnfb, *score;  // score: null without a value head
-  std::vector<LayerParams> layers;
-};
-ParamView param_view(const GPTConfig& cfg, const std::vector<TensorInfo>& layout, float* base);
-// Model FLOPs per trained token at sequence length T, counting every matmul (the LM head
-// included) and causal attention: 6 * (matmul params) + 6 * L * C * T (as llm.c counts them).
-double flops_per_token(const GPTConfig& cfg, int T);
-// GPT-2's initialisation into a host buffer laid out by `layout`: N(0, 0.02), residual
-// projections scaled by 1/sqrt(2L), biases 0, LayerNorm weights 1; the same on every thread count.
-void init_params(float* params, const GPTConfig& cfg, const std::vector<TensorInfo>& layout, uint64_t seed);
-
-void check_batch(const GPTConfig& cfg, const int32_t* tokens, int B, int T);
-void check_targets(const GPTConfig& cfg, const int32_t* targets, int B, int T);
-void check_forward_options(const GPTConfig& cfg, const ForwardOptions& o);
-void check_backward_inputs(const GPTConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran);
+void check_batch(const ModelConfig& cfg, const int32_t* tokens, int B, int T);
+void check_targets(const ModelConfig& cfg, const int32_t* targets, int B, int T);
+void check_forward_options(const ModelConfig& cfg, const ForwardOptions& o);
+void check_backward_inputs(const ModelConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran);
 void check_adamw(const AdamWConfig& o);
 // Checks that [offset, offset + n) lies inside a flat buffer of `total` values.
 void check_buffer_range(size_t offset, size_t n, size_t total);
 // Checks the spans and returns how many positions they cover.
 int64_t check_spans(const int32_t* spans, int B, int T);
 // Checks the prompts and options and returns the longest prompt's length.
-int check_generate(const GPTConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o);
+int check_generate(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o);
 // The divergence rule over the argmax of each span position (argmax [B*T], -1 outside spans).
 DivergenceResult score_divergence(const int32_t* tokens, const int32_t* argmax, int B, int T, const int32_t* spans, const DivergenceConfig& cfg);
 // "row b, position t" for flat index i of a [B, T] array.
 std::string where(int T, int64_t i);
 
-// ---- choosing a backend ----
+// ---- choosing a backend (src/factory.cc) ----
 
 struct CudaStatus {
   bool available = false;
@@ -173,8 +136,12 @@ struct CudaStatus {
   std::string device;  // the GPU's name when available
 };
 CudaStatus cuda_status();
+// The precision of new CUDA models' matmuls: S2S_CUDA_PRECISION ('bf16' or 'fp32'), else bf16;
+// any other value is refused. Read on every call (builds without CUDA answer the same).
+Precision cuda_default_precision();
 
-// device: "cpu", "cuda", or "auto" (CUDA when available, else the CPU).
-std::shared_ptr<ModelBackend> make_backend(const GPTConfig& cfg, const std::string& device);
+// device: "cpu", "cuda", or "auto" (CUDA when available, else the CPU); the architecture is
+// cfg.arch's.
+std::shared_ptr<ModelBackend> make_backend(const ModelConfig& cfg, const std::string& device);
 
 }  // namespace s2s

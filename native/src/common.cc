@@ -1,4 +1,4 @@
-// Buffers, thread control and the RNG's normal draw.
+// Host allocation, thread control and the RNG's normal draw.
 #include "common.h"
 
 #include <omp.h>
@@ -10,34 +10,10 @@
 
 namespace s2s {
 
-bool Buffer::reserve(size_t n) {
-  if (n <= size_) return false;
-  resize(n);
-  return true;
-}
-
-void Buffer::resize(size_t n) {
-  if (n == size_) return;
-  release();
-  if (n == 0) return;
-  size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-  data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!data_) throw Error("out of memory allocating " + std::to_string(bytes >> 20) + " MiB");
-  size_ = n;
-}
-
-void Buffer::resize_zeroed(size_t n) {
-  release();
-  if (n == 0) return;
-  data_ = static_cast<float*>(std::calloc(n, sizeof(float)));
-  if (!data_) throw Error("out of memory allocating " + std::to_string((n * sizeof(float)) >> 20) + " MiB");
-  size_ = n;
-}
-
-void Buffer::release() {
-  std::free(data_);
-  data_ = nullptr;
-  size_ = 0;
+void* host_alloc(size_t bytes, bool zeroed) {
+  void* p = zeroed ? std::calloc(bytes, 1) : std::aligned_alloc(64, ((bytes + 63) / 64) * 64);
+  if (!p) throw Error("out of memory allocating " + std::to_string(bytes >> 20) + " MiB");
+  return p;
 }
 
 static int default_threads() {

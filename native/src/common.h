@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -20,39 +21,67 @@ struct Error : std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
-// A float buffer that owns its memory (64-byte aligned; resize_zeroed: 16) and can grow (contents
-// are not kept).
-class Buffer {
+// Host memory that owns its allocation (64-byte aligned; allocate_zeroed: 16) and can grow
+// (contents are not kept). Its interface is the CUDA backend's DeviceArray's, so that the model's
+// composition, written once, holds either.
+void* host_alloc(size_t bytes, bool zeroed);  // throws s2s::Error when out of memory
+
+template <typename T>
+class HostArray {
  public:
-  Buffer() = default;
-  explicit Buffer(size_t n) { resize(n); }
-  ~Buffer() { release(); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr; o.size_ = 0; }
-  Buffer& operator=(Buffer&& o) noexcept {
-    if (this != &o) { release(); data_ = o.data_; size_ = o.size_; o.data_ = nullptr; o.size_ = 0; }
+  HostArray() = default;
+  explicit HostArray(size_t n) { resize(n); }
+  ~HostArray() { reset(); }
+  HostArray(const HostArray&) = delete;
+  HostArray& operator=(const HostArray&) = delete;
+  HostArray(HostArray&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr; o.size_ = 0; }
+  HostArray& operator=(HostArray&& o) noexcept {
+    if (this != &o) { reset(); data_ = o.data_; size_ = o.size_; o.data_ = nullptr; o.size_ = 0; }
     return *this;
   }
-  // Makes room for at least n floats; returns true when it had to reallocate.
-  bool reserve(size_t n);
-  // Exactly n floats (reallocates when the size differs).
-  void resize(size_t n);
+  // Makes room for at least n elements; returns true when it had to reallocate.
+  bool reserve(size_t n) {
+    if (n <= size_) return false;
+    resize(n);
+    return true;
+  }
+  // Exactly n elements (reallocates when the size differs).
+  void resize(size_t n) {
+    if (n == size_) return;
+    reset();
+    if (n) data_ = static_cast<T*>(host_alloc(n * sizeof(T), false));
+    size_ = n;
+  }
   // Exactly n zeros, from calloc: the OS hands out zeroed pages as they are touched, so this is
   // cheap even for a large model created on the JavaScript thread.
-  void resize_zeroed(size_t n);
-  void zero() { if (size_) std::memset(data_, 0, size_ * sizeof(float)); }
-  float* data() { return data_; }
-  const float* data() const { return data_; }
+  void allocate_zeroed(size_t n) {
+    reset();
+    if (n) data_ = static_cast<T*>(host_alloc(n * sizeof(T), true));
+    size_ = n;
+  }
+  void reset() {
+    std::free(data_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+  void zero(size_t n) { if (n) std::memset(data_, 0, n * sizeof(T)); }
+  void zero() { zero(size_); }
+  // Every byte 0xFF: -1 for signed integers.
+  void fill_ones(size_t n) { if (n) std::memset(data_, 0xFF, n * sizeof(T)); }
+  void upload(const T* src, size_t n, size_t offset = 0) { if (n) std::memcpy(data_ + offset, src, n * sizeof(T)); }
+  void download(T* dst, size_t n, size_t offset = 0) const { if (n) std::memcpy(dst, data_ + offset, n * sizeof(T)); }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
   size_t size() const { return size_; }
-  float& operator[](size_t i) { return data_[i]; }
-  const float& operator[](size_t i) const { return data_[i]; }
+  T& operator[](size_t i) { return data_[i]; }
+  const T& operator[](size_t i) const { return data_[i]; }
 
  private:
-  void release();
-  float* data_ = nullptr;
+  T* data_ = nullptr;
   size_t size_ = 0;
 };
+
+using Buffer = HostArray<float>;
 
 // Thread count for every OpenMP region and oneDNN call the engine makes. Node runs engine calls
 // on libuv worker threads, and OpenMP's thread count is per calling thread, so each entry point

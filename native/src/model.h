@@ -1,24 +1,34 @@
-// The GPT (GPT-2's architecture) on the CPU: parameters in one flat buffer, forward and backward
-// composed from the layer kernels, AdamW, KV-cache generation, and the fused greedy-match and
-// divergence passes that reward extraction builds on.
+// The transformer runtime, written once and instantiated per device and architecture: the flat
+// parameter buffer (with gradients and AdamW moments of the same layout), the one forward and
+// backward that serve every trainer (the architecture's body, then the fused LM head and the value
+// head), AdamW over the layout, KV-cache generation, and greedy match / divergence scoring.
+//
+// Arch is an architecture descriptor (src/arch/gpt2.h); D a device's op set (src/cpu/ops.h,
+// src/cuda/ops.cuh). Definitions are in model_impl.h, included only where a device instantiates
+// them (src/cpu/model_cpu.cc, src/cuda/model_cuda.cu).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "backend.h"
-#include "common.h"
 
 namespace s2s {
 
-class GPT final : public ModelBackend {
+template <class Arch, class D>
+class Transformer final : public ModelBackend {
  public:
-  explicit GPT(const GPTConfig& cfg);
+  template <typename T>
+  using Array = typename D::template Array<T>;
+  using Params = typename Arch::Params;
 
-  const char* device() const override { return "cpu"; }
-  const GPTConfig& config() const override { return cfg_; }
+  explicit Transformer(const ModelConfig& cfg);
+
+  const char* device() const override { return D::kDevice; }
+  const ModelConfig& config() const override { return cfg_; }
   const std::vector<TensorInfo>& layout() const override { return layout_; }
   size_t num_params() const override { return num_params_; }
+  double flops_per_token(int T) const override { return Arch::flops_per_token(cfg_, T); }
 
   void init_weights(uint64_t seed) override;
   ForwardResult forward(const int32_t* tokens, const int32_t* targets, int B, int T, const ForwardOptions& opts) override;
@@ -34,51 +44,65 @@ class GPT final : public ModelBackend {
   int64_t optimizer_step() const override { return adam_step; }
   void set_optimizer_step(int64_t step) override { adam_step = step; }
 
-  // A flat buffer for direct use (the C++ tests): null while not allocated, unless `allocate`,
-  // which allocates it zeroed. Parameters given out for writing discard the last activations.
+  // The device's precision for matmuls (CUDA: bf16 or fp32; the CPU: fp32).
+  Precision precision() const { return ops_.precision(); }
+  void set_precision(Precision p) { ops_.set_precision(p); }
+
+  // A flat buffer in the device's memory for direct use (the C++ tests): null while not
+  // allocated, unless `allocate`, which allocates it zeroed. Parameters given out for writing
+  // discard the last activations.
   float* buffer(BufferKind k, bool allocate);
 
-  Buffer params, grads, adam_m, adam_v;
+  Array<float> params, grads, adam_m, adam_v;
   int64_t adam_step = 0;  // number of optimizer steps taken (for bias correction)
 
-  // The activations of the last forward were discarded (by generate, greedy_match, step or a
-  // parameter change): backward() refuses until the next forward().
-  void invalidate_activations() { acts_valid_ = false; }
-
  private:
-  ParamView view(float* base) const { return param_view(cfg_, layout_, base); }
+  Array<float>& buffer_of(BufferKind k);
+  // The architecture's named view of `b`, recomputed only when its memory moved.
+  const Params& view(Array<float>& b);
+  void invalidate_activations() { acts_valid_ = false; }
+  // The architecture's forward over `tokens` [B, T] (host memory) into acts_.
+  void run_body(const int32_t* tokens, int B, int T);
+  // logits [B, V] = hidden [B, C] @ lm_head^T
+  void lm_logits(const float* hidden, int B, float* logits);
+  // The divergence pass behind greedy_match() and divergence(): argmax, match and the rule.
+  DivergenceResult score(const int32_t* tokens, int B, int T, const int32_t* spans, const DivergenceConfig& cfg);
 
-  void ensure_activations(int B, int T);
-  // Embedding through the final LayerNorm on acts_ (tokens [B,T]); leaves lnf filled.
-  void transformer_forward(const int32_t* tokens, int B, int T);
-  // One generation step for every row: token tokens[b] at position pos[b] goes through the model
-  // against the KV cache (rows maxT apart), writing the next-token logits [B, V].
-  void decode_step(const int32_t* tokens, const int32_t* pos, int B, int maxT, float* logits_out);
-
-  GPTConfig cfg_;
+  ModelConfig cfg_;
   std::vector<TensorInfo> layout_;
   size_t num_params_ = 0;
+  D ops_;
+  struct CachedView {
+    const float* base = nullptr;
+    Params p;
+  } pview_, gview_;
 
-  // Activations of the last forward, sized for (B_, T_).
-  struct Acts {
-    Buffer encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu,
-        res3, lnf, lnf_mean, lnf_rstd, lse, logits, scratch_c, logits_chunk;
-  } acts_;
-  struct GradActs {
-    Buffer dres, dbuf_c, dbuf_4c, dqkv, datt;
-  } gacts_;
+  typename Arch::template Acts<D> acts_;
+  typename Arch::template Grads<D> gacts_;
+  typename Arch::template Decode<D> dec_;
+  // The runtime's own per-forward buffers: the heads' inputs and outputs.
+  struct Head {
+    Array<float> logits, chunk, lse, logprob, values, entropy, dlogprob, dvalue;
+    Array<int32_t> tokens, targets;
+  } head_;
   int B_ = 0, T_ = 0;
-  bool logits_stored_ = false;    // acts_.logits holds every row's logits (within the memory budget)
+  bool logits_stored_ = false;    // head_.logits holds every row's logits (within the memory budget)
   bool logits_consumed_ = false;  // backward turned them into dlogits; a second backward recomputes
   bool head_ran_ = false;         // the last forward ran the LM head (backward may take dlogprob)
   bool acts_valid_ = false;
   float last_inv_temp_ = 1.0f;
-  std::vector<int32_t> last_tokens_, last_targets_;
 
-  // KV cache and per-step buffers for generation.
-  struct Decode {
-    Buffer kcache, vcache, x, ln, ln_mean, ln_rstd, qkv, atty, fch, fch_gelu, tmp, logits;
-  } dec_;
+  struct Generation {
+    Array<float> kcache, vcache, logits, logprob, u;
+    Array<int32_t> cur, pos, len, token;
+    Array<int64_t> rows;
+    Array<uint8_t> done;
+  } gen_;
+  struct Scoring {
+    Array<float> rows, logits, scores;
+    Array<int32_t> row, pos, spans, argmax, first, counters;
+    Array<int64_t> idx;
+  } sc_;
 };
 
 }  // namespace s2s

@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < iters; i++) step();
     double s = seconds_since(t0) / iters;
     double tps = B * T / s;
-    double tflops = flops_per_token(cfg, T) * tps / 1e12;
+    double tflops = m.flops_per_token(T) * tps / 1e12;
     std::string name = std::string("train step 124M B=8 T=1024, ") + cuda::precision_name(p);
     report(name + " (tokens/s)", fmt("%.0f", tps), fmt("%.1f ms/step", s * 1e3));
     double peak = p == cuda::Precision::bf16 ? peak_bf16 : peak_fp32;

@@ -186,11 +186,6 @@ static void check_classifier(bool store_logits) {
   classifier_backward_naive(lnf.data(), wte.data(), tgt.data(), N, C, V, inv_temp, dlp.data(), dlnf_r.data(), dwte_r.data());
   EXPECT_CLOSE(dlnf.data(), dlnf_r.data(), dlnf.size(), 1e-5);
   EXPECT_CLOSE(dwte.data(), dwte_r.data(), dwte.size(), 1e-5);
-
-  std::vector<int32_t> am(N), am_r(N);
-  classifier_argmax(a, am.data());
-  classifier_argmax_naive(lnf.data(), wte.data(), N, C, V, am_r.data());
-  EXPECT(am == am_r);
 }
 
 TEST(classifier_with_stored_logits_matches_naive) { check_classifier(true); }

@@ -11,7 +11,7 @@
 #include "cpu/layernorm.h"
 #include "cpu/matmul.h"
 #include "harness.h"
-#include "model.h"
+#include "cpu/model_cpu.h"
 
 using namespace s2s;
 using Vec = std::vector<float>;

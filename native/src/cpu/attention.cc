@@ -2,11 +2,12 @@
 // (computing the full T x T square and masking is cheaper than a hand-written causal loop), with
 // the softmax and its backward as row-parallel loops.
 #include "cpu/attention.h"
-#include "cpu/attention_views.h"
+#include "ops/strides.h"
 
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -172,6 +173,24 @@ void attention_decode(float* out, const float* qkv, const float* kcache, const f
         }
       }
   }
+}
+
+void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int B, int maxT, int C) {
+  for (int b = 0; b < B; b++) {
+    const float* row = qkv + (int64_t)b * 3 * C;
+    std::memcpy(kcache + ((int64_t)b * maxT + pos[b]) * C, row + C, C * sizeof(float));
+    std::memcpy(vcache + ((int64_t)b * maxT + pos[b]) * C, row + 2 * C, C * sizeof(float));
+  }
+}
+
+void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int B, int P, int maxT,
+                      int C) {
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < len[b]; t++) {
+      const float* row = qkv + ((int64_t)b * P + t) * 3 * C;
+      std::memcpy(kcache + ((int64_t)b * maxT + t) * C, row + C, C * sizeof(float));
+      std::memcpy(vcache + ((int64_t)b * maxT + t) * C, row + 2 * C, C * sizeof(float));
+    }
 }
 
 }  // namespace s2s

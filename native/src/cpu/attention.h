@@ -22,5 +22,10 @@ void attention_backward_naive(float* dqkv, const float* dout, const float* qkv, 
 // the new key and value). out is [B, C].
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache,
                       const int32_t* pos, int B, int maxT, int C, int NH);
+// Writes row b's new key and value (from qkv[b], rows 3C apart) at position pos[b] of the caches.
+void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int B, int maxT, int C);
+// Copies the prompt positions t < len[b] of a prefill's qkv [B, P, 3C] into the caches.
+void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int B, int P, int maxT,
+                      int C);
 
 }  // namespace s2s

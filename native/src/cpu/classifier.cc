@@ -75,22 +75,6 @@ void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, cons
   }
 }
 
-void classifier_argmax(const ClassifierArgs& a, int32_t* argmax) {
-  const int V = a.V;
-  for (int64_t r0 = 0; r0 < a.N; r0 += a.chunk) {
-    int64_t rows = std::min(a.chunk, a.N - r0);
-    gemm(false, true, rows, V, a.C, a.lnf + r0 * a.C, a.wte, a.scratch, 1.0f, false);
-#pragma omp parallel for schedule(static) if (rows * V >= kMinParallelWork)
-    for (int64_t i = 0; i < rows; i++) {
-      const float* l = a.scratch + i * V;
-      int best = 0;
-      for (int v = 1; v < V; v++)
-        if (l[v] > l[best]) best = v;
-      argmax[r0 + i] = best;
-    }
-  }
-}
-
 namespace {
 std::vector<double> naive_logits(const float* lnf, const float* wte, int64_t n, int C, int V, double scale) {
   std::vector<double> l(V);
@@ -143,16 +127,6 @@ void classifier_backward_naive(const float* lnf, const float* wte, const int32_t
     }
     for (int v = 0; v < V; v++)
       for (int c = 0; c < C; c++) dwte[(int64_t)v * C + c] += (float)(dl[v] * lnf[n * C + c]);
-  }
-}
-
-void classifier_argmax_naive(const float* lnf, const float* wte, int64_t N, int C, int V, int32_t* argmax) {
-  for (int64_t n = 0; n < N; n++) {
-    std::vector<double> l = naive_logits(lnf, wte, n, C, V, 1.0);
-    int best = 0;
-    for (int v = 1; v < V; v++)
-      if (l[v] > l[best]) best = v;
-    argmax[n] = best;
   }
 }
 

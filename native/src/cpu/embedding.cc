@@ -6,12 +6,12 @@
 namespace s2s {
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
-                       int C, int pos0) {
+                       int C, const int32_t* pos) {
 #pragma omp parallel for schedule(static) if ((int64_t)B * T * C >= kMinParallelWork)
   for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
     int t = (int)(bt % T);
     const float* te = wte + (int64_t)tokens[bt] * C;
-    const float* pe = wpe + (int64_t)(pos0 + t) * C;
+    const float* pe = wpe + (int64_t)((pos ? pos[bt / T] : 0) + t) * C;
     float* o = out + bt * C;
     for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
   }

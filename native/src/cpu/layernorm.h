@@ -3,9 +3,9 @@
 
 #include <cstdint>
 
-namespace s2s {
+#include "ops/contracts.h"  // kLayerNormEps
 
-constexpr float kLayerNormEps = 1e-5f;
+namespace s2s {
 
 // out[n,:] = (inp[n,:] - mean) * rstd * weight + bias; saves mean[n] and rstd[n] for backward.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,

@@ -4,15 +4,9 @@
 
 #include <cstdint>
 
-namespace s2s {
+#include "ops/strides.h"
 
-// Row-major strides of a (possibly batched) matrix: element (b0, b1, r, c) of a matrix at p lies
-// at p[b0*batch0 + b1*batch1 + r*row + c*col].
-struct Strides {
-  int64_t batch0, batch1, row, col;
-};
-inline Strides dense(int64_t rows, int64_t cols) { return {rows * cols, rows * cols, cols, 1}; }
-inline Strides dense_t(int64_t rows, int64_t cols) { return {rows * cols, rows * cols, 1, rows}; }
+namespace s2s {
 
 // C[b0,b1] = alpha * A[b0,b1] (M x K) @ B[b0,b1] (K x N), plus the old C when accumulate is true.
 void gemm_batched(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,

@@ -90,6 +90,17 @@ int32_t sample_token(const float* logits, int V, const SamplingConfig& cfg, Rng&
   return chosen;
 }
 
+void sample_tokens(const float* logits, int B, int V, const SamplingConfig& cfg, Rng* rng, const uint8_t* done,
+                   int32_t* token, float* logprob) {
+#pragma omp parallel if ((int64_t)B * V >= kMinParallelWork)
+  {
+    SamplingWork work;
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; b++)
+      if (!done[b]) token[b] = sample_token(logits + (int64_t)b * V, V, cfg, rng[b], &logprob[b], work);
+  }
+}
+
 int32_t sample_token_naive(const float* logits, int V, const SamplingConfig& cfg, Rng& rng, float* logprob) {
   bool greedy = cfg.temperature <= 0.0f;
   double inv_t = greedy ? 1.0 : 1.0 / cfg.temperature;

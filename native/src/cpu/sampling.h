@@ -5,14 +5,9 @@
 #include <vector>
 
 #include "common.h"
+#include "ops/contracts.h"  // SamplingConfig
 
 namespace s2s {
-
-struct SamplingConfig {
-  float temperature = 1.0f;  // 0 means greedy
-  int top_k = 0;             // 0 means no top-k filter
-  float top_p = 1.0f;        // 1 means no nucleus filter
-};
 
 // Reusable per-thread work space, so sampling allocates nothing per token.
 struct SamplingWork {
@@ -27,6 +22,10 @@ struct SamplingWork {
 // vocabulary order otherwise) and one uniform draw picks along it, so a seed fixes the result.
 int32_t sample_token(const float* logits, int V, const SamplingConfig& cfg, Rng& rng, float* logprob,
                      SamplingWork& work);
+// sample_token for every row b of logits [B, V] with done[b] == 0 (rows in parallel), into
+// token[b] and logprob[b]; rng[b] is row b's stream.
+void sample_tokens(const float* logits, int B, int V, const SamplingConfig& cfg, Rng* rng, const uint8_t* done,
+                   int32_t* token, float* logprob);
 int32_t sample_token_naive(const float* logits, int V, const SamplingConfig& cfg, Rng& rng, float* logprob);
 
 }  // namespace s2s

@@ -3,7 +3,7 @@
 // KV-cache decoding step is a block per (row, head).
 #include <cmath>
 
-#include "cpu/attention_views.h"
+#include "ops/strides.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 

@@ -52,6 +52,12 @@ class DeviceArray {
     size_ = n;
     return true;
   }
+  // Exactly n zeros.
+  void allocate_zeroed(size_t n) {
+    release();
+    reserve(n);
+    zero(n);
+  }
   void zero(size_t n) {
     if (n) S2S_CUDA_CHECK(cudaMemset(data_, 0, n * sizeof(T)));
   }

@@ -7,15 +7,15 @@
 
 #include <cstdint>
 
-#include "cpu/matmul.h"  // Strides, dense, dense_t
+#include "ops/contracts.h"  // Strides, Precision, ClassifierArgs, DivergenceRule
 
 namespace s2s {
 namespace cuda {
 
-// How matmuls multiply: fp32 throughout (the parity mode), or bf16 inputs with fp32 accumulation
-// and fp32 outputs (the training mode; weights, activations and optimizer state stay fp32).
-enum class Precision { fp32, bf16 };
-const char* precision_name(Precision p);
+using ::s2s::ClassifierArgs;
+using ::s2s::DivergenceRule;
+using ::s2s::Precision;
+using ::s2s::precision_name;
 
 // ---- matmul.cu ----
 // Whether GEMMs may use cuBLAS: the build has it and S2S_CUBLAS is not "off" in the environment
@@ -79,18 +79,6 @@ void residual_forward(float* out, const float* a, const float* b, int64_t N);
 void gather_rows(float* dst, const float* src, const int64_t* idx, int64_t N, int C);
 
 // ---- classifier.cu ----
-struct ClassifierArgs {
-  const float* lnf;        // [N, C]
-  const float* wte;        // [V, C]
-  const int32_t* targets;  // [N] on the device, or null
-  int64_t N;
-  int C, V;
-  float inv_temp;
-  float* logits;   // [N, V] kept for backward, or null
-  float* scratch;  // [chunk, V] used when logits is null
-  int64_t chunk;
-  Precision precision;
-};
 void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy, float* lse);
 void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob, const float* lse);
 
@@ -121,9 +109,6 @@ void sample_rows(int32_t* token, float* logprob, const float* logits, const floa
 // its first divergence and writes the rule's scores. scores/argmax [B, T] and first [B] must be
 // prepared (0, -1, -1) before the first call of a batch, and counters [B] zero (each row's last
 // block sets its counter back to zero); chunks of rows may come in any number of calls.
-struct DivergenceRule {
-  float positive, negative, neutral;
-};
 void divergence_score(const float* logits, int64_t M, int V, const int32_t* row, const int32_t* pos,
                       const int32_t* tokens, int T, const int32_t* spans, DivergenceRule rule, int32_t* argmax,
                       float* scores, int32_t* first, int32_t* counters);

@@ -1,6 +1,6 @@
 // LayerNorm on the GPU: a warp per row. The backward sums each block's share of dweight and dbias
 // in shared memory before one atomic add per channel.
-#include "cpu/layernorm.h"  // kLayerNormEps
+#include "ops/contracts.h"  // kLayerNormEps
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 

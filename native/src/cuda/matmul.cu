@@ -22,7 +22,6 @@
 namespace s2s {
 namespace cuda {
 
-const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
 namespace {
 

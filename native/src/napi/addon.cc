@@ -44,6 +44,36 @@ Napi::Value CudaStatusJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The precision new CUDA models' matmuls use ('bf16' or 'fp32'), as the engine reads S2S_CUDA_PRECISION.
+Napi::Value CudaPrecisionJs(const Napi::CallbackInfo& info) {
+  try {
+    return Napi::String::New(info.Env(), precision_name(cuda_default_precision()));
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+// The model config's keys (src/arch/config.cc): what NativeModel(config) reads and .config reports.
+Napi::Value ConfigSchemaJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& fields = config_fields();
+  Napi::Array out = Napi::Array::New(env, fields.size());
+  for (size_t i = 0; i < fields.size(); i++) {
+    const ConfigField& f = fields[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("key", f.key);
+    o.Set("type", f.kind == ConfigField::integer ? "integer" : "boolean");
+    if (f.kind == ConfigField::integer) {
+      o.Set("min", Napi::Number::New(env, (double)f.min));
+      o.Set("max", Napi::Number::New(env, (double)f.max));
+    }
+    o.Set("required", f.required);
+    o.Set("doc", f.doc);
+    out.Set((uint32_t)i, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -52,6 +82,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("measureSgemm", Napi::Function::New(env, MeasureSgemm));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatusJs));
+  exports.Set("cudaPrecision", Napi::Function::New(env, CudaPrecisionJs));
+  exports.Set("configSchema", Napi::Function::New(env, ConfigSchemaJs));
   return exports;
 }
 

@@ -76,13 +76,13 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "NativeModel(config): config must be an object");
   Napi::Object o = info[0].As<Napi::Object>();
-  GPTConfig c;
-  c.vocab_size = get_int(env, o, "vocabSize", -1, 1, std::numeric_limits<int>::max());
-  c.max_seq_len = get_int(env, o, "maxSeqLen", -1, 1, 1 << 20);
-  c.num_layers = get_int(env, o, "numLayers", -1, 1, 1 << 12);
-  c.num_heads = get_int(env, o, "numHeads", -1, 1, 1 << 12);
-  c.channels = get_int(env, o, "channels", -1, 1, 1 << 20);
-  c.value_head = get_bool(env, o, "valueHead", false);
+  ModelConfig c;
+  for (const ConfigField& f : config_fields()) {
+    if (f.kind == ConfigField::integer)
+      c.*f.int_member = get_int(env, o, f.key, f.required ? -1 : c.*f.int_member, (int)f.min, (int)f.max);
+    else
+      c.*f.bool_member = get_bool(env, o, f.key, c.*f.bool_member);
+  }
   Napi::Value dev = o.Get("device");
   std::string device = dev.IsUndefined() ? "auto" : dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "";
   if (device != "auto" && device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "device must be 'auto', 'cpu' or 'cuda'");
@@ -131,14 +131,14 @@ Napi::Value ModelWrap::NumParams(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::Config(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const GPTConfig& c = model(env)->config();
+  const ModelConfig& c = model(env)->config();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("vocabSize", c.vocab_size);
-  o.Set("maxSeqLen", c.max_seq_len);
-  o.Set("numLayers", c.num_layers);
-  o.Set("numHeads", c.num_heads);
-  o.Set("channels", c.channels);
-  o.Set("valueHead", c.value_head);
+  for (const ConfigField& f : config_fields()) {
+    if (f.kind == ConfigField::integer)
+      o.Set(f.key, c.*f.int_member);
+    else
+      o.Set(f.key, c.*f.bool_member);
+  }
   return o;
 }
 
@@ -146,7 +146,7 @@ Napi::Value ModelWrap::FlopsPerToken(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ModelBackend* m = model(env);
   int T = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : m->config().max_seq_len;
-  return Napi::Number::New(env, flops_per_token(m->config(), T));
+  return Napi::Number::New(env, m->flops_per_token(T));
 }
 
 Napi::Value ModelWrap::GetAdamStep(const Napi::CallbackInfo& info) {

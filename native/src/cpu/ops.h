@@ -1,0 +1,53 @@
+// The CPU's op set: the kernels of src/cpu/ over host memory, in the shape every device offers to
+// the one composition (src/model_impl.h, src/arch/). The composition is a template over this
+// struct, so each op inlines to the kernel itself.
+#pragma once
+
+#include <cstdint>
+
+#include "common.h"
+#include "cpu/adamw.h"
+#include "cpu/attention.h"
+#include "cpu/classifier.h"
+#include "cpu/divergence.h"
+#include "cpu/embedding.h"
+#include "cpu/gelu.h"
+#include "cpu/layernorm.h"
+#include "cpu/matmul.h"
+#include "cpu/residual.h"
+#include "cpu/value_head.h"
+#include "ops/contracts.h"
+#include "ops/op_set.h"
+
+namespace s2s {
+
+struct CpuOps {
+  static constexpr const char* kDevice = "cpu";
+  // Buffers are host memory: results are read in place, weights initialised in place.
+  static constexpr bool kHostMemory = true;
+  // Sampling runs on the host for every filter (OpenMP over rows).
+  static constexpr bool kSamplesOnDevice = false;
+  // A forward keeps all its logits for backward while they fit this many MiB (S2S_LOGITS_MB
+  // overrides); beyond it the LM head runs in chunks of kClassifierChunk rows, recomputed in
+  // backward. On the CPU the logits share the process's memory, hence a smaller budget than CUDA's.
+  static constexpr size_t kLogitsBudgetMB = 1024;
+  static constexpr int64_t kClassifierChunk = 256;
+  static constexpr int64_t kScoreChunk = 256;  // logits rows per divergence-scoring call
+  template <typename T>
+  using Array = HostArray<T>;
+
+  Precision precision() const { return Precision::fp32; }
+  void set_precision(Precision p) {
+    if (p != Precision::fp32) throw Error("the CPU backend computes in fp32 only (bf16 matmuls on the CPU are not built yet)");
+  }
+  void synchronize() {}
+  // sqrt(sum of squares), accumulated in double.
+  double grad_norm(const float* grads, size_t n) { return global_norm(grads, n); }
+
+#define S2S_CPU_OP(name) S2S_FORWARD_OP(::s2s, name)
+  S2S_DEVICE_OPS(S2S_CPU_OP)
+  S2S_MATMUL_OPS(S2S_CPU_OP)
+#undef S2S_CPU_OP
+};
+
+}  // namespace s2s

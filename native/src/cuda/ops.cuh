@@ -1,0 +1,69 @@
+// The CUDA op set: the kernels of src/cuda/ over device memory, in the shape every device offers
+// to the one composition (src/model_impl.h, src/arch/). Matmuls run at the device's precision
+// (bf16 inputs with fp32 accumulation by default, S2S_CUDA_PRECISION=fp32 for exact fp32).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "backend.h"  // cuda_default_precision
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "ops/contracts.h"
+#include "ops/op_set.h"
+
+namespace s2s {
+namespace cuda {
+
+struct CudaOps {
+  static constexpr const char* kDevice = "cuda";
+  // Buffers are device memory: what the host reads is copied back.
+  static constexpr bool kHostMemory = false;
+  // Greedy and plain temperature sampling run on the device (top-k and top-p on the host).
+  static constexpr bool kSamplesOnDevice = true;
+  // A forward keeps all its logits for backward while they fit this many MiB (S2S_LOGITS_MB
+  // overrides); else the LM head runs in chunks of kClassifierChunk rows (larger than the CPU's:
+  // a GPU needs more rows per GEMM to fill).
+  static constexpr size_t kLogitsBudgetMB = 4096;
+  static constexpr int64_t kClassifierChunk = 1024;
+  static constexpr int64_t kScoreChunk = 2048;  // logits rows per divergence-kernel launch
+  template <typename T>
+  using Array = DeviceArray<T>;
+
+  CudaOps() : precision_(cuda_default_precision()) {}
+  Precision precision() const { return precision_; }
+  void set_precision(Precision p) { precision_ = p; }
+  // A fault shows up here, in the engine call that caused it.
+  void synchronize() { S2S_CUDA_CHECK(cudaDeviceSynchronize()); }
+  // sqrt(sum of squares), in double and in a fixed order (deterministic).
+  double grad_norm(const float* grads, size_t n) {
+    norm_.reserve(1 + kSumSquaresBlocks);
+    norm_.zero(1);
+    sum_squares(norm_.data(), grads, n);
+    double sq = 0.0;
+    norm_.download(&sq, 1);
+    return std::sqrt(sq);
+  }
+  void sample_rows(int32_t* token, float* logprob, const float* logits, const float* u, const uint8_t* done, int B,
+                   int V, float temperature) {
+    cuda::sample_rows(token, logprob, logits, u, done, B, V, temperature);
+  }
+
+#define S2S_CUDA_OP(name) S2S_FORWARD_OP(::s2s::cuda, name)
+  S2S_DEVICE_OPS(S2S_CUDA_OP)
+#undef S2S_CUDA_OP
+#define S2S_CUDA_MATMUL_OP(name)                                  \
+  template <class... A>                                           \
+  void name(A&&... a) {                                           \
+    ::s2s::cuda::name(std::forward<A>(a)..., precision_);         \
+  }
+  S2S_MATMUL_OPS(S2S_CUDA_MATMUL_OP)
+#undef S2S_CUDA_MATMUL_OP
+
+ private:
+  Precision precision_;
+  DeviceArray<double> norm_;
+};
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,26 @@
+// The op set every device offers the composition (src/model_impl.h, src/arch/): one list of names,
+// each implemented by a kernel of that name with the same arguments in the device's namespace
+// (src/cpu/*.h for the CPU, src/cuda/kernels.h for CUDA). A device's op struct forwards to its
+// kernels with these macros, so the list is written once; a new op is one entry here, one kernel
+// per device, and one case in tests/test_ops.cc.
+#pragma once
+
+#include <utility>
+
+// Ops whose arguments are the same on every device.
+#define S2S_DEVICE_OPS(X)                                                                                  \
+  X(embedding_forward) X(embedding_backward) X(layernorm_forward) X(layernorm_backward) X(attention_decode) \
+  X(kv_cache_write) X(kv_cache_prefill) X(gelu_forward) X(gelu_backward) X(residual_forward) X(gather_rows) \
+  X(classifier_forward) X(classifier_backward) X(value_head_forward) X(value_head_backward) X(adamw_update) \
+  X(divergence_score)
+
+// The matmul family: a device that multiplies at a precision of its own (CUDA: bf16 or fp32) takes
+// it as one more, last argument; the composition never passes it.
+#define S2S_MATMUL_OPS(X) X(gemm) X(matmul_forward) X(matmul_backward) X(attention_forward) X(attention_backward)
+
+// A member that calls NS::name with the same arguments (inlined: static dispatch).
+#define S2S_FORWARD_OP(NS, name) \
+  template <class... A>          \
+  void name(A&&... a) {          \
+    NS::name(std::forward<A>(a)...); \
+  }
