@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/attention.h"
+#include "cpu/classifier.h"
 #include "cpu/embedding.h"
 #include "cpu/gelu.h"
 #include "cpu/layernorm.h"
@@ -400,6 +401,28 @@ TEST(non_finite_gradients_skip_the_step_and_keep_the_parameters) {
   m.params[5] = NAN;
   std::vector<int32_t> tok = {0, 1, 2};
   EXPECT_THROWS_WITH(m.forward(tok.data(), tok.data(), 1, 3, {}), "non-finite log-prob");
+}
+
+TEST(confident_log_probs_over_a_gpt2_vocabulary_match_float64) {
+  // One logit at 0, 50,256 near -20: the denominator is 1 + ~1e-4 made of terms of ~2e-9, each
+  // below float's rounding at 1. Summed in float they vanish (log-probs off by ~1e-4); the
+  // engine sums them in double. Logits are exact in float here (lnf is one-hot), so the only
+  // error left is the softmax's.
+  const int V = 50257, C = 8, N = 3;
+  Vec lnf(N * C, 0.0f), wte((size_t)V * C, 0.0f);
+  for (int n = 0; n < N; n++) lnf[n * C + n] = 1.0f;  // row n reads channel n
+  for (int v = 0; v < V; v++)
+    for (int c = 0; c < N; c++) wte[(size_t)v * C + c] = v == 7 * (c + 1) ? 0.0f : -20.0f - 0.25f * (float)((v + c) % 5);
+  std::vector<int32_t> tgt = {7, 100, 21};  // the argmax, another word, the argmax
+  Vec lp(N), ent(N), lse(N), scratch(256 * (size_t)V);
+  ClassifierArgs a{lnf.data(), wte.data(), tgt.data(), N, C, V, 1.0f, nullptr, scratch.data(), 256};
+  classifier_forward(a, lp.data(), ent.data(), lse.data());
+  for (int n = 0; n < N; n++) {
+    double mx = 0, sum = 0;
+    for (int v = 0; v < V; v++) sum += std::exp((double)wte[(size_t)v * C + n] - mx);
+    double want = (double)wte[(size_t)tgt[n] * C + n] - std::log(sum);
+    EXPECT(std::fabs(lp[n] - want) < 2e-6);
+  }
 }
 
 int main() { return harness::run_all(); }

@@ -36,19 +36,21 @@ void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy,
       float mx = l[0];
 #pragma omp simd reduction(max : mx)
       for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-      float sum = 0.0f, wsum = 0.0f;
+      // The denominator in double: over tens of thousands of words, a confident row's many tiny
+      // terms would otherwise be rounded away (a float sum is off by ~2e-4 in log-prob at 50k).
+      double sum = 0.0, wsum = 0.0;
 #pragma omp simd reduction(+ : sum, wsum)
       for (int v = 0; v < V; v++) {
         float e = fast_exp(l[v] - mx);
         sum += e;
-        wsum += e * (l[v] - mx);
+        wsum += (double)e * (l[v] - mx);
       }
-      float logsum = std::log(sum);
+      double logsum = std::log(sum);
       int64_t n = r0 + i;
-      lse[n] = mx + logsum;
+      lse[n] = (float)(mx + logsum);
       int32_t tgt = a.targets ? a.targets[n] : -1;
-      logprob[n] = tgt >= 0 ? l[tgt] - lse[n] : 0.0f;
-      if (entropy) entropy[n] = logsum - wsum / sum;
+      logprob[n] = tgt >= 0 ? (float)((double)(l[tgt] - mx) - logsum) : 0.0f;
+      if (entropy) entropy[n] = (float)(logsum - wsum / sum);
     }
   }
 }

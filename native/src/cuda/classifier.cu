@@ -18,25 +18,27 @@ __global__ void __launch_bounds__(kThreads) softmax_stats_kernel(const float* lo
                                                                  int64_t r0, float* logprob, float* entropy,
                                                                  float* lse) {
   __shared__ float scratch[32];
+  __shared__ double dscratch[32];
   const float* l = logits + (int64_t)blockIdx.x * V;
   float mx = -INFINITY;
   for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, l[v]);
   mx = block_max(mx, scratch);
-  float sum = 0.0f, wsum = 0.0f;
+  // The denominator in double, as on the CPU: a confident row's many tiny terms are not rounded away.
+  double sum = 0.0, wsum = 0.0;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     float d = l[v] - mx, e = __expf(d);
     sum += e;
-    wsum += e * d;
+    wsum += (double)e * d;
   }
-  sum = block_sum(sum, scratch);
-  wsum = block_sum(wsum, scratch);
+  sum = block_sum(sum, dscratch);
+  wsum = block_sum(wsum, dscratch);
   if (threadIdx.x == 0) {
     int64_t n = r0 + blockIdx.x;
-    float logsum = logf(sum);
-    lse[n] = mx + logsum;
+    double logsum = log(sum);
+    lse[n] = (float)(mx + logsum);
     int32_t t = targets ? targets[n] : -1;
-    logprob[n] = t >= 0 ? l[t] - lse[n] : 0.0f;
-    if (entropy) entropy[n] = logsum - wsum / sum;
+    logprob[n] = t >= 0 ? (float)((double)(l[t] - mx) - logsum) : 0.0f;
+    if (entropy) entropy[n] = (float)(logsum - wsum / sum);
   }
 }
 
