@@ -1,5 +1,7 @@
 // Types of the engine's Node-API addon. @s2s/core wraps these in the Model class; use that.
 
+// The model config's keys. Their one schema is native/src/arch/config.cc (configSchema() below);
+// test/config-schema.test.ts checks this interface and @s2s/core's config against it.
 export interface NativeConfig {
   vocabSize: number;
   maxSeqLen: number;
@@ -114,3 +116,18 @@ export function setNumThreads(n: number): void;
 export function getNumThreads(): number;
 export function measureSgemm(M: number, N: number, K: number, iters: number): Promise<number>;
 export function cudaStatus(): { available: boolean; reason: string; device: string };
+/** The precision of new CUDA models' matmuls, as the engine reads S2S_CUDA_PRECISION (throws on a bad value). */
+export function cudaPrecision(): 'bf16' | 'fp32';
+
+export interface NativeConfigField {
+  /** the key of NativeConfig */
+  key: string;
+  type: 'integer' | 'boolean';
+  /** integers: the accepted range */
+  min?: number;
+  max?: number;
+  required: boolean;
+  doc: string;
+}
+/** The model config's keys as the engine reads them (NativeModel's constructor) and reports them (.config). */
+export function configSchema(): NativeConfigField[];
