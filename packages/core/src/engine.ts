@@ -49,7 +49,8 @@ export function resolveDevice(device: Device = getDefaultDevice()): 'cpu' | 'cud
   return device;
 }
 
-/** The precision of CUDA models' matmuls: S2S_CUDA_PRECISION ('bf16' or 'fp32'), else 'bf16' (as the engine reads it). */
+/** The precision of CUDA models' matmuls, as the engine reads S2S_CUDA_PRECISION ('bf16' or 'fp32', else
+ * 'bf16'); throws the engine's message for any other value. */
 export function cudaPrecision(): 'bf16' | 'fp32' {
-  return process.env.S2S_CUDA_PRECISION === 'fp32' ? 'fp32' : 'bf16';
+  return native.cudaPrecision();
 }

@@ -1,0 +1,76 @@
+// The model config has one schema, the engine's (native/src/arch/config.cc, exposed as
+// configSchema()): the binding reads and reports exactly its keys, and the two hand-written
+// copies (NativeConfig in native/index.d.ts, GPTConfig in @s2s/core) are checked against it here.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+import { ConfigError, cudaPrecision, resolveConfig } from '@s2s/core';
+import { describe, expect, it } from 'vitest';
+
+const require = createRequire(import.meta.url);
+const native = require('@s2s/native');
+const schema: { key: string; type: string; min?: number; max?: number; required: boolean }[] = native.configSchema();
+const keys = schema.map((f) => f.key).sort();
+const tiny = { vocabSize: 11, maxSeqLen: 8, numLayers: 1, numHeads: 2, channels: 4 };
+
+/** The members of `interface name { ... }` in a .d.ts file. */
+function interfaceKeys(file: string, name: string): string[] {
+  const text = readFileSync(fileURLToPath(new URL(file, import.meta.url)), 'utf8');
+  const body = new RegExp(`export interface ${name} \\{([\\s\\S]*?)\\n\\}`).exec(text)?.[1];
+  if (!body) throw new Error(`${file} has no interface ${name}`);
+  return [...body.matchAll(/^\s+(\w+)\??:/gm)].map((m) => m[1]);
+}
+
+describe('the model config schema', () => {
+  it('is the keys of NativeConfig in index.d.ts (besides the device option), with the same optionality', () => {
+    const d = interfaceKeys('../native/index.d.ts', 'NativeConfig').filter((k) => k !== 'device');
+    expect(d.sort()).toEqual(keys);
+    const text = readFileSync(fileURLToPath(new URL('../native/index.d.ts', import.meta.url)), 'utf8');
+    for (const f of schema) expect(text.includes(`  ${f.key}${f.required ? '' : '?'}: `)).toBe(true);
+  });
+
+  it("is the keys of @s2s/core's GPTConfig, whose defaults fill exactly the optional ones", () => {
+    expect(Object.keys(resolveConfig(tiny)).sort()).toEqual(keys);
+    for (const f of schema.filter((f) => f.required)) {
+      const partial: Record<string, unknown> = { ...tiny };
+      delete partial[f.key];
+      expect(() => resolveConfig(partial as typeof tiny)).toThrow(ConfigError);
+      expect(() => resolveConfig(partial as typeof tiny)).toThrow(f.key);
+    }
+  });
+
+  it('is what the binding reads and reports, with its ranges enforced', () => {
+    const m = new native.NativeModel({ ...tiny, device: 'cpu' });
+    expect(Object.keys(m.config).sort()).toEqual(keys);
+    expect(m.config).toEqual({ ...tiny, valueHead: false });
+    m.dispose();
+    for (const f of schema.filter((f) => f.type === 'integer')) {
+      expect(() => new native.NativeModel({ ...tiny, device: 'cpu', [f.key]: f.max! + 1 })).toThrow(
+        `${f.key} must be an integer in [${f.min}, ${f.max}]`,
+      );
+      if (f.required) {
+        const partial: Record<string, unknown> = { ...tiny, device: 'cpu' };
+        delete partial[f.key];
+        expect(() => new native.NativeModel(partial)).toThrow(`${f.key} is required`);
+      }
+    }
+  });
+});
+
+describe('cudaPrecision', () => {
+  it("is the engine's reading of S2S_CUDA_PRECISION, refusing what the engine refuses", () => {
+    const saved = process.env.S2S_CUDA_PRECISION;
+    try {
+      delete process.env.S2S_CUDA_PRECISION;
+      expect(cudaPrecision()).toBe('bf16');
+      process.env.S2S_CUDA_PRECISION = 'fp32';
+      expect(cudaPrecision()).toBe('fp32');
+      process.env.S2S_CUDA_PRECISION = 'fp16';
+      expect(() => cudaPrecision()).toThrow("S2S_CUDA_PRECISION must be 'bf16' or 'fp32', got 'fp16'");
+    } finally {
+      if (saved === undefined) delete process.env.S2S_CUDA_PRECISION;
+      else process.env.S2S_CUDA_PRECISION = saved;
+    }
+  });
+});
