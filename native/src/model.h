@@ -24,7 +24,7 @@ class Transformer final : public ModelBackend {
 
   explicit Transformer(const ModelConfig& cfg);
 
-  const char* device() const override { return D::kDevice; }
+  const char* device() const override { return D::kTraits.name; }
   const ModelConfig& config() const override { return cfg_; }
   const std::vector<TensorInfo>& layout() const override { return layout_; }
   size_t num_params() const override { return num_params_; }

@@ -1,6 +1,6 @@
 // The transformer runtime's definitions (see model.h). Written once: every step below runs the
 // same on each device, through its op set; what a device does differently is in its op struct's
-// traits (kHostMemory, kSamplesOnDevice, chunk sizes, the logits budget).
+// DeviceTraits (src/ops/op_set.h).
 #pragma once
 
 #include <algorithm>
@@ -61,7 +61,7 @@ const typename Arch::Params& Transformer<Arch, D>::view(Array<float>& b) {
 
 template <class Arch, class D>
 void Transformer<Arch, D>::init_weights(uint64_t seed) {
-  if constexpr (D::kHostMemory) {
+  if constexpr (D::kTraits.host_memory) {
     Arch::init(params.data(), cfg_, layout_, seed);
   } else {
     std::vector<float> host(num_params_);
@@ -112,15 +112,15 @@ ForwardResult Transformer<Arch, D>::forward(const int32_t* tokens, const int32_t
   head_ran_ = opts.logprob;
   if (opts.logprob) {
     // Only a forward that may be followed by backward keeps its logits, and only within the budget.
-    static const size_t budget = detail::logits_budget_floats(D::kLogitsBudgetMB);
+    static const size_t budget = detail::logits_budget_floats(D::kTraits.logits_budget_mb);
     logits_stored_ = (size_t)(N * V) <= budget;
     if (logits_stored_)
       h.logits.reserve(N * V);
     else
-      h.chunk.reserve(D::kClassifierChunk * V);
+      h.chunk.reserve(D::kTraits.classifier_chunk * V);
     for (auto* b : {&h.lse, &h.logprob, &h.entropy}) b->reserve(N);
     ClassifierArgs ca{acts_.lnf.data(), view(params).lm_head, h.targets.data(), N, C, (int)V, last_inv_temp_,
-                      logits_stored_ ? h.logits.data() : nullptr, h.chunk.data(), D::kClassifierChunk,
+                      logits_stored_ ? h.logits.data() : nullptr, h.chunk.data(), D::kTraits.classifier_chunk,
                       ops_.precision()};
     ops_.classifier_forward(ca, h.logprob.data(), opts.entropy ? h.entropy.data() : nullptr, h.lse.data());
     logits_consumed_ = false;
@@ -174,9 +174,9 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
     h.dlogprob.reserve(N);
     h.dlogprob.upload(dlogprob, N);
     bool keep = logits_stored_ && !logits_consumed_;
-    if (!keep) h.chunk.reserve(D::kClassifierChunk * V);
+    if (!keep) h.chunk.reserve(D::kTraits.classifier_chunk * V);
     ClassifierArgs ca{acts_.lnf.data(), p.lm_head, h.targets.data(), N, C, V, last_inv_temp_,
-                      keep ? h.logits.data() : nullptr, h.chunk.data(), D::kClassifierChunk, ops_.precision()};
+                      keep ? h.logits.data() : nullptr, h.chunk.data(), D::kTraits.classifier_chunk, ops_.precision()};
     ops_.classifier_backward(ca, dlnf, g.lm_head, h.dlogprob.data(), h.lse.data());
     logits_consumed_ = logits_consumed_ || keep;  // the stored logits now hold dlogits
   } else {
@@ -272,10 +272,10 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
   std::vector<float> u(B, 0.0f), lp(B);
   const bool greedy = sc.temperature <= 0.0f;
   // Top-k and top-p sort the vocabulary: those rows are picked on the host.
-  const bool on_device = D::kSamplesOnDevice && (greedy || ((sc.top_k <= 0 || sc.top_k >= V) && sc.top_p >= 1.0f));
-  std::vector<float> host_logits(on_device || D::kHostMemory ? 0 : (size_t)B * V);
+  const bool on_device = D::kTraits.samples_on_device && (greedy || ((sc.top_k <= 0 || sc.top_k >= V) && sc.top_p >= 1.0f));
+  std::vector<float> host_logits(on_device || D::kTraits.host_memory ? 0 : (size_t)B * V);
   for (int s = 0; s < o.max_new_tokens; s++) {
-    if constexpr (D::kSamplesOnDevice) {
+    if constexpr (D::kTraits.samples_on_device) {
       if (on_device) {
         if (!greedy)
           for (int b = 0; b < B; b++) u[b] = done[b] ? 0.0f : (float)rngs[b].uniform();
@@ -289,7 +289,7 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
     }
     if (!on_device) {
       const float* logits = d.logits.data();
-      if constexpr (!D::kHostMemory) {
+      if constexpr (!D::kTraits.host_memory) {
         d.logits.download(host_logits.data(), (size_t)B * V);
         logits = host_logits.data();
       }
@@ -355,7 +355,7 @@ DivergenceResult Transformer<Arch, D>::score(const int32_t* tokens, int B, int T
   s.scores.zero(N);
   s.first.fill_ones(B);
   s.counters.zero(B);
-  const int64_t chunk = std::min<int64_t>(std::max<int64_t>(M, 1), D::kScoreChunk);
+  const int64_t chunk = std::min<int64_t>(std::max<int64_t>(M, 1), D::kTraits.score_chunk);
   s.rows.reserve(chunk * C);
   s.logits.reserve(chunk * V);
   const float* lm_head = view(params).lm_head;

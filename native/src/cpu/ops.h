@@ -22,17 +22,8 @@
 namespace s2s {
 
 struct CpuOps {
-  static constexpr const char* kDevice = "cpu";
-  // Buffers are host memory: results are read in place, weights initialised in place.
-  static constexpr bool kHostMemory = true;
-  // Sampling runs on the host for every filter (OpenMP over rows).
-  static constexpr bool kSamplesOnDevice = false;
-  // A forward keeps all its logits for backward while they fit this many MiB (S2S_LOGITS_MB
-  // overrides); beyond it the LM head runs in chunks of kClassifierChunk rows, recomputed in
-  // backward. On the CPU the logits share the process's memory, hence a smaller budget than CUDA's.
-  static constexpr size_t kLogitsBudgetMB = 1024;
-  static constexpr int64_t kClassifierChunk = 256;
-  static constexpr int64_t kScoreChunk = 256;  // logits rows per divergence-scoring call
+  // Logits share the process's memory here, hence a smaller budget than CUDA's.
+  static constexpr DeviceTraits kTraits{"cpu", true, false, 1024, 256, 256};
   template <typename T>
   using Array = HostArray<T>;
 

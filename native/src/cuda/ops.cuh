@@ -16,17 +16,8 @@ namespace s2s {
 namespace cuda {
 
 struct CudaOps {
-  static constexpr const char* kDevice = "cuda";
-  // Buffers are device memory: what the host reads is copied back.
-  static constexpr bool kHostMemory = false;
-  // Greedy and plain temperature sampling run on the device (top-k and top-p on the host).
-  static constexpr bool kSamplesOnDevice = true;
-  // A forward keeps all its logits for backward while they fit this many MiB (S2S_LOGITS_MB
-  // overrides); else the LM head runs in chunks of kClassifierChunk rows (larger than the CPU's:
-  // a GPU needs more rows per GEMM to fill).
-  static constexpr size_t kLogitsBudgetMB = 4096;
-  static constexpr int64_t kClassifierChunk = 1024;
-  static constexpr int64_t kScoreChunk = 2048;  // logits rows per divergence-kernel launch
+  // Larger chunks than the CPU's: a GPU needs more rows per GEMM to fill.
+  static constexpr DeviceTraits kTraits{"cuda", false, true, 4096, 1024, 2048};
   template <typename T>
   using Array = DeviceArray<T>;
 

@@ -5,7 +5,25 @@
 // per device, and one case in tests/test_ops.cc.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <utility>
+
+namespace s2s {
+
+// What the runtime needs to know of a device beyond its ops.
+struct DeviceTraits {
+  const char* name;
+  bool host_memory;        // buffers are host memory: results read in place, weights initialised in place
+  bool samples_on_device;  // greedy and plain temperature sampling run on the device (top-k/top-p: host)
+  // A forward keeps all its logits for backward while they fit this many MiB (S2S_LOGITS_MB
+  // overrides); beyond it the LM head runs in chunks of classifier_chunk rows, recomputed in backward.
+  size_t logits_budget_mb;
+  int64_t classifier_chunk;
+  int64_t score_chunk;  // logits rows per divergence-scoring call
+};
+
+}  // namespace s2s
 
 // Ops whose arguments are the same on every device.
 #define S2S_DEVICE_OPS(X)                                                                                  \
