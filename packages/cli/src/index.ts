@@ -2,7 +2,8 @@
 export { main, COMMANDS, type MainOptions } from './main.js';
 export { sampleText, LEXICON } from './sample-text.js';
 export { trainText, TRAIN_TEXT_DEFAULTS, type TrainTextOptions, type TrainTextResult } from './commands/train-text.js';
-export { REWARD_MODEL_FILE, readRewardModelKind, type RewardModelKind, type RewardModelInfo } from './reward-model-file.js';
+// the reward model's folder is @s2s/rm's (loadRewardModel); re-exported for the CLI's earlier users
+export { REWARD_MODEL_FILE, readRewardModelKind, type RewardModelKind, type RewardModelInfo } from '@s2s/rm';
 export { SFT_CONFIG_FILE } from './commands/sft.js';
 export { RM_CONFIG_FILE, EVAL_RESULTS_FILE } from './commands/rm-train.js';
 export { EXIT_INTERRUPTED } from './interrupt.js';

@@ -14,6 +14,8 @@ interface BaseOption {
   group?: string;
   /** shown in the usage line; checked by the command, which may find the value elsewhere (a resumed run's config) */
   required?: boolean;
+  /** a further check, after the type's and range's: what is wrong with the value ("must be ..."), or undefined */
+  check?: (value: OptionValue) => string | undefined;
 }
 export interface IntOption extends BaseOption {
   type: 'int';
@@ -81,6 +83,13 @@ function rangeText(o: IntOption | FloatOption): string {
  * file. `where` names it in the error ("--lr", or `run.json: "lr"`).
  */
 export function checkValue(spec: OptionSpec, raw: unknown, where: string, fromText: boolean): OptionValue {
+  const value = checkType(spec, raw, where, fromText);
+  const problem = spec.check?.(value);
+  if (problem) throw new UsageError(`${where} ${problem}`);
+  return value;
+}
+
+function checkType(spec: OptionSpec, raw: unknown, where: string, fromText: boolean): OptionValue {
   const got = JSON.stringify(raw);
   switch (spec.type) {
     case 'int':
@@ -113,4 +122,18 @@ export function checkValue(spec: OptionSpec, raw: unknown, where: string, fromTe
 export function need<T>(value: T | undefined, key: string, arg = ''): T {
   if (value === undefined) throw new UsageError(`--${flagName(key)}${arg ? ' ' + arg : ''} is required`);
   return value;
+}
+
+/**
+ * A library's config error (a RangeError that names fields as its config spells them, after a
+ * "<what> config: " prefix) as a usage error that names them as flags: `flagOf` gives the flag
+ * of a field, or undefined for a word that is not one.
+ */
+export function configErrorAsUsage(e: unknown, flagOf: (field: string) => string | undefined): unknown {
+  if (!(e instanceof RangeError)) return e;
+  const m = e.message.replace(/^[^:]* config: /, '').replace(/\b([a-z][A-Za-z0-9]*)\b/g, (w) => {
+    const flag = flagOf(w);
+    return flag === undefined ? w : `--${flag}`;
+  });
+  return new UsageError(m);
 }

@@ -1,14 +1,12 @@
 // The four models of a PPO run -- policy, frozen reference, critic, reward model -- checked against
 // the reward type and the policy's tokenizer before any weights are read, then loaded.
-import { loadRewardStats } from '@s2s/rm';
 import * as path from 'node:path';
 
 import { type GPTConfig, type Model, type Template, type Tokenizer, assertTokenizerFitsModel, encodePrompt, loadModel, loadTemplate, readCheckpointConfig } from '@s2s/core';
-import type { RewardSpec } from '@s2s/ppo';
+import { type RewardModelKind, readRewardModelKind } from '@s2s/rm';
 
 import { checkSameTokenizer } from './model-inputs.js';
 import { UsageError } from './options.js';
-import { type RewardModelKind, readRewardModelKind } from './reward-model-file.js';
 
 /** The reward types the command line offers (a custom reward is a function: the API's). */
 export const CLI_REWARD_TYPES = ['scalar', 'token', 'sentence', 'token-positive', 'token-negative'] as const;
@@ -93,19 +91,6 @@ export async function checkRewardTemplate(rewardModel: string, policyTemplate: T
   const own = await loadTemplate(rewardModel).catch(() => undefined);
   if (own && JSON.stringify(own) !== JSON.stringify(policyTemplate))
     console.error(`warning: the reward model ${rewardModel} was trained with another template than the policy's; PPO lays out its inputs with the policy's`);
-}
-
-/** The reward as PPOTrainer takes it; the scalar one normalised by the reward model's statistics. */
-export async function rewardSpec(reward: CliRewardType, rm: Model, dir: string, aggregate: 'sum' | 'mean'): Promise<RewardSpec> {
-  if (reward === 'sentence') return { type: 'sentence', model: rm, aggregate };
-  if (reward !== 'scalar') return { type: reward, model: rm };
-  const stats = await loadRewardStats(dir);
-  if (!stats) {
-    console.error(`warning: ${dir} has no reward_stats.json; the scalar rewards are used as they come, not normalised`);
-    return { type: 'scalar', model: rm };
-  }
-  // rewards that never varied have std 0: centre them only (as \`rm score\` does)
-  return { type: 'scalar', model: rm, stats: { mean: stats.mean, std: stats.std > 0 ? stats.std : 1 } };
 }
 
 /** A model to train: its weights without optimizer state, with (critic) or without (policy) the value head. */

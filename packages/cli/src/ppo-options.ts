@@ -1,8 +1,9 @@
-// PPO's config (PPOConfig) as flags, one per field, with PPO_DEFAULTS as their defaults; and the
-// config a run (new or resumed) trains with.
+// PPO's config (PPOConfig) as flags, one per field, with PPO_DEFAULTS as their defaults (the
+// optimizer's the same group as every trainer's); and the config a run (new or resumed) trains with.
 import { PPO_DEFAULTS, type PPOConfig, resolvePPOConfig } from '@s2s/ppo';
 
-import { type OptionSchema, UsageError, flagName } from './options.js';
+import { checkpointOptions, optimizerOption, optimizerOptions } from './optimizer-options.js';
+import { type OptionSchema, UsageError, configErrorAsUsage, flagName } from './options.js';
 import type { PartialValues } from './parse-options.js';
 
 const d = PPO_DEFAULTS;
@@ -28,9 +29,7 @@ export const ppoOptions = {
   whitenRewards: { type: 'bool', default: d.whitenRewards, group: K, help: 'whiten the token rewards of each rollout' },
   miniBatchSize: { type: 'int', min: 1, default: d.miniBatchSize, group: U, help: 'responses per forward/backward in the update (divides --batch-size)' },
   ppoEpochs: { type: 'int', min: 1, default: d.ppoEpochs, group: U, help: 'passes over each rollout batch' },
-  lr: { type: 'float', min: 0, default: d.lr, group: U, help: "the policy's learning rate" },
-  criticLr: { type: 'float', min: 0, default: d.criticLr, group: U, help: "the critic's learning rate" },
-  lrSchedule: { type: 'enum', values: ['linear', 'constant'], default: d.lrSchedule, group: U, help: 'linear: both learning rates decay to 0 over the run' },
+  criticLr: { ...optimizerOption('lr', d.criticLr, "the critic's peak learning rate, on --lr's schedule (--lr is the policy's)"), group: U },
   clipRange: { type: 'float', min: 0, default: d.clipRange, group: U, help: "the surrogate's ratio clip" },
   clipRangeValue: { type: 'float', min: 0, default: d.clipRangeValue, group: U, help: "the value loss's clip around the rollout's values" },
   vfCoef: { type: 'float', min: 0, default: d.vfCoef, group: U, help: 'weight of the value loss in the reported total loss' },
@@ -38,13 +37,8 @@ export const ppoOptions = {
   lam: { type: 'float', min: 0, max: 1, default: d.lam, group: U, help: "GAE's lambda" },
   whitenAdvantages: { type: 'bool', default: d.whitenAdvantages, group: U, help: 'whiten the advantages of each rollout (on by default; --no-whiten-advantages turns it off)' },
   earlyStopKl: { type: 'float', min: 0, default: d.earlyStopKL, group: U, help: "stop a rollout's epochs when the approximate KL exceeds this (0: never)" },
-  beta1: { type: 'float', min: 0, max: 1, default: d.beta1, group: U, help: "AdamW's beta1" },
-  beta2: { type: 'float', min: 0, max: 1, default: d.beta2, group: U, help: "AdamW's beta2" },
-  eps: { type: 'float', min: 0, exclusiveMin: true, default: d.eps, group: U, help: "AdamW's epsilon" },
-  weightDecay: { type: 'float', min: 0, default: d.weightDecay, group: U, help: 'AdamW decoupled weight decay' },
-  maxGradNorm: { type: 'float', min: 0, default: d.maxGradNorm, group: U, help: 'clip the global gradient norm (0: no clipping)' },
-  saveEvery: { type: 'int', min: 0, default: d.saveEvery, group: S, help: 'checkpoint every N steps (0: only when stopped)' },
-  saveTotalLimit: { type: 'int', min: 1, default: d.saveTotalLimit, group: S, help: 'checkpoints kept in --out (at least the last one)' },
+  ...optimizerOptions(d),
+  ...checkpointOptions(d),
   sampleEvery: { type: 'int', min: 0, default: d.sampleEvery, group: S, help: 'log sample completions to samples.jsonl every N steps (0: never)' },
   samples: { type: 'int', min: 0, default: d.samples, group: S, help: 'completions logged each time' },
 } as const satisfies OptionSchema;
@@ -64,8 +58,7 @@ export function pickPPOConfig(values: PartialValues | object, base: PPOConfig = 
     return resolvePPOConfig(out as Partial<PPOConfig>);
   } catch (e) {
     // resolvePPOConfig names fields as PPOConfig does; a user knows them as flags
-    const m = (e as Error).message.replace(/^PPO config: /, '').replace(/\b([a-z][A-Za-z0-9]*)\b/g, (w) => (Object.hasOwn(PPO_DEFAULTS, w) ? `--${flagName(optionOfField(w as keyof PPOConfig))}` : w));
-    throw new UsageError(m);
+    throw configErrorAsUsage(e, (w) => (Object.hasOwn(PPO_DEFAULTS, w) ? flagName(optionOfField(w as keyof PPOConfig)) : undefined));
   }
 }
 

@@ -1,14 +1,15 @@
-// What `rm score` and `rm explain` read: the reward model with its kind, tokenizer and template,
-// and {prompt, response} rows (the response field may be called completion, as in SFT data).
+// What `rm score` and `rm explain` read: the reward model with its kind, tokenizer and template
+// (@s2s/rm's loadRewardModel, under the flags), and {prompt, response} rows (the response field
+// may be called completion, as in SFT data).
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 
-import { type Model, type SupervisedRow, type Template, type Tokenizer, assertTokenizerFitsModel, loadModel, readCheckpointConfig } from '@s2s/core';
+import type { SupervisedRow, Template, Tokenizer } from '@s2s/core';
+import { type LoadedRewardModel, loadRewardModel } from '@s2s/rm';
 
 import { readDataset } from './datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer } from './model-inputs.js';
 import type { OptionSchema } from './options.js';
-import { type RewardModelKind, readRewardModelKind } from './reward-model-file.js';
 
 export const rewardModelOptions = {
   model: { type: 'string', arg: 'RM_DIR', required: true, group: 'model', help: 'the reward model (the final/ folder of `s2s rm train`)' },
@@ -21,23 +22,17 @@ export const responseFieldOptions = {
   responseField: { type: 'string', arg: 'NAME', group: 'data', help: 'the field that holds the response (default: response, else completion)' },
 } as const satisfies OptionSchema;
 
-export interface RewardModelInputs {
-  kind: RewardModelKind;
-  model: Model;
-  tok: Tokenizer;
-  template: Template;
-}
-
-/** The reward model, checked against its tokenizer and template before any weights are read. */
-export async function openRewardModel(dir: string, o: { tokenizer?: string; template?: string }): Promise<RewardModelInputs> {
-  const kind = await readRewardModelKind(dir);
-  const cfg = await readCheckpointConfig(dir);
-  if (kind === 'scalar' && !cfg.valueHead) throw new Error(`${dir}: a scalar reward model needs a value head, and this checkpoint has none`);
-  const tok = await findTokenizer(o.tokenizer, [dir]);
-  assertTokenizerFitsModel(tok, cfg);
-  const { template } = await findTemplate(o.template, [dir]);
-  checkTemplateFitsTokenizer(tok, template);
-  return { kind, model: await loadModel(dir, { optimizer: false }), tok, template };
+/**
+ * The reward model (@s2s/rm's loadRewardModel), read with --tokenizer and --template where they are
+ * given, else its own; its tokenizer and template are checked before any weights are read.
+ */
+export async function openRewardModel(dir: string, o: { tokenizer?: string; template?: string }): Promise<LoadedRewardModel> {
+  const tokenizer = o.tokenizer !== undefined ? await findTokenizer(o.tokenizer, [dir]) : undefined;
+  const template = o.template !== undefined ? (await findTemplate(o.template, [dir])).template : undefined;
+  const rm = await loadRewardModel(dir, { tokenizer, template });
+  // its warnings (template markers the tokenizer does not know)
+  checkTemplateFitsTokenizer(rm.tokenizer, rm.template);
+  return rm;
 }
 
 /** The first line's keys, to tell a `response` file from a `completion` one. */

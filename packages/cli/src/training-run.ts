@@ -8,7 +8,7 @@ import { EXIT_INTERRUPTED } from './interrupt.js';
 import { type OptionSchema, UsageError, type Values } from './options.js';
 import { type ParsedOptions, type PartialValues, withBase } from './parse-options.js';
 import { type ResumePoint, checkFreshOutput, findResumePoint, savedRunConfig } from './run-dir.js';
-import { pickTrainConfig, resumedTrainConfig } from './train-options.js';
+import { checkedTrainConfig, pickTrainConfig, resumedTrainConfig } from './train-options.js';
 
 export interface RunSetup<S extends OptionSchema> {
   values: Values<S>;
@@ -43,7 +43,9 @@ export async function setUpRun<S extends OptionSchema>(
   if (out === undefined) throw new UsageError('--out DIR is required');
   if (!resume) await checkFreshOutput(out);
   const defaults = typeof opts.defaults === 'function' ? opts.defaults(values) : opts.defaults;
-  const train = resume ? resumedTrainConfig(resume.state.config, parsed.explicit, resume.checkpoint) : pickTrainConfig(v, defaults);
+  // checked now, as the trainer would check it after the data and the model are read
+  const picked = resume ? resumedTrainConfig(resume.state.config, parsed.explicit, resume.checkpoint) : pickTrainConfig(v, defaults);
+  const train = checkedTrainConfig(picked, defaults, opts.command);
   return { values, explicit: parsed.explicit, out, resume, train };
 }
 

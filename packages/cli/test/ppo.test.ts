@@ -1,11 +1,16 @@
 // `s2s ppo` at toy size: every reward type runs and logs TRL's metrics, its policy generates and is
 // judged, a stopped run resumes to the weights of one never stopped, and bad input is refused with
 // a clear message and nothing written.
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { loadJsonl, loadModel } from '@s2s/core';
+import { PPOTrainer, rewardFromModel } from '@s2s/ppo';
+import { loadRewardModel } from '@s2s/rm';
+import { TESTBED_TEMPLATE } from '@s2s/tasks';
 
 import { PPOProgress } from '../src/ppo-progress.js';
 import { type Fixtures, buildFixtures, readJson, readJsonl, s2s, snapshot, swappedTokenizer } from './cli-harness.js';
@@ -188,5 +193,54 @@ describe('s2s ppo refuses bad input', () => {
     const taken = await s2s(ppoArgs('token', out('token')));
     expect(taken.code).toBe(2);
     expect(taken.err).toContain(`${out('token')} already holds a run`);
+  });
+});
+
+describe('the reward models `s2s rm train` writes, from Node', () => {
+  it('open with loadRewardModel and train a policy with @s2s/ppo, no command-line code involved', async () => {
+    const scalar = await loadRewardModel(rmOf('scalar'));
+    expect(scalar.kind).toBe('scalar');
+    expect(scalar.kind === 'scalar' && scalar.stats).toEqual(readJson(path.join(rmOf('scalar'), 'reward_stats.json')));
+    expect(scalar.info).toMatchObject({ kind: 'scalar', baseModel: path.resolve(sft) });
+    expect(rewardFromModel(scalar)).toMatchObject({ type: 'scalar', model: scalar.model, stats: readJson(path.join(rmOf('scalar'), 'reward_stats.json')) });
+    expect(() => rewardFromModel(scalar, 'token')).toThrow(`a 'token' reward needs a seq2seq reward model's token scores, but ${rmOf('scalar')} is a scalar one`);
+    scalar.model.dispose();
+
+    const rm = await loadRewardModel(rmOf('token'));
+    expect(rm.kind).toBe('seq2seq');
+    expect(rm.template).toEqual(TESTBED_TEMPLATE);
+    expect(() => rewardFromModel(rm, 'scalar')).toThrow(`a 'scalar' reward needs a scalar reward model, but ${rmOf('token')} is a seq2seq one`);
+    expect(rewardFromModel(rm, 'sentence', { aggregate: 'mean' })).toMatchObject({ type: 'sentence', aggregate: 'mean' });
+    const policy = await loadModel(sft, { optimizer: false });
+    const models = [policy, await policy.clone(), await policy.clone({ valueHead: true, seed: 1 }), rm.model];
+    try {
+      const trainer = new PPOTrainer({
+        policy,
+        ref: models[1],
+        critic: models[2],
+        reward: rewardFromModel(rm),
+        tokenizer: rm.tokenizer,
+        template: rm.template,
+        config: { steps: 1, batchSize: 4, miniBatchSize: 2, ppoEpochs: 1, maxNewTokens: 8 },
+      });
+      const result = await trainer.train((await loadJsonl(prompts, 'prompt')).rows);
+      expect(result.steps).toBe(1);
+      expect(Number.isFinite(result.history[0]['objective/scores'])).toBe(true);
+    } finally {
+      for (const m of models) m.dispose();
+    }
+  });
+
+  it('keeps --save-total-limit checkpoints as sft does: the newest N, or all with 0', async () => {
+    for (const [limit, kept] of [
+      ['1', ['checkpoint-2']],
+      ['0', ['checkpoint-1', 'checkpoint-2']],
+    ] as const) {
+      const dir = out(`limit-${limit}`);
+      const r = await s2s(ppoArgs('token', dir, [...SMALL, '--steps', '3', '--save-every', '1', '--save-total-limit', limit]));
+      expect(r.code, r.err).toBe(0);
+      expect(readdirSync(dir).filter((n) => n.startsWith('checkpoint-')).sort(), `--save-total-limit ${limit}`).toEqual(kept);
+      expect(existsSync(path.join(dir, 'final'))).toBe(true);
+    }
   });
 });

@@ -11,6 +11,7 @@ export * from './data/template.js';
 export * from './data/batching.js';
 export * from './random.js';
 export * from './train/schedule.js';
+export * from './train/optimizer.js';
 export * from './train/checkpoints.js';
 export * from './train/trainer.js';
 export * from './train/supervised.js';

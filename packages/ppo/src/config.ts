@@ -1,8 +1,12 @@
 // PPO's settings, with defaults as TRL's PPO has them (clip 0.2, gamma 1, lambda 0.95, 4 epochs,
-// KL coefficient 0.05, temperature 0.7), written next to every checkpoint.
+// KL coefficient 0.05, temperature 0.7), written next to every checkpoint. The optimizer's fields
+// (AdamW and the learning-rate schedule) are @s2s/core's OptimizerConfig, checked as every trainer's.
+import { OPTIMIZER_DEFAULTS, type OptimizerConfig, optimizerFieldProblem, resolveOptimizerConfig } from '@s2s/core';
+
 import type { KLEstimator } from './advantages.js';
 
-export interface PPOConfig {
+/** `lr` is the policy's learning rate; the critic has criticLr on the same schedule, over `steps`. */
+export interface PPOConfig extends OptimizerConfig {
   /** optimizer steps (each: one rollout batch, then ppoEpochs passes over it) */
   steps: number;
   /** prompts per rollout */
@@ -10,16 +14,8 @@ export interface PPOConfig {
   /** responses per forward/backward in the update */
   miniBatchSize: number;
   ppoEpochs: number;
-  /** policy learning rate (the critic uses criticLr) */
-  lr: number;
+  /** the critic's peak learning rate (`lr` is the policy's) */
   criticLr: number;
-  /** 'linear' decays both learning rates to 0 over the run (TRL's default); 'constant' keeps them */
-  lrSchedule: 'linear' | 'constant';
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  maxGradNorm: number;
   clipRange: number;
   clipRangeValue: number;
   /** weight of the value loss in the reported total loss (the critic has its own optimizer) */
@@ -49,6 +45,7 @@ export interface PPOConfig {
   seed: number;
   /** checkpoint every this many steps (0: only when stopped and at the end) */
   saveEvery: number;
+  /** checkpoint-<step> folders kept in outputDir, oldest deleted first (0: all); final/ is not one (see rotateCheckpoints in @s2s/core) */
   saveTotalLimit: number;
   /** log sample completions every this many steps (0: never) */
   sampleEvery: number;
@@ -60,14 +57,14 @@ export const PPO_DEFAULTS: PPOConfig = {
   batchSize: 32,
   miniBatchSize: 8,
   ppoEpochs: 4,
+  ...OPTIMIZER_DEFAULTS,
   lr: 3e-6,
   criticLr: 3e-6,
+  // TRL's: a linear decay of both learning rates to 0 over the run, no warmup
   lrSchedule: 'linear',
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  weightDecay: 0,
-  maxGradNorm: 1,
+  warmupSteps: 0,
+  warmupRatio: 0,
+  minLrRatio: 0,
   clipRange: 0.2,
   clipRangeValue: 0.2,
   vfCoef: 0.1,
@@ -93,10 +90,15 @@ export const PPO_DEFAULTS: PPOConfig = {
   samples: 3,
 };
 
+/** Fills the defaults and checks every field; a RangeError names the field ("PPO config: beta1 must be ..."). */
 export function resolvePPOConfig(c: Partial<PPOConfig> = {}): PPOConfig {
   const out = { ...PPO_DEFAULTS, ...c };
   const unknown = Object.keys(c).filter((k) => !(k in PPO_DEFAULTS));
   if (unknown.length) throw new RangeError(`PPO config: unknown field ${JSON.stringify(unknown[0])}`);
+  Object.assign(out, resolveOptimizerConfig(out, 'PPO config', out));
+  // the critic's learning rate is checked as the policy's is
+  const critic = optimizerFieldProblem('lr', out.criticLr);
+  if (critic) throw new RangeError(`PPO config: criticLr ${critic}`);
   const int = (k: keyof PPOConfig, min: number) => {
     const v = out[k] as number;
     if (!Number.isInteger(v) || v < min) throw new RangeError(`PPO config: ${k} must be an integer >= ${min}, got ${v}`);
@@ -108,17 +110,13 @@ export function resolvePPOConfig(c: Partial<PPOConfig> = {}): PPOConfig {
   };
   for (const k of ['steps', 'batchSize', 'miniBatchSize', 'ppoEpochs', 'maxNewTokens', 'klHorizon'] as const) int(k, 1);
   for (const k of ['topK', 'seed', 'saveEvery', 'saveTotalLimit', 'sampleEvery', 'samples'] as const) int(k, 0);
-  for (const k of ['lr', 'criticLr', 'weightDecay', 'maxGradNorm', 'clipRange', 'clipRangeValue', 'vfCoef', 'rewardClip', 'klCoef', 'targetKL', 'earlyStopKL', 'missingEosPenalty'] as const) num(k, 0);
+  for (const k of ['clipRange', 'clipRangeValue', 'vfCoef', 'rewardClip', 'klCoef', 'targetKL', 'earlyStopKL', 'missingEosPenalty'] as const) num(k, 0);
   num('gamma', 0, 1);
   num('lam', 0, 1);
   num('temperature', 0, Infinity, true);
   num('topP', 0, 1, true);
-  num('beta1', 0, 1);
-  num('beta2', 0, 1);
-  num('eps', 0, Infinity, true);
   if (out.batchSize % out.miniBatchSize !== 0)
     throw new RangeError(`PPO config: batchSize (${out.batchSize}) must be a multiple of miniBatchSize (${out.miniBatchSize})`);
   if (out.klEstimator !== 'k1' && out.klEstimator !== 'k3') throw new RangeError(`PPO config: klEstimator must be 'k1' or 'k3', got ${JSON.stringify(out.klEstimator)}`);
-  if (out.lrSchedule !== 'linear' && out.lrSchedule !== 'constant') throw new RangeError(`PPO config: lrSchedule must be 'linear' or 'constant', got ${JSON.stringify(out.lrSchedule)}`);
   return out;
 }

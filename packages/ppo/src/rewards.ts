@@ -2,7 +2,7 @@
 // token (ordinary PPO), the seq2seq RM's token scores (PPO-T) or their sum/mean on the last token
 // (PPO-S), the positive-only and negative-only ablations, or a user's function.
 import { type Model, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
-import { type RewardStats, type TokenScoreConfig, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
+import { type LoadedRewardModel, type RewardStats, type TokenScoreConfig, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
 
 /** A user's reward: one number for the response (put on its last token), or one per token. */
 export type CustomReward = (prompt: string, response: string, tokens: readonly number[]) => number | number[] | Promise<number | number[]>;
@@ -27,6 +27,30 @@ export interface Rewards {
   perToken: number[][];
   /** one number per response: the RM's score, or the sum of its token scores (TRL's `scores`) */
   scores: number[];
+}
+
+/** The reward types a reward model's folder gives: 'scalar' from a scalar one, the rest from a seq2seq one. */
+export type ModelRewardType = Exclude<RewardType, 'custom'>;
+
+/**
+ * The reward spec for a reward model opened with @s2s/rm's loadRewardModel: `type` defaults to
+ * 'scalar' for a scalar reward model (normalised by its reward_stats.json when it has one) and
+ * 'token' (PPO-T) for a seq2seq one; a type the model cannot give is a RangeError.
+ */
+export function rewardFromModel(
+  rm: LoadedRewardModel,
+  type: ModelRewardType = rm.kind === 'scalar' ? 'scalar' : 'token',
+  opts: { aggregate?: 'sum' | 'mean'; scores?: Partial<Omit<TokenScoreConfig, 'variant'>> } = {},
+): RewardSpec {
+  if ((type === 'scalar') !== (rm.kind === 'scalar'))
+    throw new RangeError(
+      type === 'scalar'
+        ? `a 'scalar' reward needs a scalar reward model, but ${rm.dir} is a seq2seq one: use 'token', 'sentence', 'token-positive' or 'token-negative' with it`
+        : `a '${type}' reward needs a seq2seq reward model's token scores, but ${rm.dir} is a scalar one (one number per response): use 'scalar' with it`,
+    );
+  if (rm.kind === 'scalar') return { type: 'scalar', model: rm.model, ...(rm.stats ? { stats: rm.stats } : {}) };
+  if (type === 'sentence') return { type, model: rm.model, ...(opts.aggregate ? { aggregate: opts.aggregate } : {}), ...(opts.scores ? { scores: opts.scores } : {}) };
+  return { type: type as 'token' | 'token-positive' | 'token-negative', model: rm.model, ...(opts.scores ? { scores: opts.scores } : {}) };
 }
 
 export class RewardError extends Error {

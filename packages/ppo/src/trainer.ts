@@ -16,8 +16,11 @@ import {
   writeDirAtomic,
   writeFileAtomic,
   writeFileDurable,
+  adamWOptions,
   checkpointDir,
-  listCheckpoints,
+  learningRate,
+  rotateCheckpoints,
+  scheduleOf,
 } from '@s2s/core';
 
 import { type PPOConfig, resolvePPOConfig } from './config.js';
@@ -149,8 +152,9 @@ export class PPOTrainer {
     return this.kl.value;
   }
 
-  private lrScale(): number {
-    return this.config.lrSchedule === 'linear' ? 1 - this.step / this.config.steps : 1;
+  /** The learning rate of the step being taken (this.step + 1, 1-based): the policy's `lr`, or the critic's. */
+  private learningRate(lr: number): number {
+    return learningRate(this.step + 1, scheduleOf(this.config, this.config.steps, lr));
   }
 
   /** Runs PPO over `prompts` to config.steps, yielding each step's statistics. */
@@ -227,9 +231,8 @@ export class PPOTrainer {
     const pad = this.opts.tokenizer.padId ?? 0;
     // sums over every token the update visited; divided by `tokens` at the end
     const acc = { approxkl: 0, clipfrac: 0, pgLoss: 0, vfLoss: 0, vfClipfrac: 0, ratio: 0, ratioSq: 0, entropy: 0, tokens: 0 };
-    const lr = c.lr * this.lrScale();
-    const criticLr = c.criticLr * this.lrScale();
-    const adam = { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm };
+    const lr = this.learningRate(c.lr);
+    const criticLr = this.learningRate(c.criticLr);
     let epochsRun = 0;
     for (let epoch = 0; epoch < c.ppoEpochs; epoch++) {
       epochsRun++;
@@ -262,7 +265,7 @@ export class PPOTrainer {
         });
         acc.entropy += sum(batch.gather(out.entropy!).flat());
         await this.policy.backward({ dlogprob });
-        await this.policy.step({ lr, ...adam });
+        await this.policy.step(adamWOptions(c, lr));
 
         // critic: the clipped value loss
         const vout = await this.critic.forward(batch, { logprob: false, values: true });
@@ -275,7 +278,7 @@ export class PPOTrainer {
           acc.vfClipfrac += vl.clipfrac * count;
         });
         await this.critic.backward({ dvalue });
-        await this.critic.step({ lr: criticLr, ...adam });
+        await this.critic.step(adamWOptions(c, criticLr));
         acc.tokens += count;
         epochTokens += count;
       }
@@ -355,9 +358,7 @@ export class PPOTrainer {
       await saveModel(this.critic, path.join(tmp, 'critic'), { optimizer: true, files });
       await writeFileDurable(path.join(tmp, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n');
     });
-    // saveTotalLimit 0 keeps every checkpoint
-    const all = this.config.saveTotalLimit > 0 ? await listCheckpoints(out) : [];
-    for (const [, old] of all.slice(0, Math.max(0, all.length - this.config.saveTotalLimit))) await fs.rm(old, { recursive: true, force: true });
+    await rotateCheckpoints(out, this.config.saveTotalLimit, dir);
     this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
     return dir;
   }

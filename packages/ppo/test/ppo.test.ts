@@ -1,7 +1,7 @@
 // PPO with real models: a toy objective is learned with bounded KL, token-level rewards keep their
 // credit where it was earned while sentence-level ones spread it, a bad custom reward stops with a
 // clear error and a checkpoint, and a resumed run continues exactly.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -178,5 +178,57 @@ describe('PPO', () => {
     const log = (await readFile(path.join(out, 'log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(log.map((l) => l.step)).toEqual([1, 2, 3, 4, 5]);
     for (const x of [...Object.values(a), ...Object.values(b), resumed.policy, resumed.critic]) x.dispose();
+  });
+});
+
+describe("PPO's optimizer config and checkpoints, shared with the other trainers", () => {
+  it('refuses an optimizer value the engine would refuse in the constructor, before any rollout', async () => {
+    const m = await models();
+    let scored = 0;
+    const fn: CustomReward = (p, r, t) => (scored++, frequency(p, r, t));
+    const make = (config: Partial<PPOConfig>) => () => new PPOTrainer({ ...m, tokenizer: tok, template: tpl, reward: { type: 'custom', fn }, config: { ...TOY, ...config } });
+    expect(make({ beta1: 1 })).toThrow('PPO config: beta1 must be a number in [0, 1), got 1');
+    expect(make({ eps: 1e-50 })).toThrow("PPO config: eps must be a finite number > 0, got 1e-50 (0 as the engine's 32-bit float)");
+    expect(make({ criticLr: -1 })).toThrow('PPO config: criticLr must be a finite number >= 0, got -1');
+    expect(make({ warmupSteps: 0.5 })).toThrow('PPO config: warmupSteps must be a non-negative integer, got 0.5');
+    expect(scored).toBe(0);
+    // the schedule's kinds are every trainer's
+    expect(resolvePPOConfig({ lrSchedule: 'cosine', warmupSteps: 2, minLrRatio: 0.1 })).toMatchObject({ lrSchedule: 'cosine', warmupSteps: 2, minLrRatio: 0.1 });
+    expect(resolvePPOConfig()).toMatchObject({ lrSchedule: 'linear', warmupSteps: 0, warmupRatio: 0, minLrRatio: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: 1 });
+    for (const x of Object.values(m)) x.dispose();
+  });
+
+  it('steps the learning rate on the shared schedule: linear to 0 over the run by default, with a warmup when asked', async () => {
+    const run = async (config: Partial<PPOConfig>) => {
+      const m = await models();
+      const { history } = await new PPOTrainer({ ...m, tokenizer: tok, template: tpl, reward: { type: 'custom', fn: frequency }, config: { ...TOY, ppoEpochs: 1, maxNewTokens: 4, steps: 4, ...config } }).train(PROMPTS);
+      for (const x of Object.values(m)) x.dispose();
+      return history.map((h) => h.lr);
+    };
+    expect(await run({ lrSchedule: 'linear', lr: 0.01 })).toEqual([0.01, 0.01 * 0.75, 0.01 * 0.5, 0.01 * 0.25]);
+    const warm = await run({ lrSchedule: 'constant', lr: 0.01, warmupSteps: 2 });
+    expect(warm).toEqual([0.005, 0.01, 0.01, 0.01]);
+  });
+
+  it('keeps saveTotalLimit checkpoints as the supervised trainers do: the newest N, or all with 0; final/ is not one', async () => {
+    for (const [limit, kept] of [
+      [2, ['checkpoint-2', 'checkpoint-3']],
+      [0, ['checkpoint-1', 'checkpoint-2', 'checkpoint-3']],
+    ] as const) {
+      const out = path.join(root, `limit-${limit}`);
+      const m = await models();
+      const trainer = new PPOTrainer({
+        ...m,
+        tokenizer: tok,
+        template: tpl,
+        reward: { type: 'custom', fn: frequency },
+        outputDir: out,
+        config: { ...TOY, ppoEpochs: 1, maxNewTokens: 4, steps: 4, saveEvery: 1, saveTotalLimit: limit },
+      });
+      await trainer.train(PROMPTS);
+      expect((await readdir(out)).filter((n) => n.startsWith('checkpoint-')).sort(), `saveTotalLimit ${limit}`).toEqual(kept);
+      expect(await readdir(out)).toEqual(expect.arrayContaining(['final', 'final-critic']));
+      for (const x of Object.values(m)) x.dispose();
+    }
   });
 });

@@ -4,3 +4,4 @@ export * from './extract.js';
 export * from './seq2seq.js';
 export * from './scalar.js';
 export * from './explain.js';
+export * from './reward-model-folder.js';

@@ -88,9 +88,11 @@ export async function loadRewardStats(dir: string): Promise<RewardStats | undefi
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  const { mean, std } = (s ?? {}) as Record<string, unknown>;
-  if (typeof mean !== 'number' || typeof std !== 'number' || !Number.isFinite(mean) || !(std >= 0) || !Number.isFinite(std))
-    throw new Error(`${file}: expected {"mean": number, "std": number >= 0}, got ${text.trim()}`);
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new Error(`${file}: expected {"mean": number, "std": number >= 0}, got ${text.trim()}`);
+  const { mean, std } = s as Record<string, unknown>;
+  const missing = (v: unknown) => (v === undefined ? 'nothing (it is missing)' : JSON.stringify(v));
+  if (typeof mean !== 'number' || !Number.isFinite(mean)) throw new Error(`${file}: "mean" must be a finite number, got ${missing(mean)}`);
+  if (typeof std !== 'number' || !Number.isFinite(std) || std < 0) throw new Error(`${file}: "std" must be a finite number >= 0, got ${missing(std)}`);
   return { mean, std };
 }
 

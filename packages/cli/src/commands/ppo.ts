@@ -4,7 +4,8 @@
 import * as path from 'node:path';
 
 import { type Model, type Tokenizer, loadModel } from '@s2s/core';
-import { PPOTrainer, type PPOTrainerOptions } from '@s2s/ppo';
+import { PPOTrainer, type PPOTrainerOptions, rewardFromModel } from '@s2s/ppo';
+import { REWARD_STATS_FILE, loadRewardModel } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
 import { readDataset } from '../datasets.js';
@@ -12,7 +13,7 @@ import { encodeQueries } from '../generation.js';
 import { EXIT_INTERRUPTED } from '../interrupt.js';
 import { checkTemplateFitsTokenizer, exists, findTemplate, findTokenizer } from '../model-inputs.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
-import { CLI_REWARD_TYPES, checkModelShapes, checkPromptsFitScalarRM, checkRewardModel, checkRewardTemplate, checkpointPolicy, loadForTraining, rewardSpec } from '../ppo-models.js';
+import { CLI_REWARD_TYPES, checkModelShapes, checkPromptsFitScalarRM, checkRewardModel, checkRewardTemplate, checkpointPolicy, loadForTraining } from '../ppo-models.js';
 import { ppoOptions } from '../ppo-options.js';
 import { PPOProgress } from '../ppo-progress.js';
 import { PPO_CONFIG_FILE, readStepLog, setUpPPORun } from '../ppo-run.js';
@@ -118,9 +119,12 @@ controller, prompt order); --resume continues it exactly.`,
     const models: Model[] = [];
     const keep = (m: Model) => (models.push(m), m);
     try {
-      const rm = keep(await loadModel(rewardModel, { optimizer: false }));
+      // read with the policy's tokenizer (checkModelShapes found them the same); PPO lays out its inputs with the policy's template
+      const rm = await loadRewardModel(rewardModel, { tokenizer: tok });
+      keep(rm.model);
+      if (rm.kind === 'scalar' && !rm.stats) console.error(`warning: ${rewardModel} has no ${REWARD_STATS_FILE}; the scalar rewards are used as they come, not normalised`);
       const refModel = keep(await loadModel(ref, { optimizer: false }));
-      const spec = await rewardSpec(reward, rm, rewardModel, o.sentenceAggregate);
+      const spec = rewardFromModel(rm, reward, { aggregate: o.sentenceAggregate });
       const progress = new PPOProgress({ sampleEvery: config.sampleEvery });
       const shared: Omit<PPOTrainerOptions, 'policy' | 'critic' | 'config'> = {
         ref: refModel,

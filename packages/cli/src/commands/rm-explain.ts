@@ -4,11 +4,10 @@ import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { writeFileAtomic } from '@s2s/core';
-import { type Explanation, explain, renderExplanation, renderExplanationHtml } from '@s2s/rm';
+import { type Explanation, explain, readRewardModelKind, renderExplanation, renderExplanationHtml } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
-import { readRewardModelKind } from '../reward-model-file.js';
 import { openRewardModel, readResponses, responseFieldOptions, responseIds, rewardModelOptions } from '../reward-model-inputs.js';
 
 const options = {
@@ -57,7 +56,7 @@ Without colour, each token is written as token[score].`,
       : (await readResponses(o.data!, o)).slice(0, o.limit);
     if ((await readRewardModelKind(dir)) !== 'seq2seq')
       throw new Error(`${dir} is a scalar reward model: it gives one number per response and cannot explain tokens (use \`s2s rm score\`)`);
-    const { model, tok, template } = await openRewardModel(dir, o);
+    const { model, tokenizer: tok, template } = await openRewardModel(dir, o);
     try {
       const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true);
       const explained: Explanation[] = [];

@@ -1,7 +1,7 @@
 // `s2s rm score`: rewards for a JSONL of responses -- one number per response from a scalar reward
 // model, or per-token scores from a seq2seq one (the paper's reward extraction).
 import { type Model, type Template, type Tokenizer, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
-import { REWARD_STATS_FILE, aggregateScores, extractRewards, loadRewardStats, normalizeReward, sequenceRewards } from '@s2s/rm';
+import { REWARD_STATS_FILE, type RewardStats, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
 import { padIdOf } from '../model-inputs.js';
@@ -19,8 +19,7 @@ const options = {
 
 type Row = { prompt: string; response: string };
 
-async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], dir: string, batchSize: number, data: string) {
-  const stats = await loadRewardStats(dir);
+async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], stats: RewardStats | undefined, dir: string, batchSize: number, data: string) {
   if (!stats) console.error(`warning: ${dir} has no ${REWARD_STATS_FILE}; normalizedReward is null`);
   const report = lengthReport();
   const seqs = rows.map((r, i) => {
@@ -66,9 +65,10 @@ export const rmScoreCommand: Command<typeof options> = defineCommand({
     const data = need(o.data, 'data', 'FILE');
     const out = need(o.out, 'out', 'FILE');
     const rows = await readResponses(data, o);
-    const { kind, model, tok, template } = await openRewardModel(dir, o);
+    const rm = await openRewardModel(dir, o);
+    const { kind, model, tokenizer: tok, template } = rm;
     try {
-      const scored = kind === 'scalar' ? await scalarScores(model, tok, template, rows, dir, o.batchSize, data) : await tokenScores(model, tok, template, rows, o.batchSize);
+      const scored = rm.kind === 'scalar' ? await scalarScores(model, tok, template, rows, rm.stats, dir, o.batchSize, data) : await tokenScores(model, tok, template, rows, o.batchSize);
       await writeJsonl(out, scored);
       const summary =
         kind === 'scalar'

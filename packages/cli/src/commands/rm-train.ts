@@ -3,13 +3,13 @@
 import * as path from 'node:path';
 
 import { TRAIN_DEFAULTS, assertTokenizerFitsModel, readCheckpointConfig, writeFileAtomic } from '@s2s/core';
-import { SCALAR_RM_DEFAULTS } from '@s2s/rm';
+import { type RewardModelKind, SCALAR_RM_DEFAULTS, rewardModelFiles } from '@s2s/rm';
 
 import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions } from '../command.js';
 import { readDataset, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer } from '../model-inputs.js';
+import { optimizerOption } from '../optimizer-options.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
-import { type RewardModelKind, rewardModelFiles } from '../reward-model-file.js';
 import type { RewardModelRun } from '../reward-model-run.js';
 import { runConfigText, saveRunConfig } from '../run-dir.js';
 import { trainScalarRM } from '../scalar-rm-run.js';
@@ -40,7 +40,7 @@ const options = {
   identityWeight: { type: 'float', min: 0, default: 1, group: 'reward model', help: '--seq2seq: loss weight of (prompt, chosen) -> chosen' },
   evalRewrites: { type: 'int', min: 0, default: 100, group: 'reward model', help: '--seq2seq: held-out pairs whose greedy rewrites are checked at the end' },
   ...trainOptions(TRAIN_DEFAULTS),
-  lr: { type: 'float', min: 0, group: 'training', help: `peak learning rate (default ${SCALAR_RM_DEFAULTS.lr} scalar, ${TRAIN_DEFAULTS.lr} --seq2seq)` },
+  lr: optimizerOption('lr', undefined, `peak learning rate (default ${SCALAR_RM_DEFAULTS.lr} scalar, ${TRAIN_DEFAULTS.lr} --seq2seq)`),
   ...runOptions,
 } as const satisfies OptionSchema;
 

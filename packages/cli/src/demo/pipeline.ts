@@ -14,10 +14,19 @@ import {
   templateFiles,
 } from '@s2s/core';
 import { PPOTrainer, type RewardSpec } from '@s2s/ppo';
-import { type Mapping, type RewardStats, type RewriteAccuracy, ScalarRewardTrainer, encodePairs, evaluateRewrites, rewardStatsFiles, rewriteExamples } from '@s2s/rm';
+import {
+  type Mapping,
+  type RewardStats,
+  type RewriteAccuracy,
+  ScalarRewardTrainer,
+  encodePairs,
+  evaluateRewrites,
+  rewardModelFiles,
+  rewardStatsFiles,
+  rewriteExamples,
+} from '@s2s/rm';
 import { type Split, TESTBED_TEMPLATE, type TaskData, type TaskDataStats, datasetStats, getTask, testbedTokenizer } from '@s2s/tasks';
 
-import { rewardModelFiles } from '../reward-model-file.js';
 import { StageCache, engineKey, stageKey } from './cache.js';
 import type { DemoConfig, Method } from './config.js';
 import { type SplitResults, judgePolicy } from './evaluate.js';

@@ -1,6 +1,6 @@
 // Training checkpoints as Hugging Face's Trainer lays them out: output/checkpoint-<step>/ holds the
 // model with its optimizer state, the tokenizer and trainer_state.json (step, data position, log),
-// so a run can resume exactly; older checkpoints beyond a limit are removed.
+// so a run can resume exactly; older checkpoints beyond a limit are removed (rotateCheckpoints).
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -30,8 +30,26 @@ export async function latestCheckpoint(outputDir: string): Promise<string | unde
 }
 
 /**
+ * saveTotalLimit, for every trainer (SFT, the reward models, PPO), as Hugging Face's Trainer and TRL
+ * mean save_total_limit: after a checkpoint is written, at most `limit` checkpoint-<step> folders
+ * stay in `outputDir`, the oldest (lowest step) deleted first; 0 keeps them all. The checkpoint just
+ * written (`current`) is always among those kept, even when a run resumed from an earlier
+ * checkpoint left higher-numbered ones behind. The trained model's folder (final/, and PPO's
+ * final-critic/) is not a checkpoint: never counted, never deleted. Returns the folders deleted.
+ */
+export async function rotateCheckpoints(outputDir: string, limit: number, current?: string): Promise<string[]> {
+  if (!(limit > 0)) return [];
+  const keepCurrent = current !== undefined ? path.resolve(current) : undefined;
+  const others = (await listCheckpoints(outputDir)).map(([, dir]) => dir).filter((dir) => path.resolve(dir) !== keepCurrent);
+  const room = keepCurrent !== undefined ? limit - 1 : limit;
+  const gone = others.slice(0, Math.max(0, others.length - room));
+  for (const dir of gone) await fs.rm(dir, { recursive: true, force: true });
+  return gone;
+}
+
+/**
  * Saves model (with optimizer state), tokenizer and the trainer's state into `dir` in one atomic
- * step; `keep` > 0 then removes all but the newest `keep` checkpoints of dir's parent.
+ * step; then keeps `keep` checkpoints in dir's parent (rotateCheckpoints; 0 or absent: all).
  */
 export async function saveTrainingCheckpoint(
   dir: string,
@@ -44,10 +62,7 @@ export async function saveTrainingCheckpoint(
     config: opts.config,
     files: { ...(opts.tokenizer?.files() ?? {}), ...opts.files, [TRAINER_STATE_FILE]: JSON.stringify(state, null, 2) + '\n' },
   });
-  if (opts.keep && opts.keep > 0) {
-    const all = await listCheckpoints(path.dirname(dir));
-    for (const [, old] of all.slice(0, Math.max(0, all.length - opts.keep))) await fs.rm(old, { recursive: true, force: true });
-  }
+  if (opts.keep) await rotateCheckpoints(path.dirname(dir), opts.keep, dir);
 }
 
 /** The model (with its optimizer state), the trainer state and the tokenizer of a checkpoint. */

@@ -1,5 +1,5 @@
 // The loop every offline trainer shares (supervised MLE, the scalar reward model): batches drawn by
-// a resumable sampler, gradient accumulation, AdamW with warmup + cosine and clipping, periodic
+// a resumable sampler, gradient accumulation, AdamW with its schedule and clipping, periodic
 // evaluation, checkpoints laid out as Hugging Face's Trainer does, an AbortSignal that stops with a
 // checkpoint, and an exact resume. A subclass says how a step's batches become gradients and what
 // its evaluation measures.
@@ -11,22 +11,14 @@ import type { FileData } from '../fsutil.js';
 import type { Model } from '../model.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { TRAINER_STATE_FILE, checkpointDir, saveTrainingCheckpoint } from './checkpoints.js';
+import { OPTIMIZER_DEFAULTS, type OptimizerConfig, adamWOptions, resolveOptimizerConfig, scheduleOf } from './optimizer.js';
 import { learningRate } from './schedule.js';
 
-export interface TrainConfig {
-  /** peak learning rate (small models from scratch like 1e-3; fine-tuning a large one, 1e-5..1e-4) */
-  lr: number;
-  /** warmup steps; when 0, warmupRatio of the total */
-  warmupSteps: number;
-  warmupRatio: number;
-  /** the cosine's floor as a fraction of lr */
-  minLrRatio: number;
-  weightDecay: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** clip the global gradient norm to this (0: no clipping) */
-  maxGradNorm: number;
+/**
+ * The offline trainers' settings: the optimizer (OptimizerConfig, shared with PPO) and the loop's.
+ * `saveTotalLimit` is Hugging Face's save_total_limit, as rotateCheckpoints keeps it.
+ */
+export interface TrainConfig extends OptimizerConfig {
   /** examples per forward/backward */
   batchSize: number;
   /** forward/backward passes per optimizer step */
@@ -38,7 +30,7 @@ export interface TrainConfig {
   evalEvery: number;
   /** checkpoint every this many steps (0: only when stopped) */
   saveEvery: number;
-  /** checkpoints kept on disk (Hugging Face's save_total_limit) */
+  /** checkpoint-<step> folders kept in outputDir, oldest deleted first (0: all); final/ is not one (see rotateCheckpoints) */
   saveTotalLimit: number;
   /** history entries every this many steps */
   logEvery: number;
@@ -47,15 +39,7 @@ export interface TrainConfig {
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
-  lr: 1e-3,
-  warmupSteps: 0,
-  warmupRatio: 0.05,
-  minLrRatio: 0.1,
-  weightDecay: 0,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  maxGradNorm: 1,
+  ...OPTIMIZER_DEFAULTS,
   batchSize: 16,
   gradAccumulation: 1,
   epochs: 1,
@@ -132,16 +116,14 @@ export interface TrainResult {
   savedTo?: string;
 }
 
+/** Checks a trainer's config (the optimizer's fields with resolveOptimizerConfig); errors name the field. */
 export function checkTrainConfig<C extends TrainConfig>(c: C, what: string): C {
+  Object.assign(c, resolveOptimizerConfig(c, `${what} config`, c));
   for (const k of ['batchSize', 'gradAccumulation', 'logEvery'] as const)
     if (!Number.isInteger(c[k]) || c[k] < 1) throw new RangeError(`${what} config: ${k} must be a positive integer, got ${c[k]}`);
-  for (const k of ['maxSteps', 'evalEvery', 'saveEvery', 'saveTotalLimit', 'warmupSteps', 'seed'] as const)
+  for (const k of ['maxSteps', 'evalEvery', 'saveEvery', 'saveTotalLimit', 'seed'] as const)
     if (!Number.isInteger(c[k]) || c[k] < 0) throw new RangeError(`${what} config: ${k} must be a non-negative integer, got ${c[k]}`);
-  for (const k of ['lr', 'weightDecay', 'maxGradNorm'] as const)
-    if (!(Number.isFinite(c[k]) && c[k] >= 0)) throw new RangeError(`${what} config: ${k} must be a finite number >= 0, got ${c[k]}`);
   if (!(c.epochs > 0)) throw new RangeError(`${what} config: epochs must be > 0, got ${c.epochs}`);
-  if (!(c.warmupRatio >= 0 && c.warmupRatio < 1)) throw new RangeError(`${what} config: warmupRatio must be in [0, 1), got ${c.warmupRatio}`);
-  if (!(c.minLrRatio >= 0 && c.minLrRatio <= 1)) throw new RangeError(`${what} config: minLrRatio must be in [0, 1], got ${c.minLrRatio}`);
   return c;
 }
 
@@ -231,7 +213,7 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
 
   async train(): Promise<TrainResult> {
     const c = this.config;
-    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.round(c.warmupRatio * this.totalSteps);
+    const schedule = scheduleOf(c, this.totalSteps);
     const started = performance.now();
     const startStep = this.step;
     let evalMetrics: Record<string, number> | undefined;
@@ -244,8 +226,8 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
       const parts = Array.from({ length: c.gradAccumulation }, () => this.sampler.next());
       const { loss, items } = await this.gradients(parts.map((p) => p.indices));
       this.step++;
-      const lr = learningRate(this.step, { lr: c.lr, warmupSteps: warmup, totalSteps: this.totalSteps, minLrRatio: c.minLrRatio });
-      const gradNorm = await this.model.step({ lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm });
+      const lr = learningRate(this.step, schedule);
+      const gradNorm = await this.model.step(adamWOptions(c, lr));
       this.recent.push(loss);
       if (this.recent.length > c.logEvery) this.recent.shift();
       const elapsedMs = performance.now() - started;
