@@ -1,25 +1,33 @@
-// `pnpm bench`: training-step speed of the native engine against tfjs (wasm and cpu backends), and the
-// engine's generation speed; prints markdown tables and writes JSON to bench-results/.
+// `pnpm bench`: training-step speed of the native engine against PyTorch on the CPU (fp32, bf16
+// autocast, one thread) and tfjs (wasm and cpu backends), and generation speed of the engine and
+// PyTorch; prints markdown tables and writes JSON to bench-results/.
 //
-//   pnpm bench [--config small|10m|124m|all] [--backends native,native-1t,wasm,cpu] [--quick]
+//   pnpm bench [--config small|10m|124m|all]
+//              [--backends native,native-1t,pytorch,pytorch-bf16,pytorch-1t,wasm,cpu] [--quick]
 //              [--max-step-seconds 120] [--no-generate]
 //
 // Defaults: every config and every backend. A backend whose step a smaller config predicts to
-// take longer than --max-step-seconds is skipped with that estimate. Each measurement runs in its
-// own child process, so peak RSS is per backend and config.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// take longer than --max-step-seconds is skipped with that estimate (and so is its generation on
+// that config). Each measurement runs in its own child process, so peak RSS is per backend and
+// config. PyTorch runs benchmarks/pytorch_gpt2.py under a Python that can import torch
+// ($S2S_BENCH_PYTHON, else /usr/bin/python3, else python3; scripts/setup.sh --for-bench installs
+// it); without one, its rows are skipped with one line saying so.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Model, getNumThreads, measureSgemm } from '@s2s/core';
+import { checkPytorchParity, findPytorch, isPytorch, type PytorchInfo, type PytorchParity } from './pytorch.js';
 import {
   BACKENDS,
   CONFIGS,
+  GENERATE_BACKENDS,
   configByName,
   runInChild,
   type Backend,
   type BenchConfig,
   type Effort,
+  type GenerateBackend,
   type GenerateResult,
   type TrainResult,
 } from './train-step.js';
@@ -33,7 +41,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { configs: CONFIGS, backends: ['native', 'native-1t', 'wasm', 'cpu'], quick: false, maxStepSeconds: 120, generate: true };
+  const opts: Options = { configs: CONFIGS, backends: [...BACKENDS], quick: false, maxStepSeconds: 120, generate: true };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split('=', 2);
     const value = () => inline ?? argv[++i];
@@ -63,7 +71,7 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--help':
       case '-h':
-        console.log('usage: pnpm bench [--config small|10m|124m|all] [--backends native,native-1t,wasm,cpu] [--quick] [--max-step-seconds N] [--no-generate]');
+        console.log(`usage: pnpm bench [--config small|10m|124m|all] [--backends ${BACKENDS.join(',')}] [--quick] [--max-step-seconds N] [--no-generate]`);
         process.exit(0);
       default:
         throw new Error(`unknown argument ${argv[i]}`);
@@ -84,6 +92,58 @@ interface Row {
   failed?: string;
 }
 
+interface GenRow {
+  config: string;
+  backend: GenerateBackend;
+  result?: GenerateResult;
+  skipped?: string;
+  failed?: string;
+}
+
+/** The engine against each PyTorch variant: [engine backend, PyTorch backend]. */
+const VERSUS: [Backend & GenerateBackend, Backend & GenerateBackend][] = [
+  ['native', 'pytorch'],
+  ['native', 'pytorch-bf16'],
+  ['native-1t', 'pytorch-1t'],
+];
+
+/** The lscpu flags that decide what an fp32 or bf16 CPU kernel can use. */
+const CPU_FLAGS = ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'] as const;
+
+/** From /proc/cpuinfo (what lscpu reads): those flags, and family / model / stepping (a VM's model name may be generic). */
+function cpuDetails(): { flags: Record<string, boolean>; id: string } | null {
+  try {
+    const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+    const line = field('flags');
+    if (line === undefined) return null;
+    const have = new Set(line.split(/\s+/));
+    return {
+      flags: Object.fromEntries(CPU_FLAGS.map((f) => [f, have.has(f)])),
+      id: `${field('vendor_id') ?? '?'} family ${field('cpu family') ?? '?'} model ${field('model') ?? '?'} stepping ${field('stepping') ?? '?'}`,
+    };
+  } catch {
+    return null;
+  }
+}
+
+const describeCpu = (cpu: ReturnType<typeof cpuDetails>) =>
+  cpu ? `${cpu.id}; ${Object.entries(cpu.flags).map(([f, on]) => (on ? f : `no ${f}`)).join(' ')}` : 'cpu flags unknown';
+
+function describePytorch(info: PytorchInfo, threads: number, ompWaitPolicy: string): string {
+  const ob = info.blas.openblas;
+  const blas = ob
+    ? `${ob.config} (core ${ob.core}; OPENBLAS_CORETYPE ${info.env.OPENBLAS_CORETYPE ?? 'unset'})`
+    : `${info.blas.libraries.join(', ') || 'unknown'}${info.blas.warning ? ` (${info.blas.warning})` : ''}`;
+  const dnn = info.onednn?.isa ? `oneDNN: ${info.onednn.isa}${info.onednn.bf16MatmulKernel ? `, bf16 matmul kernel ${info.onednn.bf16MatmulKernel}` : ''}` : 'oneDNN ISA unknown';
+  const attention = info.sdpa ? 'scaled_dot_product_attention' : 'matmul + softmax attention (this torch has no scaled_dot_product_attention)';
+  return (
+    `PyTorch ${info.torch} (${info.python}, Python ${info.pythonVersion}); BLAS ${info.buildBlasInfo ?? '?'}: ${blas}; ${dnn}; ` +
+    `ATen CPU capability ${info.cpuCapability ?? '?'}; ${attention}; threads (torch and OpenBLAS) ${threads} for pytorch and pytorch-bf16, 1 for pytorch-1t; OMP_WAIT_POLICY=${ompWaitPolicy}${ompWaitPolicy === 'passive' ? " (libgomp's spinning otherwise fights OpenBLAS's threads for the cores)" : ''}; ` +
+    `Python with torch imported holds ${Math.round(info.importRssMB)} MB of each PyTorch row's peak RSS`
+  );
+}
+
 const fmt = (x: number, digits = 1) => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const fmtInt = (x: number) => Math.round(x).toLocaleString('en-US');
 
@@ -98,11 +158,43 @@ async function main() {
     availableParallelism: os.availableParallelism(),
     engineThreads: getNumThreads(),
     memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    cpuDetails: cpuDetails(),
     platform: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
   };
   console.log(`# s2s training-step benchmark${opts.quick ? ' (quick)' : ''}\n`);
-  console.log(`machine: ${machine.cpu}, ${machine.logicalCores} logical cores, ${machine.memoryGB} GB; engine threads ${machine.engineThreads}; ${machine.platform}; Node ${machine.node}`);
+  console.log(`machine: ${machine.cpu} (${describeCpu(machine.cpuDetails)}), ${machine.logicalCores} logical cores, ${machine.memoryGB} GB; engine threads ${machine.engineThreads}; ${machine.platform}; Node ${machine.node}`);
+
+  // PyTorch's rows need a Python that imports torch; without one they are left out, not failed.
+  let pytorch:
+    | { info: PytorchInfo; ompWaitPolicy: string; description: string; parity?: PytorchParity; parityLine?: string; parityFailed?: string }
+    | { missing: string }
+    | undefined;
+  if (opts.backends.some(isPytorch)) {
+    const probe = await findPytorch();
+    if (probe.ok) {
+      pytorch = { info: probe.info, ompWaitPolicy: probe.ompWaitPolicy, description: describePytorch(probe.info, machine.engineThreads, probe.ompWaitPolicy) };
+      console.log(`pytorch: ${pytorch.description}`);
+      // Same work: PyTorch's GPT-2 run from the engine's weights must give the engine's numbers.
+      try {
+        const p = (pytorch.parity = await checkPytorchParity(CONFIGS[0]));
+        const ok = p.logprobMaxAbsDiff < 1e-4 && Math.abs(p.gradNormTorch - p.gradNormEngine) < 1e-4 * p.gradNormEngine && p.paramsOffByOver1PctLr < 1e-3 * p.numParams;
+        pytorch.parityLine =
+          `PyTorch parity (${p.config} config, fp32, the engine's weights and batch; engine vs PyTorch): log-prob max |diff| ${p.logprobMaxAbsDiff.toExponential(1)}, loss ${fmt(p.lossEngine, 5)} vs ${fmt(p.lossTorch, 5)}, ` +
+          `gradient norm ${fmt(p.gradNormEngine, 5)} vs ${fmt(p.gradNormTorch, 5)}; after one clipped AdamW step (lr ${p.lr}) max |param diff| ${p.paramMaxAbsDiff.toExponential(1)}, ` +
+          `${fmtInt(p.paramsOffByOver1PctLr)} of ${fmtInt(p.numParams)} parameters off by over 1% of lr${ok ? '' : ' -- WARNING: PyTorch does not reproduce the engine, its rows may not measure the same work'}`;
+        console.log(pytorch.parityLine);
+      } catch (e) {
+        pytorch.parityFailed = (e as Error).message;
+        console.log(`pytorch parity check failed: ${pytorch.parityFailed.split('\n')[0]}`);
+      }
+    } else {
+      pytorch = { missing: probe.why };
+      const left = opts.backends.filter(isPytorch);
+      console.log(`PyTorch is missing, so the ${left.join(', ')} rows are skipped (${probe.why}); install it with scripts/setup.sh --for-bench`);
+      opts.backends = opts.backends.filter((b) => !isPytorch(b));
+    }
+  }
 
   // The engine's own GEMM rate is the machine's peak for this comparison; measured at both ends
   // of the run, since a busy machine shows up as the two disagreeing.
@@ -129,7 +221,8 @@ async function main() {
         // Nothing measured yet to estimate from: measure the smallest config first (not reported as a row).
         console.log(`[${backend}] measuring ${CONFIGS[0].name} first to estimate ${c.name}'s step time`);
         try {
-          const probe = (await runInChild({ kind: 'train', config: CONFIGS[0].name, backend, effort: { minSamples: 1, maxTime: 0.5 } }, childTimeout)) as TrainResult;
+          const probeJob = { kind: 'train' as const, config: CONFIGS[0].name, backend, effort: { minSamples: 1, maxTime: 0.5 }, threads: machine.engineThreads, expectedParams: engineFacts(CONFIGS[0]).params };
+          const probe = (await runInChild(probeJob, childTimeout)) as TrainResult;
           const gflops = (engineFacts(CONFIGS[0]).flopsPerToken * probe.tokensPerStep) / probe.step.mean / 1e9;
           known = { gflops, from: CONFIGS[0].name };
           rate.set(backend, known);
@@ -148,7 +241,8 @@ async function main() {
       process.stdout.write(`[${c.name}/${backend}] running...`);
       const t0 = Date.now();
       try {
-        const r = (await runInChild({ kind: 'train', config: c.name, backend, effort }, childTimeout)) as TrainResult;
+        const job = { kind: 'train' as const, config: c.name, backend, effort, threads: machine.engineThreads, expectedParams: engineFacts(c).params };
+        const r = (await runInChild(job, childTimeout)) as TrainResult;
         row.result = r;
         const gflops = (fpt * r.tokensPerStep) / r.step.mean / 1e9;
         rate.set(backend, { gflops, from: c.name });
@@ -163,31 +257,52 @@ async function main() {
     }
   }
 
-  const generations: GenerateResult[] = [];
-  const genFailures: string[] = [];
-  const genBackends = opts.generate ? (['native', 'native-1t'] as const).filter((b) => opts.backends.includes(b)) : [];
+  const genRows: GenRow[] = [];
+  const genBackends = opts.generate ? GENERATE_BACKENDS.filter((b) => opts.backends.includes(b)) : [];
   for (const c of opts.configs) {
     for (const backend of genBackends) {
-      const job = { kind: 'generate' as const, config: c.name, backend, batches: [1, 32], promptLen: 16, newTokens: 64, effort };
+      const row: GenRow = { config: c.name, backend };
+      genRows.push(row);
+      // A backend too slow to train this config within --max-step-seconds does not generate on it either.
+      const trained = rows.find((r) => r.config === c.name && r.backend === backend);
+      if (trained?.skipped) {
+        row.skipped = `skipped with its training step (${trained.skipped.replace(/^skipped \(|\)$/g, '')})`;
+        console.log(`[${c.name}/generate/${backend}] ${row.skipped}`);
+        continue;
+      }
+      const job = { kind: 'generate' as const, config: c.name, backend, batches: [1, 32], promptLen: 16, newTokens: 64, effort, threads: machine.engineThreads, expectedParams: engineFacts(c).params };
       process.stdout.write(`[${c.name}/generate/${backend}] running...`);
       try {
         const g = (await runInChild(job, childTimeout)) as GenerateResult;
-        generations.push(g);
+        row.result = g;
         console.log(' ' + g.runs.map((r) => `B=${r.batch}: ${fmt(r.tokensPerSec)} tok/s`).join(', '));
       } catch (e) {
-        genFailures.push(`${c.name}/${backend}: ${(e as Error).message}`);
-        console.log(` FAILED: ${(e as Error).message.split('\n')[0]}`);
+        row.failed = (e as Error).message;
+        console.log(` FAILED: ${row.failed.split('\n')[0]}`);
+        console.log(row.failed.split('\n').slice(1).map((l) => `    ${l}`).join('\n'));
       }
     }
   }
+  const generations = genRows.flatMap((g) => (g.result ? [g.result] : []));
+  const genFailures = genRows.flatMap((g) => (g.failed ? [`${g.config}/${g.backend}: ${g.failed}`] : []));
 
   const sgemmEnd = await measureSgemm();
   const peak = Math.max(sgemmStart, sgemmEnd);
 
   console.log(`\n## Training step\n`);
-  console.log(`${machine.cpu}, ${machine.logicalCores} cores; engine threads ${machine.engineThreads}. sgemm (engine): ${fmt(sgemmStart)} GFLOP/s at start, ${fmt(sgemmEnd)} at end; "of peak" uses ${fmt(peak)}.`);
-  console.log(`FLOPs per token from the engine's flopsPerToken(T) = 6*(L*12*C^2 + V*C) + 6*L*C*T for every backend. Step = forward + backward + optimizer (engine: AdamW, weight decay 0.1, clipping at 1.0; tfjs: tf.train.adam).`);
-  console.log(`native-1t is the engine on one thread; tfjs-wasm runs on one thread in Node (tfjs does not enable its threaded build there).\n`);
+  console.log(`${machine.cpu} (${describeCpu(machine.cpuDetails)}), ${machine.logicalCores} cores; engine threads ${machine.engineThreads}. sgemm (engine): ${fmt(sgemmStart)} GFLOP/s at start, ${fmt(sgemmEnd)} at end; "of peak" uses ${fmt(peak)}.`);
+  console.log(
+    `FLOPs per token from the engine's flopsPerToken(T) = 6*(L*12*C^2 + V*C) + 6*L*C*T for every backend. Step = forward + backward + optimizer (engine: AdamW, weight decay 0.1, clipping at 1.0; ` +
+      `PyTorch: the same GPT-2 (parameter count checked equal to the engine's), mean cross-entropy, clip_grad_norm_ 1.0, torch.optim.AdamW with weight decay 0.1 on matrices and embeddings as the engine; tfjs: tf.train.adam).`,
+  );
+  console.log(`native-1t is the engine on one thread; tfjs-wasm runs on one thread in Node (tfjs does not enable its threaded build there).`);
+  if (pytorch && 'info' in pytorch)
+    console.log(
+      `pytorch is fp32, pytorch-bf16 the same under torch.autocast('cpu', dtype=torch.bfloat16) (weights, gradients and AdamW state fp32; its "of sgemm peak" is against the engine's fp32 sgemm), pytorch-1t fp32 on one thread. ` +
+        `${pytorch.description}.${pytorch.parityLine ? ` ${pytorch.parityLine}.` : pytorch.parityFailed ? ` Parity check failed: ${pytorch.parityFailed.split('\n')[0]}.` : ''}`,
+    );
+  else if (pytorch) console.log(`PyTorch rows skipped: PyTorch is missing (${pytorch.missing}); scripts/setup.sh --for-bench installs it.`);
+  console.log('');
   console.log('| config | params | backend | threads | ms/step | tokens/s | GFLOP/s | of sgemm peak | peak RSS (MB) |');
   console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) {
@@ -206,13 +321,38 @@ async function main() {
   }
   const notes = rows.filter((r) => r.result && r.result.notes.length > 0);
   if (notes.length) console.log('\n' + notes.map((r) => `- ${r.config}/${r.backend}: ${r.result!.notes.join('; ')}`).join('\n'));
-  if (generations.length) {
-    console.log(`\n## Generation (engine, KV cache, temperature 1, prompt 16 tokens, 64 new tokens, prefill included)\n`);
+  const trainVs = opts.configs.flatMap((c) => {
+    const ms = (b: Backend) => rows.find((r) => r.config === c.name && r.backend === b)?.result?.step.mean;
+    const parts = VERSUS.flatMap(([engine, torch]) => {
+      const [e, t] = [ms(engine), ms(torch)];
+      return e && t ? [`${engine} / ${torch} = ${fmt(t / e, 2)}x`] : [];
+    });
+    return parts.length ? [`- ${c.name}: ${parts.join(', ')}`] : [];
+  });
+  if (trainVs.length) console.log(`\nEngine vs PyTorch in this run (tokens/s of the engine over PyTorch's; above 1x the engine is faster):\n\n${trainVs.join('\n')}`);
+  if (genRows.length) {
+    console.log(`\n## Generation (KV cache, temperature 1, prompt 16 tokens, 64 new tokens, prefill included)\n`);
+    if (genRows.some((g) => isPytorch(g.backend)))
+      console.log(`PyTorch: the same GPT-2 under torch.inference_mode(), one batched prefill (LM head on the last position), then one step per token against a preallocated KV cache, torch.multinomial sampling; pytorch-bf16 under bf16 autocast with a bf16 cache.\n`);
     console.log('| config | backend | threads | batch | s/call | new tokens/s | peak RSS (MB) |');
     console.log('|---|---|---:|---:|---:|---:|---:|');
-    for (const g of generations)
-      for (const r of g.runs)
-        console.log(`| ${g.config} | ${g.backend} | ${g.threads} | ${r.batch} | ${fmt(r.timing.mean, 3)} ±${fmt(r.timing.rme)}% | ${fmt(r.tokensPerSec)} | ${fmtInt(g.maxRssMB)} |`);
+    for (const g of genRows) {
+      if (g.result)
+        for (const r of g.result.runs)
+          console.log(`| ${g.config} | ${g.backend} | ${g.result.threads} | ${r.batch} | ${fmt(r.timing.mean, 3)} ±${fmt(r.timing.rme)}% | ${fmt(r.tokensPerSec)} | ${fmtInt(g.result.maxRssMB)} |`);
+      else console.log(`| ${g.config} | ${g.backend} | | | ${g.skipped ?? `failed: ${g.failed!.split('\n')[0]}`} | | |`);
+    }
+    const genVs = opts.configs.flatMap((c) =>
+      [1, 32].flatMap((batch) => {
+        const tps = (b: GenerateBackend) => genRows.find((g) => g.config === c.name && g.backend === b)?.result?.runs.find((r) => r.batch === batch)?.tokensPerSec;
+        const parts = VERSUS.flatMap(([engine, torch]) => {
+          const [e, t] = [tps(engine), tps(torch)];
+          return e && t ? [`${engine} / ${torch} = ${fmt(e / t, 2)}x`] : [];
+        });
+        return parts.length ? [`- ${c.name}, batch ${batch}: ${parts.join(', ')}`] : [];
+      }),
+    );
+    if (genVs.length) console.log(`\nEngine vs PyTorch in this run (new tokens/s of the engine over PyTorch's):\n\n${genVs.join('\n')}`);
   }
 
   const outDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bench-results');
@@ -220,7 +360,21 @@ async function main() {
   const file = path.join(outDir, `train-step-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
     file,
-    JSON.stringify({ date: new Date().toISOString(), machine, quick: opts.quick, sgemm: { start: sgemmStart, end: sgemmEnd }, train: rows, generate: generations, generateFailures: genFailures }, null, 2),
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        machine,
+        quick: opts.quick,
+        sgemm: { start: sgemmStart, end: sgemmEnd },
+        pytorch: pytorch ?? null,
+        train: rows,
+        generate: generations,
+        generateFailures: genFailures,
+        generateSkipped: genRows.flatMap((g) => (g.skipped ? [{ config: g.config, backend: g.backend, why: g.skipped }] : [])),
+      },
+      null,
+      2,
+    ),
   );
   console.log(`\nresults: ${path.relative(process.cwd(), file)}`);
 }

@@ -1,12 +1,17 @@
-// One GPT training step (forward, backward, optimizer) in the native engine, tfjs-wasm and tfjs-cpu, and
-// the engine's KV-cache generation; each measurement runs in its own child process (see run.ts).
+// One GPT training step (forward, backward, optimizer) in the native engine, tfjs-wasm, tfjs-cpu and
+// PyTorch on the CPU (pytorch.ts), and KV-cache generation in the engine and PyTorch; each
+// measurement runs in its own child process (see run.ts).
 import Benchmark from 'benchmark';
 import { fork } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PYTORCH_BACKENDS, isPytorch, runPytorch, type PytorchBackend } from './pytorch.js';
 
-export type Backend = 'native' | 'native-1t' | 'wasm' | 'cpu';
-export const BACKENDS: Backend[] = ['native', 'native-1t', 'wasm', 'cpu'];
+export type Backend = 'native' | 'native-1t' | 'wasm' | 'cpu' | PytorchBackend;
+export const BACKENDS: Backend[] = ['native', 'native-1t', ...PYTORCH_BACKENDS, 'wasm', 'cpu'];
+/** The backends that also have generation rows. */
+export type GenerateBackend = 'native' | 'native-1t' | PytorchBackend;
+export const GENERATE_BACKENDS: GenerateBackend[] = ['native', 'native-1t', ...PYTORCH_BACKENDS];
 
 export interface BenchConfig {
   name: string;
@@ -40,9 +45,23 @@ export interface Effort {
   maxTime: number;
 }
 
+/**
+ * threads: what `pytorch` and `pytorch-bf16` run on (the engine's thread count); expectedParams:
+ * the engine's parameter count, which PyTorch's model must equal. Both used by PyTorch jobs only.
+ */
 export type Job =
-  | { kind: 'train'; config: string; backend: Backend; effort: Effort }
-  | { kind: 'generate'; config: string; backend: 'native' | 'native-1t'; batches: number[]; promptLen: number; newTokens: number; effort: Effort };
+  | { kind: 'train'; config: string; backend: Backend; effort: Effort; threads?: number; expectedParams?: number }
+  | {
+      kind: 'generate';
+      config: string;
+      backend: GenerateBackend;
+      batches: number[];
+      promptLen: number;
+      newTokens: number;
+      effort: Effort;
+      threads?: number;
+      expectedParams?: number;
+    };
 
 export interface Timing {
   /** seconds per call, Benchmark.js's mean */
@@ -70,13 +89,14 @@ export interface TrainResult {
 export interface GenerateResult {
   kind: 'generate';
   config: string;
-  backend: 'native' | 'native-1t';
+  backend: GenerateBackend;
   params: number;
   promptLen: number;
   newTokens: number;
   runs: { batch: number; timing: Timing; tokensPerSec: number }[];
   maxRssMB: number;
   threads: number;
+  notes?: string[];
 }
 
 function runBenchmark(name: string, fn: () => Promise<unknown> | unknown, effort: Effort): Promise<Timing> {
@@ -109,8 +129,8 @@ function runBenchmark(name: string, fn: () => Promise<unknown> | unknown, effort
   });
 }
 
-/** A fixed random batch: the same tokens for every backend. */
-function makeBatch(cfg: BenchConfig) {
+/** A fixed random batch: the same tokens for every backend (pytorch_gpt2.py has the same generator). */
+export function makeBatch(cfg: BenchConfig) {
   let s = 12345;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % cfg.model.vocabSize;
   const n = cfg.B * cfg.T;
@@ -242,6 +262,7 @@ async function generate(job: Extract<Job, { kind: 'generate' }>, cfg: BenchConfi
 
 async function runJob(job: Job): Promise<TrainResult | GenerateResult> {
   const cfg = configByName(job.config);
+  if (isPytorch(job.backend)) throw new Error(`${job.backend} runs in Python (runInChild), not in a Node worker`);
   if (job.kind === 'generate') return generate(job, cfg);
   return job.backend.startsWith('native') ? trainNative(job, cfg) : trainTfjs(job, cfg);
 }
@@ -254,6 +275,8 @@ const repoRoot = path.resolve(path.dirname(here), '..');
  * threads or heap linger into the next measurement. Rejects with the child's output on failure.
  */
 export function runInChild(job: Job, timeoutSeconds: number): Promise<TrainResult | GenerateResult> {
+  // PyTorch's jobs run in a Python child instead (same one-process-per-job rule).
+  if (isPytorch(job.backend)) return runPytorch(job, configByName(job.config), timeoutSeconds);
   return new Promise((resolve, reject) => {
     const child = fork(here, ['--worker', JSON.stringify(job)], {
       cwd: repoRoot,

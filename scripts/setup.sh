@@ -2,6 +2,9 @@
 # Installs what s2s needs on a Debian 12 machine with Node 20, then builds the engine:
 # apt packages (cmake, g++, make, oneDNN), pnpm, the node modules and the native addon.
 # With --for-tests it also installs Chromium (the report's screenshot test opens it headless).
+# With --for-bench it also installs PyTorch for `pnpm bench`'s pytorch rows: Debian's python3-torch,
+# and libopenblas0-pthread (without it torch's matmuls run on the reference BLAS, ~30x slower).
+# Both flags may be given together.
 # Safe to run any number of times: apt packages and pnpm are installed only when missing, and the
 # module install and both builds redo only what changed.
 set -euo pipefail
@@ -25,7 +28,16 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 packages=(cmake g++ make libdnnl-dev)
-if [ "${1:-}" = "--for-tests" ]; then packages+=(chromium); fi
+for arg in "$@"; do
+  case "$arg" in
+    --for-tests) packages+=(chromium) ;;
+    --for-bench) packages+=(python3-torch libopenblas0-pthread) ;;
+    *)
+      echo "[setup] unknown argument $arg (known: --for-tests, --for-bench)" >&2
+      exit 1
+      ;;
+  esac
+done
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
