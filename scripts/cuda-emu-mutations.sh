@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Do the emulated CUDA tests (test_cuda_emu, what CI runs in place of a GPU) catch real kernel
-# bugs? Plants one deliberate bug at a time in a copy of native/ (a missing barrier, a wrong
+# Do the emulated CUDA tests (test_ops_emu and test_cuda_emu, what CI runs in place of a GPU)
+# catch real kernel bugs? Plants one deliberate bug at a time in a copy of native/ (a missing barrier, a wrong
 # reduction width, an off-by-one mask, a wrong cuBLAS operand mapping, ...), rebuilds, and expects
-# test_cuda_emu to fail. Prints a line per mutation and exits non-zero when one goes unnoticed.
+# one of the two to fail. Prints a line per mutation and exits non-zero when one goes unnoticed.
 # Takes about 10 minutes on 2 cores (the tests run under AddressSanitizer, as in CI). The working
 # tree is never modified.
 #   scripts/cuda-emu-mutations.sh
@@ -16,8 +16,10 @@ cp -r "$work/native/src" "$work/pristine"
 build="$work/build"
 echo "== building the emulated CUDA tests"
 cmake -S "$work/native" -B "$build" -DS2S_BUILD_TESTS=ON -DS2S_CUDA=off -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-  cmake --build "$build" --target test_cuda_emu -j"$(nproc)" >/dev/null || { echo "build failed"; exit 1; }
-"$build/test_cuda_emu" >/dev/null || { echo "test_cuda_emu fails without any mutation"; exit 1; }
+  cmake --build "$build" --target test_cuda_emu test_ops_emu -j"$(nproc)" >/dev/null || { echo "build failed"; exit 1; }
+for t in test_ops_emu test_cuda_emu; do
+  "$build/$t" >/dev/null || { echo "$t fails without any mutation"; exit 1; }
+done
 
 missed=0
 # mutate FILE PERL-SUBSTITUTION DESCRIPTION [ENV=VALUE ...]
@@ -32,9 +34,10 @@ mutate() {
     return
   fi
   local verdict
-  if ! cmake --build "$build" --target test_cuda_emu -j"$(nproc)" >"$work/build.log" 2>&1; then
+  if ! cmake --build "$build" --target test_cuda_emu test_ops_emu -j"$(nproc)" >"$work/build.log" 2>&1; then
     verdict="(does not compile)"
-  elif env "$@" timeout 300 "$build/test_cuda_emu" >"$work/run.log" 2>&1; then
+  elif env "$@" timeout 300 "$build/test_ops_emu" >"$work/run.log" 2>&1 &&
+    env "$@" timeout 300 "$build/test_cuda_emu" >>"$work/run.log" 2>&1; then
     verdict="MISSED"
     missed=$((missed + 1))
   else

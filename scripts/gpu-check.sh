@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a GPU machine (needs CMake, nvcc and a C++ compiler; not Node):
-# builds the engine with CUDA, runs the CPU-vs-CUDA parity tests (native/tests/test_cuda.cc), then
-# the GPU benchmark (native/tests/bench_cuda.cc). Prints a short table last; the full log goes to
+# builds the engine with CUDA, runs the op-case table on the GPU (native/tests/test_ops.cc: every op
+# against double-precision references, fp32 and bf16, through cuBLAS and through the built-in GEMM
+# kernels) and the CPU-vs-CUDA parity tests (native/tests/test_cuda.cc), then the GPU benchmark
+# (native/tests/bench_cuda.cc). Prints a short table last; the full log goes to
 # $OUT/gpu-check.log (or build-gpu/gpu-check.log). Takes 2 to 4 minutes on an H100.
 #   scripts/gpu-check.sh          the whole check
 #   scripts/gpu-check.sh quick    shorter benchmark runs
@@ -38,6 +40,16 @@ if ! configure_and_build -DS2S_WERROR=ON; then
   fi
 fi
 
+echo "== op cases on the GPU (every op against its double-precision reference, fp32 and bf16)"
+# "cuda" picks the CUDA cases (exit 77 when there is no usable GPU); "cuda-" the matmul family's
+timeout 180 env S2S_TEST_FILTER=cuda "$build/test_ops"
+ops_rc=$?
+if [ $ops_rc -eq 0 ]; then
+  echo "== the matmul family's op cases again, on the built-in GEMM kernels (no cuBLAS)"
+  timeout 120 env S2S_CUBLAS=off S2S_TEST_FILTER=cuda- "$build/test_ops"
+  ops_rc=$?
+fi
+
 echo "== parity tests (fp32 and bf16 against the CPU)"
 timeout 300 "$build/test_cuda"
 tests_rc=$?
@@ -47,7 +59,8 @@ if [ $tests_rc -eq 0 ]; then
   tests_rc=$?
 fi
 echo "== CPU tests (reference build)"
-timeout 120 "$build/test_kernels" >/dev/null && timeout 120 "$build/test_model" >/dev/null
+timeout 120 "$build/test_kernels" >/dev/null && timeout 120 "$build/test_model" >/dev/null &&
+  timeout 120 env S2S_TEST_FILTER="cpu " "$build/test_ops" >/dev/null
 cpu_rc=$?
 
 echo "== benchmark"
@@ -61,8 +74,9 @@ verdict() { case $1 in 0) echo "$2" ;; 77) echo "SKIPPED (no usable GPU)" ;; *) 
 found=$(grep -o 'CUDA backend: on (cuBLAS: [A-Z]*' "$log" | tail -1 | grep -o '[A-Z]*$')
 echo "GEMMs:        $([ "$cublas" = on ] && [ "$found" = ON ] && echo "cuBLAS where the strides fit, else built-in" || echo "built-in kernels only")"
 echo "build:        $([ $werror = on ] && echo "warnings as errors, as in CI" || echo "WARNINGS: the -Werror build failed; see the log")"
+echo "op cases:     $(verdict $ops_rc passed)"
 echo "parity tests: $(verdict $tests_rc passed)"
 echo "CPU tests:    $([ $cpu_rc -eq 0 ] && echo passed || echo "FAILED (exit $cpu_rc)")"
 echo "benchmark:    $(verdict $bench_rc done)"
 sed -n '/^| measurement/,$p' "$logdir/bench.txt"
-[ $tests_rc -eq 0 ] && [ $cpu_rc -eq 0 ] && [ $bench_rc -eq 0 ]
+[ $ops_rc -eq 0 ] && [ $tests_rc -eq 0 ] && [ $cpu_rc -eq 0 ] && [ $bench_rc -eq 0 ]

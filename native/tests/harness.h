@@ -32,14 +32,16 @@ struct Register {
   Register(const char* name, std::function<void()> fn) { cases().push_back({name, std::move(fn)}); }
 };
 
-// Normalised error between a result and its reference: max |a - b| / max(max |b|, 1e-6).
+// Normalised error between a result and its reference: max |a - b| / max(max |b|, 1e-6); infinite
+// where an element is NaN (fmax would skip it) or infinite.
 inline double rel_error(const float* a, const float* b, size_t n) {
   double md = 0, mb = 0;
   for (size_t i = 0; i < n; i++) {
-    md = std::fmax(md, std::fabs((double)a[i] - b[i]));
+    double d = std::fabs((double)a[i] - b[i]);
+    if (!std::isfinite(d)) return INFINITY;
+    md = std::fmax(md, d);
     mb = std::fmax(mb, std::fabs((double)b[i]));
   }
-  if (!std::isfinite(md)) return INFINITY;
   return md / std::fmax(mb, 1e-6);
 }
 

@@ -14,12 +14,6 @@ double global_norm(const float* grads, size_t n) {
   return std::sqrt(acc);
 }
 
-double global_norm_naive(const float* grads, size_t n) {
-  double acc = 0.0;
-  for (size_t i = 0; i < n; i++) acc += (double)grads[i] * grads[i];
-  return std::sqrt(acc);
-}
-
 void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
   float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);
@@ -33,22 +27,6 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
     m[i] = mi;
     v[i] = vi;
     params[i] = params[i] * decay - lr * (mi / bc1) / (std::sqrt(vi / bc2) + eps);
-  }
-}
-
-void adamw_update_naive(float* params, const float* grads, float* m, float* v, size_t n, float lr,
-                        float beta1, float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
-  for (size_t i = 0; i < n; i++) {
-    double g = (double)grads[i] * grad_scale;
-    double mi = beta1 * (double)m[i] + (1.0 - beta1) * g;
-    double vi = beta2 * (double)v[i] + (1.0 - beta2) * g * g;
-    m[i] = (float)mi;
-    v[i] = (float)vi;
-    double mhat = mi / (1.0 - std::pow((double)beta1, (double)t));
-    double vhat = vi / (1.0 - std::pow((double)beta2, (double)t));
-    double p = params[i];
-    p -= lr * weight_decay * p;
-    params[i] = (float)(p - lr * mhat / (std::sqrt(vhat) + eps));
   }
 }
 

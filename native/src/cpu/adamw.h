@@ -8,13 +8,10 @@ namespace s2s {
 
 // sqrt(sum of squares) accumulated in double.
 double global_norm(const float* grads, size_t n);
-double global_norm_naive(const float* grads, size_t n);
 
 // One AdamW update of n parameters at step t (1-based). grad_scale multiplies the gradient first
 // (the clipping factor). weight_decay is applied as p -= lr * wd * p.
 void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_scale);
-void adamw_update_naive(float* params, const float* grads, float* m, float* v, size_t n, float lr,
-                        float beta1, float beta2, float eps, float weight_decay, int64_t t, float grad_scale);
 
 }  // namespace s2s

@@ -98,43 +98,6 @@ void attention_forward_naive(float* out, float* att, const float* qkv, int B, in
       }
 }
 
-void attention_backward_naive(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
-                              int T, int C, int NH) {
-  int hs = C / NH;
-  double scale = 1.0 / std::sqrt((double)hs);
-  for (int64_t i = 0; i < (int64_t)B * T * 3 * C; i++) dqkv[i] = 0.0f;
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < NH; h++)
-      for (int i = 0; i < T; i++) {
-        const float* a = att + (((int64_t)b * NH + h) * T + i) * T;
-        const float* dO = dout + ((int64_t)b * T + i) * C + h * hs;
-        std::vector<double> da(i + 1);
-        for (int j = 0; j <= i; j++) {
-          const float* v = qkv + ((int64_t)b * T + j) * 3 * C + 2 * C + h * hs;
-          float* dv = dqkv + ((int64_t)b * T + j) * 3 * C + 2 * C + h * hs;
-          double dot = 0;
-          for (int d = 0; d < hs; d++) {
-            dot += (double)dO[d] * v[d];
-            dv[d] += (float)((double)a[j] * dO[d]);
-          }
-          da[j] = dot;
-        }
-        double s = 0;
-        for (int j = 0; j <= i; j++) s += a[j] * da[j];
-        const float* q = qkv + ((int64_t)b * T + i) * 3 * C + h * hs;
-        float* dq = dqkv + ((int64_t)b * T + i) * 3 * C + h * hs;
-        for (int j = 0; j <= i; j++) {
-          double dpre = a[j] * (da[j] - s) * scale;
-          const float* k = qkv + ((int64_t)b * T + j) * 3 * C + C + h * hs;
-          float* dk = dqkv + ((int64_t)b * T + j) * 3 * C + C + h * hs;
-          for (int d = 0; d < hs; d++) {
-            dq[d] += (float)(dpre * k[d]);
-            dk[d] += (float)(dpre * q[d]);
-          }
-        }
-      }
-}
-
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache,
                       const int32_t* pos, int B, int maxT, int C, int NH) {
   int hs = C / NH;

@@ -14,8 +14,6 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
                         int B, int T, int C, int NH);
 
 void attention_forward_naive(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-void attention_backward_naive(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
-                              int T, int C, int NH);
 
 // One decoding step with a KV cache: row b's query (the q part of qkv[b, 0:C], rows 3C apart)
 // attends to kcache/vcache[b, 0..pos[b]] (layout [B, maxT, C]; position pos[b] must already hold

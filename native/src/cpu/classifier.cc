@@ -4,7 +4,6 @@
 #include "cpu/classifier.h"
 
 #include <cmath>
-#include <vector>
 
 #include "common.h"
 #include "cpu/matmul.h"
@@ -74,61 +73,6 @@ void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, cons
     }
     gemm(false, false, rows, a.C, V, lg, a.wte, dlnf + r0 * a.C, a.inv_temp, false);
     gemm(true, false, V, a.C, rows, lg, a.lnf + r0 * a.C, dwte, a.inv_temp, true);
-  }
-}
-
-namespace {
-std::vector<double> naive_logits(const float* lnf, const float* wte, int64_t n, int C, int V, double scale) {
-  std::vector<double> l(V);
-  for (int v = 0; v < V; v++) {
-    double acc = 0;
-    for (int c = 0; c < C; c++) acc += (double)lnf[n * C + c] * wte[(int64_t)v * C + c];
-    l[v] = acc * scale;
-  }
-  return l;
-}
-
-double naive_lse(const std::vector<double>& l) {
-  double mx = l[0];
-  for (double x : l) mx = std::max(mx, x);
-  double sum = 0;
-  for (double x : l) sum += std::exp(x - mx);
-  return mx + std::log(sum);
-}
-}  // namespace
-
-void classifier_forward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
-                              int V, float inv_temp, float* logprob, float* entropy) {
-  for (int64_t n = 0; n < N; n++) {
-    std::vector<double> l = naive_logits(lnf, wte, n, C, V, inv_temp);
-    double lse = naive_lse(l);
-    logprob[n] = targets[n] >= 0 ? (float)(l[targets[n]] - lse) : 0.0f;
-    if (entropy) {
-      double h = 0;
-      for (int v = 0; v < V; v++) {
-        double lp = l[v] - lse;
-        h -= std::exp(lp) * lp;
-      }
-      entropy[n] = (float)h;
-    }
-  }
-}
-
-void classifier_backward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
-                               int V, float inv_temp, const float* dlogprob, float* dlnf, float* dwte) {
-  for (int64_t n = 0; n < N; n++) {
-    std::vector<double> l = naive_logits(lnf, wte, n, C, V, inv_temp);
-    double lse = naive_lse(l);
-    double g = targets[n] >= 0 ? dlogprob[n] : 0.0;
-    std::vector<double> dl(V);
-    for (int v = 0; v < V; v++) dl[v] = g * ((v == targets[n] ? 1.0 : 0.0) - std::exp(l[v] - lse)) * inv_temp;
-    for (int c = 0; c < C; c++) {
-      double acc = 0;
-      for (int v = 0; v < V; v++) acc += dl[v] * wte[(int64_t)v * C + c];
-      dlnf[n * C + c] = (float)acc;
-    }
-    for (int v = 0; v < V; v++)
-      for (int c = 0; c < C; c++) dwte[(int64_t)v * C + c] += (float)(dl[v] * lnf[n * C + c]);
   }
 }
 

@@ -17,9 +17,4 @@ void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy,
 void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob,
                          const float* lse);
 
-void classifier_forward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
-                              int V, float inv_temp, float* logprob, float* entropy);
-void classifier_backward_naive(const float* lnf, const float* wte, const int32_t* targets, int64_t N, int C,
-                               int V, float inv_temp, const float* dlogprob, float* dlnf, float* dwte);
-
 }  // namespace s2s

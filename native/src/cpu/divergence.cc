@@ -43,30 +43,4 @@ void divergence_score(const float* logits, int64_t M, int V, const int32_t* row,
   }
 }
 
-void divergence_score_naive(const float* logits, int64_t M, int V, const int32_t* row, const int32_t* pos,
-                            const int32_t* tokens, int T, const int32_t* spans, DivergenceRule rule,
-                            int32_t* argmax, float* scores, int32_t* first) {
-  for (int64_t m = 0; m < M; m++) {
-    int best = 0;
-    for (int v = 1; v < V; v++)
-      if (logits[m * V + v] > logits[m * V + best]) best = v;
-    argmax[(int64_t)row[m] * T + pos[m]] = best;
-  }
-  // the rule as the paper states it, over every batch row that has rows here
-  for (int64_t m = 0; m < M; m++) {
-    if (m + 1 < M && row[m + 1] == row[m]) continue;
-    const int b = row[m];
-    bool diverged = false;
-    for (int t = spans[2 * b]; t < spans[2 * b + 1]; t++) {
-      int64_t i = (int64_t)b * T + t;
-      bool match = argmax[i] == tokens[i];
-      if (!diverged && !match) {
-        diverged = true;
-        first[b] = t - spans[2 * b];
-      }
-      scores[i] = !diverged ? rule.positive : match ? rule.neutral : rule.negative;
-    }
-  }
-}
-
 }  // namespace s2s

@@ -17,9 +17,4 @@ void divergence_score(const float* logits, int64_t M, int V, const int32_t* row,
                       const int32_t* tokens, int T, const int32_t* spans, DivergenceRule rule, int32_t* argmax,
                       float* scores, int32_t* first, int32_t* counters);
 
-// The reference: all M rows in one call, plain loops.
-void divergence_score_naive(const float* logits, int64_t M, int V, const int32_t* row, const int32_t* pos,
-                            const int32_t* tokens, int T, const int32_t* spans, DivergenceRule rule,
-                            int32_t* argmax, float* scores, int32_t* first);
-
 }  // namespace s2s

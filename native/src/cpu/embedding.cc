@@ -50,15 +50,4 @@ void embedding_forward_naive(float* out, const int32_t* tokens, const float* wte
       }
 }
 
-void embedding_backward_naive(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                              int T, int C) {
-  for (int b = 0; b < B; b++)
-    for (int t = 0; t < T; t++)
-      for (int c = 0; c < C; c++) {
-        int64_t bt = (int64_t)b * T + t;
-        dwte[(int64_t)tokens[bt] * C + c] += dout[bt * C + c];
-        dwpe[(int64_t)t * C + c] += dout[bt * C + c];
-      }
-}
-
 }  // namespace s2s

@@ -15,7 +15,5 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 
 void embedding_forward_naive(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                              int T, int C);
-void embedding_backward_naive(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                              int T, int C);
 
 }  // namespace s2s

@@ -37,13 +37,4 @@ void gelu_forward_naive(float* out, const float* inp, int64_t N) {
   }
 }
 
-void gelu_backward_naive(float* dinp, const float* inp, const float* dout, int64_t N) {
-  for (int64_t i = 0; i < N; i++) {
-    double x = inp[i], k = std::sqrt(2.0 / M_PI);
-    double th = std::tanh(k * (x + 0.044715 * x * x * x));
-    double grad = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * k * (1.0 + 3.0 * 0.044715 * x * x);
-    dinp[i] = (float)(grad * dout[i]);
-  }
-}
-
 }  // namespace s2s

@@ -10,6 +10,5 @@ void gelu_forward(float* out, const float* inp, int64_t N);
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N);
 
 void gelu_forward_naive(float* out, const float* inp, int64_t N);
-void gelu_backward_naive(float* dinp, const float* inp, const float* dout, int64_t N);
 
 }  // namespace s2s

@@ -92,29 +92,4 @@ void layernorm_forward_naive(float* out, float* mean, float* rstd, const float* 
   }
 }
 
-void layernorm_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
-                              const float* inp, const float* weight, const float* mean, const float* rstd,
-                              int64_t N, int C) {
-  // Straight from the chain rule: y = w * xhat + b, xhat = (x - m) * r.
-  for (int64_t n = 0; n < N; n++) {
-    const float* x = inp + n * C;
-    const float* d = dout + n * C;
-    double m = mean[n], r = rstd[n];
-    double a = 0, b = 0;
-    for (int c = 0; c < C; c++) {
-      double xhat = (x[c] - m) * r;
-      double g = (double)weight[c] * d[c];
-      a += g;
-      b += g * xhat;
-      dweight[c] += (float)(xhat * d[c]);
-      dbias[c] += d[c];
-    }
-    for (int c = 0; c < C; c++) {
-      double xhat = (x[c] - m) * r;
-      double g = (double)weight[c] * d[c];
-      dinp[n * C + c] += (float)(r * (g - a / C - xhat * b / C));
-    }
-  }
-}
-
 }  // namespace s2s

@@ -16,8 +16,5 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 
 void layernorm_forward_naive(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                              const float* bias, int64_t N, int C);
-void layernorm_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
-                              const float* inp, const float* weight, const float* mean, const float* rstd,
-                              int64_t N, int C);
 
 }  // namespace s2s

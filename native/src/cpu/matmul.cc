@@ -203,29 +203,6 @@ void matmul_forward_naive(float* out, const float* inp, const float* weight, con
     }
 }
 
-void matmul_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
-                           const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC) {
-  if (dinp)
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t c = 0; c < C; c++) {
-        double acc = 0;
-        for (int64_t o = 0; o < OC; o++) acc += (double)dout[n * OC + o] * weight[c * OC + o];
-        dinp[n * C + c] = (float)acc;
-      }
-  for (int64_t c = 0; c < C; c++)
-    for (int64_t o = 0; o < OC; o++) {
-      double acc = 0;
-      for (int64_t n = 0; n < N; n++) acc += (double)inp[n * C + c] * dout[n * OC + o];
-      dweight[c * OC + o] += (float)acc;
-    }
-  if (dbias)
-    for (int64_t o = 0; o < OC; o++) {
-      double acc = 0;
-      for (int64_t n = 0; n < N; n++) acc += dout[n * OC + o];
-      dbias[o] += (float)acc;
-    }
-}
-
 double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters) {
   Buffer a(M * K), b(K * N), c(M * N);
   for (size_t i = 0; i < a.size(); i++) a[i] = 0.001f * (float)(i % 97);

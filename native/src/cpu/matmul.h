@@ -30,8 +30,6 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
                           int64_t N, int64_t C, int64_t OC);
-void matmul_backward_naive(float* dinp, float* dweight, float* dbias, const float* dout,
-                           const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC);
 
 // Sustained sgemm rate of this machine through the same path the engine uses (GFLOP/s).
 double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters);

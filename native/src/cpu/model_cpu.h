@@ -13,5 +13,4 @@ namespace s2s {
 extern template class Transformer<arch::GPT2, CpuOps>;
 using GPT = Transformer<arch::GPT2, CpuOps>;
 
-
 }  // namespace s2s

@@ -12,10 +12,6 @@ void residual_forward(float* out, const float* a, const float* b, int64_t N) {
   for (int64_t i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
-void residual_forward_naive(float* out, const float* a, const float* b, int64_t N) {
-  for (int64_t i = 0; i < N; i++) out[i] = a[i] + b[i];
-}
-
 void gather_rows(float* dst, const float* src, const int64_t* idx, int64_t N, int C) {
   for (int64_t n = 0; n < N; n++) std::memcpy(dst + n * C, src + idx[n] * C, C * sizeof(float));
 }

@@ -7,7 +7,6 @@
 namespace s2s {
 
 void residual_forward(float* out, const float* a, const float* b, int64_t N);
-void residual_forward_naive(float* out, const float* a, const float* b, int64_t N);
 // dst[n, :] = src[idx[n], :] for n < N (rows of C floats): gathers the rows the LM head needs.
 void gather_rows(float* dst, const float* src, const int64_t* idx, int64_t N, int C);
 

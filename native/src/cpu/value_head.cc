@@ -46,21 +46,4 @@ void value_head_backward(float* dlnf, float* dweight, const float* dvalues, cons
   }
 }
 
-void value_head_forward_naive(float* values, const float* lnf, const float* weight, int64_t N, int C) {
-  for (int64_t n = 0; n < N; n++) {
-    double acc = 0;
-    for (int c = 0; c < C; c++) acc += (double)lnf[n * C + c] * weight[c];
-    values[n] = (float)acc;
-  }
-}
-
-void value_head_backward_naive(float* dlnf, float* dweight, const float* dvalues, const float* lnf,
-                               const float* weight, int64_t N, int C) {
-  for (int64_t n = 0; n < N; n++)
-    for (int c = 0; c < C; c++) {
-      dlnf[n * C + c] += dvalues[n] * weight[c];
-      dweight[c] += dvalues[n] * lnf[n * C + c];
-    }
-}
-
 }  // namespace s2s

@@ -13,8 +13,4 @@ void value_head_forward(float* values, const float* lnf, const float* weight, in
 void value_head_backward(float* dlnf, float* dweight, const float* dvalues, const float* lnf,
                          const float* weight, int64_t N, int C);
 
-void value_head_forward_naive(float* values, const float* lnf, const float* weight, int64_t N, int C);
-void value_head_backward_naive(float* dlnf, float* dweight, const float* dvalues, const float* lnf,
-                               const float* weight, int64_t N, int C);
-
 }  // namespace s2s

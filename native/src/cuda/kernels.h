@@ -1,7 +1,7 @@
 // The CUDA layer kernels, one group per file of src/cuda/ (mirroring src/cpu/ file for file), as
 // host functions over device pointers. Each does what its CPU namesake does (same arguments, same
-// accumulate-or-overwrite contract), so the model code reads the same on both devices; the C++
-// tests (tests/test_cuda.cc) run every one against its CPU counterpart. All launches go to the
+// accumulate-or-overwrite contract), so one composition drives both devices (src/cuda/ops.cuh); the
+// op-case table (tests/test_ops.cc) runs every one against a float64 reference. All launches go to the
 // default stream; a launch error is thrown as s2s::Error right away, a fault at the next copy.
 #pragma once
 

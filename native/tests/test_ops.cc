@@ -1,0 +1,1488 @@
+// One table of op cases for every device, in the manner of ggml's test-backend-ops. A case names an
+// op of the op set (src/ops/op_set.h), a shape, a seeded input generator and a reference computed in
+// double precision on the host from the op's definition; run_case<Ops> runs it through a device's op
+// struct (CpuOps always; CudaOps when built, at fp32 and, for the matmul family, bf16) and compares
+// every output with the normalised error. Outputs an op overwrites start as NaN (an element it
+// forgets fails), outputs it accumulates into start as random values (the contract is checked).
+// Backward cases are also checked against central differences of the reference forward, on a few
+// coordinates of each input, independently of the reference backward. Adding an op's tests means
+// adding a case: one add(op, shape, inputs, reference, call) below. Names: "<device> <op> <shape>",
+// so S2S_TEST_FILTER=cuda-bf16 or S2S_TEST_FILTER=layernorm picks some.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "backend.h"  // cuda_status
+#include "cpu/ops.h"
+#include "harness.h"
+#ifdef S2S_WITH_CUDA
+#include "cuda/ops.cuh"
+#endif
+
+using namespace s2s;
+using VecD = std::vector<double>;
+
+namespace {
+
+// Normalised error (harness::rel_error) allowed on each device and precision. fp32 kernels differ
+// from the double reference by float rounding and summation order (on a GPU also by __expf, rsqrtf
+// and atomics, hence its wider bound); bf16 matmuls keep 8 bits of mantissa.
+struct Tol {
+  double cpu = 1e-5, fp32 = 2e-5, bf16 = 2e-2;  // CPU; CUDA at fp32; CUDA at bf16
+  double at(bool on_cpu, Precision p) const { return on_cpu ? cpu : p == Precision::bf16 ? bf16 : fp32; }
+};
+constexpr Tol kExact{0, 0, 0};
+
+// ---- host tensors ----
+
+// in: read by the op; out: overwritten (NaN before the op runs); inout: accumulated into or
+// updated (random or prepared values before); scratch: neither read first nor compared.
+enum class Role { in, out, inout, scratch };
+
+struct Tensor {
+  Role role = Role::in;
+  char type = 'f';  // f: float, i: int32, l: int64
+  std::vector<float> f;
+  std::vector<int32_t> i;
+  std::vector<int64_t> l;
+  size_t size() const { return type == 'f' ? f.size() : type == 'i' ? i.size() : l.size(); }
+};
+
+// A case's tensors by name, and the op's scalar result (grad_norm returns one).
+struct Host {
+  uint64_t seed = 1;
+  int drawn = 0;  // tensors drawn so far: each gets its own stream
+  std::map<std::string, Tensor> t;
+  double scalar = NAN;
+
+  std::vector<float>& uniform(const std::string& name, size_t n, float lo = -1.0f, float hi = 1.0f,
+                              Role r = Role::in) {
+    Tensor& x = add(name, r, 'f');
+    x.f.resize(n);
+    harness::fill_uniform(x.f.data(), n, seed * 1000 + drawn++, lo, hi);
+    return x.f;
+  }
+  std::vector<float>& floats(const std::string& name, std::vector<float> v, Role r = Role::in) {
+    return add(name, r, 'f').f = std::move(v);
+  }
+  std::vector<float>& out(const std::string& name, size_t n) {
+    return floats(name, std::vector<float>(n, NAN), Role::out);
+  }
+  std::vector<float>& scratch(const std::string& name, size_t n) {
+    return floats(name, std::vector<float>(n, NAN), Role::scratch);
+  }
+  std::vector<int32_t>& ints(const std::string& name, std::vector<int32_t> v, Role r = Role::in) {
+    return add(name, r, 'i').i = std::move(v);
+  }
+  std::vector<int32_t>& tokens(const std::string& name, size_t n, int V) {
+    return ints(name, harness::random_tokens(n, V, seed * 1000 + drawn++));
+  }
+  std::vector<int64_t>& longs(const std::string& name, std::vector<int64_t> v) {
+    return add(name, Role::in, 'l').l = std::move(v);
+  }
+
+  std::vector<float>& F(const std::string& n) { return get(n, 'f').f; }
+  const std::vector<float>& F(const std::string& n) const { return get(n, 'f').f; }
+  const std::vector<int32_t>& I(const std::string& n) const { return get(n, 'i').i; }
+  std::vector<int32_t>& I(const std::string& n) { return get(n, 'i').i; }
+  const std::vector<int64_t>& L(const std::string& n) const { return get(n, 'l').l; }
+
+ private:
+  Tensor& add(const std::string& name, Role r, char type) {
+    Tensor& x = t[name];
+    x.role = r;
+    x.type = type;
+    return x;
+  }
+  const Tensor& get(const std::string& n, char type) const {
+    auto it = t.find(n);
+    if (it == t.end() || it->second.type != type) throw Error("the case has no tensor '" + n + "' of that type");
+    return it->second;
+  }
+  Tensor& get(const std::string& n, char type) {
+    return const_cast<Tensor&>(static_cast<const Host*>(this)->get(n, type));
+  }
+};
+
+void assign(std::vector<float>& dst, const VecD& v) {
+  for (size_t i = 0; i < v.size(); i++) dst[i] = (float)v[i];
+}
+void add_to(std::vector<float>& dst, const VecD& v) {
+  for (size_t i = 0; i < v.size(); i++) dst[i] = (float)((double)dst[i] + v[i]);
+}
+double dot(const std::vector<float>& a, const VecD& b) {
+  double s = 0;
+  for (size_t i = 0; i < b.size(); i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+// ---- device buffers ----
+
+// A case's tensors on a device, in its op struct's arrays.
+template <class Ops>
+struct Bufs {
+  template <typename T>
+  using Array = typename Ops::template Array<T>;
+  std::map<std::string, std::unique_ptr<Array<float>>> f;
+  std::map<std::string, std::unique_ptr<Array<int32_t>>> i;
+  std::map<std::string, std::unique_ptr<Array<int64_t>>> l;
+  double scalar = NAN;
+
+  float* F(const std::string& n) { return find(f, n)->data(); }
+  int32_t* I(const std::string& n) { return find(i, n)->data(); }
+  int64_t* L(const std::string& n) { return find(l, n)->data(); }
+
+  explicit Bufs(const Host& h) {
+    for (const auto& [name, x] : h.t) {
+      if (x.type == 'f') f[name] = upload<float>(x.f);
+      if (x.type == 'i') i[name] = upload<int32_t>(x.i);
+      if (x.type == 'l') l[name] = upload<int64_t>(x.l);
+    }
+  }
+  // The outputs (out and inout tensors) and the scalar, read back into a copy of h.
+  Host download(const Host& h) const {
+    Host r = h;
+    for (auto& [name, x] : r.t) {
+      if (x.role != Role::out && x.role != Role::inout) continue;
+      if (x.type == 'f') find(f, name)->download(x.f.data(), x.f.size());
+      if (x.type == 'i') find(i, name)->download(x.i.data(), x.i.size());
+      if (x.type == 'l') find(l, name)->download(x.l.data(), x.l.size());
+    }
+    r.scalar = scalar;
+    return r;
+  }
+
+ private:
+  template <typename T>
+  static std::unique_ptr<Array<T>> upload(const std::vector<T>& v) {
+    auto a = std::make_unique<Array<T>>();
+    a->reserve(std::max<size_t>(v.size(), 1));  // an empty tensor still gets a pointer
+    a->upload(v.data(), v.size());
+    return a;
+  }
+  template <class M>
+  static auto& find(M& m, const std::string& n) {
+    auto it = m.find(n);
+    if (it == m.end()) throw Error("the case has no tensor '" + n + "' of that type");
+    return it->second;
+  }
+};
+
+template <class Ops>
+using Call = std::function<void(Ops&, Bufs<Ops>&)>;
+
+// ---- the case ----
+
+struct OpCase {
+  std::string op, shape;
+  std::function<void(Host&)> make;       // the inputs, and the outputs' starting values
+  std::function<void(Host&)> reference;  // the outputs from the inputs (on a copy of make's tensors)
+  Call<CpuOps> cpu;
+#ifdef S2S_WITH_CUDA
+  Call<cuda::CudaOps> cuda;
+#endif
+  Tol tol;                                 // for every float output
+  std::map<std::string, std::pair<double, double>> each_of;  // fp32: |got - want| <= atol + rtol |want| everywhere
+  double scalar_rtol = -1;                 // >= 0: compare the scalar result (relative error)
+  bool large = false;                      // the emulator skips it unless S2S_OPS_LARGE=1
+  bool repeat = false;                     // run twice: the outputs must be the same bits
+  // Finite differences (backward ops): loss = <upstream gradient, reference forward>, and the
+  // (input, gradient output) pairs the op computes.
+  std::function<double(const Host&)> loss;
+  std::vector<std::pair<std::string, std::string>> grads;
+
+  std::string name() const { return op + " " + shape; }
+};
+
+std::deque<OpCase>& table();
+
+// Adds a case whose call, written once as a generic lambda (ops, tensors), serves every device.
+template <class F>
+OpCase& add(std::string op, std::string shape, std::function<void(Host&)> make, std::function<void(Host&)> reference,
+            F call) {
+  OpCase c;
+  c.op = std::move(op);
+  c.shape = std::move(shape);
+  c.make = std::move(make);
+  c.reference = std::move(reference);
+  c.cpu = call;
+#ifdef S2S_WITH_CUDA
+  c.cuda = call;
+#endif
+  table().push_back(std::move(c));
+  return table().back();
+}
+
+// The strided batched GEMM behind the attention and LM-head views: not in the op set (the
+// composition reaches it through the ops), so the test reaches each device's directly.
+void gemm_batched_on(CpuOps&, int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
+                     const float* B, Strides sb, float* C, Strides sc, float alpha, bool acc) {
+  gemm_batched(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, acc);
+}
+#ifdef S2S_WITH_CUDA
+void gemm_batched_on(cuda::CudaOps& ops, int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A,
+                     Strides sa, const float* B, Strides sb, float* C, Strides sc, float alpha, bool acc) {
+  cuda::gemm_batched(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, acc, ops.precision());
+}
+#endif
+
+// ---- references, in double, from the ops' definitions ----
+
+// C[b0,b1] = alpha * A[b0,b1] @ B[b0,b1] (+ C)
+void ref_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa, const float* B,
+              Strides sb, float* C, Strides sc, double alpha, bool acc) {
+  for (int64_t b0 = 0; b0 < nb0; b0++)
+    for (int64_t b1 = 0; b1 < nb1; b1++)
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+          double s = 0;
+          for (int64_t k = 0; k < K; k++)
+            s += (double)A[b0 * sa.batch0 + b1 * sa.batch1 + i * sa.row + k * sa.col] *
+                 B[b0 * sb.batch0 + b1 * sb.batch1 + k * sb.row + j * sb.col];
+          float& c = C[b0 * sc.batch0 + b1 * sc.batch1 + i * sc.row + j * sc.col];
+          c = (float)(alpha * s + (acc ? (double)c : 0.0));
+        }
+}
+
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[p,:] with p = pos[b] + t (pos null: t)
+VecD ref_embedding(const int32_t* tok, const float* wte, const float* wpe, const int32_t* pos, int B, int T, int C) {
+  VecD out((size_t)B * T * C);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      int64_t bt = (int64_t)b * T + t, p = (pos ? pos[b] : 0) + t;
+      for (int c = 0; c < C; c++) out[bt * C + c] = (double)wte[(int64_t)tok[bt] * C + c] + wpe[p * C + c];
+    }
+  return out;
+}
+
+struct LayerNormRef {
+  VecD out, mean, rstd;
+};
+// out = (x - mean) / sqrt(var + eps) * w + b over each row (biased variance)
+LayerNormRef ref_layernorm(const float* x, const float* w, const float* bias, int64_t N, int C) {
+  LayerNormRef r{VecD(N * C), VecD(N), VecD(N)};
+  for (int64_t n = 0; n < N; n++) {
+    const float* xr = x + n * C;
+    double m = 0, v = 0;
+    for (int c = 0; c < C; c++) m += xr[c];
+    m /= C;
+    for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
+    v /= C;
+    double s = 1.0 / std::sqrt(v + (double)kLayerNormEps);
+    for (int c = 0; c < C; c++) r.out[n * C + c] = (xr[c] - m) * s * w[c] + bias[c];
+    r.mean[n] = m;
+    r.rstd[n] = s;
+  }
+  return r;
+}
+
+// out[N,OC] = inp[N,C] @ w[C,OC] + bias
+VecD ref_matmul(const float* inp, const float* w, const float* bias, int64_t N, int64_t C, int64_t OC) {
+  VecD out(N * OC);
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t o = 0; o < OC; o++) {
+      double s = bias ? bias[o] : 0.0;
+      for (int64_t c = 0; c < C; c++) s += (double)inp[n * C + c] * w[c * OC + o];
+      out[n * OC + o] = s;
+    }
+  return out;
+}
+
+struct AttentionRef {
+  VecD out, att;
+};
+// Causal softmax(q k^T / sqrt(hs)) v per head; att [B,NH,T,T] zero above the diagonal.
+AttentionRef ref_attention(const float* qkv, int B, int T, int C, int NH) {
+  int hs = C / NH;
+  double scale = 1.0 / std::sqrt((double)hs);
+  AttentionRef r{VecD((size_t)B * T * C), VecD((size_t)B * NH * T * T, 0.0)};
+  auto at = [&](int b, int t, int part, int h) { return qkv + ((int64_t)b * T + t) * 3 * C + part * C + h * hs; };
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int i = 0; i < T; i++) {
+        double* a = &r.att[(((size_t)b * NH + h) * T + i) * T];
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j <= i; j++) {
+          double s = 0;
+          for (int d = 0; d < hs; d++) s += (double)at(b, i, 0, h)[d] * at(b, j, 1, h)[d];
+          a[j] = s * scale;
+          mx = std::max(mx, a[j]);
+        }
+        for (int j = 0; j <= i; j++) sum += (a[j] = std::exp(a[j] - mx));
+        for (int j = 0; j <= i; j++) a[j] /= sum;
+        for (int d = 0; d < hs; d++) {
+          double s = 0;
+          for (int j = 0; j <= i; j++) s += a[j] * at(b, j, 2, h)[d];
+          r.out[((size_t)b * T + i) * C + h * hs + d] = s;
+        }
+      }
+  return r;
+}
+
+// GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+double gelu_grad(double x) {
+  double k = std::sqrt(2.0 / M_PI), th = std::tanh(k * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * k * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+// Row n of the LM head's logits: lnf[n] . wte[v] * inv_temp.
+VecD ref_logits(const float* lnf, const float* wte, int64_t n, int C, int V, double inv_temp) {
+  VecD l(V);
+  for (int v = 0; v < V; v++) {
+    double s = 0;
+    for (int c = 0; c < C; c++) s += (double)lnf[n * C + c] * wte[(int64_t)v * C + c];
+    l[v] = s * inv_temp;
+  }
+  return l;
+}
+double ref_lse(const VecD& l) {
+  double mx = *std::max_element(l.begin(), l.end()), s = 0;
+  for (double x : l) s += std::exp(x - mx);
+  return mx + std::log(s);
+}
+struct ClassifierRef {
+  VecD logprob, entropy;
+};
+ClassifierRef ref_classifier(const float* lnf, const float* wte, const int32_t* tgt, int64_t N, int C, int V,
+                             double inv_temp) {
+  ClassifierRef r{VecD(N), VecD(N)};
+  for (int64_t n = 0; n < N; n++) {
+    VecD l = ref_logits(lnf, wte, n, C, V, inv_temp);
+    double lse = ref_lse(l), h = 0;
+    for (double x : l) h -= std::exp(x - lse) * (x - lse);
+    r.logprob[n] = tgt[n] >= 0 ? l[tgt[n]] - lse : 0.0;
+    r.entropy[n] = h;
+  }
+  return r;
+}
+
+VecD ref_value_head(const float* lnf, const float* w, int64_t N, int C) {
+  VecD v(N);
+  for (int64_t n = 0; n < N; n++)
+    for (int c = 0; c < C; c++) v[n] += (double)lnf[n * C + c] * w[c];
+  return v;
+}
+
+// ---- running a case ----
+
+// A case's tensors before the op runs and the reference's outputs, made once for every device.
+struct Prepared {
+  Host host, want;
+};
+const Prepared& prepare(const OpCase& c) {
+  static std::map<const OpCase*, std::unique_ptr<Prepared>> cache;
+  auto& p = cache[&c];
+  if (!p) {
+    p = std::make_unique<Prepared>();
+    uint64_t h = 1469598103934665603ull;  // FNV-1a of the name: a case's seed does not move with the table
+    for (char ch : c.name()) h = (h ^ (uint8_t)ch) * 1099511628211ull;
+    p->host.seed = h;
+    c.make(p->host);
+    p->want = p->host;
+    c.reference(p->want);
+  }
+  return *p;
+}
+
+void fail(const std::string& label, const std::string& what) {
+  std::printf("  FAIL %s: %s\n", label.c_str(), what.c_str());
+  harness::failures()++;
+}
+
+void compare(const OpCase& c, const Host& got, const Host& want, bool on_cpu, Precision p, const std::string& label) {
+  for (const auto& [name, w] : want.t) {
+    if (w.role != Role::out && w.role != Role::inout) continue;
+    const Tensor& g = got.t.at(name);
+    std::string what = label + ": " + name;
+    if (w.type == 'f') {
+      harness::expect_close(what.c_str(), g.f.data(), w.f.data(), w.f.size(), c.tol.at(on_cpu, p),
+                            __FILE__, __LINE__);
+      auto e = c.each_of.find(name);
+      if (e != c.each_of.end() && p == Precision::fp32)
+        harness::expect_close_each(what.c_str(), g.f.data(), w.f.data(), w.f.size(), e->second.first, e->second.second,
+                                   __FILE__, __LINE__);
+      continue;
+    }
+    for (size_t i = 0; i < w.size(); i++) {
+      int64_t a = w.type == 'i' ? g.i[i] : g.l[i], b = w.type == 'i' ? w.i[i] : w.l[i];
+      if (a != b) {
+        fail(label, name + ": element " + std::to_string(i) + " is " + std::to_string(a) + ", want " +
+                        std::to_string(b));
+        break;
+      }
+    }
+  }
+  if (c.scalar_rtol >= 0 &&
+      !(std::isfinite(got.scalar) && std::fabs(got.scalar - want.scalar) <= c.scalar_rtol * std::fabs(want.scalar)))
+    fail(label, "scalar result " + std::to_string(got.scalar) + ", want " + std::to_string(want.scalar));
+}
+
+// Every output, bit for bit.
+void compare_bits(const Host& a, const Host& b, const std::string& label) {
+  for (const auto& [name, x] : a.t) {
+    const Tensor& y = b.t.at(name);
+    bool same = x.type == 'f' ? x.f.empty() || std::memcmp(x.f.data(), y.f.data(), x.f.size() * sizeof(float)) == 0
+                              : x.i == y.i && x.l == y.l;
+    if (!same) fail(label, name + " differs between two runs of the same inputs");
+  }
+  if (std::memcmp(&a.scalar, &b.scalar, sizeof(double)) != 0) fail(label, "the scalar result differs between two runs");
+}
+
+// The op's gradients against central differences of the reference forward's loss on a few
+// coordinates of each input (three drawn, and the one with the largest gradient): the error
+// normalised by the gradient's largest magnitude, within twice the output's tolerance (+1e-4 for
+// the differences' own truncation error).
+void check_finite_differences(const OpCase& c, const Host& before, const Host& got, bool on_cpu, Precision p,
+                              const std::string& label) {
+  Rng rng(before.seed, 99);
+  for (const auto& [x, g] : c.grads) {
+    const Tensor& gt = before.t.at(g);
+    std::vector<double> grad(gt.f.size());
+    double scale = 1e-6;
+    size_t top = 0;
+    for (size_t i = 0; i < grad.size(); i++) {
+      grad[i] = (double)got.F(g)[i] - (gt.role == Role::inout ? (double)gt.f[i] : 0.0);  // what the op added
+      if (std::fabs(grad[i]) > std::fabs(grad[top])) top = i;
+      scale = std::max(scale, std::fabs(grad[i]));
+    }
+    Host h = before;
+    std::vector<float>& xs = h.F(x);
+    std::vector<size_t> coords = {top};
+    for (int k = 0; k < 3; k++) coords.push_back((size_t)(rng.next_u64() % xs.size()));
+    double worst = 0;
+    size_t worst_i = 0;
+    double worst_fd = 0;
+    for (size_t i : coords) {
+      float x0 = xs[i];
+      double step = 1e-3 * std::max(1.0, std::fabs((double)x0));
+      float hi = (float)(x0 + step), lo = (float)(x0 - step);
+      xs[i] = hi;
+      double lhi = c.loss(h);
+      xs[i] = lo;
+      double llo = c.loss(h);
+      xs[i] = x0;
+      double fd = (lhi - llo) / ((double)hi - (double)lo);
+      double e = std::fabs(fd - grad[i]) / std::max(scale, std::fabs(fd));
+      if (e >= worst) worst = e, worst_i = i, worst_fd = fd;
+    }
+    double tol = 2 * c.tol.at(on_cpu, p) + 1e-4;
+    if (!(worst <= tol)) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "finite differences: d loss / d %s[%zu] is %.7g, %s says %.7g (normalised error %.3g > %.3g)",
+                    x.c_str(), worst_i, worst_fd, g.c_str(), grad[worst_i], worst, tol);
+      fail(label, buf);
+    }
+  }
+}
+
+// Runs a case through a device's op struct: buffers of Ops::Array, the op, its outputs against the
+// reference, then the determinism and finite-difference checks the case asks for.
+template <class Ops>
+void run_case(const OpCase& c, const Call<Ops>& call, Precision p, const std::string& label) {
+  const Prepared& pr = prepare(c);
+  const bool on_cpu = std::is_same<Ops, CpuOps>::value;
+  Ops ops;
+  ops.set_precision(p);
+  auto run = [&] {
+    Bufs<Ops> dev(pr.host);
+    call(ops, dev);
+    ops.synchronize();
+    return dev.download(pr.host);
+  };
+  Host got = run();
+  compare(c, got, pr.want, on_cpu, p, label);
+  if (c.repeat) compare_bits(got, run(), label);
+  if (c.loss) check_finite_differences(c, pr.host, got, on_cpu, p, label);
+}
+
+// ---- the table ----
+
+using Ints = std::vector<int32_t>;
+
+void gemm_cases() {
+  auto plain = [](const char* label, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, bool acc) {
+    std::string shape = std::string(label) + " " + std::to_string(M) + "x" + std::to_string(N) + "x" +
+                        std::to_string(K) + (acc ? " accumulate" : "");
+    return &add("gemm", shape,
+        [=](Host& h) {
+          h.uniform("A", M * K);
+          h.uniform("B", K * N);
+          if (acc) h.uniform("C", M * N, -1, 1, Role::inout); else h.out("C", M * N);
+        },
+        [=](Host& h) {
+          ref_gemm(1, 1, M, N, K, h.F("A").data(), ta ? dense_t(M, K) : dense(M, K), h.F("B").data(),
+                   tb ? dense_t(K, N) : dense(K, N), h.F("C").data(), dense(M, N), alpha, acc);
+        },
+        [=](auto& ops, auto& t) { ops.gemm(ta, tb, M, N, K, t.F("A"), t.F("B"), t.F("C"), alpha, acc); });
+  };
+  plain("NN odd sizes", false, false, 37, 53, 29, 1.25f, false);
+  plain("NN odd sizes", false, false, 37, 53, 29, 0.75f, true);
+  plain("NT (the LM head)", false, true, 130, 97, 64, 0.5f, false);
+  plain("TN (weight gradients)", true, false, 64, 192, 150, 1.0f, true);
+  plain("TT", true, true, 33, 70, 45, 0.5f, false);
+  plain("NN past one tile", false, false, 257, 129, 300, 1.0f, true);
+  plain("NN one element", false, false, 1, 1, 1, 2.0f, false);
+  plain("NT one row", false, true, 1, 300, 17, 1.0f, false);
+  // K = 0: a product over nothing, C = 0 (or C unchanged when accumulating)
+  plain("NN empty inner dimension", false, false, 37, 300, 0, 2.0f, false)->tol = kExact;
+  plain("NN empty inner dimension", false, false, 37, 300, 0, 2.0f, true)->tol = kExact;
+  plain("TN large", true, false, 384, 512, 1000, 1.0f, true)->large = true;
+
+  // attention's head views into qkv [B, T, 3C] and att [B, NH, T, T], two batch dimensions
+  struct View {
+    const char* label;
+    int64_t M, N, K;
+    Strides sa, sb, sc;
+    size_t na, nb, nc;
+    int64_t b_offset;  // B's start inside its buffer (k inside qkv)
+    float alpha;
+    bool acc;
+  };
+  const int B = 2, T = 19, C = 32, NH = 4, hs = C / NH;
+  const size_t nqkv = (size_t)B * T * 3 * C, natt = (size_t)B * NH * T * T, nheads = (size_t)B * T * C;
+  const int64_t m = 23, n = 17, k = 31;
+  std::vector<View> views = {
+      {"q @ k^T (attention scores) B2 NH4 T19 hs8", T, T, hs, qkv_view(T, C, hs), qkv_view_t(T, C, hs),
+       att_view(NH, T), nqkv, nqkv, natt, C, 0.5f, true},
+      {"att @ v (attention output) B2 NH4 T19 hs8", T, hs, T, att_view(NH, T), qkv_view(T, C, hs),
+       heads_view(T, C, hs), natt, nqkv, nheads, 2 * C, 1.0f, false},
+      {"att^T @ dout (dv) B2 NH4 T19 hs8", T, hs, T, att_view_t(NH, T), heads_view(T, C, hs), qkv_view(T, C, hs),
+       natt, nheads, nqkv, 0, 1.0f, false},
+      // dense [B, NH, ...] batches whose two dimensions nest: one strided batch of B * NH for cuBLAS
+      {"nested batches B2 NH4 23x17x31", m, n, k, {NH * m * k, m * k, k, 1}, {NH * k * n, k * n, 1, k},
+       {NH * m * n, m * n, n, 1}, (size_t)(B * NH * m * k), (size_t)(B * NH * k * n), (size_t)(B * NH * m * n), 0,
+       0.75f, true},
+  };
+
+  for (const View& v : views)
+    add("gemm_batched", v.label,
+        [=](Host& h) {
+          h.uniform("A", v.na);
+          h.uniform("B", v.nb);
+          // an output view that skips elements (dq inside dqkv) leaves them: they start random
+          h.uniform("C", v.nc, -1, 1, Role::inout);
+        },
+        [=](Host& h) {
+          ref_gemm(B, NH, v.M, v.N, v.K, h.F("A").data(), v.sa, h.F("B").data() + v.b_offset, v.sb, h.F("C").data(),
+                   v.sc, v.alpha, v.acc);
+        },
+        [=](auto& ops, auto& t) {
+          gemm_batched_on(ops, B, NH, v.M, v.N, v.K, t.F("A"), v.sa, t.F("B") + v.b_offset, v.sb, t.F("C"), v.sc,
+                          v.alpha, v.acc);
+        });
+}
+
+void matmul_cases() {
+  struct S {
+    int64_t N, C, OC;
+    bool bias, dinp;
+    bool large;
+  };
+  for (S s : {S{37, 53, 71, true, true, false}, S{64, 32, 96, true, true, false}, S{5, 128, 1, true, true, false},
+              S{45, 40, 72, false, false, false}, S{1, 1, 1, true, true, false}, S{130, 320, 1000, true, true, true}}) {
+    int64_t N = s.N, C = s.C, OC = s.OC;
+    bool has_bias = s.bias, has_dinp = s.dinp;
+    std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
+    add("matmul_forward", shape + (has_bias ? "" : " no bias"),
+        [=](Host& h) {
+          h.uniform("inp", N * C);
+          h.uniform("weight", C * OC);
+          h.uniform("bias", OC);
+          h.out("out", N * OC);
+        },
+        [=](Host& h) {
+          const float* bias = has_bias ? h.F("bias").data() : nullptr;
+          assign(h.F("out"), ref_matmul(h.F("inp").data(), h.F("weight").data(), bias, N, C, OC));
+        },
+        [=](auto& ops, auto& t) {
+          ops.matmul_forward(t.F("out"), t.F("inp"), t.F("weight"), has_bias ? t.F("bias") : nullptr, N, C, OC);
+        })
+        .large = s.large;
+    OpCase& b = add(
+        "matmul_backward", shape + (has_bias ? "" : " no dbias") + (has_dinp ? "" : " no dinp"),
+        [=](Host& h) {
+          h.uniform("inp", N * C);
+          h.uniform("weight", C * OC);
+          h.uniform("bias", OC);
+          h.uniform("dout", N * OC);
+          if (has_dinp) h.out("dinp", N * C);
+          h.uniform("dweight", C * OC, -1, 1, Role::inout);  // gradients accumulate
+          h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
+        },
+        [=](Host& h) {
+          const float *inp = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
+          VecD dinp(N * C), dw(C * OC), db(OC);
+          for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < OC; o++) {
+              double d = dout[n * OC + o];
+              db[o] += d;
+              for (int64_t c = 0; c < C; c++) {
+                dinp[n * C + c] += d * w[c * OC + o];
+                dw[c * OC + o] += (double)inp[n * C + c] * d;
+              }
+            }
+          if (has_dinp) assign(h.F("dinp"), dinp);
+          add_to(h.F("dweight"), dw);
+          if (has_bias) add_to(h.F("dbias"), db);
+        },
+        [=](auto& ops, auto& t) {
+          ops.matmul_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
+                              t.F("dout"), t.F("inp"), t.F("weight"), N, C, OC);
+        });
+    b.large = s.large;
+    if (!s.large) {
+      b.loss = [=](const Host& h) {
+        return dot(h.F("dout"), ref_matmul(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC));
+      };
+      b.grads = {{"weight", "dweight"}};
+      if (has_dinp) b.grads.push_back({"inp", "dinp"});
+      if (has_bias) b.grads.push_back({"bias", "dbias"});
+    }
+  }
+}
+
+void attention_cases() {
+  struct S {
+    int B, T, C, NH;
+    bool large;
+  };
+  // T = 21: under one warp; T = 150: the softmax loops past 32 lanes and the head-view GEMMs past one
+  // tile (64 fp32, 128 bf16), neither a multiple of either; T = 1: one position
+  for (S s : {S{2, 17, 24, 3, false}, S{2, 21, 48, 3, false}, S{1, 150, 48, 3, false}, S{3, 1, 8, 2, false},
+              S{2, 9, 12, 3, false}, S{2, 256, 128, 4, true}}) {
+    int B = s.B, T = s.T, C = s.C, NH = s.NH;
+    size_t nqkv = (size_t)B * T * 3 * C, natt = (size_t)B * NH * T * T, nout = (size_t)B * T * C;
+    std::string shape = "B" + std::to_string(B) + " T" + std::to_string(T) + " C" + std::to_string(C) + " NH" +
+                        std::to_string(NH);
+    OpCase& f = add("attention_forward", shape,
+        [=](Host& h) {
+          h.uniform("qkv", nqkv, -2, 2);
+          h.out("out", nout);
+          h.out("att", natt);
+        },
+        [=](Host& h) {
+          AttentionRef r = ref_attention(h.F("qkv").data(), B, T, C, NH);
+          assign(h.F("out"), r.out);
+          assign(h.F("att"), r.att);
+        },
+        [=](auto& ops, auto& t) { ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), B, T, C, NH); });
+    f.large = s.large;
+    f.each_of["att"] = {1e-6, 1e-4};  // every probability on its own, zeros above the diagonal exactly
+    OpCase& b = add("attention_backward", shape,
+        [=](Host& h) {
+          h.uniform("qkv", nqkv, -2, 2);
+          h.uniform("dout", nout);
+          h.scratch("out", nout);
+          h.scratch("att", natt);
+          h.scratch("datt", natt);
+          h.out("dqkv", nqkv);
+        },
+        [=](Host& h) {
+          const float *qkv = h.F("qkv").data(), *dout = h.F("dout").data();
+          int hs = C / NH;
+          double scale = 1.0 / std::sqrt((double)hs);
+          AttentionRef f = ref_attention(qkv, B, T, C, NH);
+          VecD dqkv(nqkv, 0.0), da(T);
+          auto at = [&](int b, int t, int part, int hh) { return ((size_t)b * T + t) * 3 * C + part * C + hh * hs; };
+          for (int b = 0; b < B; b++)
+            for (int hh = 0; hh < NH; hh++)
+              for (int i = 0; i < T; i++) {
+                const double* a = &f.att[(((size_t)b * NH + hh) * T + i) * T];
+                const float* dO = dout + ((size_t)b * T + i) * C + hh * hs;
+                double s = 0;
+                for (int j = 0; j <= i; j++) {
+                  da[j] = 0;
+                  for (int d = 0; d < hs; d++) {
+                    da[j] += (double)dO[d] * qkv[at(b, j, 2, hh) + d];
+                    dqkv[at(b, j, 2, hh) + d] += a[j] * dO[d];
+                  }
+                  s += a[j] * da[j];
+                }
+                for (int j = 0; j <= i; j++) {
+                  double dpre = a[j] * (da[j] - s) * scale;
+                  for (int d = 0; d < hs; d++) {
+                    dqkv[at(b, i, 0, hh) + d] += dpre * qkv[at(b, j, 1, hh) + d];
+                    dqkv[at(b, j, 1, hh) + d] += dpre * qkv[at(b, i, 0, hh) + d];
+                  }
+                }
+              }
+          assign(h.F("dqkv"), dqkv);
+        },
+        [=](auto& ops, auto& t) {
+          ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), B, T, C, NH);
+          ops.attention_backward(t.F("dqkv"), t.F("datt"), t.F("dout"), t.F("qkv"), t.F("att"), B, T, C, NH);
+        });
+    b.large = s.large;
+    b.tol = {1e-5, 6e-5, 6e-2};
+    if (!s.large) {
+      b.loss = [=](const Host& h) { return dot(h.F("dout"), ref_attention(h.F("qkv").data(), B, T, C, NH).out); };
+      b.grads = {{"qkv", "dqkv"}};
+    }
+  }
+}
+
+// Copies the keys and values of positions t < len[b] of a prefill's qkv [B, P, 3C] into caches
+// [B, maxT, C] (the reference of kv_cache_prefill, and of kv_cache_write with P = 1 at pos[b]).
+void ref_kv_copy(Host& h, const Ints& first, const Ints& count, int B, int P, int maxT, int C) {
+  const std::vector<float>& qkv = h.F("qkv");
+  std::vector<float>&kc = h.F("kcache"), &vc = h.F("vcache");
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < count[b]; t++)
+      for (int c = 0; c < C; c++) {
+        size_t dst = ((size_t)b * maxT + first[b] + t) * C + c, src = ((size_t)b * P + t) * 3 * C + c;
+        kc[dst] = qkv[src + C];
+        vc[dst] = qkv[src + 2 * C];
+      }
+}
+
+void kv_cache_cases() {
+  struct D {
+    int B, maxT, C, NH;
+    Ints pos;
+    bool large;
+  };
+  // pos 66 of 70: more keys than the block's warps, and not a multiple of them
+  for (const D& s : {D{3, 12, 32, 4, {5, 2, 4}, false}, D{2, 70, 24, 3, {66, 0}, false}, D{1, 1, 8, 1, {0}, false},
+                     D{4, 512, 256, 4, {511, 100, 3, 0}, true}}) {
+    int B = s.B, maxT = s.maxT, C = s.C, NH = s.NH;
+    Ints pos = s.pos;
+    std::string shape = "B" + std::to_string(B) + " maxT" + std::to_string(maxT) + " C" + std::to_string(C);
+    add("attention_decode", shape + " NH" + std::to_string(NH),
+        [=](Host& h) {
+          h.uniform("qkv", (size_t)B * 3 * C, -2, 2);
+          h.uniform("kcache", (size_t)B * maxT * C, -2, 2);
+          h.uniform("vcache", (size_t)B * maxT * C);
+          h.ints("pos", pos);
+          h.out("out", (size_t)B * C);
+        },
+        [=](Host& h) {
+          // row b's query attends to cache positions 0..pos[b]
+          const float *q = h.F("qkv").data(), *kc = h.F("kcache").data(), *vc = h.F("vcache").data();
+          int hs = C / NH;
+          VecD out((size_t)B * C);
+          for (int b = 0; b < B; b++)
+            for (int hh = 0; hh < NH; hh++) {
+              int n = pos[b] + 1;
+              VecD s(n);
+              for (int j = 0; j < n; j++) {
+                for (int d = 0; d < hs; d++)
+                  s[j] += (double)q[(size_t)b * 3 * C + hh * hs + d] * kc[((size_t)b * maxT + j) * C + hh * hs + d];
+                s[j] /= std::sqrt((double)hs);
+              }
+              double mx = *std::max_element(s.begin(), s.end()), z = 0;
+              for (double& x : s) z += (x = std::exp(x - mx));
+              for (int j = 0; j < n; j++)
+                for (int d = 0; d < hs; d++)
+                  out[(size_t)b * C + hh * hs + d] += s[j] / z * vc[((size_t)b * maxT + j) * C + hh * hs + d];
+            }
+          assign(h.F("out"), out);
+        },
+        [=](auto& ops, auto& t) {
+          ops.attention_decode(t.F("out"), t.F("qkv"), t.F("kcache"), t.F("vcache"), t.I("pos"), B, maxT, C, NH);
+        })
+        .large = s.large;
+    // the rest of the caches must stay as they were: they start random
+    add("kv_cache_write", shape,
+        [=](Host& h) {
+          h.uniform("qkv", (size_t)B * 3 * C);
+          h.uniform("kcache", (size_t)B * maxT * C, -1, 1, Role::inout);
+          h.uniform("vcache", (size_t)B * maxT * C, -1, 1, Role::inout);
+          h.ints("pos", pos);
+        },
+        [=](Host& h) { ref_kv_copy(h, pos, Ints(B, 1), B, 1, maxT, C); },
+        [=](auto& ops, auto& t) {
+          ops.kv_cache_write(t.F("kcache"), t.F("vcache"), t.F("qkv"), t.I("pos"), B, maxT, C);
+        })
+        .tol = kExact;
+  }
+  struct P {
+    int B, P, maxT, C;
+    Ints len;
+  };
+  for (const P& s : {P{3, 5, 12, 32, {5, 2, 4}}, P{4, 3, 3, 33, {3, 0, 1, 2}}}) {
+    int B = s.B, Pn = s.P, maxT = s.maxT, C = s.C;
+    Ints len = s.len;
+    add("kv_cache_prefill",
+        "B" + std::to_string(B) + " P" + std::to_string(Pn) + " maxT" + std::to_string(maxT) + " C" + std::to_string(C),
+        [=](Host& h) {
+          h.uniform("qkv", (size_t)B * Pn * 3 * C);
+          h.uniform("kcache", (size_t)B * maxT * C, -1, 1, Role::inout);
+          h.uniform("vcache", (size_t)B * maxT * C, -1, 1, Role::inout);
+          h.ints("len", len);
+        },
+        [=](Host& h) { ref_kv_copy(h, Ints(B, 0), len, B, Pn, maxT, C); },
+        [=](auto& ops, auto& t) {
+          ops.kv_cache_prefill(t.F("kcache"), t.F("vcache"), t.F("qkv"), t.I("len"), B, Pn, maxT, C);
+        })
+        .tol = kExact;
+  }
+}
+
+void embedding_cases() {
+  struct S {
+    int B, T, C, V, maxT;
+    Ints pos;  // per-row start positions (generation), or empty for none
+    bool large;
+  };
+  // few tokens: many repeats, so rows shared by several positions (the atomic scatter) are exercised
+  for (const S& s : {S{3, 7, 40, 5, 7, {}, false}, S{2, 5, 37, 11, 9, {}, false}, S{2, 33, 257, 3, 33, {}, false},
+                     S{3, 1, 24, 11, 16, {3, 0, 9}, false}, S{3, 4, 24, 11, 16, {3, 0, 9}, false},
+                     S{16, 256, 128, 7, 256, {}, true}}) {
+    int B = s.B, T = s.T, C = s.C, V = s.V, maxT = s.maxT;
+    Ints pos = s.pos;
+    std::string shape = "B" + std::to_string(B) + " T" + std::to_string(T) + " C" + std::to_string(C) + " V" +
+                        std::to_string(V);
+    add("embedding_forward", shape + (pos.empty() ? "" : " per-row positions"),
+        [=](Host& h) {
+          h.tokens("tokens", (size_t)B * T, V);
+          h.uniform("wte", (size_t)V * C);
+          h.uniform("wpe", (size_t)maxT * C);
+          if (!pos.empty()) h.ints("pos", pos);
+          h.out("out", (size_t)B * T * C);
+        },
+        [=](Host& h) {
+          assign(h.F("out"), ref_embedding(h.I("tokens").data(), h.F("wte").data(), h.F("wpe").data(),
+                                           pos.empty() ? nullptr : pos.data(), B, T, C));
+        },
+        [=](auto& ops, auto& t) {
+          ops.embedding_forward(t.F("out"), t.I("tokens"), t.F("wte"), t.F("wpe"), B, T, C,
+                                pos.empty() ? nullptr : t.I("pos"));
+        })
+        .tol = kExact;
+    if (!pos.empty()) continue;  // the backward has no positions: training starts every row at 0
+    OpCase& b = add("embedding_backward", shape,
+        [=](Host& h) {
+          h.tokens("tokens", (size_t)B * T, V);
+          h.uniform("wte", (size_t)V * C);
+          h.uniform("wpe", (size_t)maxT * C);
+          h.uniform("dout", (size_t)B * T * C);
+          h.uniform("dwte", (size_t)V * C, -1, 1, Role::inout);
+          h.uniform("dwpe", (size_t)maxT * C, -1, 1, Role::inout);
+        },
+        [=](Host& h) {
+          const int32_t* tok = h.I("tokens").data();
+          const float* dout = h.F("dout").data();
+          VecD dwte((size_t)V * C), dwpe((size_t)maxT * C);
+          for (int64_t bt = 0; bt < (int64_t)B * T; bt++)
+            for (int c = 0; c < C; c++) {
+              dwte[(size_t)tok[bt] * C + c] += dout[bt * C + c];
+              dwpe[(size_t)(bt % T) * C + c] += dout[bt * C + c];
+            }
+          add_to(h.F("dwte"), dwte);
+          add_to(h.F("dwpe"), dwpe);
+        },
+        [=](auto& ops, auto& t) {
+          ops.embedding_backward(t.F("dwte"), t.F("dwpe"), t.F("dout"), t.I("tokens"), B, T, C);
+        });
+    b.large = s.large;
+    // hundreds of rows into one (the large case): float sums drift further
+    b.tol = s.large ? Tol{2e-5, 2e-5, 0} : Tol{1e-6, 2e-5, 0};
+    b.loss = [=](const Host& h) {
+      const float *wte = h.F("wte").data(), *wpe = h.F("wpe").data();
+      return dot(h.F("dout"), ref_embedding(h.I("tokens").data(), wte, wpe, nullptr, B, T, C));
+    };
+    b.grads = {{"wte", "dwte"}, {"wpe", "dwpe"}};
+  }
+}
+
+void layernorm_cases() {
+  struct S {
+    int64_t N;
+    int C;
+    bool large;
+  };
+  // N 70: rows past one block (8 rows a block forward, 32 backward); C 777: many passes of a warp
+  for (S s : {S{45, 67, false}, S{70, 100, false}, S{9, 777, false}, S{3, 5, false}, S{1, 1, false},
+              S{4096, 768, true}}) {
+    int64_t N = s.N;
+    int C = s.C;
+    std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C);
+    auto inputs = [=](Host& h) {
+      h.uniform("inp", N * C, -2, 3);
+      h.uniform("weight", C);
+      h.uniform("bias", C);
+    };
+    add("layernorm_forward", shape,
+        [=](Host& h) {
+          inputs(h);
+          h.out("out", N * C);
+          h.out("mean", N);
+          h.out("rstd", N);
+        },
+        [=](Host& h) {
+          LayerNormRef r = ref_layernorm(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C);
+          assign(h.F("out"), r.out);
+          assign(h.F("mean"), r.mean);
+          assign(h.F("rstd"), r.rstd);
+        },
+        [=](auto& ops, auto& t) {
+          ops.layernorm_forward(t.F("out"), t.F("mean"), t.F("rstd"), t.F("inp"), t.F("weight"), t.F("bias"), N, C);
+        })
+        .large = s.large;
+    if (C == 1) continue;  // one channel: the normalised value is 0 whatever the input, nothing to differentiate
+    OpCase& b = add("layernorm_backward", shape,
+        [=](Host& h) {
+          inputs(h);
+          h.scratch("out", N * C);
+          h.scratch("mean", N);
+          h.scratch("rstd", N);
+          h.uniform("dout", N * C);
+          // all three gradients accumulate
+          h.uniform("dinp", N * C, -1, 1, Role::inout);
+          h.uniform("dweight", C, -1, 1, Role::inout);
+          h.uniform("dbias", C, -1, 1, Role::inout);
+        },
+        [=](Host& h) {
+          const float *x = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
+          LayerNormRef r = ref_layernorm(x, w, h.F("bias").data(), N, C);
+          VecD dinp(N * C), dw(C), db(C);
+          for (int64_t n = 0; n < N; n++) {
+            // y = w xhat + b, xhat = (x - mean) rstd: dx = rstd (g - mean(g) - xhat mean(g xhat)), g = w dy
+            double mg = 0, mgx = 0;
+            for (int c = 0; c < C; c++) {
+              double xhat = (x[n * C + c] - r.mean[n]) * r.rstd[n], g = (double)w[c] * dout[n * C + c];
+              mg += g / C;
+              mgx += g * xhat / C;
+              dw[c] += xhat * dout[n * C + c];
+              db[c] += dout[n * C + c];
+            }
+            for (int c = 0; c < C; c++) {
+              double xhat = (x[n * C + c] - r.mean[n]) * r.rstd[n], g = (double)w[c] * dout[n * C + c];
+              dinp[n * C + c] = r.rstd[n] * (g - mg - xhat * mgx);
+            }
+          }
+          add_to(h.F("dinp"), dinp);
+          add_to(h.F("dweight"), dw);
+          add_to(h.F("dbias"), db);
+        },
+        [=](auto& ops, auto& t) {
+          ops.layernorm_forward(t.F("out"), t.F("mean"), t.F("rstd"), t.F("inp"), t.F("weight"), t.F("bias"), N, C);
+          ops.layernorm_backward(t.F("dinp"), t.F("dweight"), t.F("dbias"), t.F("dout"), t.F("inp"), t.F("weight"),
+                                 t.F("mean"), t.F("rstd"), N, C);
+        });
+    b.large = s.large;
+    if (!s.large) {
+      b.loss = [=](const Host& h) {
+        return dot(h.F("dout"), ref_layernorm(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C).out);
+      };
+      b.grads = {{"inp", "dinp"}, {"weight", "dweight"}, {"bias", "dbias"}};
+    }
+  }
+}
+
+void elementwise_cases() {
+  for (int64_t N : {1000, 1, 4099}) {
+    std::string shape = "N" + std::to_string(N);
+    // into both tails, where tanh saturates (one element: not so far that the normalised error
+    // divides by the ~1e-7 of gelu(-5))
+    float range = N == 4099 ? 10.0f : N == 1 ? 2.0f : 6.0f;
+    add("gelu_forward", shape,
+        [=](Host& h) {
+          h.uniform("inp", N, -range, range);
+          h.out("out", N);
+        },
+        [=](Host& h) {
+          for (int64_t i = 0; i < N; i++) h.F("out")[i] = (float)gelu(h.F("inp")[i]);
+        },
+        [=](auto& ops, auto& t) { ops.gelu_forward(t.F("out"), t.F("inp"), N); });
+    OpCase& b = add("gelu_backward", shape,
+        [=](Host& h) {
+          h.uniform("inp", N, -range, range);
+          h.uniform("dout", N);
+          h.out("dinp", N);
+        },
+        [=](Host& h) {
+          for (int64_t i = 0; i < N; i++) h.F("dinp")[i] = (float)(gelu_grad(h.F("inp")[i]) * h.F("dout")[i]);
+        },
+        [=](auto& ops, auto& t) { ops.gelu_backward(t.F("dinp"), t.F("inp"), t.F("dout"), N); });
+    b.loss = [=](const Host& h) {
+      double s = 0;
+      for (int64_t i = 0; i < N; i++) s += (double)h.F("dout")[i] * gelu(h.F("inp")[i]);
+      return s;
+    };
+    b.grads = {{"inp", "dinp"}};
+    add("residual_forward", shape,
+        [=](Host& h) {
+          h.uniform("a", N, -5, 5);
+          h.uniform("b", N);
+          h.out("out", N);
+        },
+        [=](Host& h) {
+          for (int64_t i = 0; i < N; i++) h.F("out")[i] = (float)((double)h.F("a")[i] + h.F("b")[i]);
+        },
+        [=](auto& ops, auto& t) { ops.residual_forward(t.F("out"), t.F("a"), t.F("b"), N); })
+        .tol = kExact;
+  }
+  // in place: dinp may alias dout (the MLP's backward does this)
+  add("gelu_backward", "N1000 in place",
+      [](Host& h) {
+        h.uniform("inp", 1000, -6, 6);
+        h.uniform("dout", 1000, -1, 1, Role::inout);
+      },
+      [](Host& h) {
+        for (int i = 0; i < 1000; i++) h.F("dout")[i] = (float)(gelu_grad(h.F("inp")[i]) * h.F("dout")[i]);
+      },
+      [](auto& ops, auto& t) { ops.gelu_backward(t.F("dout"), t.F("inp"), t.F("dout"), 1000); });
+
+  struct G {
+    int64_t N, rows;
+    int C;
+    std::vector<int64_t> idx;
+  };
+  for (const G& s : {G{5, 20, 33, {19, 0, 7, 7, 3}}, G{1, 1, 1, {0}}, G{64, 300, 768, {}}}) {
+    int64_t N = s.N, rows = s.rows;
+    int C = s.C;
+    std::vector<int64_t> idx = s.idx;
+    for (int64_t n = (int64_t)idx.size(); n < N; n++) idx.push_back((n * 37 + 11) % rows);
+    add("gather_rows", "N" + std::to_string(N) + " of " + std::to_string(rows) + " rows, C" + std::to_string(C),
+        [=](Host& h) {
+          h.uniform("src", rows * C);
+          h.longs("idx", idx);
+          h.out("dst", N * C);
+        },
+        [=](Host& h) {
+          for (int64_t n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) h.F("dst")[n * C + c] = h.F("src")[idx[n] * C + c];
+        },
+        [=](auto& ops, auto& t) { ops.gather_rows(t.F("dst"), t.F("src"), t.L("idx"), N, C); })
+        .tol = kExact;
+  }
+}
+
+void classifier_cases() {
+  struct S {
+    int64_t N;
+    int C, V;
+    int64_t chunk;
+    bool entropy, large;
+  };
+  // V 1543: more than one pass of the 512 threads over the vocabulary; chunks of 8 rows leave a
+  // shorter last chunk
+  for (const S& s : {S{23, 19, 301, 8, true, false}, S{37, 32, 1543, 8, true, false}, S{5, 16, 100, 2, false, false},
+                     S{64, 64, 50257, 16, true, true}}) {
+    for (bool keep : {true, false}) {
+      int64_t N = s.N, chunk = s.chunk;
+      int C = s.C, V = s.V;
+      bool with_entropy = s.entropy;
+      float inv_temp = 1.0f / 0.7f;
+      std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " V" + std::to_string(V) +
+                          (keep ? " logits kept" : " chunks of " + std::to_string(chunk));
+      auto inputs = [=](Host& h) {
+        h.uniform("lnf", N * C, -2, 2);
+        h.uniform("wte", (size_t)V * C, -0.5f, 0.5f);
+        Ints& tg = h.tokens("targets", N, V);
+        for (int64_t n = 3; n < N; n += 5) tg[n] = -1;  // positions without a target: log-prob 0, no gradient
+        if (keep) {
+          h.scratch("logits", N * V);
+          h.scratch("chunk", 0);
+        } else {
+          h.scratch("logits", 0);
+          h.scratch("chunk", chunk * V);
+        }
+      };
+      auto args = [=](auto& ops, auto& t) {
+        return ClassifierArgs{t.F("lnf"), t.F("wte"), t.I("targets"), N, C, V, inv_temp,
+                              keep ? t.F("logits") : nullptr, t.F("chunk"), chunk, ops.precision()};
+      };
+      auto forward = [=](const Host& h) {
+        return ref_classifier(h.F("lnf").data(), h.F("wte").data(), h.I("targets").data(), N, C, V, inv_temp);
+      };
+      OpCase& f = add("classifier_forward", shape + (with_entropy ? "" : " no entropy"),
+          [=](Host& h) {
+            inputs(h);
+            h.out("logprob", N);
+            if (with_entropy) h.out("entropy", N);
+            h.out("lse", N);
+          },
+          [=](Host& h) {
+            ClassifierRef r = forward(h);
+            assign(h.F("logprob"), r.logprob);
+            if (with_entropy) assign(h.F("entropy"), r.entropy);
+            for (int64_t n = 0; n < N; n++)
+              h.F("lse")[n] = (float)ref_lse(ref_logits(h.F("lnf").data(), h.F("wte").data(), n, C, V, inv_temp));
+          },
+          [=](auto& ops, auto& t) {
+            ops.classifier_forward(args(ops, t), t.F("logprob"), with_entropy ? t.F("entropy") : nullptr, t.F("lse"));
+          });
+      f.large = s.large;
+      f.each_of["logprob"] = {0, 1e-4};  // a position without a target gets exactly 0
+      OpCase& b = add("classifier_backward", shape,
+          [=](Host& h) {
+            inputs(h);
+            h.scratch("logprob", N);
+            h.scratch("entropy", N);
+            h.scratch("lse", N);
+            h.uniform("dlogprob", N);
+            h.out("dlnf", N * C);
+            h.uniform("dwte", (size_t)V * C, -1, 1, Role::inout);  // accumulates (the tied embedding's gradient)
+          },
+          [=](Host& h) {
+            const float *lnf = h.F("lnf").data(), *wte = h.F("wte").data(), *dlp = h.F("dlogprob").data();
+            const int32_t* tg = h.I("targets").data();
+            VecD dlnf(N * C), dwte((size_t)V * C);
+            for (int64_t n = 0; n < N; n++) {
+              if (tg[n] < 0) continue;
+              VecD l = ref_logits(lnf, wte, n, C, V, inv_temp);
+              double lse = ref_lse(l);
+              for (int v = 0; v < V; v++) {
+                // d logprob / d logit_v = [v == target] - softmax_v, times inv_temp for the lnf @ wte^T product
+                double dl = dlp[n] * ((v == tg[n]) - std::exp(l[v] - lse)) * inv_temp;
+                for (int c = 0; c < C; c++) {
+                  dlnf[n * C + c] += dl * wte[(size_t)v * C + c];
+                  dwte[(size_t)v * C + c] += dl * lnf[n * C + c];
+                }
+              }
+            }
+            assign(h.F("dlnf"), dlnf);
+            add_to(h.F("dwte"), dwte);
+          },
+          [=](auto& ops, auto& t) {
+            ClassifierArgs a = args(ops, t);
+            ops.classifier_forward(a, t.F("logprob"), t.F("entropy"), t.F("lse"));
+            ops.classifier_backward(a, t.F("dlnf"), t.F("dwte"), t.F("dlogprob"), t.F("lse"));
+          });
+      b.large = s.large;
+      b.tol = {1e-5, 1e-4, 2e-2};
+      if (!s.large) {
+        b.loss = [=](const Host& h) { return dot(h.F("dlogprob"), forward(h).logprob); };
+        b.grads = {{"lnf", "dlnf"}, {"wte", "dwte"}};
+      }
+    }
+  }
+}
+
+void value_head_cases() {
+  struct S {
+    int64_t N;
+    int C;
+  };
+  for (S s : {S{31, 29}, S{300, 40}, S{1, 1}}) {
+    int64_t N = s.N;
+    int C = s.C;
+    std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C);
+    add("value_head_forward", shape,
+        [=](Host& h) {
+          h.uniform("lnf", N * C);
+          h.uniform("weight", C);
+          h.out("values", N);
+        },
+        [=](Host& h) { assign(h.F("values"), ref_value_head(h.F("lnf").data(), h.F("weight").data(), N, C)); },
+        [=](auto& ops, auto& t) { ops.value_head_forward(t.F("values"), t.F("lnf"), t.F("weight"), N, C); })
+        .tol = {1e-6, 2e-5, 0};
+    OpCase& b = add("value_head_backward", shape,
+        [=](Host& h) {
+          h.uniform("lnf", N * C);
+          h.uniform("weight", C);
+          h.uniform("dvalues", N);
+          h.uniform("dlnf", N * C, -1, 1, Role::inout);  // both accumulate
+          h.uniform("dweight", C, -1, 1, Role::inout);
+        },
+        [=](Host& h) {
+          const float *lnf = h.F("lnf").data(), *w = h.F("weight").data(), *dv = h.F("dvalues").data();
+          VecD dlnf(N * C), dw(C);
+          for (int64_t n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+              dlnf[n * C + c] = (double)dv[n] * w[c];
+              dw[c] += (double)dv[n] * lnf[n * C + c];
+            }
+          add_to(h.F("dlnf"), dlnf);
+          add_to(h.F("dweight"), dw);
+        },
+        [=](auto& ops, auto& t) {
+          ops.value_head_backward(t.F("dlnf"), t.F("dweight"), t.F("dvalues"), t.F("lnf"), t.F("weight"), N, C);
+        });
+    b.tol = {1e-6, 2e-5, 0};
+    b.loss = [=](const Host& h) {
+      return dot(h.F("dvalues"), ref_value_head(h.F("lnf").data(), h.F("weight").data(), N, C));
+    };
+    b.grads = {{"lnf", "dlnf"}, {"weight", "dweight"}};
+  }
+}
+
+void optimizer_cases() {
+  struct S {
+    size_t n;
+    int steps;
+    int64_t t0;
+    float lr;
+  };
+  // one update per step from the float state the previous step left, as the device keeps it
+  for (S s : {S{4099, 3, 1, 1e-2f}, S{100003, 1, 7, 1e-3f}, S{1, 2, 1, 1e-2f}}) {
+    size_t n = s.n;
+    int steps = s.steps;
+    int64_t t0 = s.t0;
+    float lr = s.lr, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, scale = 0.5f;
+    std::string shape =
+        "n" + std::to_string(n) + ", " + std::to_string(steps) + " step(s) from t=" + std::to_string(t0);
+    add("adamw_update", shape,
+        [=](Host& h) {
+          h.uniform("params", n, -1, 1, Role::inout);
+          h.uniform("grads", n);
+          h.uniform("m", n, 0, 0.1f, Role::inout);
+          h.uniform("v", n, 0, 0.01f, Role::inout);
+        },
+        [=](Host& h) {
+          // AdamW (torch.optim.AdamW): p -= lr wd p; p -= lr mhat / (sqrt(vhat) + eps), g scaled first
+          std::vector<float>&p = h.F("params"), &m = h.F("m"), &v = h.F("v");
+          for (int64_t t = t0; t < t0 + steps; t++)
+            for (size_t i = 0; i < n; i++) {
+              double g = (double)h.F("grads")[i] * scale;
+              double mi = b1 * (double)m[i] + (1.0 - b1) * g, vi = b2 * (double)v[i] + (1.0 - b2) * g * g;
+              m[i] = (float)mi;
+              v[i] = (float)vi;
+              double mhat = mi / (1.0 - std::pow((double)b1, (double)t));
+              double vhat = vi / (1.0 - std::pow((double)b2, (double)t));
+              double pi = p[i] * (1.0 - (double)lr * wd);
+              p[i] = (float)(pi - lr * mhat / (std::sqrt(vhat) + eps));
+            }
+        },
+        [=](auto& ops, auto& t) {
+          for (int64_t step = t0; step < t0 + steps; step++)
+            ops.adamw_update(t.F("params"), t.F("grads"), t.F("m"), t.F("v"), n, lr, b1, b2, eps, wd, step, scale);
+        })
+        .tol = {1e-6, 1e-6, 0};
+  }
+  // more elements than the CUDA grid covers in one pass (kSumSquaresBlocks blocks of 1024), whose
+  // squares overflow a float: the norm stays finite and exact, and the same bits on a second run
+  struct N {
+    size_t n;
+    float range;
+  };
+  for (N s : {N{4099, 1}, N{100003, 1}, N{(size_t)1024 * 4096 + 12345, 3e19f}}) {
+    size_t n = s.n;
+    float range = s.range;
+    OpCase& c = add("grad_norm", "n" + std::to_string(n) + (range > 1 ? " squares past the float range" : ""),
+        [=](Host& h) { h.uniform("grads", n, -range, range); },
+        [=](Host& h) {
+          double s2 = 0;
+          for (float g : h.F("grads")) s2 += (double)g * g;
+          h.scalar = std::sqrt(s2);
+        },
+        [=](auto& ops, auto& t) { t.scalar = ops.grad_norm(t.F("grads"), n); });
+    c.scalar_rtol = 1e-9;
+    c.repeat = range > 1;
+  }
+}
+
+// argmax (first index on ties, as torch.argmax), then each batch row's first divergence and scores
+void ref_divergence(Host& h, int64_t M, int V, int T, const Ints& spans, DivergenceRule rule, const std::string& sfx) {
+  const Ints &row = h.I("row"), &pos = h.I("pos"), &tok = h.I("tokens");
+  Ints& am = h.I("argmax" + sfx);
+  for (int64_t m = 0; m < M; m++) {
+    const float* l = h.F("logits").data() + m * V;
+    am[(size_t)row[m] * T + pos[m]] = (int32_t)(std::max_element(l, l + V) - l);
+  }
+  for (size_t b = 0; b < spans.size() / 2; b++) {
+    int first = -1;
+    for (int t = spans[2 * b]; t < spans[2 * b + 1]; t++) {
+      size_t i = b * T + t;
+      bool match = am[i] == tok[i];
+      if (first < 0 && !match) first = t - spans[2 * b];
+      h.F("scores" + sfx)[i] = first < 0 ? rule.positive : match ? rule.neutral : rule.negative;
+    }
+    h.I("first" + sfx)[b] = first;
+  }
+}
+
+void divergence_cases() {
+  struct S {
+    const char* label;
+    int B, T, V;
+    Ints spans;
+    int chunk;        // rows per call
+    bool reverse;     // chunks from the last
+    bool interleave;  // rows in round-robin order over the batch rows, not row by row
+    bool again;       // then the whole batch in one call, into fresh outputs, on the same counters
+  };
+  // V 4099: past the unrolled part of the kernel's argmax (4 x 512 per pass); a span of length 0
+  for (const S& s : {S{"chunks of 7 from the last, then again in one call", 4, 30, 4099, {1, 30, 5, 20, 7, 7, 2, 9}, 7,
+                       true, false, true},
+                     S{"rows interleaved, chunks of 4", 3, 9, 37, {0, 9, 3, 3, 4, 8}, 4, false, true, false},
+                     S{"one call", 2, 6, 513, {0, 6, 2, 5}, 1 << 20, false, false, false}}) {
+    int B = s.B, T = s.T, V = s.V, chunk = s.chunk;
+    bool reverse = s.reverse, again = s.again;
+    Ints spans = s.spans, row, pos;
+    if (s.interleave) {
+      for (int k = 0; k < T; k++)
+        for (int b = 0; b < B; b++)
+          if (spans[2 * b] + k < spans[2 * b + 1]) row.push_back(b), pos.push_back(spans[2 * b] + k);
+    } else {
+      for (int b = 0; b < B; b++)
+        for (int t = spans[2 * b]; t < spans[2 * b + 1]; t++) row.push_back(b), pos.push_back(t);
+    }
+    int64_t M = (int64_t)row.size();
+    DivergenceRule rule{1.0f, -1.0f, 0.0f};
+    auto outputs = [=](Host& h, const std::string& sfx) {
+      // prepared before a batch's first call: scores 0, argmax and first -1
+      h.floats("scores" + sfx, std::vector<float>((size_t)B * T, 0.0f), Role::inout);
+      h.ints("argmax" + sfx, Ints((size_t)B * T, -1), Role::inout);
+      h.ints("first" + sfx, Ints(B, -1), Role::inout);
+    };
+    std::string shape = std::string(s.label) + " B" + std::to_string(B) + " T" + std::to_string(T) + " V" +
+                        std::to_string(V);
+    add("divergence_score", shape,
+        [=](Host& h) {
+          std::vector<float>& logits = h.uniform("logits", (size_t)M * V);
+          // tied maxima: in different threads, in different warps, in one thread's later pass
+          const int ties[3][2] = {{10, 522}, {100, 132}, {2000, 4048}};
+          for (int64_t m = 0; m < M; m++)
+            if (m % 4 != 3)
+              for (int i : ties[m % 4])
+                if (i < V) logits[(size_t)m * V + i] = 5.0f;
+          h.ints("row", row);
+          h.ints("pos", pos);
+          // tokens agree with the argmax for a prefix of each row's span (and here and there after)
+          Ints& tok = h.tokens("tokens", (size_t)B * T, V);
+          for (int64_t m = 0; m < M; m++) {
+            const float* l = logits.data() + m * V;
+            if (pos[m] - spans[2 * row[m]] < 3 * row[m] + 1 || m % 5 == 0)
+              tok[(size_t)row[m] * T + pos[m]] = (int32_t)(std::max_element(l, l + V) - l);
+          }
+          h.ints("spans", spans);
+          outputs(h, "");
+          if (again) outputs(h, "2");
+          h.ints("counters", Ints(B, 0), Role::inout);  // zero before, and each row's back to zero after
+        },
+        [=](Host& h) {
+          ref_divergence(h, M, V, T, spans, rule, "");
+          if (again) ref_divergence(h, M, V, T, spans, rule, "2");
+        },
+        [=](auto& ops, auto& t) {
+          auto score = [&](int64_t r0, int64_t rows, const std::string& sfx) {
+            ops.divergence_score(t.F("logits") + r0 * V, rows, V, t.I("row") + r0, t.I("pos") + r0, t.I("tokens"), T,
+                                 t.I("spans"), rule, t.I("argmax" + sfx), t.F("scores" + sfx), t.I("first" + sfx),
+                                 t.I("counters"));
+          };
+          int64_t calls = (M + chunk - 1) / chunk;
+          for (int64_t k = 0; k < calls; k++) {
+            int64_t r0 = (reverse ? calls - 1 - k : k) * chunk;
+            score(r0, std::min<int64_t>(chunk, M - r0), "");
+          }
+          if (again) score(0, M, "2");
+        })
+        .tol = kExact;
+  }
+}
+
+std::deque<OpCase>& table() {
+  static std::deque<OpCase> t;
+  return t;
+}
+
+void build_table() {
+  gemm_cases();
+  matmul_cases();
+  attention_cases();
+  kv_cache_cases();
+  embedding_cases();
+  layernorm_cases();
+  elementwise_cases();
+  classifier_cases();
+  value_head_cases();
+  optimizer_cases();
+  divergence_cases();
+}
+
+#define S2S_OP_NAME(name) #name,
+const std::set<std::string> kDeviceOps = {S2S_DEVICE_OPS(S2S_OP_NAME)};
+const std::set<std::string> kMatmulOps = {S2S_MATMUL_OPS(S2S_OP_NAME)};
+#undef S2S_OP_NAME
+// Not in the op set's lists, but what every device also offers: the strided batched GEMM under
+// attention and the LM head, and the gradient norm of the optimizer step.
+const std::set<std::string> kOtherOps = {"gemm_batched", "grad_norm"};
+
+// Whether a case runs at the device's matmul precision: the matmul family, the batched GEMM, and
+// the LM head (its GEMMs run at the precision in ClassifierArgs).
+[[maybe_unused]] bool at_precision(const OpCase& c) {
+  return kMatmulOps.count(c.op) || c.op == "gemm_batched" || c.op.rfind("classifier_", 0) == 0;
+}
+
+}  // namespace
+
+TEST(every_op_of_the_op_set_has_cases) {
+  std::map<std::string, int> count;
+  for (const OpCase& c : table()) count[c.op]++;
+  for (const std::set<std::string>* ops : {&kDeviceOps, &kMatmulOps, &kOtherOps})
+    for (const std::string& op : *ops)
+      if (count[op] < 2) {
+        std::printf("  FAIL %s has %d case(s); every op needs several shapes\n", op.c_str(), count[op]);
+        harness::failures()++;
+      }
+  for (const auto& [op, n] : count)
+    if (!kDeviceOps.count(op) && !kMatmulOps.count(op) && !kOtherOps.count(op)) {
+      std::printf("  FAIL cases name '%s', which is not an op of src/ops/op_set.h\n", op.c_str());
+      harness::failures()++;
+    }
+}
+
+TEST(every_backward_op_is_checked_by_finite_differences) {
+  std::set<std::string> checked, backward;
+  for (const OpCase& c : table()) {
+    if (c.op.size() > 9 && c.op.compare(c.op.size() - 9, 9, "_backward") == 0) backward.insert(c.op);
+    if (c.loss && !c.grads.empty()) checked.insert(c.op);
+  }
+  for (const std::string& op : backward)
+    if (!checked.count(op)) {
+      std::printf("  FAIL %s has no finite-difference case\n", op.c_str());
+      harness::failures()++;
+    }
+  EXPECT(backward.size() >= 7);
+}
+
+int main() {
+  build_table();
+  static std::deque<std::string> names;  // the harness keeps the names' pointers
+  auto reg = [&](std::string name, std::function<void()> fn) {
+    names.push_back(std::move(name));
+    harness::cases().push_back({names.back().c_str(), std::move(fn)});
+  };
+  size_t cpu = 0, gpu = 0;
+  for (const OpCase& c : table()) {
+    reg("cpu " + c.name(), [&c] { run_case<CpuOps>(c, c.cpu, Precision::fp32, "cpu " + c.name()); });
+    cpu++;
+  }
+#ifdef S2S_WITH_CUDA
+  CudaStatus s = cuda_status();
+  if (s.available) {
+    // the emulator runs the large cases only when asked (S2S_OPS_LARGE=1: twice test_ops_emu's time)
+#ifdef S2S_CUDA_EMULATION
+    const char* large = std::getenv("S2S_OPS_LARGE");
+    const bool skip_large = !(large && std::string(large) == "1");
+#else
+    const bool skip_large = false;
+#endif
+    std::printf("CUDA: %s; cuBLAS: %s%s\n", s.device.c_str(), cuda::have_cublas() ? "yes" : "no (built-in kernels)",
+                skip_large ? "; large cases on the CPU only (S2S_OPS_LARGE=1 runs them here too)" : "");
+    for (const OpCase& c : table()) {
+      if (skip_large && c.large) continue;
+      std::vector<Precision> ps = {Precision::fp32};
+      if (at_precision(c)) ps.push_back(Precision::bf16);
+      for (Precision p : ps) {
+        std::string dev = at_precision(c) ? std::string("cuda-") + precision_name(p) : "cuda";
+        std::string label = dev + " " + c.name();
+        reg(label, [&c, p, label] { run_case<cuda::CudaOps>(c, c.cuda, p, label); });
+        gpu++;
+      }
+    }
+  } else {
+    const char* filter = std::getenv("S2S_TEST_FILTER");
+    std::printf("SKIP: the CUDA cases need a GPU: %s\n", s.reason.c_str());
+    if (filter && std::strstr(filter, "cuda")) return 77;  // only CUDA cases asked for: all skipped
+  }
+#endif
+  std::printf("%zu op cases: %zu on the CPU, %zu on CUDA\n", table().size(), cpu, gpu);
+  return harness::run_all();
+}
