@@ -592,7 +592,9 @@ void matmul_cases() {
     bool large;
   };
   for (S s : {S{37, 53, 71, true, true, false}, S{64, 32, 96, true, true, false}, S{5, 128, 1, true, true, false},
-              S{45, 40, 72, false, false, false}, S{1, 1, 1, true, true, false}, S{130, 320, 1000, true, true, true}}) {
+              S{45, 40, 72, false, false, false}, S{1, 1, 1, true, true, false}, S{130, 320, 1000, true, true, true},
+              // the CPU's forward through a transposed copy of the weight (N >= 256, rows 4 KiB apart)
+              S{260, 24, 1024, true, true, true}}) {
     int64_t N = s.N, C = s.C, OC = s.OC;
     bool has_bias = s.bias, has_dinp = s.dinp;
     std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
