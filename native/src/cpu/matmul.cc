@@ -170,43 +170,49 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
 
 namespace {
 
-// A weight stored [C, OC] (GPT-2's Conv1D layout) whose rows lie a multiple of 4 KiB apart (OC a
-// multiple of 1024: GPT-2 124M's 768 -> 3072) makes oneDNN's kernel evict its own rows (they share
-// cache sets): that GEMM ran at 120 GFLOP/s against 285 with the weight transposed to [OC, C], on
-// a Xeon with AVX-512. When enough rows share the weight, a transposed copy (C*OC floats, 2 ms
-// for that weight) pays for itself; decoding (a few rows) multiplies by the weight as it is.
-constexpr int64_t kTransposeWeightRows = 256;
-bool rows_alias(int64_t OC) { return OC * (int64_t)sizeof(float) % 4096 == 0; }
+// A matrix operand stored row-major with rows a multiple of 4 KiB apart (1024, 2048, 3072 ...
+// columns: GPT-2 124M's MLP width) makes oneDNN's kernel evict its own rows, which share cache
+// sets: the MLP's forward ran at 120 GFLOP/s against 285 with the weight transposed to [OC, C],
+// and its weight gradient at 98 against 267 with dout transposed (a Xeon with AVX-512). When
+// enough rows share the operand, a transposed copy (2 ms for 768 x 3072) pays for itself; decoding
+// (a few rows) multiplies by it as it is.
+constexpr int64_t kTransposeRows = 256;
+bool rows_alias(int64_t cols) { return cols * (int64_t)sizeof(float) % 4096 == 0; }
 
-// dst[o, c] = src[c, o] for src [C, OC], in tiles of 8 source rows: rows a power-of-two multiple
-// of 4 KiB apart share cache sets, so a taller tile would evict itself.
-void transpose(float* dst, const float* src, int64_t C, int64_t OC) {
-  const int64_t RC = 8, RO = 64;
-#pragma omp parallel for schedule(static) collapse(2) if (C * OC >= kMinParallelWork)
-  for (int64_t c0 = 0; c0 < C; c0 += RC)
-    for (int64_t o0 = 0; o0 < OC; o0 += RO)
-      for (int64_t o = o0; o < std::min(o0 + RO, OC); o++)
-        for (int64_t c = c0; c < std::min(c0 + RC, C); c++) dst[o * C + c] = src[c * OC + o];
+// src [R, K] transposed into a per-thread buffer ([K, R]), in tiles of 8 source rows (a taller
+// tile would evict itself, for the reason above). Engine calls run one at a time on its thread.
+const float* transposed(const float* src, int64_t R, int64_t K) {
+  thread_local Buffer dst;
+  dst.reserve(R * K);
+  float* d = dst.data();
+  const int64_t TR = 8, TK = 64;
+#pragma omp parallel for schedule(static) collapse(2) if (R * K >= kMinParallelWork)
+  for (int64_t r0 = 0; r0 < R; r0 += TR)
+    for (int64_t k0 = 0; k0 < K; k0 += TK)
+      for (int64_t k = k0; k < std::min(k0 + TK, K); k++)
+        for (int64_t r = r0; r < std::min(r0 + TR, R); r++) d[k * R + r] = src[r * K + k];
+  return d;
 }
 
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t C, int64_t OC) {
-  if (N < kTransposeWeightRows || !rows_alias(OC)) {
+  if (N >= kTransposeRows && rows_alias(OC))
+    run_gemm(1, 1, N, OC, C, inp, dense(N, C), transposed(weight, C, OC), dense_t(C, OC), out, dense(N, OC), 1.0f,
+             false, bias);
+  else
     run_gemm(1, 1, N, OC, C, inp, dense(N, C), weight, dense(C, OC), out, dense(N, OC), 1.0f, false, bias);
-    return;
-  }
-  thread_local Buffer wt;  // engine calls run one at a time on the engine's thread
-  wt.reserve(C * OC);
-  transpose(wt.data(), weight, C, OC);
-  run_gemm(1, 1, N, OC, C, inp, dense(N, C), wt.data(), dense_t(C, OC), out, dense(N, OC), 1.0f, false, bias);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
   if (dinp) gemm(false, true, N, C, OC, dout, weight, dinp, 1.0f, false);
-  gemm(true, false, C, OC, N, inp, dout, dweight, 1.0f, true);
+  if (N >= kTransposeRows && rows_alias(OC))
+    run_gemm(1, 1, C, OC, N, inp, dense_t(C, N), transposed(dout, N, OC), dense_t(N, OC), dweight, dense(C, OC), 1.0f,
+             true, nullptr);
+  else
+    gemm(true, false, C, OC, N, inp, dout, dweight, 1.0f, true);
   if (dbias) {
     // Column sums in blocks of 64 columns: each thread owns its columns, so no reduction races.
     const int64_t BLK = 64;
