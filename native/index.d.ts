@@ -3,12 +3,29 @@
 // The model config's keys. Their one schema is native/src/arch/config.cc (configSchema() below);
 // test/config-schema.test.ts checks this interface and @s2s/core's config against it.
 export interface NativeConfig {
+  /** 'gpt2' (default) or 'llama' (Llama, Qwen2, Mistral, SmolLM2) */
+  arch?: 'gpt2' | 'llama';
   vocabSize: number;
   maxSeqLen: number;
   numLayers: number;
   numHeads: number;
   channels: number;
   valueHead?: boolean;
+  /** key/value heads (default numHeads) */
+  numKvHeads?: number;
+  /** channels per head (default channels / numHeads) */
+  headDim?: number;
+  /** the MLP's hidden width (default 4 * channels) */
+  ffnSize?: number;
+  normEps?: number;
+  ropeTheta?: number;
+  ropeScaling?: 'none' | 'llama3';
+  ropeFactor?: number;
+  ropeLowFreqFactor?: number;
+  ropeHighFreqFactor?: number;
+  ropeOriginalMaxPos?: number;
+  qkvBias?: boolean;
+  tieEmbeddings?: boolean;
   /** 'auto' (default): CUDA when available, else the CPU */
   device?: 'auto' | 'cpu' | 'cuda';
 }
@@ -122,10 +139,12 @@ export function cudaPrecision(): 'bf16' | 'fp32';
 export interface NativeConfigField {
   /** the key of NativeConfig */
   key: string;
-  type: 'integer' | 'boolean';
+  type: 'integer' | 'boolean' | 'number' | 'string';
   /** integers: the accepted range */
   min?: number;
   max?: number;
+  /** strings: the accepted values */
+  choices?: string[];
   required: boolean;
   doc: string;
 }

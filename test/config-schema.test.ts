@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
 const native = require('@s2s/native');
-const schema: { key: string; type: string; min?: number; max?: number; required: boolean }[] = native.configSchema();
+const schema: { key: string; type: string; min?: number; max?: number; choices?: string[]; required: boolean }[] = native.configSchema();
 const keys = schema.map((f) => f.key).sort();
 const tiny = { vocabSize: 11, maxSeqLen: 8, numLayers: 1, numHeads: 2, channels: 4 };
 
@@ -43,8 +43,16 @@ describe('the model config schema', () => {
   it('is what the binding reads and reports, with its ranges enforced', () => {
     const m = new native.NativeModel({ ...tiny, device: 'cpu' });
     expect(Object.keys(m.config).sort()).toEqual(keys);
-    expect(m.config).toEqual({ ...tiny, valueHead: false });
+    // the engine's defaults (0 -> derived) are @s2s/core's
+    expect(m.config).toEqual(resolveConfig(tiny));
     m.dispose();
+    for (const f of schema.filter((f) => f.type === 'number'))
+      for (const bad of [0, -1, Infinity])
+        expect(() => new native.NativeModel({ ...tiny, device: 'cpu', [f.key]: bad })).toThrow(`${f.key} must be a positive finite number`);
+    for (const f of schema.filter((f) => f.type === 'string')) {
+      expect(f.choices!.length).toBeGreaterThan(1);
+      expect(() => new native.NativeModel({ ...tiny, device: 'cpu', [f.key]: 'bogus' })).toThrow(`${f.key} must be one of ${f.choices!.join('|')}`);
+    }
     for (const f of schema.filter((f) => f.type === 'integer')) {
       expect(() => new native.NativeModel({ ...tiny, device: 'cpu', [f.key]: f.max! + 1 })).toThrow(
         `${f.key} must be an integer in [${f.min}, ${f.max}]`,

@@ -77,6 +77,7 @@ class Transformer final : public ModelBackend {
     Params p;
   } pview_, gview_;
 
+  typename Arch::template Tables<D> tables_;
   typename Arch::template Acts<D> acts_;
   typename Arch::template Grads<D> gacts_;
   typename Arch::template Decode<D> dec_;

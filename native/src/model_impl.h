@@ -13,6 +13,7 @@
 
 #include "cpu/sampling.h"  // the host sampler (sample_token), used by every device for top-k / top-p
 #include "arch/gpt2.h"
+#include "arch/llama.h"
 #include "model.h"
 
 namespace s2s {
@@ -27,10 +28,11 @@ inline size_t logits_budget_floats(size_t default_mb) {
 }  // namespace detail
 
 template <class Arch, class D>
-Transformer<Arch, D>::Transformer(const ModelConfig& cfg) : cfg_(cfg) {
-  Arch::validate(cfg);
-  layout_ = Arch::layout(cfg, &num_params_);
+Transformer<Arch, D>::Transformer(const ModelConfig& cfg) : cfg_(cfg.resolved()) {
+  Arch::validate(cfg_);
+  layout_ = Arch::layout(cfg_, &num_params_);
   params.allocate_zeroed(num_params_);
+  tables_.build(cfg_);
 }
 
 template <class Arch, class D>
@@ -82,7 +84,7 @@ void Transformer<Arch, D>::run_body(const int32_t* tokens, int B, int T) {
   head_.tokens.upload(tokens, N);
   B_ = B;
   T_ = T;
-  Arch::forward(ops_, cfg_, view(params), acts_, head_.tokens.data(), B, T);
+  Arch::forward(ops_, cfg_, view(params), tables_, acts_, head_.tokens.data(), B, T);
 }
 
 template <class Arch, class D>
@@ -187,7 +189,7 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
     h.dvalue.upload(dvalue, N);
     ops_.value_head_backward(dlnf, g.score, h.dvalue.data(), acts_.lnf.data(), p.score, N, C);
   }
-  Arch::backward(ops_, cfg_, p, g, acts_, gacts_, h.tokens.data(), B, T);
+  Arch::backward(ops_, cfg_, p, g, tables_, acts_, gacts_, h.tokens.data(), B, T);
   ops_.synchronize();
 }
 
@@ -311,7 +313,7 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
     for (int b = 0; b < B; b++) pos[b] = len[b] + s;
     d.cur.upload(cur.data(), B);
     d.pos.upload(pos.data(), B);
-    Arch::decode(ops_, cfg_, view(params), dec_, d.kcache.data(), d.vcache.data(), d.cur.data(), d.pos.data(), B, maxT);
+    Arch::decode(ops_, cfg_, view(params), tables_, dec_, d.kcache.data(), d.vcache.data(), d.cur.data(), d.pos.data(), B, maxT);
     lm_logits(dec_.out.data(), B, d.logits.data());
   }
   return r;
@@ -418,7 +420,8 @@ namespace s2s {
 template <class D>
 std::shared_ptr<ModelBackend> make_model(const ModelConfig& cfg) {
   if (cfg.arch == arch::GPT2::kName) return std::make_shared<Transformer<arch::GPT2, D>>(cfg);
-  throw Error("unknown architecture '" + cfg.arch + "' (the engine has: gpt2)");
+  if (cfg.arch == arch::Llama::kName) return std::make_shared<Transformer<arch::Llama, D>>(cfg);
+  throw Error("unknown architecture '" + cfg.arch + "' (the engine has: gpt2, llama)");
 }
 
 }  // namespace s2s

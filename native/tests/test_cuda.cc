@@ -67,16 +67,44 @@ Vec params_of(ModelBackend& m, BufferKind k = BufferKind::params) {
   return v;
 }
 
-// A CPU model and a CUDA model with the same parameters.
-struct Pair {
-  GPT cpu;
-  cuda::GPTCuda gpu;
-  Pair(const GPTConfig& c, uint64_t seed, Precision p) : cpu(c), gpu(c) {
+// A Llama-family model with every feature at once: grouped-query attention (4 query heads over 2
+// key/value heads), q/k/v biases, an untied LM head, llama3 rotary scaling with its three bands in
+// use, and a head size that is not channels / heads.
+GPTConfig llama_config(bool value_head) {
+  GPTConfig c = small_config(value_head);
+  c.arch = "llama";
+  c.num_kv_heads = 2;
+  c.head_dim = 24;
+  c.ffn_size = 96;
+  c.norm_eps = 1e-6;
+  c.rope_theta = 5e5;
+  c.rope_scaling = "llama3";
+  c.rope_factor = 32;
+  c.rope_original_max_pos = 16;
+  c.qkv_bias = true;
+  c.tie_embeddings = false;
+  return c;
+}
+
+// A CPU model and a CUDA model of one architecture with the same parameters (norm weights and
+// biases moved off their init of 1 and 0, so that their paths carry visible gradients).
+template <class Arch>
+struct PairOf {
+  Transformer<Arch, CpuOps> cpu;
+  Transformer<Arch, cuda::CudaOps> gpu;
+  PairOf(const GPTConfig& c, uint64_t seed, Precision p) : cpu(c), gpu(c) {
     cpu.init_weights(seed);
-    gpu.init_weights(seed);
+    Vec noise(cpu.num_params());
+    harness::fill_uniform(noise.data(), noise.size(), seed + 1000, -0.3f, 0.3f);
+    for (const TensorInfo& t : cpu.layout())
+      if (!t.decay)
+        for (size_t i = 0; i < t.numel; i++) cpu.params[t.offset + i] += noise[t.offset + i];
+    gpu.write_buffer(BufferKind::params, 0, cpu.num_params(), cpu.params.data());
     gpu.set_precision(p);
   }
 };
+using Pair = PairOf<arch::GPT2>;
+using LlamaPair = PairOf<arch::Llama>;
 
 }  // namespace
 
@@ -229,9 +257,13 @@ TEST(sampling_kernel_matches_the_cpu_sampler) {
 
 TEST(initialisation_and_checkpoint_buffers_are_identical_across_devices) {
   Pair m(small_config(true), 3, Precision::fp32);
-  Vec a(m.cpu.params.data(), m.cpu.params.data() + m.cpu.num_params());
-  Vec b = params_of(m.gpu);
-  EXPECT(a == b);  // bit for bit: the same bytes go into a checkpoint whichever device wrote them
+  // bit for bit: the same bytes go into a checkpoint whichever device wrote them
+  for (const GPTConfig& c : {small_config(true), llama_config(true)}) {
+    std::shared_ptr<ModelBackend> cpu = make_backend(c, "cpu"), gpu = make_backend(c, "cuda");
+    cpu->init_weights(3);
+    gpu->init_weights(3);
+    EXPECT(params_of(*cpu) == params_of(*gpu));
+  }
   Vec part = random(100, 5);
   m.gpu.write_buffer(BufferKind::adam_v, 17, part.size(), part.data());
   Vec back(100);
@@ -245,7 +277,8 @@ TEST(initialisation_and_checkpoint_buffers_are_identical_across_devices) {
 
 // The two models' gradients, each tensor on its own scale (so that a small tensor's error is not
 // hidden by a large one's).
-static void expect_same_gradients(Pair& m, const char* what, Precision p, double tol) {
+template <class P>
+static void expect_same_gradients(P& m, const char* what, Precision p, double tol) {
   Vec gc(m.cpu.grads.data(), m.cpu.grads.data() + m.cpu.num_params()), gg = params_of(m.gpu, BufferKind::grads);
   for (const TensorInfo& t : m.cpu.layout()) {
     double e = harness::rel_error(gg.data() + t.offset, gc.data() + t.offset, t.numel);
@@ -257,9 +290,9 @@ static void expect_same_gradients(Pair& m, const char* what, Precision p, double
   }
 }
 
-static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
-  GPTConfig cfg = small_config(true);
-  Pair m(cfg, 7, p);
+template <class P = Pair>
+static void check_model_parity(Precision p, double tol_fwd, double tol_grad, GPTConfig cfg = small_config(true)) {
+  P m(cfg, 7, p);
   int B = 3, T = 17;
   auto tok = random_tokens((size_t)B * T, cfg.vocab_size, 8);
   auto tg = random_tokens((size_t)B * T, cfg.vocab_size, 9);
@@ -297,9 +330,9 @@ static void check_model_parity(Precision p, double tol_fwd, double tol_grad) {
 
 // What the critic and the scalar reward model run: no targets, no LM head, values only, and a
 // backward from the values alone; then zero_grad.
-static void check_value_only_parity(Precision p, double tol_fwd, double tol_grad) {
-  GPTConfig cfg = small_config(true);
-  Pair m(cfg, 21, p);
+template <class P = Pair>
+static void check_value_only_parity(Precision p, double tol_fwd, double tol_grad, GPTConfig cfg = small_config(true)) {
+  P m(cfg, 21, p);
   int B = 2, T = 13;
   auto tok = random_tokens((size_t)B * T, cfg.vocab_size, 22);
   ForwardOptions o;
@@ -321,13 +354,21 @@ static void check_value_only_parity(Precision p, double tol_fwd, double tol_grad
 TEST(value_only_passes_match_the_cpu) {
   check_value_only_parity(Precision::fp32, 1e-4, 1e-3);
   check_value_only_parity(Precision::bf16, 3e-2, 8e-2);
+  check_value_only_parity<LlamaPair>(Precision::fp32, 1e-4, 1e-3, llama_config(true));
 }
 
 TEST(whole_model_matches_the_cpu_in_fp32) { check_model_parity(Precision::fp32, 1e-4, 1e-3); }
 TEST(whole_model_matches_the_cpu_in_bf16) { check_model_parity(Precision::bf16, 3e-2, 8e-2); }
+TEST(whole_llama_model_matches_the_cpu_in_fp32) {
+  check_model_parity<LlamaPair>(Precision::fp32, 1e-4, 1e-3, llama_config(true));
+}
+TEST(whole_llama_model_matches_the_cpu_in_bf16) {
+  check_model_parity<LlamaPair>(Precision::bf16, 3e-2, 8e-2, llama_config(true));
+}
 
-TEST(greedy_generation_is_identical_to_the_cpu) {
-  Pair m(small_config(false), 11, Precision::fp32);
+template <class P>
+static void check_greedy_generation(const GPTConfig& cfg) {
+  P m(cfg, 11, Precision::fp32);
   std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {4}, {5, 6, 7, 8, 9, 10, 11}};
   GenerateOptions o;
   o.max_new_tokens = 12;
@@ -341,6 +382,9 @@ TEST(greedy_generation_is_identical_to_the_cpu) {
   GenerateResult ce = m.cpu.generate(prompts, o), ge = m.gpu.generate(prompts, o);
   EXPECT(ge.tokens == ce.tokens && ge.lengths == ce.lengths && ge.eos == ce.eos);
 }
+
+TEST(greedy_generation_is_identical_to_the_cpu) { check_greedy_generation<Pair>(small_config(false)); }
+TEST(llama_greedy_generation_is_identical_to_the_cpu) { check_greedy_generation<LlamaPair>(llama_config(false)); }
 
 TEST(sampled_generation_logprobs_equal_a_recompute) {
   GPTConfig cfg = small_config(false);

@@ -41,7 +41,7 @@ static std::vector<double> reference_logits(GPT& m, const std::vector<int32_t>& 
                             tensor(m, p + "ln_1.bias"), N, C);
     matmul_forward_naive(qkv.data(), ln.data(), tensor(m, p + "attn.c_attn.weight"), tensor(m, p + "attn.c_attn.bias"), N,
                          C, 3 * C);
-    attention_forward_naive(atty.data(), att.data(), qkv.data(), B, T, C, NH);
+    attention_forward_naive(atty.data(), att.data(), qkv.data(), AttnShape{B, T, NH, NH, C / NH});
     matmul_forward_naive(tmp.data(), atty.data(), tensor(m, p + "attn.c_proj.weight"), tensor(m, p + "attn.c_proj.bias"),
                          N, C, C);
     for (int64_t i = 0; i < N * C; i++) x[i] += tmp[i];

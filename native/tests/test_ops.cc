@@ -255,13 +255,15 @@ void ref_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
         }
 }
 
-// out[b,t,:] = wte[tokens[b,t],:] + wpe[p,:] with p = pos[b] + t (pos null: t)
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[p,:] with p = pos[b] + t (pos null: t; wpe null: no position
+// embedding)
 VecD ref_embedding(const int32_t* tok, const float* wte, const float* wpe, const int32_t* pos, int B, int T, int C) {
   VecD out((size_t)B * T * C);
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
       int64_t bt = (int64_t)b * T + t, p = (pos ? pos[b] : 0) + t;
-      for (int c = 0; c < C; c++) out[bt * C + c] = (double)wte[(int64_t)tok[bt] * C + c] + wpe[p * C + c];
+      for (int c = 0; c < C; c++)
+        out[bt * C + c] = (double)wte[(int64_t)tok[bt] * C + c] + (wpe ? wpe[p * C + c] : 0.0);
     }
   return out;
 }
@@ -328,6 +330,116 @@ AttentionRef ref_attention(const float* qkv, int B, int T, int C, int NH) {
         }
       }
   return r;
+}
+
+// HF's repeat_kv ahead of eager attention: the packed qkv [B, T, (NH + 2 KVH) hd] as multi-head
+// attention's [B, T, 3 NH hd], each key/value head repeated for the NH / KVH query heads that read
+// it (repeat_interleave: query head h gets key/value head h / (NH / KVH)).
+std::vector<float> repeat_kv(const float* qkv, const AttnShape& s) {
+  const int G = s.NH / s.KVH, hd = s.hd;
+  const int64_t C = s.q_width(), W = s.qkv_width(), KW = s.kv_width();
+  std::vector<float> r((size_t)s.B * s.T * 3 * C);
+  for (int64_t bt = 0; bt < (int64_t)s.B * s.T; bt++)
+    for (int h = 0; h < s.NH; h++)
+      for (int d = 0; d < hd; d++) {
+        const float* row = qkv + bt * W;
+        float* o = &r[bt * 3 * C];
+        o[h * hd + d] = row[h * hd + d];
+        o[C + h * hd + d] = row[C + (h / G) * hd + d];
+        o[2 * C + h * hd + d] = row[C + KW + (h / G) * hd + d];
+      }
+  return r;
+}
+// The gradient through repeat_kv: a key/value head's gradient is the sum over its repeats.
+VecD fold_kv(const VecD& d3, const AttnShape& s) {
+  const int G = s.NH / s.KVH, hd = s.hd;
+  const int64_t C = s.q_width(), W = s.qkv_width(), KW = s.kv_width();
+  VecD r((size_t)s.B * s.T * W, 0.0);
+  for (int64_t bt = 0; bt < (int64_t)s.B * s.T; bt++)
+    for (int h = 0; h < s.NH; h++)
+      for (int d = 0; d < hd; d++) {
+        const double* i = &d3[bt * 3 * C];
+        double* o = &r[bt * W];
+        o[h * hd + d] = i[h * hd + d];
+        o[C + (h / G) * hd + d] += i[C + h * hd + d];
+        o[C + KW + (h / G) * hd + d] += i[2 * C + h * hd + d];
+      }
+  return r;
+}
+// Grouped-query attention as HF's eager attention computes it: repeat_kv, then multi-head attention.
+AttentionRef ref_gqa_attention(const float* qkv, const AttnShape& s) {
+  return ref_attention(repeat_kv(qkv, s).data(), s.B, s.T, s.NH * s.hd, s.NH);
+}
+
+// torch.nn.Linear: out[N,OC] = inp[N,C] @ w[OC,C]^T + bias
+VecD ref_linear(const float* inp, const float* w, const float* bias, int64_t N, int64_t C, int64_t OC) {
+  VecD out(N * OC);
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t o = 0; o < OC; o++) {
+      double s = bias ? bias[o] : 0.0;
+      for (int64_t c = 0; c < C; c++) s += (double)inp[n * C + c] * w[o * C + c];
+      out[n * OC + o] = s;
+    }
+  return out;
+}
+
+struct RmsNormRef {
+  VecD out, rstd;
+};
+// HF's LlamaRMSNorm: weight * x * rsqrt(mean(x^2) + eps) over each row
+RmsNormRef ref_rmsnorm(const float* x, const float* w, int64_t N, int C, double eps) {
+  RmsNormRef r{VecD(N * C), VecD(N)};
+  for (int64_t n = 0; n < N; n++) {
+    double v = 0;
+    for (int c = 0; c < C; c++) v += (double)x[n * C + c] * x[n * C + c];
+    double s = 1.0 / std::sqrt(v / C + eps);
+    for (int c = 0; c < C; c++) r.out[n * C + c] = (double)w[c] * (x[n * C + c] * s);
+    r.rstd[n] = s;
+  }
+  return r;
+}
+
+// HF's rotary tables (LlamaRotaryEmbedding, default rope type): inv_freq[i] = 1 / theta^(2i / hd),
+// angle[p, i] = p inv_freq[i]; "cos" and "sin" [maxT, hd/2] (HF's [maxT, hd] is cat(freqs, freqs):
+// the same half twice).
+void rope_tables(Host& h, int maxT, int hd, double theta) {
+  std::vector<float> c((size_t)maxT * hd / 2), s(c.size());
+  for (int p = 0; p < maxT; p++)
+    for (int i = 0; i < hd / 2; i++) {
+      double a = p * (1.0 / std::pow(theta, 2.0 * i / hd));
+      c[(size_t)p * hd / 2 + i] = (float)std::cos(a);
+      s[(size_t)p * hd / 2 + i] = (float)std::sin(a);
+    }
+  h.floats("cos", c);
+  h.floats("sin", s);
+}
+// The position of row n of a [B, T] batch: pos[b] + t (pos null: t).
+int64_t rope_position(const int32_t* pos, int64_t n, int T) { return (pos ? pos[n / T] : 0) + n % T; }
+// HF's apply_rotary_pos_emb on the first nheads heads of each row (stride floats apart):
+// x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1); the rest of each row as it was.
+VecD ref_rope(const float* x, const float* cos, const float* sin, const int32_t* pos, int64_t N, int T, int64_t stride,
+              int nheads, int hd) {
+  const int half = hd / 2;
+  VecD out(x, x + N * stride);
+  for (int64_t n = 0; n < N; n++) {
+    int64_t p = rope_position(pos, n, T);
+    for (int h = 0; h < nheads; h++) {
+      const float* xh = x + n * stride + (int64_t)h * hd;
+      for (int d = 0; d < hd; d++) {
+        double rot = d < half ? -(double)xh[d + half] : (double)xh[d - half];
+        double c = cos[p * half + d % half], s = sin[p * half + d % half];
+        out[n * stride + (int64_t)h * hd + d] = xh[d] * c + rot * s;
+      }
+    }
+  }
+  return out;
+}
+
+// Llama's act_fn (silu) and its derivative: silu(g) = g sigmoid(g)
+double silu(double g) { return g / (1.0 + std::exp(-g)); }
+double silu_grad(double g) {
+  double sg = 1.0 / (1.0 + std::exp(-g));
+  return sg * (1.0 + g * (1.0 - sg));
 }
 
 // GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -656,19 +768,99 @@ void matmul_cases() {
   }
 }
 
+std::string attn_shape_name(const AttnShape& s) {
+  return "B" + std::to_string(s.B) + " T" + std::to_string(s.T) + " NH" + std::to_string(s.NH) +
+         (s.KVH < s.NH ? " KVH" + std::to_string(s.KVH) : "") + " hd" + std::to_string(s.hd);
+}
+
+void linear_cases() {
+  struct S {
+    int64_t N, C, OC;
+    bool bias, dinp;
+    bool large;
+  };
+  // 576 -> 192: SmolLM2-135M's k/v projection; odd sizes everywhere else
+  for (S s : {S{37, 53, 71, true, true, false}, S{45, 40, 72, false, true, false}, S{33, 576, 192, true, false, false},
+              S{5, 128, 1, false, false, false}, S{1, 1, 1, true, true, false}, S{130, 320, 1000, true, true, true},
+              S{260, 1024, 24, false, true, true}}) {
+    int64_t N = s.N, C = s.C, OC = s.OC;
+    bool has_bias = s.bias, has_dinp = s.dinp;
+    std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC);
+    add("linear_forward", shape + (has_bias ? "" : " no bias"),
+        [=](Host& h) {
+          h.uniform("inp", N * C);
+          h.uniform("weight", OC * C);
+          h.uniform("bias", OC);
+          h.out("out", N * OC);
+        },
+        [=](Host& h) {
+          const float* bias = has_bias ? h.F("bias").data() : nullptr;
+          assign(h.F("out"), ref_linear(h.F("inp").data(), h.F("weight").data(), bias, N, C, OC));
+        },
+        [=](auto& ops, auto& t) {
+          ops.linear_forward(t.F("out"), t.F("inp"), t.F("weight"), has_bias ? t.F("bias") : nullptr, N, C, OC);
+        })
+        .large = s.large;
+    OpCase& b = add(
+        "linear_backward", shape + (has_bias ? "" : " no dbias") + (has_dinp ? "" : " no dinp"),
+        [=](Host& h) {
+          h.uniform("inp", N * C);
+          h.uniform("weight", OC * C);
+          h.uniform("bias", OC);
+          h.uniform("dout", N * OC);
+          if (has_dinp) h.out("dinp", N * C);
+          h.uniform("dweight", OC * C, -1, 1, Role::inout);  // gradients accumulate
+          h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
+        },
+        [=](Host& h) {
+          // out = inp W^T + b:  dinp = dout W, dW = dout^T inp, db = sum over rows of dout
+          const float *inp = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
+          VecD dinp(N * C), dw(OC * C), db(OC);
+          for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < OC; o++) {
+              double d = dout[n * OC + o];
+              db[o] += d;
+              for (int64_t c = 0; c < C; c++) {
+                dinp[n * C + c] += d * w[o * C + c];
+                dw[o * C + c] += d * inp[n * C + c];
+              }
+            }
+          if (has_dinp) assign(h.F("dinp"), dinp);
+          add_to(h.F("dweight"), dw);
+          if (has_bias) add_to(h.F("dbias"), db);
+        },
+        [=](auto& ops, auto& t) {
+          ops.linear_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
+                              t.F("dout"), t.F("inp"), t.F("weight"), N, C, OC);
+        });
+    b.large = s.large;
+    if (!s.large) {
+      b.loss = [=](const Host& h) {
+        return dot(h.F("dout"), ref_linear(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC));
+      };
+      b.grads = {{"weight", "dweight"}};
+      if (has_dinp) b.grads.push_back({"inp", "dinp"});
+      if (has_bias) b.grads.push_back({"bias", "dbias"});
+    }
+  }
+}
+
 void attention_cases() {
   struct S {
-    int B, T, C, NH;
+    AttnShape s;
     bool large;
   };
   // T = 21: under one warp; T = 150: the softmax loops past 32 lanes and the head-view GEMMs past one
-  // tile (64 fp32, 128 bf16), neither a multiple of either; T = 1: one position
-  for (S s : {S{2, 17, 24, 3, false}, S{2, 21, 48, 3, false}, S{1, 150, 48, 3, false}, S{3, 1, 8, 2, false},
-              S{2, 9, 12, 3, false}, S{2, 256, 128, 4, true}}) {
-    int B = s.B, T = s.T, C = s.C, NH = s.NH;
-    size_t nqkv = (size_t)B * T * 3 * C, natt = (size_t)B * NH * T * T, nout = (size_t)B * T * C;
-    std::string shape = "B" + std::to_string(B) + " T" + std::to_string(T) + " C" + std::to_string(C) + " NH" +
-                        std::to_string(NH);
+  // tile (64 fp32, 128 bf16), neither a multiple of either; T = 1: one position. KVH < NH:
+  // grouped-query attention (NH 9 KVH 3 hd 64: SmolLM2-135M's heads; KVH 1: multi-query)
+  for (S c : {S{{2, 17, 3, 3, 8}, false}, S{{2, 21, 3, 3, 16}, false}, S{{1, 150, 3, 3, 16}, false},
+              S{{3, 1, 2, 2, 4}, false}, S{{2, 9, 3, 3, 4}, false}, S{{2, 17, 6, 2, 8}, false},
+              S{{2, 13, 9, 3, 64}, false}, S{{2, 21, 4, 1, 8}, false}, S{{1, 70, 6, 3, 16}, false},
+              S{{3, 1, 4, 2, 8}, false}, S{{2, 256, 4, 4, 32}, true}, S{{2, 256, 8, 2, 64}, true}}) {
+    AttnShape s = c.s;
+    int B = s.B, T = s.T, NH = s.NH;
+    size_t nqkv = (size_t)B * T * s.qkv_width(), natt = (size_t)B * NH * T * T, nout = (size_t)B * T * s.q_width();
+    std::string shape = attn_shape_name(s);
     OpCase& f = add("attention_forward", shape,
         [=](Host& h) {
           h.uniform("qkv", nqkv, -2, 2);
@@ -676,12 +868,12 @@ void attention_cases() {
           h.out("att", natt);
         },
         [=](Host& h) {
-          AttentionRef r = ref_attention(h.F("qkv").data(), B, T, C, NH);
+          AttentionRef r = ref_gqa_attention(h.F("qkv").data(), s);
           assign(h.F("out"), r.out);
           assign(h.F("att"), r.att);
         },
-        [=](auto& ops, auto& t) { ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), B, T, C, NH); });
-    f.large = s.large;
+        [=](auto& ops, auto& t) { ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), s); });
+    f.large = c.large;
     f.each_of["att"] = {1e-6, 1e-4};  // every probability on its own, zeros above the diagonal exactly
     OpCase& b = add("attention_backward", shape,
         [=](Host& h) {
@@ -693,141 +885,151 @@ void attention_cases() {
           h.out("dqkv", nqkv);
         },
         [=](Host& h) {
-          const float *qkv = h.F("qkv").data(), *dout = h.F("dout").data();
-          int hs = C / NH;
+          // multi-head attention's gradient over repeat_kv's qkv [B, T, 3C], folded back through repeat_kv
+          const int C = NH * s.hd, hs = s.hd;
+          std::vector<float> qkv3 = repeat_kv(h.F("qkv").data(), s);
+          const float *qkv = qkv3.data(), *dout = h.F("dout").data();
           double scale = 1.0 / std::sqrt((double)hs);
           AttentionRef f = ref_attention(qkv, B, T, C, NH);
-          VecD dqkv(nqkv, 0.0), da(T);
+          VecD dqkv(qkv3.size(), 0.0), da(T);
           auto at = [&](int b, int t, int part, int hh) { return ((size_t)b * T + t) * 3 * C + part * C + hh * hs; };
           for (int b = 0; b < B; b++)
             for (int hh = 0; hh < NH; hh++)
               for (int i = 0; i < T; i++) {
                 const double* a = &f.att[(((size_t)b * NH + hh) * T + i) * T];
                 const float* dO = dout + ((size_t)b * T + i) * C + hh * hs;
-                double s = 0;
+                double sum = 0;
                 for (int j = 0; j <= i; j++) {
                   da[j] = 0;
                   for (int d = 0; d < hs; d++) {
                     da[j] += (double)dO[d] * qkv[at(b, j, 2, hh) + d];
                     dqkv[at(b, j, 2, hh) + d] += a[j] * dO[d];
                   }
-                  s += a[j] * da[j];
+                  sum += a[j] * da[j];
                 }
                 for (int j = 0; j <= i; j++) {
-                  double dpre = a[j] * (da[j] - s) * scale;
+                  double dpre = a[j] * (da[j] - sum) * scale;
                   for (int d = 0; d < hs; d++) {
                     dqkv[at(b, i, 0, hh) + d] += dpre * qkv[at(b, j, 1, hh) + d];
                     dqkv[at(b, j, 1, hh) + d] += dpre * qkv[at(b, i, 0, hh) + d];
                   }
                 }
               }
-          assign(h.F("dqkv"), dqkv);
+          assign(h.F("dqkv"), fold_kv(dqkv, s));
         },
         [=](auto& ops, auto& t) {
-          ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), B, T, C, NH);
-          ops.attention_backward(t.F("dqkv"), t.F("datt"), t.F("dout"), t.F("qkv"), t.F("att"), B, T, C, NH);
+          ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), s);
+          ops.attention_backward(t.F("dqkv"), t.F("datt"), t.F("dout"), t.F("qkv"), t.F("att"), s);
         });
-    b.large = s.large;
+    b.large = c.large;
     b.tol = {1e-5, 6e-5, 6e-2};
-    if (!s.large) {
-      b.loss = [=](const Host& h) { return dot(h.F("dout"), ref_attention(h.F("qkv").data(), B, T, C, NH).out); };
+    if (!c.large) {
+      b.loss = [=](const Host& h) { return dot(h.F("dout"), ref_gqa_attention(h.F("qkv").data(), s).out); };
       b.grads = {{"qkv", "dqkv"}};
     }
   }
 }
 
-// Copies the keys and values of positions t < len[b] of a prefill's qkv [B, P, 3C] into caches
-// [B, maxT, C] (the reference of kv_cache_prefill, and of kv_cache_write with P = 1 at pos[b]).
-void ref_kv_copy(Host& h, const Ints& first, const Ints& count, int B, int P, int maxT, int C) {
+// Copies the keys and values of positions t < count[b] of qkv [B, P, (NH + 2 KVH) hd] into caches
+// [B, maxT, KVH hd] at first[b] + t (the reference of kv_cache_prefill, and of kv_cache_write with
+// P = 1 at pos[b]).
+void ref_kv_copy(Host& h, const Ints& first, const Ints& count, const AttnShape& s, int maxT) {
   const std::vector<float>& qkv = h.F("qkv");
   std::vector<float>&kc = h.F("kcache"), &vc = h.F("vcache");
-  for (int b = 0; b < B; b++)
+  const int64_t W = s.qkv_width(), QW = s.q_width(), KW = s.kv_width();
+  for (int b = 0; b < s.B; b++)
     for (int t = 0; t < count[b]; t++)
-      for (int c = 0; c < C; c++) {
-        size_t dst = ((size_t)b * maxT + first[b] + t) * C + c, src = ((size_t)b * P + t) * 3 * C + c;
-        kc[dst] = qkv[src + C];
-        vc[dst] = qkv[src + 2 * C];
+      for (int64_t c = 0; c < KW; c++) {
+        size_t dst = ((size_t)b * maxT + first[b] + t) * KW + c, src = ((size_t)b * s.T + t) * W + c;
+        kc[dst] = qkv[src + QW];
+        vc[dst] = qkv[src + QW + KW];
       }
 }
 
 void kv_cache_cases() {
   struct D {
-    int B, maxT, C, NH;
+    int B, maxT, NH, KVH, hd;
     Ints pos;
     bool large;
   };
-  // pos 66 of 70: more keys than the block's warps, and not a multiple of them
-  for (const D& s : {D{3, 12, 32, 4, {5, 2, 4}, false}, D{2, 70, 24, 3, {66, 0}, false}, D{1, 1, 8, 1, {0}, false},
-                     D{4, 512, 256, 4, {511, 100, 3, 0}, true}}) {
-    int B = s.B, maxT = s.maxT, C = s.C, NH = s.NH;
-    Ints pos = s.pos;
-    std::string shape = "B" + std::to_string(B) + " maxT" + std::to_string(maxT) + " C" + std::to_string(C);
-    add("attention_decode", shape + " NH" + std::to_string(NH),
+  // pos 66 of 70: more keys than the block's warps, and not a multiple of them; KVH < NH: query
+  // heads sharing a cached key/value head
+  for (const D& c : {D{3, 12, 4, 4, 8, {5, 2, 4}, false}, D{2, 70, 3, 3, 8, {66, 0}, false},
+                     D{1, 1, 1, 1, 8, {0}, false}, D{3, 12, 6, 2, 8, {5, 2, 11}, false},
+                     D{2, 70, 9, 3, 16, {66, 0}, false}, D{2, 9, 4, 1, 8, {8, 3}, false},
+                     D{4, 512, 4, 4, 64, {511, 100, 3, 0}, true}, D{4, 512, 8, 2, 64, {511, 100, 3, 0}, true}}) {
+    const AttnShape s{c.B, 1, c.NH, c.KVH, c.hd};
+    int B = c.B, maxT = c.maxT, NH = c.NH, hd = c.hd, G = NH / c.KVH;
+    const int64_t W = s.qkv_width(), QW = s.q_width(), KW = s.kv_width();
+    Ints pos = c.pos;
+    std::string shape = "B" + std::to_string(B) + " maxT" + std::to_string(maxT) + " NH" + std::to_string(NH) +
+                        (G > 1 ? " KVH" + std::to_string(c.KVH) : "") + " hd" + std::to_string(hd);
+    add("attention_decode", shape,
         [=](Host& h) {
-          h.uniform("qkv", (size_t)B * 3 * C, -2, 2);
-          h.uniform("kcache", (size_t)B * maxT * C, -2, 2);
-          h.uniform("vcache", (size_t)B * maxT * C);
+          h.uniform("qkv", (size_t)B * W, -2, 2);
+          h.uniform("kcache", (size_t)B * maxT * KW, -2, 2);
+          h.uniform("vcache", (size_t)B * maxT * KW);
           h.ints("pos", pos);
-          h.out("out", (size_t)B * C);
+          h.out("out", (size_t)B * QW);
         },
         [=](Host& h) {
-          // row b's query attends to cache positions 0..pos[b]
+          // row b's query heads attend to cache positions 0..pos[b]; query head hh reads key/value
+          // head hh / G (repeat_kv)
           const float *q = h.F("qkv").data(), *kc = h.F("kcache").data(), *vc = h.F("vcache").data();
-          int hs = C / NH;
-          VecD out((size_t)B * C);
+          VecD out((size_t)B * QW);
           for (int b = 0; b < B; b++)
             for (int hh = 0; hh < NH; hh++) {
               int n = pos[b] + 1;
-              VecD s(n);
+              size_t kv = (size_t)(hh / G) * hd;
+              VecD sc(n);
               for (int j = 0; j < n; j++) {
-                for (int d = 0; d < hs; d++)
-                  s[j] += (double)q[(size_t)b * 3 * C + hh * hs + d] * kc[((size_t)b * maxT + j) * C + hh * hs + d];
-                s[j] /= std::sqrt((double)hs);
+                for (int d = 0; d < hd; d++)
+                  sc[j] += (double)q[(size_t)b * W + hh * hd + d] * kc[((size_t)b * maxT + j) * KW + kv + d];
+                sc[j] /= std::sqrt((double)hd);
               }
-              double mx = *std::max_element(s.begin(), s.end()), z = 0;
-              for (double& x : s) z += (x = std::exp(x - mx));
+              double mx = *std::max_element(sc.begin(), sc.end()), z = 0;
+              for (double& x : sc) z += (x = std::exp(x - mx));
               for (int j = 0; j < n; j++)
-                for (int d = 0; d < hs; d++)
-                  out[(size_t)b * C + hh * hs + d] += s[j] / z * vc[((size_t)b * maxT + j) * C + hh * hs + d];
+                for (int d = 0; d < hd; d++)
+                  out[(size_t)b * QW + hh * hd + d] += sc[j] / z * vc[((size_t)b * maxT + j) * KW + kv + d];
             }
           assign(h.F("out"), out);
         },
         [=](auto& ops, auto& t) {
-          ops.attention_decode(t.F("out"), t.F("qkv"), t.F("kcache"), t.F("vcache"), t.I("pos"), B, maxT, C, NH);
+          ops.attention_decode(t.F("out"), t.F("qkv"), t.F("kcache"), t.F("vcache"), t.I("pos"), maxT, s);
         })
-        .large = s.large;
+        .large = c.large;
     // the rest of the caches must stay as they were: they start random
     add("kv_cache_write", shape,
         [=](Host& h) {
-          h.uniform("qkv", (size_t)B * 3 * C);
-          h.uniform("kcache", (size_t)B * maxT * C, -1, 1, Role::inout);
-          h.uniform("vcache", (size_t)B * maxT * C, -1, 1, Role::inout);
+          h.uniform("qkv", (size_t)B * W);
+          h.uniform("kcache", (size_t)B * maxT * KW, -1, 1, Role::inout);
+          h.uniform("vcache", (size_t)B * maxT * KW, -1, 1, Role::inout);
           h.ints("pos", pos);
         },
-        [=](Host& h) { ref_kv_copy(h, pos, Ints(B, 1), B, 1, maxT, C); },
-        [=](auto& ops, auto& t) {
-          ops.kv_cache_write(t.F("kcache"), t.F("vcache"), t.F("qkv"), t.I("pos"), B, maxT, C);
-        })
+        [=](Host& h) { ref_kv_copy(h, pos, Ints(B, 1), s, maxT); },
+        [=](auto& ops, auto& t) { ops.kv_cache_write(t.F("kcache"), t.F("vcache"), t.F("qkv"), t.I("pos"), maxT, s); })
         .tol = kExact;
   }
   struct P {
-    int B, P, maxT, C;
+    int B, P, maxT, NH, KVH, hd;
     Ints len;
   };
-  for (const P& s : {P{3, 5, 12, 32, {5, 2, 4}}, P{4, 3, 3, 33, {3, 0, 1, 2}}}) {
-    int B = s.B, Pn = s.P, maxT = s.maxT, C = s.C;
-    Ints len = s.len;
-    add("kv_cache_prefill",
-        "B" + std::to_string(B) + " P" + std::to_string(Pn) + " maxT" + std::to_string(maxT) + " C" + std::to_string(C),
+  for (const P& c : {P{3, 5, 12, 4, 4, 8, {5, 2, 4}}, P{4, 3, 3, 3, 3, 11, {3, 0, 1, 2}},
+                     P{3, 5, 12, 6, 2, 8, {5, 2, 4}}, P{2, 4, 6, 9, 3, 5, {4, 1}}}) {
+    const AttnShape s{c.B, c.P, c.NH, c.KVH, c.hd};
+    int B = c.B, maxT = c.maxT;
+    Ints len = c.len;
+    add("kv_cache_prefill", attn_shape_name(s) + " maxT" + std::to_string(maxT),
         [=](Host& h) {
-          h.uniform("qkv", (size_t)B * Pn * 3 * C);
-          h.uniform("kcache", (size_t)B * maxT * C, -1, 1, Role::inout);
-          h.uniform("vcache", (size_t)B * maxT * C, -1, 1, Role::inout);
+          h.uniform("qkv", (size_t)B * s.T * s.qkv_width());
+          h.uniform("kcache", (size_t)B * maxT * s.kv_width(), -1, 1, Role::inout);
+          h.uniform("vcache", (size_t)B * maxT * s.kv_width(), -1, 1, Role::inout);
           h.ints("len", len);
         },
-        [=](Host& h) { ref_kv_copy(h, Ints(B, 0), len, B, Pn, maxT, C); },
+        [=](Host& h) { ref_kv_copy(h, Ints(B, 0), len, s, maxT); },
         [=](auto& ops, auto& t) {
-          ops.kv_cache_prefill(t.F("kcache"), t.F("vcache"), t.F("qkv"), t.I("len"), B, Pn, maxT, C);
+          ops.kv_cache_prefill(t.F("kcache"), t.F("vcache"), t.F("qkv"), t.I("len"), maxT, s);
         })
         .tol = kExact;
   }
@@ -837,16 +1039,20 @@ void embedding_cases() {
   struct S {
     int B, T, C, V, maxT;
     Ints pos;  // per-row start positions (generation), or empty for none
+    bool wpe;  // a learned position embedding (GPT-2), or none (Llama: rotary, in attention)
     bool large;
   };
   // few tokens: many repeats, so rows shared by several positions (the atomic scatter) are exercised
-  for (const S& s : {S{3, 7, 40, 5, 7, {}, false}, S{2, 5, 37, 11, 9, {}, false}, S{2, 33, 257, 3, 33, {}, false},
-                     S{3, 1, 24, 11, 16, {3, 0, 9}, false}, S{3, 4, 24, 11, 16, {3, 0, 9}, false},
-                     S{16, 256, 128, 7, 256, {}, true}}) {
+  for (const S& s : {S{3, 7, 40, 5, 7, {}, true, false}, S{2, 5, 37, 11, 9, {}, true, false},
+                     S{2, 33, 257, 3, 33, {}, true, false}, S{3, 1, 24, 11, 16, {3, 0, 9}, true, false},
+                     S{3, 4, 24, 11, 16, {3, 0, 9}, true, false}, S{3, 7, 40, 5, 7, {}, false, false},
+                     S{2, 33, 257, 3, 33, {}, false, false}, S{3, 4, 24, 11, 16, {3, 0, 9}, false, false},
+                     S{16, 256, 128, 7, 256, {}, true, true}}) {
     int B = s.B, T = s.T, C = s.C, V = s.V, maxT = s.maxT;
     Ints pos = s.pos;
+    bool has_wpe = s.wpe;
     std::string shape = "B" + std::to_string(B) + " T" + std::to_string(T) + " C" + std::to_string(C) + " V" +
-                        std::to_string(V);
+                        std::to_string(V) + (has_wpe ? "" : " no position embedding");
     add("embedding_forward", shape + (pos.empty() ? "" : " per-row positions"),
         [=](Host& h) {
           h.tokens("tokens", (size_t)B * T, V);
@@ -856,11 +1062,12 @@ void embedding_cases() {
           h.out("out", (size_t)B * T * C);
         },
         [=](Host& h) {
-          assign(h.F("out"), ref_embedding(h.I("tokens").data(), h.F("wte").data(), h.F("wpe").data(),
+          const float* wpe = has_wpe ? h.F("wpe").data() : nullptr;
+          assign(h.F("out"), ref_embedding(h.I("tokens").data(), h.F("wte").data(), wpe,
                                            pos.empty() ? nullptr : pos.data(), B, T, C));
         },
         [=](auto& ops, auto& t) {
-          ops.embedding_forward(t.F("out"), t.I("tokens"), t.F("wte"), t.F("wpe"), B, T, C,
+          ops.embedding_forward(t.F("out"), t.I("tokens"), t.F("wte"), has_wpe ? t.F("wpe") : nullptr, B, T, C,
                                 pos.empty() ? nullptr : t.I("pos"));
         })
         .tol = kExact;
@@ -872,7 +1079,7 @@ void embedding_cases() {
           h.uniform("wpe", (size_t)maxT * C);
           h.uniform("dout", (size_t)B * T * C);
           h.uniform("dwte", (size_t)V * C, -1, 1, Role::inout);
-          h.uniform("dwpe", (size_t)maxT * C, -1, 1, Role::inout);
+          h.uniform("dwpe", (size_t)maxT * C, -1, 1, has_wpe ? Role::inout : Role::in);
         },
         [=](Host& h) {
           const int32_t* tok = h.I("tokens").data();
@@ -884,19 +1091,20 @@ void embedding_cases() {
               dwpe[(size_t)(bt % T) * C + c] += dout[bt * C + c];
             }
           add_to(h.F("dwte"), dwte);
-          add_to(h.F("dwpe"), dwpe);
+          if (has_wpe) add_to(h.F("dwpe"), dwpe);
         },
         [=](auto& ops, auto& t) {
-          ops.embedding_backward(t.F("dwte"), t.F("dwpe"), t.F("dout"), t.I("tokens"), B, T, C);
+          ops.embedding_backward(t.F("dwte"), has_wpe ? t.F("dwpe") : nullptr, t.F("dout"), t.I("tokens"), B, T, C);
         });
     b.large = s.large;
     // hundreds of rows into one (the large case): float sums drift further
     b.tol = s.large ? Tol{2e-5, 2e-5, 0} : Tol{1e-6, 2e-5, 0};
     b.loss = [=](const Host& h) {
-      const float *wte = h.F("wte").data(), *wpe = h.F("wpe").data();
+      const float *wte = h.F("wte").data(), *wpe = has_wpe ? h.F("wpe").data() : nullptr;
       return dot(h.F("dout"), ref_embedding(h.I("tokens").data(), wte, wpe, nullptr, B, T, C));
     };
-    b.grads = {{"wte", "dwte"}, {"wpe", "dwpe"}};
+    b.grads = {{"wte", "dwte"}};
+    if (has_wpe) b.grads.push_back({"wpe", "dwpe"});
   }
 }
 
@@ -981,6 +1189,232 @@ void layernorm_cases() {
         return dot(h.F("dout"), ref_layernorm(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C).out);
       };
       b.grads = {{"inp", "dinp"}, {"weight", "dweight"}, {"bias", "dbias"}};
+    }
+  }
+}
+
+void rmsnorm_cases() {
+  struct S {
+    int64_t N;
+    int C;
+    float eps;
+    float range;  // inputs in [-range, 1.5 range)
+    bool large;
+  };
+  // C 576: SmolLM2-135M's width; 67, 777, 5: not multiples of 8 (the vector loops' tails); range
+  // 1e-3: mean(x^2) below eps, which then sets the scale
+  for (S s : {S{45, 67, 1e-5f, 2, false}, S{70, 576, 1e-5f, 2, false}, S{9, 777, 1e-6f, 2, false},
+              S{3, 5, 1e-6f, 2, false}, S{1, 1, 1e-5f, 2, false}, S{20, 96, 1e-6f, 1e-3f, false},
+              S{7, 33, 1e-5f, 3e-3f, false}, S{4096, 2048, 1e-5f, 2, true}}) {
+    int64_t N = s.N;
+    int C = s.C;
+    float eps = s.eps, range = s.range;
+    char eps_name[48];
+    std::snprintf(eps_name, sizeof eps_name, " eps%g%s", (double)eps, range < 1 ? " small inputs" : "");
+    std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + eps_name;
+    auto inputs = [=](Host& h) {
+      h.uniform("inp", N * C, -range, 1.5f * range);
+      h.uniform("weight", C);
+    };
+    auto forward = [=](const Host& h) { return ref_rmsnorm(h.F("inp").data(), h.F("weight").data(), N, C, eps); };
+    add("rmsnorm_forward", shape,
+        [=](Host& h) {
+          inputs(h);
+          h.out("out", N * C);
+          h.out("rstd", N);
+        },
+        [=](Host& h) {
+          RmsNormRef r = forward(h);
+          assign(h.F("out"), r.out);
+          assign(h.F("rstd"), r.rstd);
+        },
+        [=](auto& ops, auto& t) { ops.rmsnorm_forward(t.F("out"), t.F("rstd"), t.F("inp"), t.F("weight"), N, C, eps); })
+        .large = s.large;
+    // one channel: the output is w sign(x) but for eps, whose share of the gradient is all there is
+    // (fp32 loses it to cancellation, as anyone's would)
+    if (C == 1) continue;
+    OpCase& b = add("rmsnorm_backward", shape,
+        [=](Host& h) {
+          inputs(h);
+          h.scratch("out", N * C);
+          h.scratch("rstd", N);
+          h.uniform("dout", N * C);
+          // both gradients accumulate
+          h.uniform("dinp", N * C, -1, 1, Role::inout);
+          h.uniform("dweight", C, -1, 1, Role::inout);
+        },
+        [=](Host& h) {
+          // y = w x r, r = (mean(x^2) + eps)^-1/2, dr/dx_c = -r^3 x_c / C:
+          // dx_c = r w_c dy_c - x_c r^3 / C sum_k w_k dy_k x_k;  dw_c = sum_n x_c r dy_c
+          const float *x = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
+          RmsNormRef r = forward(h);
+          VecD dinp(N * C), dw(C);
+          for (int64_t n = 0; n < N; n++) {
+            double rs = r.rstd[n], sum = 0;
+            for (int c = 0; c < C; c++) sum += (double)w[c] * dout[n * C + c] * x[n * C + c];
+            for (int c = 0; c < C; c++) {
+              dinp[n * C + c] = rs * w[c] * dout[n * C + c] - x[n * C + c] * rs * rs * rs / C * sum;
+              dw[c] += x[n * C + c] * rs * dout[n * C + c];
+            }
+          }
+          add_to(h.F("dinp"), dinp);
+          add_to(h.F("dweight"), dw);
+        },
+        [=](auto& ops, auto& t) {
+          ops.rmsnorm_forward(t.F("out"), t.F("rstd"), t.F("inp"), t.F("weight"), N, C, eps);
+          ops.rmsnorm_backward(t.F("dinp"), t.F("dweight"), t.F("dout"), t.F("inp"), t.F("weight"), t.F("rstd"), N, C);
+        });
+    b.large = s.large;
+    // small inputs: against the reference only (the differences' step, 1e-3, is the inputs' own scale)
+    if (!s.large && range >= 1) {
+      b.loss = [=](const Host& h) { return dot(h.F("dout"), forward(h).out); };
+      b.grads = {{"inp", "dinp"}, {"weight", "dweight"}};
+    }
+  }
+}
+
+void rope_cases() {
+  struct S {
+    const char* label;
+    int B, T, NH, KVH, hd, maxT;
+    Ints pos;  // per-row start positions, or empty for none
+    double theta;
+    bool qk_only;  // rows hold q, k and v (qkv) and only q and k rotate; else every head of the row
+    bool large;
+  };
+  // rows of qkv: q and k rotate, v must stay as it was (the whole row is an inout); T = 1 with
+  // positions: a decoding step; NH 9 KVH 3 hd 64: SmolLM2-135M's heads
+  for (const S& s : {S{"qkv", 2, 7, 4, 2, 8, 7, {}, 1e4, true, false},
+                     S{"qkv", 2, 9, 9, 3, 64, 9, {}, 1e4, true, false},
+                     S{"qkv, decoding", 3, 1, 4, 2, 8, 16, {5, 0, 11}, 1e4, true, false},
+                     S{"qkv, decoding", 3, 1, 6, 2, 64, 40, {37, 2, 19}, 1e6, true, false},
+                     S{"qkv, continued rows", 2, 5, 2, 1, 64, 12, {7, 0}, 1e6, true, false},
+                     S{"dense heads", 3, 6, 3, 3, 16, 6, {}, 1e6, false, false},
+                     S{"qkv", 4, 512, 9, 3, 64, 512, {}, 1e4, true, true}}) {
+    int B = s.B, T = s.T, hd = s.hd, maxT = s.maxT;
+    int nheads = s.qk_only ? s.NH + s.KVH : s.NH;
+    int64_t N = (int64_t)B * T, stride = (int64_t)(s.qk_only ? s.NH + 2 * s.KVH : s.NH) * hd;
+    double theta = s.theta;
+    Ints pos = s.pos;
+    char theta_name[32];
+    std::snprintf(theta_name, sizeof theta_name, " theta%g", theta);
+    std::string shape = std::string(s.label) + " B" + std::to_string(B) + " T" + std::to_string(T) + " NH" +
+                        std::to_string(s.NH) + (s.qk_only ? " KVH" + std::to_string(s.KVH) : "") + " hd" +
+                        std::to_string(hd) + theta_name;
+    auto inputs = [=](Host& h) {
+      rope_tables(h, maxT, hd, theta);
+      if (!pos.empty()) h.ints("pos", pos);
+    };
+    auto rotated = [=](const Host& h, const std::string& x) {
+      return ref_rope(h.F(x).data(), h.F("cos").data(), h.F("sin").data(), pos.empty() ? nullptr : pos.data(), N, T,
+                      stride, nheads, hd);
+    };
+    OpCase& f = add("rope_forward", shape,
+        [=](Host& h) {
+          inputs(h);
+          h.uniform("x", N * stride, -2, 2, Role::inout);  // in place
+        },
+        [=](Host& h) { assign(h.F("x"), rotated(h, "x")); },
+        [=](auto& ops, auto& t) {
+          ops.rope_forward(t.F("x"), t.F("cos"), t.F("sin"), pos.empty() ? nullptr : t.I("pos"), N, T, stride, nheads,
+                           hd);
+        });
+    f.large = s.large;
+    f.each_of["x"] = {1e-6, 1e-5};  // each element, and the heads left alone exactly as they were
+    // the gradient is taken in place: dx starts as a copy of dout (dout + 0, through the op set)
+    OpCase& b = add("rope_backward", shape,
+        [=](Host& h) {
+          inputs(h);
+          h.uniform("x", N * stride, -2, 2);
+          h.uniform("dout", N * stride);
+          h.floats("zero", std::vector<float>(N * stride, 0.0f));
+          h.out("dx", N * stride);
+        },
+        [=](Host& h) {
+          // the transpose of the forward's Jacobian: out[d] = x[d] cos + rotate_half(x)[d] sin, with
+          // rotate_half(x)[d] = -x[d + hd/2] (d < hd/2), x[d - hd/2] (d >= hd/2)
+          const float *dout = h.F("dout").data(), *cs = h.F("cos").data(), *sn = h.F("sin").data();
+          const int half = hd / 2;
+          VecD dx(dout, dout + N * stride);
+          for (int64_t n = 0; n < N; n++) {
+            int64_t p = rope_position(pos.empty() ? nullptr : pos.data(), n, T);
+            for (int hh = 0; hh < nheads; hh++) {
+              const float* g = dout + n * stride + (int64_t)hh * hd;
+              double* o = &dx[n * stride + (int64_t)hh * hd];
+              for (int d = 0; d < hd; d++) o[d] = g[d] * (double)cs[p * half + d % half];
+              for (int d = 0; d < hd; d++) {
+                double gs = g[d] * (double)sn[p * half + d % half];
+                if (d < half) o[d + half] -= gs;
+                else o[d - half] += gs;
+              }
+            }
+          }
+          assign(h.F("dx"), dx);
+        },
+        [=](auto& ops, auto& t) {
+          ops.residual_forward(t.F("dx"), t.F("dout"), t.F("zero"), N * stride);
+          ops.rope_backward(t.F("dx"), t.F("cos"), t.F("sin"), pos.empty() ? nullptr : t.I("pos"), N, T, stride,
+                            nheads, hd);
+        });
+    b.large = s.large;
+    if (!s.large) {
+      b.loss = [=](const Host& h) { return dot(h.F("dout"), rotated(h, "x")); };
+      b.grads = {{"x", "dx"}};
+    }
+  }
+}
+
+void swiglu_cases() {
+  struct S {
+    int64_t N, F;
+    float range;
+    bool large;
+  };
+  // F 1536: SmolLM2-135M's intermediate size; 53 and 1: not multiples of the vector width; range 20:
+  // into silu's flat negative tail and its linear positive one
+  for (S s : {S{37, 53, 4, false}, S{1, 1, 2, false}, S{16, 1536, 20, false}, S{7, 100, 8, false},
+              S{512, 5632, 8, true}}) {
+    int64_t N = s.N, F = s.F;
+    float range = s.range;
+    std::string shape = "N" + std::to_string(N) + " F" + std::to_string(F);
+    auto forward = [=](const Host& h) {
+      // LlamaMLP: act_fn(gate_proj(x)) * up_proj(x), gate in h[n, 0:F], up in h[n, F:2F]
+      const float* hp = h.F("h").data();
+      VecD out(N * F);
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t f = 0; f < F; f++) out[n * F + f] = silu(hp[n * 2 * F + f]) * hp[n * 2 * F + F + f];
+      return out;
+    };
+    add("swiglu_forward", shape,
+        [=](Host& h) {
+          h.uniform("h", N * 2 * F, -range, range);
+          h.out("out", N * F);
+        },
+        [=](Host& h) { assign(h.F("out"), forward(h)); },
+        [=](auto& ops, auto& t) { ops.swiglu_forward(t.F("out"), t.F("h"), N, F); })
+        .large = s.large;
+    OpCase& b = add("swiglu_backward", shape,
+        [=](Host& h) {
+          h.uniform("h", N * 2 * F, -range, range);
+          h.uniform("dout", N * F);
+          h.out("dh", N * 2 * F);
+        },
+        [=](Host& h) {
+          const float *hp = h.F("h").data(), *dout = h.F("dout").data();
+          VecD dh(N * 2 * F);
+          for (int64_t n = 0; n < N; n++)
+            for (int64_t f = 0; f < F; f++) {
+              double g = hp[n * 2 * F + f], u = hp[n * 2 * F + F + f], d = dout[n * F + f];
+              dh[n * 2 * F + f] = d * u * silu_grad(g);
+              dh[n * 2 * F + F + f] = d * silu(g);
+            }
+          assign(h.F("dh"), dh);
+        },
+        [=](auto& ops, auto& t) { ops.swiglu_backward(t.F("dh"), t.F("dout"), t.F("h"), N, F); });
+    b.large = s.large;
+    if (!s.large) {
+      b.loss = [=](const Host& h) { return dot(h.F("dout"), forward(h)); };
+      b.grads = {{"h", "dh"}};
     }
   }
 }
@@ -1387,10 +1821,14 @@ std::deque<OpCase>& table() {
 void build_table() {
   gemm_cases();
   matmul_cases();
+  linear_cases();
   attention_cases();
   kv_cache_cases();
   embedding_cases();
   layernorm_cases();
+  rmsnorm_cases();
+  rope_cases();
+  swiglu_cases();
   elementwise_cases();
   classifier_cases();
   value_head_cases();

@@ -29,6 +29,14 @@ void GPT2::validate(const ModelConfig& c) {
   need(c.channels > 0, "n_embd must be a positive integer, got " + std::to_string(c.channels));
   need(c.channels % c.num_heads == 0, "n_embd (" + std::to_string(c.channels) + ") must be divisible by n_head (" +
                                           std::to_string(c.num_heads) + ")");
+  // The Llama family's options have one value in GPT-2.
+  need(c.num_kv_heads == c.num_heads, "gpt2 has no grouped-query attention: numKvHeads must equal numHeads");
+  need(c.head_dim == c.channels / c.num_heads, "gpt2's headDim is channels / numHeads");
+  need(c.ffn_size == 4 * c.channels, "gpt2's MLP width (ffnSize) is 4 * channels");
+  need(c.norm_eps == 1e-5, "gpt2's LayerNorm epsilon (normEps) is 1e-5");
+  need(c.rope_scaling == "none", "gpt2 has no rotary embeddings (ropeScaling must be 'none')");
+  need(!c.qkv_bias, "gpt2's attention always has biases; qkvBias (the Llama family's option) must be false");
+  need(c.tie_embeddings, "gpt2 ties the LM head to the token embedding (tieEmbeddings must be true)");
 }
 
 std::vector<TensorInfo> GPT2::layout(const ModelConfig& cfg, size_t* num_params) {

@@ -17,6 +17,7 @@
 
 #include "arch/config.h"
 #include "arch/tensor.h"
+#include "ops/contracts.h"
 
 namespace s2s {
 namespace arch {
@@ -45,6 +46,12 @@ struct GPT2 {
     std::vector<Layer> layers;
   };
   static Params view(const ModelConfig& c, const std::vector<TensorInfo>& layout, float* base);
+
+  // Per-model constants on the device: GPT-2 has none (Llama: its rotary tables).
+  template <class D>
+  struct Tables {
+    void build(const ModelConfig&) {}
+  };
 
   // Activations of a forward over [B, T], kept for backward (per layer, layer after layer).
   template <class D>
@@ -96,7 +103,8 @@ struct GPT2 {
 
   // tokens [B, T] (device memory) through every block and the final LayerNorm into a.lnf.
   template <class D>
-  static void forward(D& ops, const ModelConfig& c, const Params& p, Acts<D>& a, const int32_t* tokens, int B, int T) {
+  static void forward(D& ops, const ModelConfig& c, const Params& p, const Tables<D>&, Acts<D>& a,
+                      const int32_t* tokens, int B, int T) {
     const int64_t N = (int64_t)B * T;
     const int C = c.channels, NH = c.num_heads, L = c.num_layers;
     ops.embedding_forward(a.encoded.data(), tokens, p.wte, p.wpe, B, T, C, nullptr);
@@ -115,7 +123,7 @@ struct GPT2 {
       float* tmp = a.scratch_c.data();
       ops.layernorm_forward(ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, res_in, w.ln1w, w.ln1b, N, C);
       ops.matmul_forward(qkv, ln1, w.qkvw, w.qkvb, N, C, 3 * C);
-      ops.attention_forward(atty, att, qkv, B, T, C, NH);
+      ops.attention_forward(atty, att, qkv, AttnShape{B, T, NH, NH, C / NH});
       ops.matmul_forward(tmp, atty, w.attprojw, w.attprojb, N, C, C);
       ops.residual_forward(res2, res_in, tmp, N * C);
       ops.layernorm_forward(ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, res2, w.ln2w, w.ln2b, N, C);
@@ -130,8 +138,8 @@ struct GPT2 {
 
   // From d.dlnf (the gradient of a.lnf) back to every parameter's gradient in g (accumulated).
   template <class D>
-  static void backward(D& ops, const ModelConfig& c, const Params& p, const Params& g, Acts<D>& a, Grads<D>& d,
-                       const int32_t* tokens, int B, int T) {
+  static void backward(D& ops, const ModelConfig& c, const Params& p, const Params& g, const Tables<D>&, Acts<D>& a,
+                       Grads<D>& d, const int32_t* tokens, int B, int T) {
     const int64_t N = (int64_t)B * T;
     const int C = c.channels, NH = c.num_heads, L = c.num_layers;
     float* dres = d.dres.data();
@@ -155,7 +163,7 @@ struct GPT2 {
       // attention branch
       ops.matmul_backward(dc, gw.attprojw, gw.attprojb, dres, a.atty.data() + l * N * C, w.attprojw, N, C, C);
       ops.attention_backward(d.dqkv.data(), d.datt.data(), dc, a.qkv.data() + l * N * 3 * C,
-                             a.att.data() + (int64_t)l * B * NH * T * T, B, T, C, NH);
+                             a.att.data() + (int64_t)l * B * NH * T * T, AttnShape{B, T, NH, NH, C / NH});
       ops.matmul_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, 3 * C);
       ops.layernorm_backward(dres, gw.ln1w, gw.ln1b, dc, res_in, w.ln1w, a.ln1_mean.data() + l * N,
                              a.ln1_rstd.data() + l * N, N, C);
@@ -169,18 +177,19 @@ struct GPT2 {
   static void prefill_cache(D& ops, const ModelConfig& c, Acts<D>& a, float* kcache, float* vcache, const int32_t* len,
                             int B, int P, int maxT) {
     const int64_t N = (int64_t)B * P, C = c.channels, layer = (int64_t)B * maxT * C;
+    const AttnShape s{B, P, c.num_heads, c.num_heads, c.channels / c.num_heads};
     for (int l = 0; l < c.num_layers; l++)
-      ops.kv_cache_prefill(kcache + l * layer, vcache + l * layer, a.qkv.data() + l * N * 3 * C, len, B, (int)P, maxT,
-                           (int)C);
+      ops.kv_cache_prefill(kcache + l * layer, vcache + l * layer, a.qkv.data() + l * N * 3 * C, len, maxT, s);
   }
 
   // One generation step: token tok[b] at position pos[b] of row b through every block against the
   // caches (writing its key and value there), into d.out [B, C].
   template <class D>
-  static void decode(D& ops, const ModelConfig& c, const Params& p, Decode<D>& d, float* kcache, float* vcache,
-                     const int32_t* tok, const int32_t* pos, int B, int maxT) {
+  static void decode(D& ops, const ModelConfig& c, const Params& p, const Tables<D>&, Decode<D>& d, float* kcache,
+                     float* vcache, const int32_t* tok, const int32_t* pos, int B, int maxT) {
     const int C = c.channels, NH = c.num_heads, L = c.num_layers;
     const int64_t BC = (int64_t)B * C;
+    const AttnShape s{B, 1, NH, NH, C / NH};
     float* x = d.x.data();
     float* ln = d.out.data();  // LayerNorm outputs; the last one is the result
     ops.embedding_forward(x, tok, p.wte, p.wpe, B, 1, C, pos);
@@ -190,8 +199,8 @@ struct GPT2 {
       float* vc = vcache + (int64_t)l * B * maxT * C;
       ops.layernorm_forward(ln, d.ln_mean.data(), d.ln_rstd.data(), x, w.ln1w, w.ln1b, B, C);
       ops.matmul_forward(d.qkv.data(), ln, w.qkvw, w.qkvb, B, C, 3 * C);
-      ops.kv_cache_write(kc, vc, d.qkv.data(), pos, B, maxT, C);
-      ops.attention_decode(d.atty.data(), d.qkv.data(), kc, vc, pos, B, maxT, C, NH);
+      ops.kv_cache_write(kc, vc, d.qkv.data(), pos, maxT, s);
+      ops.attention_decode(d.atty.data(), d.qkv.data(), kc, vc, pos, maxT, s);
       ops.matmul_forward(d.tmp.data(), d.atty.data(), w.attprojw, w.attprojb, B, C, C);
       ops.residual_forward(x, x, d.tmp.data(), BC);
       ops.layernorm_forward(ln, d.ln_mean.data(), d.ln_rstd.data(), x, w.ln2w, w.ln2b, B, C);

@@ -1,6 +1,11 @@
-// Causal attention. The optimised path does the four products per head as strided batched GEMMs
-// (computing the full T x T square and masking is cheaper than a hand-written causal loop), with
-// the softmax and its backward as row-parallel loops.
+// Causal attention, multi-head and grouped-query. The optimised path does the four products per
+// head as strided batched GEMMs (computing the full T x T square and masking is cheaper than a
+// hand-written causal loop), with the softmax and its backward as row-parallel loops.
+//
+// Grouped-query attention (G = NH / KVH query heads per key/value head) reads each key/value head
+// in place, without repeating it (HF's repeat_kv): turn g = 0..G-1 batches the query heads
+// kvh G + g over [B, KVH], whose heads lie G hd apart in qkv, G T T apart in att. Multi-head
+// attention (G = 1) is the one turn batched over [B, NH].
 #include "cpu/attention.h"
 #include "ops/strides.h"
 
@@ -16,11 +21,36 @@
 
 namespace s2s {
 
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
-  int hs = C / NH;
-  float scale = 1.0f / std::sqrt((float)hs);
-  gemm_batched(B, NH, T, T, hs, qkv, qkv_view(T, C, hs), qkv + C, qkv_view_t(T, C, hs), att,
-               att_view(NH, T), scale, false);
+namespace {
+
+// Where turn g's operands start and how they stride (see the top of the file).
+struct Turn {
+  int G, KVH, T, hd;
+  int64_t W, QW;  // qkv's row width; the output's (NH hd)
+  int64_t koff, voff;
+  int NH;
+  explicit Turn(const AttnShape& s)
+      : G(s.group()), KVH(s.KVH), T(s.T), hd(s.hd), W(s.qkv_width()), QW(s.q_width()), koff(s.q_width()),
+        voff(s.q_width() + s.kv_width()), NH(s.NH) {}
+  int64_t q(int g) const { return (int64_t)g * hd; }       // in qkv (and in out / dout)
+  int64_t att(int g) const { return (int64_t)g * T * T; }  // in att / datt
+  Strides qv() const { return head_rows(T, W, (int64_t)G * hd); }
+  Strides kvv() const { return head_rows(T, W, hd); }
+  Strides kvv_t() const { return head_rows_t(T, W, hd); }
+  Strides outv() const { return head_rows(T, QW, (int64_t)G * hd); }
+  Strides attv() const { return att_heads(NH, T, G); }
+  Strides attv_t() const { return att_heads_t(NH, T, G); }
+};
+
+}  // namespace
+
+void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s) {
+  const int B = s.B, T = s.T, NH = s.NH;
+  const Turn u(s);
+  float scale = 1.0f / std::sqrt((float)s.hd);
+  for (int g = 0; g < u.G; g++)
+    gemm_batched(B, s.KVH, T, T, s.hd, qkv + u.q(g), u.qv(), qkv + u.koff, u.kvv_t(), att + u.att(g), u.attv(),
+                 scale, false);
 #pragma omp parallel for schedule(static) if ((int64_t)B * NH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < (int64_t)B * NH * T; row++) {
     int i = (int)(row % T);
@@ -37,19 +67,23 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
     for (int j = 0; j <= i; j++) a[j] *= inv;
     for (int j = i + 1; j < T; j++) a[j] = 0.0f;
   }
-  gemm_batched(B, NH, T, hs, T, att, att_view(NH, T), qkv + 2 * C, qkv_view(T, C, hs), out,
-               heads_view(T, C, hs), 1.0f, false);
+  for (int g = 0; g < u.G; g++)
+    gemm_batched(B, s.KVH, T, s.hd, T, att + u.att(g), u.attv(), qkv + u.voff, u.kvv(), out + u.q(g), u.outv(), 1.0f,
+                 false);
 }
 
 void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
-                        int B, int T, int C, int NH) {
-  int hs = C / NH;
-  float scale = 1.0f / std::sqrt((float)hs);
-  // datt = dout_h @ v^T ;  dv = att^T @ dout_h
-  gemm_batched(B, NH, T, T, hs, dout, heads_view(T, C, hs), qkv + 2 * C, qkv_view_t(T, C, hs), datt,
-               att_view(NH, T), 1.0f, false);
-  gemm_batched(B, NH, T, hs, T, att, att_view_t(NH, T), dout, heads_view(T, C, hs), dqkv + 2 * C,
-               qkv_view(T, C, hs), 1.0f, false);
+                        const AttnShape& s) {
+  const int B = s.B, T = s.T, NH = s.NH, KVH = s.KVH, hd = s.hd;
+  const Turn u(s);
+  float scale = 1.0f / std::sqrt((float)hd);
+  // datt = dout_h @ v^T ;  dv = sum over the group of att^T @ dout_h (the first turn overwrites)
+  for (int g = 0; g < u.G; g++) {
+    gemm_batched(B, KVH, T, T, hd, dout + u.q(g), u.outv(), qkv + u.voff, u.kvv_t(), datt + u.att(g), u.attv(), 1.0f,
+                 false);
+    gemm_batched(B, KVH, T, hd, T, att + u.att(g), u.attv_t(), dout + u.q(g), u.outv(), dqkv + u.voff, u.kvv(), 1.0f,
+                 g > 0);
+  }
   // softmax backward, in place: dpre = att * (datt - sum_j att * datt)
 #pragma omp parallel for schedule(static) if ((int64_t)B * NH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < (int64_t)B * NH * T; row++) {
@@ -62,97 +96,105 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
     for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
     for (int j = i + 1; j < T; j++) d[j] = 0.0f;
   }
-  // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q
-  gemm_batched(B, NH, T, hs, T, datt, att_view(NH, T), qkv + C, qkv_view(T, C, hs), dqkv,
-               qkv_view(T, C, hs), scale, false);
-  gemm_batched(B, NH, T, hs, T, datt, att_view_t(NH, T), qkv, qkv_view(T, C, hs), dqkv + C,
-               qkv_view(T, C, hs), scale, false);
+  // dq = scale * dpre @ k ;  dk = scale * sum over the group of dpre^T @ q
+  for (int g = 0; g < u.G; g++) {
+    gemm_batched(B, KVH, T, hd, T, datt + u.att(g), u.attv(), qkv + u.koff, u.kvv(), dqkv + u.q(g), u.qv(), scale,
+                 false);
+    gemm_batched(B, KVH, T, hd, T, datt + u.att(g), u.attv_t(), qkv + u.q(g), u.qv(), dqkv + u.koff, u.kvv(), scale,
+                 g > 0);
+  }
 }
 
-void attention_forward_naive(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
-  int hs = C / NH;
-  double scale = 1.0 / std::sqrt((double)hs);
+void attention_forward_naive(float* out, float* att, const float* qkv, const AttnShape& s) {
+  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
+  const int64_t W = s.qkv_width(), QW = s.q_width(), KW = s.kv_width();
+  double scale = 1.0 / std::sqrt((double)hd);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++)
       for (int i = 0; i < T; i++) {
-        const float* q = qkv + ((int64_t)b * T + i) * 3 * C + h * hs;
+        const float* q = qkv + ((int64_t)b * T + i) * W + (int64_t)h * hd;
+        const int64_t koff = QW + (int64_t)(h / G) * hd, voff = koff + KW;
         float* a = att + (((int64_t)b * NH + h) * T + i) * T;
-        std::vector<double> s(i + 1);
+        std::vector<double> sc(i + 1);
         double mx = -1e300;
         for (int j = 0; j <= i; j++) {
-          const float* k = qkv + ((int64_t)b * T + j) * 3 * C + C + h * hs;
+          const float* k = qkv + ((int64_t)b * T + j) * W + koff;
           double dot = 0;
-          for (int d = 0; d < hs; d++) dot += (double)q[d] * k[d];
-          s[j] = dot * scale;
-          if (s[j] > mx) mx = s[j];
+          for (int d = 0; d < hd; d++) dot += (double)q[d] * k[d];
+          sc[j] = dot * scale;
+          if (sc[j] > mx) mx = sc[j];
         }
         double sum = 0;
-        for (int j = 0; j <= i; j++) sum += (s[j] = std::exp(s[j] - mx));
-        for (int j = 0; j < T; j++) a[j] = j <= i ? (float)(s[j] / sum) : 0.0f;
-        float* o = out + ((int64_t)b * T + i) * C + h * hs;
-        for (int d = 0; d < hs; d++) {
+        for (int j = 0; j <= i; j++) sum += (sc[j] = std::exp(sc[j] - mx));
+        for (int j = 0; j < T; j++) a[j] = j <= i ? (float)(sc[j] / sum) : 0.0f;
+        float* o = out + ((int64_t)b * T + i) * QW + (int64_t)h * hd;
+        for (int d = 0; d < hd; d++) {
           double acc = 0;
-          for (int j = 0; j <= i; j++) acc += (double)a[j] * qkv[((int64_t)b * T + j) * 3 * C + 2 * C + h * hs + d];
+          for (int j = 0; j <= i; j++) acc += (double)a[j] * qkv[((int64_t)b * T + j) * W + voff + d];
           o[d] = (float)acc;
         }
       }
 }
 
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache,
-                      const int32_t* pos, int B, int maxT, int C, int NH) {
-  int hs = C / NH;
-  float scale = 1.0f / std::sqrt((float)hs);
+                      const int32_t* pos, int maxT, const AttnShape& s) {
+  const int B = s.B, NH = s.NH, hd = s.hd, G = s.group();
+  const int64_t W = s.qkv_width(), QW = s.q_width(), KW = s.kv_width();
+  float scale = 1.0f / std::sqrt((float)hd);
   int64_t work = 0;
-  for (int b = 0; b < B; b++) work += (int64_t)(pos[b] + 1) * C;
+  for (int b = 0; b < B; b++) work += (int64_t)(pos[b] + 1) * QW;
 #pragma omp parallel if (work >= kMinParallelWork)
   {
-    std::vector<float> s(maxT);
+    std::vector<float> sc(maxT);
 #pragma omp for schedule(static) collapse(2)
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++) {
         int n = pos[b] + 1;
-        const float* qh = qkv + (int64_t)b * 3 * C + h * hs;
-        const float* kb = kcache + (int64_t)b * maxT * C + h * hs;
-        const float* vb = vcache + (int64_t)b * maxT * C + h * hs;
+        const float* qh = qkv + (int64_t)b * W + (int64_t)h * hd;
+        const float* kb = kcache + (int64_t)b * maxT * KW + (int64_t)(h / G) * hd;
+        const float* vb = vcache + (int64_t)b * maxT * KW + (int64_t)(h / G) * hd;
         float mx = -INFINITY;
         for (int j = 0; j < n; j++) {
-          const float* k = kb + (int64_t)j * C;
+          const float* k = kb + (int64_t)j * KW;
           float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-          for (int d = 0; d < hs; d++) dot += qh[d] * k[d];
-          s[j] = dot * scale;
-          mx = s[j] > mx ? s[j] : mx;
+          for (int d = 0; d < hd; d++) dot += qh[d] * k[d];
+          sc[j] = dot * scale;
+          mx = sc[j] > mx ? sc[j] : mx;
         }
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n; j++) sum += (s[j] = fast_exp(s[j] - mx));
+        for (int j = 0; j < n; j++) sum += (sc[j] = fast_exp(sc[j] - mx));
         float inv = 1.0f / sum;
-        float* o = out + (int64_t)b * C + h * hs;
-        for (int d = 0; d < hs; d++) o[d] = 0.0f;
+        float* o = out + (int64_t)b * QW + (int64_t)h * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
         for (int j = 0; j < n; j++) {
-          const float* v = vb + (int64_t)j * C;
-          float w = s[j] * inv;
-          for (int d = 0; d < hs; d++) o[d] += w * v[d];
+          const float* v = vb + (int64_t)j * KW;
+          float w = sc[j] * inv;
+          for (int d = 0; d < hd; d++) o[d] += w * v[d];
         }
       }
   }
 }
 
-void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int B, int maxT, int C) {
-  for (int b = 0; b < B; b++) {
-    const float* row = qkv + (int64_t)b * 3 * C;
-    std::memcpy(kcache + ((int64_t)b * maxT + pos[b]) * C, row + C, C * sizeof(float));
-    std::memcpy(vcache + ((int64_t)b * maxT + pos[b]) * C, row + 2 * C, C * sizeof(float));
+void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int maxT,
+                    const AttnShape& s) {
+  const int64_t W = s.qkv_width(), QW = s.q_width(), KW = s.kv_width();
+  for (int b = 0; b < s.B; b++) {
+    const float* row = qkv + (int64_t)b * W;
+    std::memcpy(kcache + ((int64_t)b * maxT + pos[b]) * KW, row + QW, KW * sizeof(float));
+    std::memcpy(vcache + ((int64_t)b * maxT + pos[b]) * KW, row + QW + KW, KW * sizeof(float));
   }
 }
 
-void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int B, int P, int maxT,
-                      int C) {
-  for (int b = 0; b < B; b++)
+void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int maxT,
+                      const AttnShape& s) {
+  const int64_t W = s.qkv_width(), QW = s.q_width(), KW = s.kv_width();
+  for (int b = 0; b < s.B; b++)
     for (int t = 0; t < len[b]; t++) {
-      const float* row = qkv + ((int64_t)b * P + t) * 3 * C;
-      std::memcpy(kcache + ((int64_t)b * maxT + t) * C, row + C, C * sizeof(float));
-      std::memcpy(vcache + ((int64_t)b * maxT + t) * C, row + 2 * C, C * sizeof(float));
+      const float* row = qkv + ((int64_t)b * s.T + t) * W;
+      std::memcpy(kcache + ((int64_t)b * maxT + t) * KW, row + QW, KW * sizeof(float));
+      std::memcpy(vcache + ((int64_t)b * maxT + t) * KW, row + QW + KW, KW * sizeof(float));
     }
 }
 

@@ -1,29 +1,34 @@
-// Causal multi-head self-attention over a packed qkv tensor [B,T,3C] (q, k, v side by side, each
-// split into NH heads of hs = C/NH channels, as GPT-2's c_attn produces them).
+// Causal multi-head (and grouped-query) self-attention over a packed qkv tensor
+// [B, T, (NH + 2 KVH) * hd] (AttnShape in ops/contracts.h: query heads, key heads, value heads side
+// by side, as GPT-2's c_attn or Llama's q/k/v projections produce them).
 #pragma once
 
 #include <cstdint>
 
+#include "ops/contracts.h"
+
 namespace s2s {
 
-// out[B,T,C]: the heads' outputs side by side; att[B,NH,T,T]: the softmax probabilities, saved
-// for backward (zero above the diagonal).
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-// dqkv[B,T,3C] is overwritten; datt[B,NH,T,T] is scratch.
+// out[B, T, NH*hd]: the heads' outputs side by side; att[B, NH, T, T]: the softmax probabilities,
+// saved for backward (zero above the diagonal).
+void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s);
+// dqkv[B, T, qkv_width] is overwritten; datt[B, NH, T, T] is scratch. With KVH < NH, a key/value
+// head's gradient sums over the query heads of its group.
 void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
-                        int B, int T, int C, int NH);
+                        const AttnShape& s);
 
-void attention_forward_naive(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+void attention_forward_naive(float* out, float* att, const float* qkv, const AttnShape& s);
 
-// One decoding step with a KV cache: row b's query (the q part of qkv[b, 0:C], rows 3C apart)
-// attends to kcache/vcache[b, 0..pos[b]] (layout [B, maxT, C]; position pos[b] must already hold
-// the new key and value). out is [B, C].
+// One decoding step with a KV cache (s.T is 1: one row of qkv per batch row b, qkv_width apart):
+// row b's query heads attend to kcache/vcache[b, 0..pos[b]] (layout [B, maxT, KVH*hd]; position
+// pos[b] must already hold the new key and value). out is [B, NH*hd].
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache,
-                      const int32_t* pos, int B, int maxT, int C, int NH);
-// Writes row b's new key and value (from qkv[b], rows 3C apart) at position pos[b] of the caches.
-void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int B, int maxT, int C);
-// Copies the prompt positions t < len[b] of a prefill's qkv [B, P, 3C] into the caches.
-void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int B, int P, int maxT,
-                      int C);
+                      const int32_t* pos, int maxT, const AttnShape& s);
+// Writes row b's new key and value (from qkv[b]) at position pos[b] of the caches (s.T is 1).
+void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int maxT,
+                    const AttnShape& s);
+// Copies the prompt positions t < len[b] of a prefill's qkv [B, s.T, qkv_width] into the caches.
+void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int maxT,
+                      const AttnShape& s);
 
 }  // namespace s2s

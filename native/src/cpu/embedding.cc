@@ -1,4 +1,5 @@
-// Token + position embedding, forward and backward, with the reference loops.
+// Token + position embedding, forward and backward, with the reference loops (no position
+// embedding when wpe is null: Llama's positions are rotary, applied to q and k).
 #include "cpu/embedding.h"
 
 #include "common.h"
@@ -11,8 +12,12 @@ void embedding_forward(float* out, const int32_t* tokens, const float* wte, cons
   for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
     int t = (int)(bt % T);
     const float* te = wte + (int64_t)tokens[bt] * C;
-    const float* pe = wpe + (int64_t)((pos ? pos[bt / T] : 0) + t) * C;
     float* o = out + bt * C;
+    if (!wpe) {
+      for (int c = 0; c < C; c++) o[c] = te[c];
+      continue;
+    }
+    const float* pe = wpe + (int64_t)((pos ? pos[bt / T] : 0) + t) * C;
     for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
   }
 }
@@ -31,11 +36,10 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
         int64_t bt = (int64_t)b * T + t;
         const float* d = dout + bt * C;
         float* te = dwte + (int64_t)tokens[bt] * C;
+        for (int c = c0; c < c1; c++) te[c] += d[c];
+        if (!dwpe) continue;
         float* pe = dwpe + (int64_t)t * C;
-        for (int c = c0; c < c1; c++) {
-          te[c] += d[c];
-          pe[c] += d[c];
-        }
+        for (int c = c0; c < c1; c++) pe[c] += d[c];
       }
   }
 }
@@ -46,7 +50,7 @@ void embedding_forward_naive(float* out, const int32_t* tokens, const float* wte
     for (int t = 0; t < T; t++)
       for (int c = 0; c < C; c++) {
         int64_t bt = (int64_t)b * T + t;
-        out[bt * C + c] = wte[(int64_t)tokens[bt] * C + c] + wpe[(int64_t)t * C + c];
+        out[bt * C + c] = wte[(int64_t)tokens[bt] * C + c] + (wpe ? wpe[(int64_t)t * C + c] : 0.0f);
       }
 }
 

@@ -194,6 +194,23 @@ const float* transposed(const float* src, int64_t R, int64_t K) {
   return d;
 }
 
+// dbias[c] += sum over n of dout[n, c], in blocks of 64 columns: each thread owns its columns, so
+// no reduction races.
+void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC) {
+  const int64_t BLK = 64;
+  int64_t nblk = (OC + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static) if (N * OC >= kMinParallelWork)
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    int64_t c0 = blk * BLK, c1 = c0 + BLK < OC ? c0 + BLK : OC;
+    float acc[BLK] = {0};
+    for (int64_t n = 0; n < N; n++) {
+      const float* row = dout + n * OC;
+      for (int64_t c = c0; c < c1; c++) acc[c - c0] += row[c];
+    }
+    for (int64_t c = c0; c < c1; c++) dbias[c] += acc[c - c0];
+  }
+}
+
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
@@ -213,21 +230,32 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
              true, nullptr);
   else
     gemm(true, false, C, OC, N, inp, dout, dweight, 1.0f, true);
-  if (dbias) {
-    // Column sums in blocks of 64 columns: each thread owns its columns, so no reduction races.
-    const int64_t BLK = 64;
-    int64_t nblk = (OC + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static) if (N * OC >= kMinParallelWork)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-      int64_t c0 = blk * BLK, c1 = c0 + BLK < OC ? c0 + BLK : OC;
-      float acc[BLK] = {0};
-      for (int64_t n = 0; n < N; n++) {
-        const float* row = dout + n * OC;
-        for (int64_t c = c0; c < c1; c++) acc[c - c0] += row[c];
-      }
-      for (int64_t c = c0; c < c1; c++) dbias[c] += acc[c - c0];
+  if (dbias) add_column_sums(dbias, dout, N, OC);
+}
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
+                    int64_t OC) {
+  // weight [OC, C] read as the K x N operand through transposed strides: the layout oneDNN
+  // multiplies fastest (see rows_alias above), so no copy is ever needed here.
+  run_gemm(1, 1, N, OC, C, inp, dense(N, C), weight, dense_t(C, OC), out, dense(N, OC), 1.0f, false, bias);
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t C, int64_t OC) {
+  if (dinp) run_gemm(1, 1, N, C, OC, dout, dense(N, OC), weight, dense(OC, C), dinp, dense(N, C), 1.0f, false, nullptr);
+  // dweight [OC, C] += dout^T @ inp
+  run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, true, nullptr);
+  if (dbias) add_column_sums(dbias, dout, N, OC);
+}
+
+void linear_forward_naive(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                          int64_t C, int64_t OC) {
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t o = 0; o < OC; o++) {
+      double acc = bias ? bias[o] : 0.0;
+      for (int64_t c = 0; c < C; c++) acc += (double)inp[n * C + c] * weight[o * C + c];
+      out[n * OC + o] = (float)acc;
     }
-  }
 }
 
 void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,

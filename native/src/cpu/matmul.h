@@ -28,6 +28,17 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC);
 
+// Linear layer with torch.nn.Linear's weight layout [OC, C] (Llama's projections):
+// out[N,OC] = inp[N,C] @ weight^T + bias (bias may be null).
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
+                    int64_t OC);
+// dinp = dout @ weight (overwritten; skipped when null), dweight [OC, C] += dout^T @ inp,
+// dbias += column sums of dout (skipped when null).
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t C, int64_t OC);
+
+void linear_forward_naive(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
+                          int64_t C, int64_t OC);
 void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
                           int64_t N, int64_t C, int64_t OC);
 

@@ -5,12 +5,15 @@
 #include <memory>
 
 #include "arch/gpt2.h"
+#include "arch/llama.h"
 #include "cpu/ops.h"
 #include "model.h"
 
 namespace s2s {
 
 extern template class Transformer<arch::GPT2, CpuOps>;
+extern template class Transformer<arch::Llama, CpuOps>;
 using GPT = Transformer<arch::GPT2, CpuOps>;
+using LlamaCpu = Transformer<arch::Llama, CpuOps>;
 
 }  // namespace s2s

@@ -1,5 +1,5 @@
-// Token + position embedding on the GPU: one thread per output element; the backward scatters with
-// atomics (a token may repeat within a batch).
+// Token (+ position) embedding on the GPU: one thread per output element; the backward scatters with
+// atomics (a token may repeat within a batch). A null wpe / dwpe means no position embedding.
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 
@@ -16,7 +16,9 @@ __global__ void embedding_forward_kernel(float* out, const int32_t* tokens, cons
   int c = (int)(i % C);
   int t = (int)(n % T), b = (int)(n / T);
   int p = (pos ? pos[b] : 0) + t;
-  out[i] = wte[(int64_t)tokens[n] * C + c] + wpe[(int64_t)p * C + c];
+  float v = wte[(int64_t)tokens[n] * C + c];
+  if (wpe) v += wpe[(int64_t)p * C + c];  // null: no position embedding (Llama: rotary instead)
+  out[i] = v;
 }
 
 __global__ void embedding_backward_kernel(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
@@ -27,7 +29,7 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, const float*
   int c = (int)(i % C);
   float d = dout[i];
   atomicAdd(&dwte[(int64_t)tokens[n] * C + c], d);
-  atomicAdd(&dwpe[(n % T) * C + c], d);
+  if (dwpe) atomicAdd(&dwpe[(n % T) * C + c], d);
 }
 
 }  // namespace

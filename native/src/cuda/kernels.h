@@ -12,6 +12,7 @@
 namespace s2s {
 namespace cuda {
 
+using ::s2s::AttnShape;
 using ::s2s::ClassifierArgs;
 using ::s2s::DivergenceRule;
 using ::s2s::Precision;
@@ -39,6 +40,12 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
                     int64_t OC, Precision p);
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
+// torch.nn.Linear's layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias (bias may be null); backward as
+// the CPU's linear_backward (dinp overwritten unless null, dweight and dbias accumulate).
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
+                    int64_t OC, Precision p);
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
 // dst[c] += sum_n scale[n] * src[n, c] over src [N, C] (scale null: all 1): bias and value-head
 // weight gradients.
 void add_column_sums(float* dst, const float* src, const float* scale, int64_t N, int64_t C);
@@ -47,6 +54,7 @@ double measure_gemm_tflops(int64_t M, int64_t N, int64_t K, int iters, Precision
 
 // ---- embedding.cu ----
 // pos: per-row start positions [B] on the device, or null for 0 (generation passes each row's).
+// wpe null: no position embedding (dwpe null: no position gradient).
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T, int C,
                        const int32_t* pos);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T, int C);
@@ -58,16 +66,32 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* weight, const float* mean, const float* rstd, int64_t N, int C);
 
 // ---- attention.cu ----
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH, Precision p);
-void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att, int B,
-                        int T, int C, int NH, Precision p);
-// Writes row b's new key and value (from qkv[b], rows 3C apart) at position pos[b] of the caches.
-void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int B, int maxT, int C);
-// Copies the prompt positions t < len[b] of a prefill's qkv [B, P, 3C] into the caches.
-void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int B, int P, int maxT,
-                      int C);
+// Causal (grouped-query) attention over qkv [B, T, s.qkv_width()], as the CPU's (src/cpu/attention.h).
+void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s, Precision p);
+void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
+                        const AttnShape& s, Precision p);
+// Writes row b's new key and value (from qkv[b]) at position pos[b] of the caches [B, maxT, KVH*hd].
+void kv_cache_write(float* kcache, float* vcache, const float* qkv, const int32_t* pos, int maxT, const AttnShape& s);
+// Copies the prompt positions t < len[b] of a prefill's qkv [B, s.T, qkv_width] into the caches.
+void kv_cache_prefill(float* kcache, float* vcache, const float* qkv, const int32_t* len, int maxT,
+                      const AttnShape& s);
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, const int32_t* pos,
-                      int B, int maxT, int C, int NH);
+                      int maxT, const AttnShape& s);
+
+// ---- rmsnorm.cu ----
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int C, float eps);
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                      const float* rstd, int64_t N, int C);
+
+// ---- rope.cu ----
+void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int64_t N, int T, int64_t stride,
+                  int nheads, int hd);
+void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int64_t N, int T,
+                   int64_t stride, int nheads, int hd);
+
+// ---- swiglu.cu ----
+void swiglu_forward(float* out, const float* h, int64_t N, int64_t F);
+void swiglu_backward(float* dh, const float* dout, const float* h, int64_t N, int64_t F);
 
 // ---- gelu.cu ----
 void gelu_forward(float* out, const float* inp, int64_t N);

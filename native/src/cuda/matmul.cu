@@ -367,6 +367,22 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dbias) add_column_sums(dbias, dout, nullptr, N, OC);
 }
 
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
+                    int64_t OC, Precision p) {
+  gemm(false, true, N, OC, C, inp, weight, out, 1.0f, false, p);  // weight [OC, C] read transposed
+  if (bias && N * OC > 0) {
+    S2S_LAUNCH(add_bias_kernel, (unsigned)ceil_div(N * OC, 256), 256)(out, bias, N, OC);
+    S2S_CUDA_LAUNCHED("linear bias");
+  }
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t C, int64_t OC, Precision p) {
+  if (dinp) gemm(false, false, N, C, OC, dout, weight, dinp, 1.0f, false, p);
+  gemm(true, false, OC, C, N, dout, inp, dweight, 1.0f, true, p);  // dweight [OC, C] += dout^T @ inp
+  if (dbias) add_column_sums(dbias, dout, nullptr, N, OC);
+}
+
 double measure_gemm_tflops(int64_t M, int64_t N, int64_t K, int iters, Precision p) {
   DeviceBuffer a, b, c;
   a.reserve(M * K);

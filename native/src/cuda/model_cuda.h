@@ -8,15 +8,18 @@
 #include <memory>
 
 #include "arch/gpt2.h"
+#include "arch/llama.h"
 #include "cuda/ops.cuh"
 #include "model.h"
 
 namespace s2s {
 
 extern template class Transformer<arch::GPT2, cuda::CudaOps>;
+extern template class Transformer<arch::Llama, cuda::CudaOps>;
 
 namespace cuda {
 using GPTCuda = Transformer<arch::GPT2, CudaOps>;
+using LlamaCuda = Transformer<arch::Llama, CudaOps>;
 }  // namespace cuda
 
 

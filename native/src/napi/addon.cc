@@ -62,10 +62,22 @@ Napi::Value ConfigSchemaJs(const Napi::CallbackInfo& info) {
     const ConfigField& f = fields[i];
     Napi::Object o = Napi::Object::New(env);
     o.Set("key", f.key);
-    o.Set("type", f.kind == ConfigField::integer ? "integer" : "boolean");
+    static const char* const kinds[] = {"integer", "boolean", "number", "string"};
+    o.Set("type", kinds[f.kind]);
     if (f.kind == ConfigField::integer) {
       o.Set("min", Napi::Number::New(env, (double)f.min));
       o.Set("max", Napi::Number::New(env, (double)f.max));
+    }
+    if (f.kind == ConfigField::string) {
+      Napi::Array choices = Napi::Array::New(env);
+      std::string all = f.choices;
+      for (size_t at = 0, n = 0; at <= all.size(); n++) {
+        size_t bar = all.find('|', at);
+        if (bar == std::string::npos) bar = all.size();
+        choices.Set((uint32_t)n, all.substr(at, bar - at));
+        at = bar + 1;
+      }
+      o.Set("choices", choices);
     }
     o.Set("required", f.required);
     o.Set("doc", f.doc);

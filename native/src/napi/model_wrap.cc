@@ -78,10 +78,30 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   Napi::Object o = info[0].As<Napi::Object>();
   ModelConfig c;
   for (const ConfigField& f : config_fields()) {
-    if (f.kind == ConfigField::integer)
-      c.*f.int_member = get_int(env, o, f.key, f.required ? -1 : c.*f.int_member, (int)f.min, (int)f.max);
-    else
-      c.*f.bool_member = get_bool(env, o, f.key, c.*f.bool_member);
+    if (!f.required && o.Get(f.key).IsUndefined()) continue;  // the ModelConfig default
+    switch (f.kind) {
+      case ConfigField::integer:
+        c.*f.int_member = get_int(env, o, f.key, -1, (int)f.min, (int)f.max);
+        break;
+      case ConfigField::boolean:
+        c.*f.bool_member = get_bool(env, o, f.key, c.*f.bool_member);
+        break;
+      case ConfigField::number: {
+        double v = get_number(env, o, f.key, c.*f.number_member);
+        if (!std::isfinite(v) || v <= 0) throw Napi::RangeError::New(env, std::string(f.key) + " must be a positive finite number");
+        c.*f.number_member = v;
+        break;
+      }
+      case ConfigField::string: {
+        Napi::Value v = o.Get(f.key);
+        std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+        std::string choices = f.choices;
+        bool ok = v.IsString() && ("|" + choices + "|").find("|" + s + "|") != std::string::npos && !s.empty();
+        if (!ok) throw Napi::TypeError::New(env, std::string(f.key) + " must be one of " + choices);
+        c.*f.string_member = s;
+        break;
+      }
+    }
   }
   Napi::Value dev = o.Get("device");
   std::string device = dev.IsUndefined() ? "auto" : dev.IsString() ? dev.As<Napi::String>().Utf8Value() : "";
@@ -134,10 +154,20 @@ Napi::Value ModelWrap::Config(const Napi::CallbackInfo& info) {
   const ModelConfig& c = model(env)->config();
   Napi::Object o = Napi::Object::New(env);
   for (const ConfigField& f : config_fields()) {
-    if (f.kind == ConfigField::integer)
-      o.Set(f.key, c.*f.int_member);
-    else
-      o.Set(f.key, c.*f.bool_member);
+    switch (f.kind) {
+      case ConfigField::integer:
+        o.Set(f.key, c.*f.int_member);
+        break;
+      case ConfigField::boolean:
+        o.Set(f.key, c.*f.bool_member);
+        break;
+      case ConfigField::number:
+        o.Set(f.key, c.*f.number_member);
+        break;
+      case ConfigField::string:
+        o.Set(f.key, c.*f.string_member);
+        break;
+    }
   }
   return o;
 }

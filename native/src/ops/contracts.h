@@ -17,6 +17,19 @@ inline const char* precision_name(Precision p) { return p == Precision::bf16 ? "
 // LayerNorm's epsilon (GPT-2's layer_norm_epsilon).
 constexpr float kLayerNormEps = 1e-5f;
 
+// The shape of causal self-attention over a packed projection qkv [B, T, (NH + 2 KVH) * hd]: NH
+// query heads, then KVH key heads, then KVH value heads, hd channels each (GPT-2's c_attn: KVH = NH;
+// Llama's q_proj, k_proj, v_proj laid out side by side). Query head h reads key/value head
+// h / (NH / KVH) (grouped-query attention). Scores are scaled by 1/sqrt(hd). The output is
+// [B, T, NH * hd] (the heads side by side); KV caches are [B, maxT, KVH * hd] per layer.
+struct AttnShape {
+  int B, T, NH, KVH, hd;
+  int group() const { return NH / KVH; }
+  int64_t q_width() const { return (int64_t)NH * hd; }
+  int64_t kv_width() const { return (int64_t)KVH * hd; }
+  int64_t qkv_width() const { return (int64_t)(NH + 2 * KVH) * hd; }
+};
+
 struct SamplingConfig {
   float temperature = 1.0f;  // 0 means greedy
   int top_k = 0;             // 0 means no top-k filter

@@ -30,11 +30,14 @@ struct DeviceTraits {
   X(embedding_forward) X(embedding_backward) X(layernorm_forward) X(layernorm_backward) X(attention_decode) \
   X(kv_cache_write) X(kv_cache_prefill) X(gelu_forward) X(gelu_backward) X(residual_forward) X(gather_rows) \
   X(classifier_forward) X(classifier_backward) X(value_head_forward) X(value_head_backward) X(adamw_update) \
-  X(divergence_score)
+  X(divergence_score) X(rmsnorm_forward) X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(swiglu_forward) \
+  X(swiglu_backward)
 
 // The matmul family: a device that multiplies at a precision of its own (CUDA: bf16 or fp32) takes
 // it as one more, last argument; the composition never passes it.
-#define S2S_MATMUL_OPS(X) X(gemm) X(matmul_forward) X(matmul_backward) X(attention_forward) X(attention_backward)
+#define S2S_MATMUL_OPS(X)                                                                                  \
+  X(gemm) X(matmul_forward) X(matmul_backward) X(linear_forward) X(linear_backward) X(attention_forward) \
+  X(attention_backward)
 
 // A member that calls NS::name with the same arguments (inlined: static dispatch).
 #define S2S_FORWARD_OP(NS, name) \

@@ -14,15 +14,27 @@ struct Strides {
 inline Strides dense(int64_t rows, int64_t cols) { return {rows * cols, rows * cols, cols, 1}; }
 inline Strides dense_t(int64_t rows, int64_t cols) { return {rows * cols, rows * cols, 1, rows}; }
 
-// The views of causal attention's four products per head, run as batched GEMMs over [B, NH]
+// The views of causal attention's four products per head, run as batched GEMMs over [B, heads]
 // without copying heads out of qkv.
-// Head h of q, k or v inside qkv, as a [B, NH, T, hs] view.
-inline Strides qkv_view(int T, int C, int hs) { return {(int64_t)T * 3 * C, hs, 3 * C, 1}; }
-// The same view transposed to [B, NH, hs, T].
-inline Strides qkv_view_t(int T, int C, int hs) { return {(int64_t)T * 3 * C, hs, 1, 3 * C}; }
+// Heads of a [B, T, width] tensor (qkv, or the heads' output) as a [B, n, T, hd] view whose heads
+// lie `step` floats apart (hd: each head; G hd: every G-th head, a grouped-query attention's query
+// heads of one key/value head's turn).
+inline Strides head_rows(int T, int64_t width, int64_t step) { return {(int64_t)T * width, step, width, 1}; }
+// The same view transposed to [B, n, hd, T].
+inline Strides head_rows_t(int T, int64_t width, int64_t step) { return {(int64_t)T * width, step, 1, width}; }
+// Heads of att [B, NH, T, T] as [B, n, T, T], `step` heads apart.
+inline Strides att_heads(int NH, int T, int64_t step) {
+  return {(int64_t)NH * T * T, step * T * T, T, 1};
+}
+inline Strides att_heads_t(int NH, int T, int64_t step) {
+  return {(int64_t)NH * T * T, step * T * T, 1, T};
+}
+// GPT-2's qkv [B, T, 3C] (NH heads of hs channels each in q, k and v): head h as [B, NH, T, hs].
+inline Strides qkv_view(int T, int C, int hs) { return head_rows(T, 3 * (int64_t)C, hs); }
+inline Strides qkv_view_t(int T, int C, int hs) { return head_rows_t(T, 3 * (int64_t)C, hs); }
 // Head h of a [B,T,C] tensor as [B, NH, T, hs].
-inline Strides heads_view(int T, int C, int hs) { return {(int64_t)T * C, hs, C, 1}; }
-inline Strides att_view(int NH, int T) { return {(int64_t)NH * T * T, (int64_t)T * T, T, 1}; }
-inline Strides att_view_t(int NH, int T) { return {(int64_t)NH * T * T, (int64_t)T * T, 1, T}; }
+inline Strides heads_view(int T, int C, int hs) { return head_rows(T, C, hs); }
+inline Strides att_view(int NH, int T) { return att_heads(NH, T, 1); }
+inline Strides att_view_t(int NH, int T) { return att_heads_t(NH, T, 1); }
 
 }  // namespace s2s
