@@ -1,5 +1,7 @@
 // Model: the GPT in the native engine, as TypeScript sees it. Every call returns a Promise and runs
 // off the JavaScript thread; calls on one model run in the order they were made.
+// checkpoint.js imports this module too; the cycle is safe, as neither uses the other while loading.
+import { inheritCheckpointSource } from './checkpoint.js';
 import { type GPTConfig, type GPTConfigInput, resolveConfig } from './config.js';
 import { getDefaultDevice } from './engine.js';
 import { native, type NativeModel, type NativeTensorInfo } from './native.js';
@@ -122,7 +124,9 @@ export class Model {
   /**
    * A new model holding this one's parameters: how reward models and the critic start from the SFT
    * model. `valueHead` adds (or drops) the scalar head; a new head starts as GPT-2 initialises
-   * weights, N(0, 0.02), fixed by `seed`. The optimizer state is not copied.
+   * weights, N(0, 0.02), fixed by `seed`. The optimizer state is not copied. The copy keeps what
+   * this model was loaded from (checkpointSource), so saving it writes the same config.json
+   * fields, generation_config.json and dtype.
    */
   async clone(opts: { valueHead?: boolean; seed?: number | bigint } = {}): Promise<Model> {
     const copy = await Model.create({ ...this.config, valueHead: opts.valueHead ?? this.config.valueHead }, { seed: opts.seed ?? 0, device: this.device });
@@ -131,6 +135,7 @@ export class Model {
       const s = this.tensors.get(t.name);
       if (s) await copy.writeBuffer('params', src.subarray(s.offset, s.offset + s.numel), t.offset);
     }
+    inheritCheckpointSource(copy, this);
     return copy;
   }
 

@@ -89,26 +89,21 @@ function duplicateKey(text: string): string | undefined {
 
 const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-/** Parses and checks a whole safetensors file held in memory. `file` names it in errors. */
-export function parseSafetensors(input: Uint8Array, file = '<buffer>'): SafetensorsFile {
-  // A plain Uint8Array view, also when given a Buffer (whose slice would not copy).
-  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
-  const fail = (msg: string): never => {
-    throw new SafetensorsError(`${file}: ${msg}`);
-  };
-  if (bytes.byteLength < 8) fail(`not a safetensors file: ${bytes.byteLength} bytes, shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n64 = view.getBigUint64(0, true);
-  if (n64 > BigInt(MAX_HEADER_BYTES))
-    fail(`header length ${n64} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt or not a safetensors file)`);
-  const n = Number(n64);
-  if (8 + n > bytes.byteLength)
-    fail(`header length ${n} runs past the end of the file (${bytes.byteLength} bytes; truncated or corrupt)`);
-  if (n < 2 || bytes[8] !== 0x7b) fail('header does not start with "{" (corrupt or not a safetensors file)');
+/** A tensor's header entry: where its bytes are, without them (see openSafetensors). */
+export type SafetensorsEntry = Omit<SafetensorsTensor, 'bytes'>;
 
+/**
+ * Checks the header (the JSON text's bytes) of a file whose data section has `dataLength` bytes:
+ * every entry, and that the entries cover the data exactly.
+ */
+function parseHeader(
+  headerBytes: Uint8Array,
+  dataLength: number,
+  fail: (msg: string) => never,
+): { metadata: Record<string, string>; entries: Map<string, SafetensorsEntry> } {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     return fail('header is not valid UTF-8');
   }
@@ -122,9 +117,8 @@ export function parseSafetensors(input: Uint8Array, file = '<buffer>'): Safetens
   const dup = duplicateKey(text);
   if (dup !== undefined) fail(`header has the key ${JSON.stringify(dup)} more than once`);
 
-  const data = bytes.subarray(8 + n);
   let metadata: Record<string, string> = {};
-  const tensors = new Map<string, SafetensorsTensor>();
+  const entries = new Map<string, SafetensorsEntry>();
   for (const [name, entry] of Object.entries(header)) {
     const where = `tensor ${JSON.stringify(name)}`;
     if (name === '__metadata__') {
@@ -146,24 +140,18 @@ export function parseSafetensors(input: Uint8Array, file = '<buffer>'): Safetens
       return fail(`${where}: data_offsets ${JSON.stringify(offsets)} is not [begin, end] with non-negative integers`);
     const [begin, end] = offsets as [number, number];
     if (begin > end) fail(`${where}: data_offsets [${begin}, ${end}] ends before it begins`);
-    if (end > data.byteLength)
-      fail(`${where}: data_offsets [${begin}, ${end}] run past the end of the data (${data.byteLength} bytes; truncated or corrupt)`);
+    if (end > dataLength)
+      fail(`${where}: data_offsets [${begin}, ${end}] run past the end of the data (${dataLength} bytes; truncated or corrupt)`);
     const size = DTYPE_SIZE[dtype as SafetensorsDType];
     let expected = size;
     for (const d of shape as number[]) expected = expected * d;
     if (expected !== end - begin)
       fail(`${where}: ${end - begin} bytes of data, but shape ${fmtShape(shape as number[])} of ${dtype} needs ${expected}`);
-    tensors.set(name, {
-      name,
-      dtype: dtype as SafetensorsDType,
-      shape: shape as number[],
-      dataOffsets: [begin, end],
-      bytes: data.subarray(begin, end),
-    });
+    entries.set(name, { name, dtype: dtype as SafetensorsDType, shape: shape as number[], dataOffsets: [begin, end] });
   }
 
   // The data buffer must be covered exactly: no overlaps, no gaps, nothing after the last tensor.
-  const byOffset = [...tensors.values()].sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
+  const byOffset = [...entries.values()].sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
   let at = 0;
   for (const t of byOffset) {
     const [begin, end] = t.dataOffsets;
@@ -174,7 +162,38 @@ export function parseSafetensors(input: Uint8Array, file = '<buffer>'): Safetens
     if (begin > at) fail(`tensor ${JSON.stringify(t.name)}: data_offsets [${begin}, ${end}] leave a gap of unused bytes [${at}, ${begin}) before it`);
     at = end;
   }
-  if (at !== data.byteLength) fail(`${data.byteLength - at} bytes of data after the last tensor (offset ${at}); corrupt or not a safetensors file`);
+  if (at !== dataLength) fail(`${dataLength - at} bytes of data after the last tensor (offset ${at}); corrupt or not a safetensors file`);
+  return { metadata, entries };
+}
+
+/** Checks the 8-byte length prefix and the header's first byte; returns the header length. */
+function headerLength(prefix: Uint8Array, fileSize: number, fail: (msg: string) => never): number {
+  if (fileSize < 8) fail(`not a safetensors file: ${fileSize} bytes, shorter than the 8-byte header length`);
+  const n64 = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER_BYTES))
+    fail(`header length ${n64} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt or not a safetensors file)`);
+  const n = Number(n64);
+  if (8 + n > fileSize) fail(`header length ${n} runs past the end of the file (${fileSize} bytes; truncated or corrupt)`);
+  return n;
+}
+
+const failer =
+  (file: string) =>
+  (msg: string): never => {
+    throw new SafetensorsError(`${file}: ${msg}`);
+  };
+
+/** Parses and checks a whole safetensors file held in memory. `file` names it in errors. */
+export function parseSafetensors(input: Uint8Array, file = '<buffer>'): SafetensorsFile {
+  // A plain Uint8Array view, also when given a Buffer (whose slice would not copy).
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  const fail = failer(file);
+  const n = headerLength(bytes, bytes.byteLength, fail);
+  if (n < 2 || bytes[8] !== 0x7b) fail('header does not start with "{" (corrupt or not a safetensors file)');
+  const data = bytes.subarray(8 + n);
+  const { metadata, entries } = parseHeader(bytes.subarray(8, 8 + n), data.byteLength, fail);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const [name, e] of entries) tensors.set(name, { ...e, bytes: data.subarray(e.dataOffsets[0], e.dataOffsets[1]) });
   return { file, metadata, tensors };
 }
 
@@ -200,6 +219,65 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
     await fh.close();
   }
   return parseSafetensors(bytes, file);
+}
+
+/**
+ * An open safetensors file whose header has been read and checked but whose data has not: for
+ * files too large to hold at once (a model's shards), read tensor by tensor. Close it when done.
+ */
+export interface SafetensorsHandle {
+  file: string;
+  metadata: Record<string, string>;
+  /** in header order; no bytes yet */
+  tensors: Map<string, SafetensorsEntry>;
+  /** one tensor's bytes, read from the file now */
+  read(name: string): Promise<SafetensorsTensor>;
+  close(): Promise<void>;
+}
+
+/** Opens `file` and checks its header as readSafetensors does, reading no tensor data yet. */
+export async function openSafetensors(file: string): Promise<SafetensorsHandle> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const fail = failer(file);
+    const size = (await fh.stat()).size;
+    const prefix = Buffer.alloc(9);
+    await fh.read(prefix, 0, Math.min(9, size), 0);
+    const n = headerLength(prefix, size, fail);
+    if (n < 2 || prefix[8] !== 0x7b) fail('header does not start with "{" (corrupt or not a safetensors file)');
+    const head = Buffer.alloc(n);
+    for (let at = 0; at < n; ) {
+      const { bytesRead } = await fh.read(head, at, n - at, 8 + at);
+      if (bytesRead === 0) fail('the file shrank while being read');
+      at += bytesRead;
+    }
+    const { metadata, entries } = parseHeader(head, size - 8 - n, fail);
+    const base = 8 + n;
+    return {
+      file,
+      metadata,
+      tensors: entries,
+      async read(name: string): Promise<SafetensorsTensor> {
+        const e = entries.get(name);
+        if (!e) throw new SafetensorsError(`${file}: no tensor named ${JSON.stringify(name)}`);
+        const [begin, end] = e.dataOffsets;
+        if (end - begin > constants.MAX_LENGTH)
+          throw new SafetensorsError(`${file}: tensor ${JSON.stringify(name)} has ${end - begin} bytes, more than this Node.js can hold in one buffer`);
+        // Its own ArrayBuffer, so typed views of it are aligned.
+        const bytes = new Uint8Array(end - begin);
+        for (let at = 0; at < bytes.byteLength; ) {
+          const { bytesRead } = await fh.read(bytes, at, Math.min(MAX_READ, bytes.byteLength - at), base + begin + at);
+          if (bytesRead === 0) fail('the file shrank while being read');
+          at += bytesRead;
+        }
+        return { ...e, bytes };
+      },
+      close: () => fh.close(),
+    };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
 }
 
 let f16Table: Float32Array | undefined;
@@ -257,10 +335,71 @@ export function toFloat32(t: SafetensorsTensor, file = '<buffer>'): Float32Array
   }
 }
 
-/** A tensor to write: float32 values, or raw little-endian bytes of any dtype. */
+/** Dtypes a TensorToWrite's float32 `data` can be written as. */
+export type FloatWriteDType = 'F32' | 'BF16' | 'F16';
+
+/**
+ * A tensor to write: float32 values, stored as F32 (default) or rounded to BF16 / F16 (to nearest,
+ * ties to even, as PyTorch's .to(torch.bfloat16) / .half() do), or raw little-endian bytes of any dtype.
+ */
 export type TensorToWrite =
-  | { dtype?: 'F32'; shape: readonly number[]; data: Float32Array }
+  | { dtype?: FloatWriteDType; shape: readonly number[]; data: Float32Array }
   | { dtype: SafetensorsDType; shape: readonly number[]; bytes: Uint8Array };
+
+const f32Bits = (data: Float32Array) => new Uint32Array(data.buffer, data.byteOffset, data.length);
+
+/** bfloat16 bit patterns of float32 values: round to nearest, ties to even; NaN stays NaN (quiet). */
+export function float32ToBF16(data: Float32Array): Uint16Array {
+  checkHost();
+  const bits = f32Bits(data);
+  const out = new Uint16Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    if ((x & 0x7fffffff) > 0x7f800000) out[i] = ((x >>> 16) & 0x8000) | 0x7fc0;
+    // Adding 0x7fff plus the lowest kept bit rounds to nearest even; a carry into the exponent is
+    // the right result too (up to infinity past bfloat16's largest finite value).
+    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** IEEE half-precision bit patterns of float32 values: round to nearest, ties to even; overflow gives ±Infinity. */
+export function float32ToF16(data: Float32Array): Uint16Array {
+  checkHost();
+  const bits = f32Bits(data);
+  const out = new Uint16Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    let h: number;
+    if (exp === 0xff) h = mant ? 0x7e00 : 0x7c00;
+    else {
+      const e = exp - 112; // half's biased exponent
+      if (e >= 0x1f) h = 0x7c00;
+      else if (e >= 1) {
+        // normal: keep 10 of the 23 mantissa bits; a carry out of the mantissa bumps the exponent
+        h = (e << 10) | (mant >>> 13);
+        const rest = mant & 0x1fff;
+        if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h++;
+      } else {
+        // subnormal: the value is (mant | 1 << 23) * 2^(exp - 150) = q * 2^-24 with q = that >> (126 - exp)
+        const shift = 14 - e;
+        if (shift > 24) h = 0;
+        else {
+          const m = mant | 0x800000;
+          h = m >>> shift;
+          const rest = m & ((1 << shift) - 1);
+          const half = 1 << (shift - 1);
+          if (rest > half || (rest === half && (h & 1) === 1)) h++;
+        }
+      }
+    }
+    out[i] = sign | h;
+  }
+  return out;
+}
 
 const utf8Compare = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 
@@ -284,9 +423,13 @@ export function serializeSafetensors(
     if (!t.shape.every(isIndex)) throw new SafetensorsError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(t.shape)} is not non-negative integers`);
     let bytes: Uint8Array;
     if ('data' in t) {
-      if (dtype !== 'F32' || !(t.data instanceof Float32Array))
-        throw new SafetensorsError(`tensor ${JSON.stringify(name)}: data must be a Float32Array written as F32 (use bytes for other dtypes)`);
-      bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      if (!(t.data instanceof Float32Array) || (dtype !== 'F32' && dtype !== 'BF16' && dtype !== 'F16'))
+        throw new SafetensorsError(`tensor ${JSON.stringify(name)}: data must be a Float32Array written as F32, BF16 or F16 (use bytes for other dtypes)`);
+      if (dtype === 'F32') bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      else {
+        const half = dtype === 'BF16' ? float32ToBF16(t.data) : float32ToF16(t.data);
+        bytes = new Uint8Array(half.buffer);
+      }
     } else bytes = t.bytes;
     const need = t.shape.reduce((a, d) => a * d, DTYPE_SIZE[dtype]);
     if (bytes.byteLength !== need)

@@ -1,14 +1,21 @@
-// Checkpoints: bit-exact round trips (weights, optimizer, resume), GPT-2 naming, refusals, atomic replacement.
+// Checkpoints: bit-exact round trips (weights, optimizer, resume), GPT-2 naming, refusals, atomic replacement,
+// bfloat16/float16 weights, shards as save_pretrained writes them, and what travels with a loaded model.
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  checkpointSource,
   encodeSafetensors,
+  float32ToBF16,
+  float32ToF16,
   loadModel,
   Model,
+  parseSafetensors,
+  parseShardSize,
   readCheckpointConfig,
   saveModel,
+  toFloat32,
   toHFConfig,
   type GPTConfigInput,
   type TensorToWrite,
@@ -382,5 +389,271 @@ describe('atomic saves', () => {
     await fs.rename(dir, aside);
     await expect(loadModel(dir)).rejects.toThrow(`the previous checkpoint is at ${aside}`);
     await fs.rm(aside, { recursive: true });
+  });
+});
+
+/** The header of a safetensors file on disk. */
+async function headerOf(file: string): Promise<Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } & Record<string, string>>> {
+  const st = await fs.readFile(file);
+  return JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString());
+}
+const readJSON = async (file: string) => JSON.parse(await fs.readFile(file, 'utf8'));
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe('bfloat16 and float16 weights', () => {
+  // What the file should hold, read back as float32: bfloat16 widened by a shift, half through its decoder.
+  const halfToF32 = (h: Uint16Array) => toFloat32(parseSafetensors(encodeSafetensors({ h: { dtype: 'F16', shape: [h.length], bytes: new Uint8Array(h.buffer) } })).tensors.get('h')!);
+  for (const [dtype, st, round] of [
+    ['bfloat16', 'BF16', (x: Float32Array) => new Float32Array(Uint32Array.from(float32ToBF16(x), (h) => h << 16).buffer)],
+    ['float16', 'F16', (x: Float32Array) => halfToF32(float32ToF16(x))],
+  ] as const) {
+    it(`saves ${dtype}, rounded to nearest even, loads it back, and keeps it on the next save`, async () => {
+      const m = await Model.create(CFG, { seed: 21 });
+      await trainStep(m, 5);
+      const dir = fresh();
+      await saveModel(m, dir, { dtype, optimizer: true });
+      expect((await readJSON(path.join(dir, 'config.json'))).torch_dtype).toBe(dtype);
+      const header = await headerOf(path.join(dir, 'model.safetensors'));
+      for (const t of m.layout()) expect(header[t.name].dtype, t.name).toBe(st);
+      // the optimizer's moments stay float32
+      for (const [k, v] of Object.entries(await headerOf(path.join(dir, 'optimizer.safetensors')))) if (k !== '__metadata__') expect(v.dtype).toBe('F32');
+
+      const r = await loadModel(dir);
+      const params = await m.readBuffer('params');
+      const want = round(params);
+      expect(Buffer.compare(bytes(want), bytes(params))).not.toBe(0); // the rounding is visible
+      expect(Buffer.compare(bytes(await r.readBuffer('params')), bytes(want))).toBe(0);
+      await expectSameBuffers(m, r, ['adam_m', 'adam_v']);
+      expect(checkpointSource(r)).toMatchObject({ dir, dtype });
+
+      // saved again without a dtype: the one it came in, the same bytes
+      const again = fresh();
+      await saveModel(r, again);
+      expect((await readJSON(path.join(again, 'config.json'))).torch_dtype).toBe(dtype);
+      expect(Buffer.compare(await fs.readFile(path.join(dir, 'model.safetensors')), await fs.readFile(path.join(again, 'model.safetensors')))).toBe(0);
+      // and float32 when asked
+      const f32 = fresh();
+      await saveModel(r, f32, { dtype: 'float32' });
+      expect((await headerOf(path.join(f32, 'model.safetensors')))['transformer.wte.weight'].dtype).toBe('F32');
+      for (const x of [m, r]) x.dispose();
+    });
+  }
+
+  it('records the dtype a model came in: torch_dtype, else its tensors', async () => {
+    const t = await tensorsOf(base);
+    expect(checkpointSource(await loadModel(await handCheckpoint(t)))!.dtype).toBe('float32');
+    const bf = new Map([...t].map(([k, v]) => [k, { ...v, dtype: 'BF16' as const }]));
+    expect(checkpointSource(await loadModel(await handCheckpoint(bf)))!.dtype).toBe('bfloat16');
+    expect(checkpointSource(await loadModel(await handCheckpoint(bf, { ...toHFConfig(CFG), torch_dtype: 'float16' })))!.dtype).toBe('float16');
+    expect(checkpointSource(await loadModel(await handCheckpoint(t, { ...toHFConfig(CFG), dtype: 'bfloat16' })))!.dtype).toBe('bfloat16');
+    const mixed = new Map(t);
+    mixed.set('transformer.ln_f.weight', { ...t.get('transformer.ln_f.weight')!, dtype: 'BF16' } as TensorToWrite);
+    expect(checkpointSource(await loadModel(await handCheckpoint(mixed)))!.dtype).toBe('float32');
+    await expect(saveModel(base, fresh(), { dtype: 'int8' as 'float32' })).rejects.toThrow(/dtype must be one of float32, bfloat16, float16, got "int8"/);
+  });
+
+  it('a training checkpoint (with optimizer state) of a bfloat16 model stores float32 for an exact resume, and names bfloat16', async () => {
+    const bf = new Map([...(await tensorsOf(base))].map(([k, v]) => [k, { ...v, dtype: 'BF16' as const }]));
+    const m = await loadModel(await handCheckpoint(bf));
+    await trainStep(m, 7);
+    const ck = fresh();
+    await saveModel(m, ck, { optimizer: true });
+    expect((await readJSON(path.join(ck, 'config.json'))).torch_dtype).toBe('bfloat16');
+    expect((await headerOf(path.join(ck, 'model.safetensors')))['transformer.wte.weight'].dtype).toBe('F32');
+    const r = await loadModel(ck);
+    await expectSameBuffers(m, r, ['params', 'adam_m', 'adam_v']);
+    // the final model, saved without optimizer state, is bfloat16 again
+    const fin = fresh();
+    await saveModel(r, fin);
+    expect((await headerOf(path.join(fin, 'model.safetensors')))['transformer.wte.weight'].dtype).toBe('BF16');
+    for (const x of [m, r]) x.dispose();
+  });
+});
+
+describe('sharded checkpoints', () => {
+  /** The shards save_pretrained would make: in order, a new one when the next tensor would go over; a larger tensor alone. */
+  function expectedShards(layout: { name: string; numel: number }[], max: number, elem: number): string[][] {
+    const out: string[][] = [];
+    let cur: string[] = [];
+    let size = 0;
+    for (const t of layout) {
+      const b = t.numel * elem;
+      if (b > max) {
+        out.push([t.name]);
+        continue;
+      }
+      if (size + b > max && cur.length) {
+        out.push(cur);
+        cur = [];
+        size = 0;
+      }
+      cur.push(t.name);
+      size += b;
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  }
+
+  it('splits as save_pretrained does, with the index transformers writes, and reads back bit-exact', async () => {
+    const dir = fresh();
+    await saveModel(base, dir, { maxShardSize: 3000, optimizer: true });
+    const plan = expectedShards(base.layout(), 3000, 4);
+    expect(plan.length).toBeGreaterThan(2);
+    const names = plan.map((_, k) => `model-${String(k + 1).padStart(5, '0')}-of-${String(plan.length).padStart(5, '0')}.safetensors`);
+    expect((await fs.readdir(dir)).sort()).toEqual(['config.json', ...names, 'model.safetensors.index.json', 'optimizer.safetensors'].sort());
+    const indexText = await fs.readFile(path.join(dir, 'model.safetensors.index.json'), 'utf8');
+    const index = JSON.parse(indexText);
+    expect(index.metadata).toEqual({ total_parameters: base.numParams, total_size: base.numParams * 4 });
+    const wm: Record<string, string> = Object.fromEntries(plan.flatMap((ts, k) => ts.map((t) => [t, names[k]])));
+    expect(index.weight_map).toEqual(wm);
+    // json.dumps(indent=2, sort_keys=True)
+    expect(Object.keys(index.weight_map)).toEqual(Object.keys(wm).sort());
+    expect(indexText).toBe(JSON.stringify({ metadata: index.metadata, weight_map: Object.fromEntries(Object.keys(wm).sort().map((k) => [k, wm[k]])) }, null, 2) + '\n');
+    for (let k = 0; k < plan.length; k++) {
+      const h = await headerOf(path.join(dir, names[k]));
+      expect(h.__metadata__).toEqual({ format: 'pt' });
+      expect(Object.keys(h).filter((x) => x !== '__metadata__').sort()).toEqual([...plan[k]].sort());
+    }
+    const r = await loadModel(dir);
+    await expectSameBuffers(base, r, ['params']);
+    expect(r.optimizerStep).toBe(0);
+    // the same sizes as strings; bfloat16 halves them
+    const dir2 = fresh();
+    await saveModel(base, dir2, { maxShardSize: '3KB', optimizer: true });
+    const s1 = await snapshot(dir);
+    const s2 = await snapshot(dir2);
+    for (const f of Object.keys(s1)) expect(Buffer.compare(s1[f], s2[f]), f).toBe(0);
+    const dir3 = fresh();
+    await saveModel(base, dir3, { maxShardSize: 3000, dtype: 'bfloat16' });
+    expect((await readJSON(path.join(dir3, 'model.safetensors.index.json'))).metadata.total_size).toBe(base.numParams * 2);
+    expect(Object.keys((await readJSON(path.join(dir3, 'model.safetensors.index.json'))).weight_map)).toHaveLength(base.layout().length);
+    // one shard is model.safetensors, without an index
+    const one = fresh();
+    await saveModel(base, one, { maxShardSize: base.numParams * 4 });
+    expect((await fs.readdir(one)).sort()).toEqual(['config.json', 'model.safetensors']);
+    r.dispose();
+  });
+
+  it('parses sizes as save_pretrained does', () => {
+    expect(parseShardSize('5GB')).toBe(5e9);
+    expect(parseShardSize('500MB')).toBe(5e8);
+    expect(parseShardSize('2GiB')).toBe(2 * 2 ** 30);
+    expect(parseShardSize('10kb')).toBe(10000);
+    expect(parseShardSize(123)).toBe(123);
+    expect(() => parseShardSize('lots')).toThrow(/maxShardSize "lots" is not a size/);
+    expect(() => parseShardSize(0)).toThrow(/maxShardSize must be a positive number of bytes/);
+  });
+
+  describe('refuses a broken sharded folder, naming the file and tensor', () => {
+    const sharded = async () => {
+      const dir = fresh();
+      await saveModel(base, dir, { maxShardSize: 3000 });
+      const index = path.join(dir, 'model.safetensors.index.json');
+      return { dir, index, json: await readJSON(index) };
+    };
+
+    it('a missing shard', async () => {
+      const { dir, index, json } = await sharded();
+      const [name, shard] = Object.entries(json.weight_map as Record<string, string>).find(([, f]) => f.startsWith('model-00002'))!;
+      await fs.rm(path.join(dir, shard));
+      await expect(loadModel(dir)).rejects.toThrow(new RegExp(`^${escape(path.join(dir, shard))} does not exist; ${escape(index)} names it for "${escape(name)}"`));
+    });
+
+    it('an index naming a tensor its shard lacks, or a shard holding one the index does not name', async () => {
+      const { dir, index, json } = await sharded();
+      const shard1 = path.join(dir, json.weight_map['transformer.wte.weight']);
+      await fs.writeFile(index, JSON.stringify({ ...json, weight_map: { ...json.weight_map, 'transformer.extra': path.basename(shard1) } }));
+      await expect(loadModel(dir)).rejects.toThrow(`${shard1}: has no tensor "transformer.extra", which ${index} places in it`);
+      const { ['transformer.wpe.weight']: wpeShard, ...rest } = json.weight_map;
+      await fs.writeFile(index, JSON.stringify({ ...json, weight_map: rest }));
+      await expect(loadModel(dir)).rejects.toThrow(`${path.join(dir, wpeShard)}: tensor "transformer.wpe.weight" is not in ${index}'s weight_map`);
+    });
+
+    it('a malformed index', async () => {
+      const { dir, index, json } = await sharded();
+      const cases: Array<[string, string]> = [
+        ['{"weight_map": {', `${index}: not valid JSON`],
+        ['[]', `${index}: not a JSON object`],
+        [JSON.stringify({ metadata: json.metadata }), `${index}: weight_map must be an object mapping each tensor name to its shard file`],
+        [JSON.stringify({ ...json, metadata: 3 }), `${index}: metadata must be an object`],
+        [JSON.stringify({ weight_map: {} }), `${index}: weight_map is empty`],
+        [JSON.stringify({ weight_map: { ...json.weight_map, 'transformer.wte.weight': '../x.safetensors' } }), `${index}: weight_map names "../x.safetensors" for tensor "transformer.wte.weight"`],
+        [JSON.stringify({ weight_map: { ...json.weight_map, 'transformer.wte.weight': 7 } }), `${index}: weight_map names 7 for tensor "transformer.wte.weight"`],
+      ];
+      for (const [text, msg] of cases) {
+        await fs.writeFile(index, text);
+        await expect(loadModel(dir)).rejects.toThrow(msg);
+      }
+    });
+
+    it('a shard with a wrong shape, a non-float dtype, or corrupt bytes', async () => {
+      const { dir, json } = await sharded();
+      const shard = path.join(dir, json.weight_map['transformer.h.0.attn.c_attn.weight']);
+      const st = parseSafetensors(await fs.readFile(shard));
+      const tensors = (patch: Record<string, TensorToWrite>) =>
+        encodeSafetensors(new Map([...[...st.tensors.values()].map((t) => [t.name, { dtype: t.dtype, shape: t.shape, bytes: t.bytes }] as [string, TensorToWrite]), ...Object.entries(patch)]), { format: 'pt' });
+      await fs.writeFile(shard, tensors({ 'transformer.h.0.attn.c_attn.weight': { shape: [48, 16], data: new Float32Array(768) } }));
+      await expect(loadModel(dir)).rejects.toThrow(`${shard}: tensor "transformer.h.0.attn.c_attn.weight" has shape [48, 16]; config.json implies [16, 48]`);
+      await fs.writeFile(shard, tensors({ 'transformer.h.0.attn.c_attn.weight': { dtype: 'I32', shape: [16, 48], bytes: new Uint8Array(3072) } }));
+      await expect(loadModel(dir)).rejects.toThrow(`${shard}: tensor "transformer.h.0.attn.c_attn.weight" has dtype I32`);
+      const good = tensors({});
+      await fs.writeFile(shard, good.subarray(0, good.length - 2));
+      await expect(loadModel(dir)).rejects.toThrow(new RegExp(`^${escape(shard)}: tensor ".*": data_offsets .* run past the end`));
+    });
+
+    it('a folder with neither model.safetensors nor an index', async () => {
+      const dir = fresh();
+      await fs.mkdir(dir);
+      await fs.writeFile(path.join(dir, 'config.json'), JSON.stringify(toHFConfig(CFG)));
+      await expect(loadModel(dir)).rejects.toThrow(`${dir} is not a checkpoint: ${path.join(dir, 'model.safetensors')} does not exist (nor does model.safetensors.index.json for a sharded one)`);
+    });
+
+    it("saveModel's extra files cannot take the weights' names", async () => {
+      for (const name of ['model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'generation_config.json'])
+        await expect(saveModel(base, fresh(), { files: { [name]: 'x' } })).rejects.toThrow(`extra file name ${JSON.stringify(name)} is not allowed`);
+    });
+  });
+});
+
+describe('what travels with a loaded model', () => {
+  it("config.json's other keys and generation_config.json are written back; the engine's keys are regenerated", async () => {
+    const hf = { ...toHFConfig(CFG, { task_specific_params: { 'text-generation': { do_sample: true } }, bos_token_id: 5, eos_token_id: 6 }), n_layer: 2, attn_pdrop: 0.1 };
+    const dir = await handCheckpoint(await tensorsOf(base), hf);
+    const gen = { bos_token_id: 5, eos_token_id: [6, 7], do_sample: true, top_p: 0.9, transformers_version: '4.45.0' };
+    await fs.writeFile(path.join(dir, 'generation_config.json'), JSON.stringify(gen));
+    const m = await loadModel(dir);
+    expect(checkpointSource(m)).toEqual({ dir, hfConfig: hf, generationConfig: gen, dtype: 'float32' });
+
+    const out = fresh();
+    await saveModel(m, out, { config: { eos_token_id: 8 } });
+    const cfg = await readJSON(path.join(out, 'config.json'));
+    expect(cfg).toMatchObject({ task_specific_params: { 'text-generation': { do_sample: true } }, bos_token_id: 5, eos_token_id: 8, attn_pdrop: 0, torch_dtype: 'float32' });
+    expect(await readJSON(path.join(out, 'generation_config.json'))).toEqual(gen);
+    // told otherwise: another generation config, none, or no source at all
+    const other = fresh();
+    await saveModel(m, other, { generationConfig: { eos_token_id: 3 } });
+    expect(await readJSON(path.join(other, 'generation_config.json'))).toEqual({ eos_token_id: 3 });
+    const none = fresh();
+    await saveModel(m, none, { generationConfig: null });
+    expect((await fs.readdir(none)).sort()).toEqual(['config.json', 'model.safetensors']);
+    const bare = fresh();
+    await saveModel(m, bare, { source: null });
+    expect(await readJSON(path.join(bare, 'config.json'))).toEqual(toHFConfig(CFG, { torch_dtype: 'float32' }));
+    expect(await fs.readdir(bare)).not.toContain('generation_config.json');
+    // a clone keeps its parent's source (a reward model or critic started from a loaded folder
+    // saves as that folder's family); a new model has none
+    const rm = await m.clone({ valueHead: true });
+    expect(checkpointSource(rm)).toEqual(checkpointSource(m));
+    const made = await Model.create(CFG);
+    expect(checkpointSource(made)).toBeUndefined();
+    made.dispose();
+    const rmDir = fresh();
+    await saveModel(rm, rmDir);
+    expect(await readJSON(path.join(rmDir, 'config.json'))).toMatchObject({ architectures: ['GPT2ForSequenceClassification'], num_labels: 1, bos_token_id: 5 });
+    expect(await readJSON(path.join(rmDir, 'generation_config.json'))).toEqual(gen);
+    // and it loads as what it is
+    const back = await loadModel(rmDir);
+    expect(back.config.valueHead).toBe(true);
+    for (const x of [m, rm, back]) x.dispose();
   });
 });

@@ -1,9 +1,19 @@
-// The safetensors reader and writer: reference bytes, hand-made files, an independent reader, hostile files.
+// The safetensors reader and writer: reference bytes, hand-made files, an independent reader, hostile files,
+// float32 -> bfloat16 / float16 rounding against known bit patterns and an independent nearest-value search.
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeSafetensors, parseSafetensors, readSafetensors, toFloat32, writeSafetensors } from '../src/index.js';
+import {
+  encodeSafetensors,
+  float32ToBF16,
+  float32ToF16,
+  openSafetensors,
+  parseSafetensors,
+  readSafetensors,
+  toFloat32,
+  writeSafetensors,
+} from '../src/index.js';
 
 /** A safetensors file from a header (object or raw text) and data bytes; pads the header only if asked. */
 function makeFile(header: unknown, data: Uint8Array = new Uint8Array(0), pad = false): Uint8Array {
@@ -252,5 +262,177 @@ describe('safetensors reader', () => {
       await fs.writeFile(file, bytes.subarray(0, bytes.length - 3));
       await expect(readSafetensors(file)).rejects.toThrow(`${file}: tensor "x.y": data_offsets [0, 4000] run past the end`);
     });
+  });
+});
+
+const f32 = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0];
+
+/** Every finite half value, decoded by the formula (not the library's table), with its bits, ascending. */
+const HALVES = (() => {
+  const out: { v: number; bits: number }[] = [];
+  for (let h = 0; h < 0x7c00; h++) {
+    const e = h >> 10;
+    const m = h & 0x3ff;
+    out.push({ v: e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15), bits: h });
+  }
+  return out;
+})();
+
+/** The nearest half to x (ties to the even bit pattern), by binary search over all of them; overflow to infinity as IEEE rounds. */
+function nearestHalf(x: number): number {
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (Number.isNaN(x)) return 0x7e00;
+  // 65520 = 65504 + half an ulp: from there on IEEE rounds to infinity
+  if (a >= 65520) return sign | 0x7c00;
+  let lo = 0;
+  let hi = HALVES.length - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (HALVES[mid].v <= a) lo = mid;
+    else hi = mid;
+  }
+  const [p, q] = [HALVES[lo], HALVES[hi]];
+  const dp = a - p.v;
+  const dq = q.v - a;
+  if (a >= q.v) return sign | q.bits;
+  return sign | (dp < dq ? p.bits : dq < dp ? q.bits : p.bits % 2 === 0 ? p.bits : q.bits);
+}
+
+/** The nearest bfloat16 to a float32 (ties to even), comparing the two neighbours' distances in float64. */
+function nearestBF16(bits: number): number {
+  const x = f32(bits);
+  if (Number.isNaN(x)) return 0x7fc0 | ((bits >>> 16) & 0x8000);
+  const down = bits >>> 16;
+  const up = down + 1; // the next bfloat16 away from zero (0x7f80 past the largest finite: infinity)
+  const a = Math.abs(x);
+  const dDown = a - Math.abs(f32(down << 16));
+  const dUp = Math.abs(f32((up << 16) >>> 0)) - a;
+  if ((bits & 0xffff) === 0) return down;
+  if ((up & 0x7fff) === 0x7f80) {
+    // the neighbour above is infinity: round up only past the midpoint, which is 2^128 - 2^119 in magnitude
+    const mid = 2 ** 128 - 2 ** 119;
+    return a > mid || (a === mid && down % 2 === 1) ? up : down;
+  }
+  return dDown < dUp ? down : dUp < dDown ? up : down % 2 === 0 ? down : up;
+}
+
+/** Random float32 bit patterns over every exponent, plus the ones on and beside rounding ties. */
+function sampleBits(n: number, seed: number): number[] {
+  let s = seed >>> 0;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = next();
+    out.push(r);
+    // a tie for bfloat16 (low 16 bits 0x8000) and for half (low 13 bits 0x1000), and their neighbours
+    for (const b of [(r & 0xffff0000) | 0x8000, ((r & 0xffffe000) | 0x1000) >>> 0]) out.push(b >>> 0, (b + 1) >>> 0, (b - 1) >>> 0);
+  }
+  return out;
+}
+
+describe('float32 -> bfloat16 / float16', () => {
+  it('gives known bit patterns: exact values, ties to even, overflow, signed zero, NaN', () => {
+    const bf = (xs: number[]) => [...float32ToBF16(new Float32Array(xs.map(f32)))];
+    expect(bf([0x3f800000, 0x3f808000, 0x3f818000, 0x3f808001, 0x3f80ffff, 0x80000000, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0x7fc00000, 0xffc00001, 0x00000001]))
+      .toEqual([0x3f80, 0x3f80, 0x3f82, 0x3f81, 0x3f81, 0x8000, 0x7f80, 0xff80, 0x7f80, 0x7fc0, 0xffc0, 0x0000]);
+    // 3.14159274 (0x40490fdb) -> 0x4049 (3.140625); -2 -> 0xc000
+    expect([...float32ToBF16(new Float32Array([Math.PI, -2]))]).toEqual([0x4049, 0xc000]);
+
+    const h = (xs: number[]) => [...float32ToF16(new Float32Array(xs))];
+    expect(h([1, -2, 0.5, 65504, 65519, 65520, 1e6, -Infinity, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 2 ** -14, 1023 * 2 ** -24, -0, 0]))
+      .toEqual([0x3c00, 0xc000, 0x3800, 0x7bff, 0x7bff, 0x7c00, 0x7c00, 0xfc00, 0x0001, 0x0000, 0x0001, 0x0400, 0x03ff, 0x8000, 0x0000]);
+    // ties to even in the normal range: 1 + 2^-11 is halfway between 1 and 1 + 2^-10
+    expect(h([1 + 2 ** -11, 1 + 3 * 2 ** -11, 2049, 2051])).toEqual([0x3c00, 0x3c02, 0x6800, 0x6802]);
+    // subnormal ties: 2.5 and 3.5 units of 2^-24
+    expect(h([2.5 * 2 ** -24, 3.5 * 2 ** -24])).toEqual([0x0002, 0x0004]);
+    expect(h([NaN])[0] & 0x7fff).toBe(0x7e00);
+  });
+
+  it('every half value survives float16 -> float32 -> float16', () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const file = encodeSafetensors({ h: { dtype: 'F16', shape: [65536], bytes: new Uint8Array(all.buffer) } });
+    const back = float32ToF16(toFloat32(parseSafetensors(file).tensors.get('h')!));
+    for (let i = 0; i < 65536; i++) {
+      const isNaN = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
+      if (isNaN) expect(back[i] & 0x7c00).toBe(0x7c00);
+      else if (back[i] !== i) expect(back[i], `half 0x${i.toString(16)}`).toBe(i);
+    }
+  });
+
+  it('rounds to nearest even as an independent search for the nearest value does', () => {
+    const bits = sampleBits(4000, 12345);
+    const xs = new Float32Array(new Uint32Array(bits).buffer);
+    const bf = float32ToBF16(xs);
+    const h = float32ToF16(xs);
+    // and floats scaled into half's range, where its rounding matters most
+    const inRange = xs.map((x) => (Number.isFinite(x) && x !== 0 ? x / 2 ** Math.round(Math.log2(Math.abs(x)) - Math.log2(Math.abs(x)) % 20) : x));
+    const hr = float32ToF16(inRange);
+    for (let i = 0; i < bits.length; i++) {
+      if (bf[i] !== nearestBF16(bits[i])) expect(bf[i], `bf16 of 0x${bits[i].toString(16)}`).toBe(nearestBF16(bits[i]));
+      if (!Number.isNaN(xs[i]) && h[i] !== nearestHalf(xs[i])) expect(h[i], `f16 of ${xs[i]}`).toBe(nearestHalf(xs[i]));
+      if (!Number.isNaN(inRange[i]) && hr[i] !== nearestHalf(inRange[i])) expect(hr[i], `f16 of ${inRange[i]}`).toBe(nearestHalf(inRange[i]));
+    }
+  });
+
+  it('serializeSafetensors writes float32 data as BF16 or F16 when asked, ordered among the 2-byte dtypes', () => {
+    const data = new Float32Array([1, 1 + 2 ** -11, -3.5, 70000]);
+    const out = encodeSafetensors({
+      b: { dtype: 'BF16', shape: [2, 2], data },
+      h: { dtype: 'F16', shape: [4], data },
+      f: { shape: [4], data },
+    });
+    const f = parseSafetensors(out);
+    expect([...f.tensors.values()].map((t) => [t.name, t.dtype, t.dataOffsets])).toEqual([
+      ['f', 'F32', [0, 16]],
+      ['b', 'BF16', [16, 24]],
+      ['h', 'F16', [24, 32]],
+    ]);
+    expect([...toFloat32(f.tensors.get('b')!)]).toEqual([1, 1, -3.5, 70144]);
+    expect([...toFloat32(f.tensors.get('h')!)]).toEqual([1, 1, -3.5, Infinity]);
+    // a view into a larger buffer converts only its own elements
+    const big = new Float32Array([9, ...data, 9]);
+    expect([...float32ToBF16(big.subarray(1, 5))]).toEqual([...float32ToBF16(data)]);
+    expect(() => encodeSafetensors({ x: { dtype: 'I32' as 'F32', shape: [4], data } })).toThrow(/written as F32, BF16 or F16/);
+  });
+});
+
+describe('openSafetensors', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 's2s-st-open-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads the header alone, then tensors one at a time', async () => {
+    const file = path.join(dir, 'a.safetensors');
+    const w = new Float32Array(12).map((_, i) => i / 3);
+    await writeSafetensors(file, { w: { shape: [3, 4], data: w }, h: { dtype: 'BF16', shape: [12], data: w } }, { format: 'pt' });
+    const h = await openSafetensors(file);
+    try {
+      expect(h.metadata).toEqual({ format: 'pt' });
+      expect([...h.tensors.keys()]).toEqual(['w', 'h']);
+      expect(h.tensors.get('w')).toEqual({ name: 'w', dtype: 'F32', shape: [3, 4], dataOffsets: [0, 48] });
+      expect([...toFloat32(await h.read('w'))]).toEqual([...w]);
+      const bf = toFloat32(await h.read('h'));
+      expect([...float32ToBF16(bf)]).toEqual([...float32ToBF16(w)]);
+      await expect(h.read('nope')).rejects.toThrow(`${file}: no tensor named "nope"`);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses what readSafetensors refuses, naming the file', async () => {
+    const file = path.join(dir, 'b.safetensors');
+    const good = encodeSafetensors({ w: { shape: [4], data: new Float32Array(4) } });
+    for (const cut of [3, 12, good.length - 1]) {
+      await fs.writeFile(file, good.subarray(0, cut));
+      const want = (await readSafetensors(file).catch((e: Error) => e.message)) as string;
+      expect(want).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `));
+      await expect(openSafetensors(file)).rejects.toThrow(want);
+    }
+    await expect(openSafetensors(path.join(dir, 'missing.safetensors'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
