@@ -4,7 +4,18 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetError, describeDatasetStats, loadJsonl, readJsonl, rowSource, writeJsonl, type DatasetKind, type ReadJsonlOptions } from '../src/index.js';
+import {
+  DatasetError,
+  describeDatasetStats,
+  loadConversationalJsonl,
+  loadJsonl,
+  readConversationalJsonl,
+  readJsonl,
+  rowSource,
+  writeJsonl,
+  type DatasetKind,
+  type ReadJsonlOptions,
+} from '../src/index.js';
 
 let root: string;
 let n = 0;
@@ -187,6 +198,125 @@ describe('readJsonl', () => {
     expect(err).toBeInstanceOf(DatasetError);
     expect((err as DatasetError).reason).toBe('io');
     expect((err as DatasetError).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot read the file \\(ENOENT`));
+  });
+});
+
+describe('readConversationalJsonl (TRL conversational format)', () => {
+  const u = (content: string) => ({ role: 'user', content });
+  const a = (content: string) => ({ role: 'assistant', content });
+  const sys = (content: string) => ({ role: 'system', content });
+
+  /** The error a conversational file with `row` as its 2nd line gives. */
+  async function chatErrorOf(row: unknown, kind: DatasetKind = 'preference', opts: ReadJsonlOptions = {}): Promise<DatasetError> {
+    const good = JSON.stringify({ prompt: [u('p')], chosen: [a('c')], rejected: [a('r')], completion: [a('c')] });
+    const f = await file([good, typeof row === 'string' ? row : JSON.stringify(row), good].join('\n') + '\n');
+    const err = await loadConversationalJsonl(f, kind, opts).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DatasetError);
+    const e = err as DatasetError;
+    expect(e.message.startsWith(`${f}:2: `)).toBe(true);
+    return e;
+  }
+
+  it("reads TRL's conversational preference, prompt-completion, messages and prompt-only rows", async () => {
+    const f = await file(
+      [
+        JSON.stringify({ prompt: [sys('Be brief.'), u('hi')], chosen: [a('hello')], rejected: [a('go away')], score: 1 }),
+        // TRL's implicit prompt: whole conversations sharing all but the last turn
+        JSON.stringify({ chosen: [u('2+2?'), a('4')], rejected: [u('2+2?'), a('5')] }),
+        // a text row reads as one user turn and one assistant turn
+        JSON.stringify({ prompt: 'plain', chosen: 'yes', rejected: 'no' }),
+      ].join('\n') + '\n',
+    );
+    const { rows, stats } = await loadConversationalJsonl(f, 'preference');
+    expect(rows).toEqual([
+      { prompt: [sys('Be brief.'), u('hi')], chosen: [a('hello')], rejected: [a('go away')] },
+      { prompt: [u('2+2?')], chosen: [a('4')], rejected: [a('5')] },
+      { prompt: [u('plain')], chosen: [a('yes')], rejected: [a('no')] },
+    ]);
+    expect(stats).toMatchObject({ lines: 3, rows: 3, identicalPairs: 0 });
+    expect(rowSource(rows[1])).toBe(`${f}:2`);
+    // a preference file serves as prompts, its implicit prompts included
+    expect((await loadConversationalJsonl(f, 'prompt')).rows).toEqual([{ prompt: [sys('Be brief.'), u('hi')] }, { prompt: [u('2+2?')] }, { prompt: [u('plain')] }]);
+
+    const s = await file(
+      [
+        JSON.stringify({ messages: [sys('S'), u('q1'), a('a1'), u('q2'), a('a2')] }),
+        JSON.stringify({ prompt: [u('q')], completion: [a('c')] }),
+        JSON.stringify({ prompt: 'q', completion: 'c' }),
+        JSON.stringify({ messages: [u('q'), { role: 'assistant', content: 'c', name: 'bot' }] }),
+      ].join('\n'),
+    );
+    expect((await loadConversationalJsonl(s, 'supervised')).rows).toEqual([
+      { prompt: [sys('S'), u('q1'), a('a1'), u('q2')], completion: [a('a2')] },
+      { prompt: [u('q')], completion: [a('c')] },
+      { prompt: [u('q')], completion: [a('c')] },
+      { prompt: [u('q')], completion: [{ role: 'assistant', content: 'c', name: 'bot' }] },
+    ]);
+    // renamed fields, as for text files
+    const r = await file(JSON.stringify({ conversations: [u('q'), a('c')] }) + '\n');
+    expect((await loadConversationalJsonl(r, 'supervised', { fields: { messages: 'conversations' } })).rows).toEqual([{ prompt: [u('q')], completion: [a('c')] }]);
+    // and streaming, as readJsonl
+    const rows2 = [];
+    for await (const row of readConversationalJsonl(f, 'prompt')) rows2.push(row.prompt);
+    expect(rows2).toHaveLength(3);
+  });
+
+  it('warns about pairs whose chosen and rejected messages are the same', async () => {
+    const f = await file(JSON.stringify({ prompt: [u('q')], chosen: [a('same')], rejected: 'same' }) + '\n');
+    const { stats } = await loadConversationalJsonl(f, 'preference');
+    expect(stats.identicalPairs).toBe(1);
+    expect(stats.warnings[0].message).toMatch(/:1: "chosen" and "rejected" are identical/);
+  });
+
+  it('names the file, line and field of each malformed conversation', async () => {
+    let e = await chatErrorOf({ prompt: [u('q')], chosen: [a('c'), a('more')], rejected: [a('r')] });
+    expect([e.reason, e.field]).toEqual(['roles', 'chosen']);
+    expect(e.message).toMatch(/:2: field "chosen" must be one "assistant" message \(the response\), got 2 "assistant", "assistant" messages$/);
+    e = await chatErrorOf({ prompt: [u('q')], chosen: [a('c')], rejected: [u('r')] });
+    expect(e.message).toMatch(/:2: field "rejected" must be one "assistant" message \(the response\), got a "user" message$/);
+    e = await chatErrorOf({ prompt: [u('q'), a('x')], chosen: [a('c')], rejected: [a('r')] });
+    expect([e.reason, e.field]).toEqual(['roles', 'prompt']);
+    expect(e.message).toMatch(/:2: field "prompt" ends with an "assistant" message; a prompt is the conversation before the response/);
+    e = await chatErrorOf({ prompt: [u('q'), { role: 'user' }], chosen: [a('c')], rejected: [a('r')] });
+    expect([e.reason, e.field]).toEqual(['type', 'prompt']);
+    expect(e.message).toMatch(/:2: field "prompt" message 2: "content" must be a string, got nothing$/);
+    e = await chatErrorOf({ prompt: [{ content: 'q' }], chosen: [a('c')], rejected: [a('r')] });
+    expect(e.message).toMatch(/field "prompt" message 1: "role" must be a non-empty string, got nothing$/);
+    e = await chatErrorOf({ prompt: [u('q')], chosen: [{ role: 'assistant', content: [{ type: 'text', text: 'c' }] }], rejected: [a('r')] });
+    expect(e.message).toMatch(/field "chosen" message 1: "content" is a list of parts \(multimodal\), which is not supported/);
+    e = await chatErrorOf({ prompt: ['q'], chosen: [a('c')], rejected: [a('r')] });
+    expect(e.message).toMatch(/field "prompt" message 1 must be an object with "role" and "content", got string$/);
+    e = await chatErrorOf({ prompt: [], chosen: [a('c')], rejected: [a('r')] });
+    expect([e.reason, e.message.split(': ').slice(1).join(': ')]).toEqual(['empty', 'field "prompt" is an empty list of messages']);
+    e = await chatErrorOf({ prompt: 7, chosen: [a('c')], rejected: [a('r')] });
+    expect(e.message).toMatch(/field "prompt" must be a list of messages \(\{"role", "content"\}\) or a string, got number$/);
+    e = await chatErrorOf({ prompt: [u('q')], chosen: [a('  ')], rejected: [a('r')] });
+    expect([e.reason, e.field]).toEqual(['empty', 'chosen']);
+    e = await chatErrorOf({ prompt: [u('q')], chosen: '', rejected: [a('r')] });
+    expect(e.message).toMatch(/field "chosen" is empty$/);
+    e = await chatErrorOf({ chosen: [u('q'), a('c')], rejected: [u('other'), a('r')] });
+    expect([e.reason, e.field]).toEqual(['missing', 'prompt']);
+    expect(e.message).toMatch(/field "prompt" is missing, and "chosen" and "rejected" do not share the conversation before their last message \(TRL's implicit prompt\)$/);
+    e = await chatErrorOf({ prompt: [u('q')], chosen: [a('c')] });
+    expect(e.message).toMatch(/field "rejected" is missing$/);
+    e = await chatErrorOf({ messages: [u('q'), a('c'), u('again')] }, 'supervised');
+    expect([e.reason, e.field]).toEqual(['roles', 'messages']);
+    expect(e.message).toMatch(/field "messages" must end with an "assistant" message \(the completion to learn\)/);
+    e = await chatErrorOf({ messages: [a('c')] }, 'supervised');
+    expect(e.field).toBe('messages');
+    e = await chatErrorOf({ completion: [a('c')] }, 'supervised');
+    expect(e.message).toMatch(/field "prompt" is missing \(and there is no "messages"\)$/);
+    const renamed = await file(JSON.stringify({ question: [u('q'), a('x')] }) + '\n');
+    const err = (await loadConversationalJsonl(renamed, 'prompt', { fields: { prompt: 'question' } }).catch((x: unknown) => x)) as DatasetError;
+    expect([err.field, err.message]).toEqual(['question', `${renamed}:1: field "question" (prompt) ends with an "assistant" message; a prompt is the conversation before the response, ending with a user (or system, tool) turn`]);
+  });
+
+  it('points text readers at the conversational reader', async () => {
+    const e = await errorOf(JSON.stringify({ prompt: [u('hi')], chosen: 'c', rejected: 'r' }));
+    expect(e.message).toMatch(/field "prompt" is a list \(TRL's conversational format\), which is read with the model's chat template \(readConversationalJsonl\)/);
   });
 });
 

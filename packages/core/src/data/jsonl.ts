@@ -1,9 +1,11 @@
-// Datasets as JSONL in TRL's conventions ({prompt, chosen, rejected}, {prompt, completion}, {prompt}):
-// a streaming reader that checks every line and says which file, line and field is wrong, and an atomic writer.
+// Datasets as JSONL in TRL's conventions ({prompt, chosen, rejected}, {prompt, completion}, {prompt},
+// as text or, for chat models, as TRL's conversational message lists and {messages}): a streaming
+// reader that checks every line and says which file, line and field is wrong, and an atomic writer.
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../fsutil.js';
+import type { ChatMessage } from './chat-template.js';
 
 export type DatasetKind = 'preference' | 'supervised' | 'prompt';
 
@@ -24,7 +26,31 @@ export interface PromptRow {
 }
 export type RowOf<K extends DatasetKind> = K extends 'preference' ? PreferenceRow : K extends 'supervised' ? SupervisedRow : PromptRow;
 
-export type FieldRole = 'prompt' | 'chosen' | 'rejected' | 'completion';
+/**
+ * TRL's conversational rows, for a model's chat template (readConversationalJsonl): the prompt is
+ * the conversation so far (ending with a user, system or tool turn); a response is the one
+ * assistant message that answers it.
+ */
+export interface ConversationalPreferenceRow {
+  prompt: ChatMessage[];
+  chosen: ChatMessage[];
+  rejected: ChatMessage[];
+}
+export interface ConversationalSupervisedRow {
+  prompt: ChatMessage[];
+  completion: ChatMessage[];
+}
+export interface ConversationalPromptRow {
+  prompt: ChatMessage[];
+}
+export type ConversationalRowOf<K extends DatasetKind> = K extends 'preference'
+  ? ConversationalPreferenceRow
+  : K extends 'supervised'
+    ? ConversationalSupervisedRow
+    : ConversationalPromptRow;
+
+/** A field of a row; `messages` is TRL's conversational SFT format (read by readConversationalJsonl only). */
+export type FieldRole = 'prompt' | 'chosen' | 'rejected' | 'completion' | 'messages';
 
 /** The fields each kind needs, in the order they are checked. */
 export const DATASET_FIELDS: Readonly<Record<DatasetKind, readonly FieldRole[]>> = {
@@ -46,7 +72,8 @@ export interface ReadJsonlOptions {
   blankLines?: 'skip' | 'error';
 }
 
-export type DatasetErrorReason = 'io' | 'utf8' | 'json' | 'not-object' | 'missing' | 'type' | 'empty' | 'blank';
+/** 'roles': a conversation whose turns are not in the order its field needs (readConversationalJsonl) */
+export type DatasetErrorReason = 'io' | 'utf8' | 'json' | 'not-object' | 'missing' | 'type' | 'empty' | 'blank' | 'roles';
 
 /** A bad line (or an unreadable file: then `line` is undefined). The message starts with "file:line:". */
 export class DatasetError extends Error {
@@ -81,7 +108,7 @@ export interface DatasetStats {
   blank: number;
   /** bad lines left out (onError: 'collect') */
   skipped: number;
-  /** preference pairs whose chosen and rejected are the same text (returned, and warned about) */
+  /** preference pairs whose chosen and rejected are the same text, or the same messages (returned, and warned about) */
   identicalPairs: number;
   errors: DatasetError[];
   warnings: DatasetWarning[];
@@ -127,11 +154,14 @@ async function* byteLines(file: string): AsyncGenerator<Buffer> {
 
 const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 
+export type DatasetFormat = 'text' | 'conversational';
+
 /**
  * A JSONL dataset file, read line by line as it is iterated (each iteration reads the file anew
  * and resets `stats`). Rows hold only the kind's fields; other fields in the file are ignored.
+ * `format` 'text' (readJsonl) reads strings; 'conversational' (readConversationalJsonl) message lists.
  */
-export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K>> {
+export class JsonlReader<K extends DatasetKind, R = RowOf<K>> implements AsyncIterable<R> {
   stats: DatasetStats = newStats();
   private readonly roles: readonly FieldRole[];
   private readonly names: Record<FieldRole, string>;
@@ -140,16 +170,18 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
     readonly file: string,
     readonly kind: K,
     private readonly opts: ReadJsonlOptions = {},
+    readonly format: DatasetFormat = 'text',
   ) {
     if (!(kind in DATASET_FIELDS)) throw new TypeError(`readJsonl: kind must be one of ${Object.keys(DATASET_FIELDS).join(', ')}, got ${JSON.stringify(kind)}`);
+    if (format !== 'text' && format !== 'conversational') throw new TypeError(`readJsonl: format must be "text" or "conversational", got ${JSON.stringify(format)}`);
     this.roles = DATASET_FIELDS[kind];
-    this.names = { prompt: 'prompt', chosen: 'chosen', rejected: 'rejected', completion: 'completion' };
+    this.names = { prompt: 'prompt', chosen: 'chosen', rejected: 'rejected', completion: 'completion', messages: 'messages' };
     for (const [role, name] of Object.entries(opts.fields ?? {})) {
       if (!(role in this.names)) throw new TypeError(`readJsonl: fields.${role}: unknown field; the fields are ${Object.keys(this.names).join(', ')}`);
       if (typeof name !== 'string' || name.length === 0) throw new TypeError(`readJsonl: fields.${role} must be a non-empty string, got ${JSON.stringify(name)}`);
       this.names[role as FieldRole] = name;
     }
-    const used = this.roles.map((r) => this.names[r]);
+    const used = [...this.roles, ...(format === 'conversational' && kind === 'supervised' ? (['messages'] as const) : [])].map((r) => this.names[r]);
     const dup = used.find((n, i) => used.indexOf(n) !== i);
     if (dup !== undefined) throw new TypeError(`readJsonl: two fields are both read from ${JSON.stringify(dup)}`);
   }
@@ -161,8 +193,8 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
   }
 
   /** The row of one line, or the DatasetError that says what is wrong with it. */
-  private parseLine(bytes: Buffer, line: number, decoder: TextDecoder): RowOf<K> | DatasetError | 'blank' {
-    const fail = (reason: DatasetErrorReason, detail: string, role?: FieldRole) =>
+  private parseLine(bytes: Buffer, line: number, decoder: TextDecoder): R | DatasetError | 'blank' {
+    const fail: Fail = (reason, detail, role) =>
       new DatasetError(this.file, line, role && this.names[role], reason, role ? `field ${this.fieldLabel(role)} ${detail}` : detail);
     let b = bytes;
     if (b.length && b[b.length - 1] === 0x0d) b = b.subarray(0, b.length - 1); // CRLF files
@@ -183,19 +215,84 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
     }
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
       return fail('not-object', `expected a JSON object with ${this.roles.map((r) => this.fieldLabel(r)).join(', ')}; got ${describe(obj)}`);
+    const fields = obj as Record<string, unknown>;
+    if (this.format === 'conversational') return this.conversationalRow(fields, fail) as R | DatasetError;
     const row: Record<string, string> = {};
     for (const role of this.roles) {
-      const v = (obj as Record<string, unknown>)[this.names[role]];
+      const v = fields[this.names[role]];
       if (v === undefined) return fail('missing', 'is missing', role);
-      if (Array.isArray(v)) return fail('type', "is a list (TRL's conversational format, which is not supported); it must be a string", role);
-      if (typeof v !== 'string') return fail('type', `must be a string, got ${describe(v)}`, role);
-      if (v.trim() === '') return fail('empty', v === '' ? 'is empty' : 'is empty (whitespace only)', role);
-      row[role] = v;
+      if (Array.isArray(v))
+        return fail('type', "is a list (TRL's conversational format), which is read with the model's chat template (readConversationalJsonl); here it must be a string", role);
+      const err = checkText(v, role, fail);
+      if (err) return err;
+      row[role] = v as string;
     }
-    return row as unknown as RowOf<K>;
+    return row as unknown as R;
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<RowOf<K>> {
+  /** A conversational row: each field a message list (or a string: one user turn, or one assistant turn). */
+  private conversationalRow(fields: Record<string, unknown>, fail: Fail): ConversationalRowOf<DatasetKind> | DatasetError {
+    const get = (role: FieldRole) => fields[this.names[role]];
+    const prompt = (v: unknown, role: FieldRole = 'prompt') => {
+      const m = messageList(v, role, 'user', fail);
+      if (m instanceof DatasetError) return m;
+      if (m[m.length - 1].role === 'assistant')
+        return fail('roles', 'ends with an "assistant" message; a prompt is the conversation before the response, ending with a user (or system, tool) turn', role);
+      return m;
+    };
+    const response = (v: unknown, role: FieldRole) => {
+      const m = messageList(v, role, 'assistant', fail);
+      if (m instanceof DatasetError) return m;
+      if (m.length !== 1 || m[0].role !== 'assistant')
+        return fail('roles', `must be one "assistant" message (the response), got ${m.length === 1 ? 'a' : m.length} ${m.map((x) => JSON.stringify(x.role)).join(', ')} message${m.length === 1 ? '' : 's'}`, role);
+      if (m[0].content.trim() === '') return fail('empty', 'is an assistant message with empty content', role);
+      return m;
+    };
+
+    if (this.kind === 'supervised' && get('prompt') === undefined && get('messages') !== undefined) {
+      // TRL's {messages}: the last turn, the assistant's, is the completion; what comes before, the prompt
+      const all = messageList(get('messages'), 'messages', 'user', fail);
+      if (all instanceof DatasetError) return all;
+      if (all.length < 2 || all[all.length - 1].role !== 'assistant')
+        return fail('roles', 'must end with an "assistant" message (the completion to learn) after at least one other message', 'messages');
+      const p = prompt(all.slice(0, -1), 'messages');
+      if (p instanceof DatasetError) return p;
+      const c = response(all.slice(-1), 'messages');
+      if (c instanceof DatasetError) return c;
+      return { prompt: p, completion: c };
+    }
+
+    let promptValue = get('prompt');
+    let chosenValue = get('chosen');
+    let rejectedValue = get('rejected');
+    if (this.kind !== 'supervised' && promptValue === undefined && Array.isArray(chosenValue) && Array.isArray(rejectedValue)) {
+      // TRL's implicit prompt: chosen and rejected are whole conversations sharing all but their last turn
+      const c = chosenValue;
+      const r = rejectedValue;
+      if (c.length < 2 || c.length !== r.length || JSON.stringify(c.slice(0, -1)) !== JSON.stringify(r.slice(0, -1)))
+        return fail('missing', `is missing, and ${this.fieldLabel('chosen')} and ${this.fieldLabel('rejected')} do not share the conversation before their last message (TRL's implicit prompt)`, 'prompt');
+      promptValue = c.slice(0, -1);
+      chosenValue = c.slice(-1);
+      rejectedValue = r.slice(-1);
+    }
+    for (const role of this.roles)
+      if ((role === 'prompt' ? promptValue : get(role)) === undefined)
+        return fail('missing', this.kind === 'supervised' && role === 'prompt' ? `is missing (and there is no ${this.fieldLabel('messages')})` : 'is missing', role);
+    const p = prompt(promptValue);
+    if (p instanceof DatasetError) return p;
+    if (this.kind === 'prompt') return { prompt: p };
+    if (this.kind === 'supervised') {
+      const c = response(get('completion'), 'completion');
+      return c instanceof DatasetError ? c : { prompt: p, completion: c };
+    }
+    const chosen = response(chosenValue, 'chosen');
+    if (chosen instanceof DatasetError) return chosen;
+    const rejected = response(rejectedValue, 'rejected');
+    if (rejected instanceof DatasetError) return rejected;
+    return { prompt: p, chosen, rejected };
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<R> {
     const stats = (this.stats = newStats());
     const collect = this.opts.onError === 'collect';
     const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -220,8 +317,8 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
           if (!collect) throw r;
         } else {
           if (this.kind === 'preference') {
-            const p = r as PreferenceRow;
-            if (p.chosen === p.rejected) {
+            const p = r as PreferenceRow | ConversationalPreferenceRow;
+            if (JSON.stringify(p.chosen) === JSON.stringify(p.rejected)) {
               stats.identicalPairs++;
               stats.warnings.push({
                 file: this.file,
@@ -242,6 +339,33 @@ export class JsonlReader<K extends DatasetKind> implements AsyncIterable<RowOf<K
   }
 }
 
+type Fail = (reason: DatasetErrorReason, detail: string, role?: FieldRole) => DatasetError;
+
+function checkText(v: unknown, role: FieldRole, fail: Fail): DatasetError | undefined {
+  if (typeof v !== 'string') return fail('type', `must be a string, got ${describe(v)}`, role);
+  if (v.trim() === '') return fail('empty', v === '' ? 'is empty' : 'is empty (whitespace only)', role);
+  return undefined;
+}
+
+/** A field as a list of messages; a string is one message of `stringRole`. */
+function messageList(v: unknown, role: FieldRole, stringRole: 'user' | 'assistant', fail: Fail): ChatMessage[] | DatasetError {
+  if (typeof v === 'string') return checkText(v, role, fail) ?? [{ role: stringRole, content: v }];
+  if (!Array.isArray(v)) return fail('type', `must be a list of messages ({"role", "content"}) or a string, got ${describe(v)}`, role);
+  if (v.length === 0) return fail('empty', 'is an empty list of messages', role);
+  const out: ChatMessage[] = [];
+  for (let i = 0; i < v.length; i++) {
+    const m = v[i] as unknown;
+    const at = `message ${i + 1}`;
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) return fail('type', `${at} must be an object with "role" and "content", got ${describe(m)}`, role);
+    const { role: r, content } = m as Record<string, unknown>;
+    if (typeof r !== 'string' || r === '') return fail('type', `${at}: "role" must be a non-empty string, got ${r === undefined ? 'nothing' : JSON.stringify(r)}`, role);
+    if (Array.isArray(content)) return fail('type', `${at}: "content" is a list of parts (multimodal), which is not supported; it must be a string`, role);
+    if (typeof content !== 'string') return fail('type', `${at}: "content" must be a string, got ${content === undefined ? 'nothing' : describe(content)}`, role);
+    out.push({ ...(m as Record<string, unknown>), role: r, content });
+  }
+  return out;
+}
+
 const SOURCE = Symbol('s2s.rowSource');
 
 /**
@@ -259,8 +383,33 @@ export function readJsonl<K extends DatasetKind>(file: string, kind: K, opts: Re
 
 /** All rows of a dataset file, with what the read saw. */
 export async function loadJsonl<K extends DatasetKind>(file: string, kind: K, opts: ReadJsonlOptions = {}): Promise<{ rows: RowOf<K>[]; stats: DatasetStats }> {
-  const reader = readJsonl(file, kind, opts);
-  const rows: RowOf<K>[] = [];
+  return collectRows(readJsonl(file, kind, opts));
+}
+
+/**
+ * A dataset file in TRL's conversational format, for a model's chat template: each field a list of
+ * {role, content} messages. 'preference': {prompt, chosen, rejected}, chosen and rejected each one
+ * assistant message, or TRL's implicit prompt ({chosen, rejected} as whole conversations that
+ * share all but their last turn); 'supervised': {prompt, completion}, or {messages} whose last
+ * turn (the assistant's) is the completion and the rest the prompt (the earlier turns are context,
+ * not trained on); 'prompt': {prompt}, or a preference row's implicit prompt. A string field is read as one message (a prompt as the
+ * user's, a response as the assistant's), so text datasets work with a chat model as they are.
+ */
+export function readConversationalJsonl<K extends DatasetKind>(file: string, kind: K, opts: ReadJsonlOptions = {}): JsonlReader<K, ConversationalRowOf<K>> {
+  return new JsonlReader<K, ConversationalRowOf<K>>(file, kind, opts, 'conversational');
+}
+
+/** All rows of a conversational dataset file (see readConversationalJsonl), with what the read saw. */
+export async function loadConversationalJsonl<K extends DatasetKind>(
+  file: string,
+  kind: K,
+  opts: ReadJsonlOptions = {},
+): Promise<{ rows: ConversationalRowOf<K>[]; stats: DatasetStats }> {
+  return collectRows(readConversationalJsonl(file, kind, opts));
+}
+
+async function collectRows<K extends DatasetKind, R>(reader: JsonlReader<K, R>): Promise<{ rows: R[]; stats: DatasetStats }> {
+  const rows: R[] = [];
   for await (const row of reader) rows.push(row);
   return { rows, stats: reader.stats };
 }

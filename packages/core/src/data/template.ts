@@ -1,9 +1,11 @@
 // The prompt/response template every stage shares (SFT, both reward models, the policy), applied at
-// the token level so a response's ids are the same wherever it appears; with the rule for long examples.
+// the token level so a response's ids are the same wherever it appears: plain-text markers, or the
+// model's own chat template (chat mode); with the rule for long examples.
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import type { Tokenizer } from '../tokenizer.js';
+import { type ChatMessage, type ChatTemplateSpec, ChatTemplateError, RESPONSE_PLACEHOLDER, endOfTurnId, renderChat, resolveChatTemplateSpec } from './chat-template.js';
 
 /**
  * How prompt and responses are laid out as one token sequence:
@@ -27,7 +29,17 @@ export interface Template {
   addBos: boolean;
   /** end each response with the tokenizer's eos_token, so the policy learns to stop */
   addEos: boolean;
+  /**
+   * Chat mode: the model's own chat template lays every sequence out (see "Chat mode" below) and
+   * the five fields above are not used. Absent: the plain-text layout above.
+   */
+  chat?: ChatTemplateSpec;
 }
+
+/** A prompt: text, or (chat mode) the conversation so far; in chat mode text is one user turn. */
+export type Prompt = string | readonly ChatMessage[];
+/** A response: text, or (chat mode) the assistant's turn as a list of one message; in chat mode text is that turn's content. */
+export type Completion = string | readonly ChatMessage[];
 
 /** Plain-text markers a base LM can follow; no BOS, as GPT-2 was trained; EOS ends responses. */
 export const DEFAULT_TEMPLATE: Readonly<Template> = Object.freeze({
@@ -40,12 +52,19 @@ export const DEFAULT_TEMPLATE: Readonly<Template> = Object.freeze({
 
 /** A template with defaults filled in; every error names the field. */
 export function resolveTemplate(t: Partial<Template> = {}): Template {
-  const out = { ...DEFAULT_TEMPLATE, ...t };
+  const { chat, ...plain } = t;
+  const out: Template = { ...DEFAULT_TEMPLATE, ...plain };
   for (const k of ['promptPrefix', 'responsePrefix', 'rewritePrefix'] as const)
     if (typeof out[k] !== 'string') throw new TypeError(`template.${k} must be a string, got ${JSON.stringify(out[k])}`);
   for (const k of ['addBos', 'addEos'] as const)
     if (typeof out[k] !== 'boolean') throw new TypeError(`template.${k} must be a boolean, got ${JSON.stringify(out[k])}`);
+  if (chat !== undefined) out.chat = resolveChatTemplateSpec(chat);
   return out;
+}
+
+/** A chat-mode template: sequences laid out by `chat` (from loadChatTemplate or createChatTemplate). */
+export function chatModeTemplate(chat: ChatTemplateSpec): Template {
+  return resolveTemplate({ chat });
 }
 
 /** The template's file in a checkpoint folder: every stage reads the template its model was trained with. */
@@ -71,8 +90,13 @@ export async function loadTemplate(dir: string): Promise<Template | undefined> {
   } catch (e) {
     throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
   }
+  return templateFromJSON(json, file);
+}
+
+/** A template from parsed s2s_template.json (plain or chat); errors name `file` and the field. */
+export function templateFromJSON(json: unknown, file: string): Template {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: a template must be a JSON object`);
-  const unknown = Object.keys(json).filter((k) => !(k in DEFAULT_TEMPLATE));
+  const unknown = Object.keys(json).filter((k) => !(k in DEFAULT_TEMPLATE) && k !== 'chat');
   if (unknown.length) throw new Error(`${file}: unknown template field ${JSON.stringify(unknown[0])}`);
   try {
     return resolveTemplate(json as Partial<Template>);
@@ -93,7 +117,7 @@ export interface EncodedExample {
   ids: number[];
   /** 1 where ids[t] is trained on (predicted from ids[<t]): the target's tokens and its EOS; else 0 */
   lossMask: number[];
-  /** the prompt's own tokens (after any truncation), without the template's prefixes */
+  /** the prompt's own tokens (after any truncation), without the template's prefixes; in chat mode the whole rendered query */
   promptSpan: Span;
   /** encodeRewrite only: the response being corrected, with its EOS */
   sourceSpan?: Span;
@@ -200,16 +224,55 @@ function head(tok: Tokenizer, tpl: Template): number[] {
   return [...bos, ...tok.encode(tpl.promptPrefix)];
 }
 
+/** Plain mode takes text; a conversation there needs the model's chat template. */
+function text(v: Prompt | Completion, where: string): string {
+  if (typeof v === 'string') return v;
+  throw new TypeError(
+    `${where} is a conversation (a list of messages), which is laid out by the model's chat template; this template is plain text (give it a chat template: loadChatTemplate, chatModeTemplate)`,
+  );
+}
+
 /** The policy's query: what it sees before generating. Null when skipped under `opts`. */
-export function encodePrompt(tok: Tokenizer, tpl: Template, prompt: string, opts: LengthOptions = {}): number[] | null {
-  return fit(head(tok, tpl), tok.encode(prompt), tok.encode(tpl.responsePrefix), opts)?.ids ?? null;
+export function encodePrompt(tok: Tokenizer, tpl: Template, prompt: Prompt, opts: LengthOptions = {}): number[] | null {
+  if (tpl.chat) return fitChat(tok, tpl.chat, promptMessages(prompt, 'encodePrompt'), [], opts, new Date())?.ids ?? null;
+  return fit(head(tok, tpl), tok.encode(text(prompt, 'encodePrompt: the prompt')), tok.encode(tpl.responsePrefix), opts)?.ids ?? null;
+}
+
+/**
+ * A response's token ids as the policy writes them after the prompt, ending the way it learns to
+ * stop: plain mode, the completion's ids and EOS (addEos); chat mode, the assistant turn as the
+ * template renders it after the query, through its end-of-turn token. These are encodeSupervised's
+ * target, and what the seq2seq RM rewrites and is trained to write (encodeRewrite).
+ */
+export function encodeResponse(tok: Tokenizer, tpl: Template, prompt: Prompt, completion: Completion): number[] {
+  if (tpl.chat) return chatResponseIds(tok, tpl.chat, promptMessages(prompt, 'encodeResponse'), completionMessages(tpl.chat, completion, 'encodeResponse'), new Date());
+  return withEos(tok, tpl, tok.encode(text(completion, 'encodeResponse: the completion')));
+}
+
+/**
+ * The ids that end a generated response, for Model.generate's `eos`: the tokenizer's EOS, and in
+ * chat mode first the template's end-of-turn token (Llama 3's <|eot_id|> is not its eos_token).
+ */
+export function stopTokenIds(tok: Tokenizer, tpl: Template): number[] {
+  const ids = tpl.chat ? [endOfTurnId(tok, tpl.chat)] : [];
+  if (tok.eosId !== undefined && !ids.includes(tok.eosId)) ids.push(tok.eosId);
+  return ids;
 }
 
 /** A supervised (SFT) example: the query, then the completion and EOS, which alone carry loss. */
-export function encodeSupervised(tok: Tokenizer, tpl: Template, prompt: string, completion: string, opts: LengthOptions = {}): EncodedExample | null {
-  const target = withEos(tok, tpl, tok.encode(completion));
-  const responsePrefix = tok.encode(tpl.responsePrefix);
-  const f = fit(head(tok, tpl), tok.encode(prompt), [...responsePrefix, ...target], opts);
+export function encodeSupervised(tok: Tokenizer, tpl: Template, prompt: Prompt, completion: Completion, opts: LengthOptions = {}): EncodedExample | null {
+  let f: ReturnType<typeof fit>;
+  let target: number[];
+  if (tpl.chat) {
+    const now = new Date();
+    const messages = promptMessages(prompt, 'encodeSupervised');
+    target = chatResponseIds(tok, tpl.chat, messages, completionMessages(tpl.chat, completion, 'encodeSupervised'), now);
+    f = fitChat(tok, tpl.chat, messages, target, opts, now);
+  } else {
+    target = withEos(tok, tpl, tok.encode(text(completion, 'encodeSupervised: the completion')));
+    const responsePrefix = tok.encode(tpl.responsePrefix);
+    f = fit(head(tok, tpl), tok.encode(text(prompt, 'encodeSupervised: the prompt')), [...responsePrefix, ...target], opts);
+  }
   if (!f) return null;
   const start = f.ids.length - target.length;
   return {
@@ -227,32 +290,228 @@ export function encodeSupervised(tok: Tokenizer, tpl: Template, prompt: string, 
  * mapping passes the rejected response and the chosen one; identity mapping, and reward
  * extraction's teacher-forced pass, the same response twice. Both responses are token ids, as the
  * policy's come; each gets EOS unless it already ends with it, so a response the policy finished
- * and one encoded from text look alike.
+ * and one encoded from text look alike. In chat mode the layout is the chat one (see "Chat mode").
  */
 export function encodeRewrite(
   tok: Tokenizer,
   tpl: Template,
-  prompt: string,
+  prompt: Prompt,
   responseIds: readonly number[],
   targetIds: readonly number[],
   opts: LengthOptions = {},
 ): EncodedExample | null {
   checkIds(tok, responseIds, 'encodeRewrite responseIds');
   checkIds(tok, targetIds, 'encodeRewrite targetIds');
-  const source = withEos(tok, tpl, responseIds);
-  const target = withEos(tok, tpl, targetIds);
-  const responsePrefix = tok.encode(tpl.responsePrefix);
-  const rewritePrefix = tok.encode(tpl.rewritePrefix);
-  const f = fit(head(tok, tpl), tok.encode(prompt), [...responsePrefix, ...source, ...rewritePrefix, ...target], opts);
+  let f: ReturnType<typeof fit>;
+  let source: number[];
+  let target: number[];
+  let sourceStart: (f: NonNullable<ReturnType<typeof fit>>) => number;
+  if (tpl.chat) {
+    const now = new Date();
+    const messages = promptMessages(prompt, 'encodeRewrite');
+    const stops = stopTokenIds(tok, tpl);
+    const withEot = (ids: readonly number[]) => (ids.length > 0 && stops.includes(ids[ids.length - 1]) ? [...ids] : [...ids, stops[0]]);
+    source = withEot(responseIds);
+    target = withEot(targetIds);
+    f = fitChat(tok, tpl.chat, messages, [...source, ...chatRewriteIds(tok, tpl.chat, messages, now), ...target], opts, now);
+    sourceStart = (f) => f.promptSpan[1];
+  } else {
+    source = withEos(tok, tpl, responseIds);
+    target = withEos(tok, tpl, targetIds);
+    const responsePrefix = tok.encode(tpl.responsePrefix);
+    const rewritePrefix = tok.encode(tpl.rewritePrefix);
+    f = fit(head(tok, tpl), tok.encode(text(prompt, 'encodeRewrite: the prompt')), [...responsePrefix, ...source, ...rewritePrefix, ...target], opts);
+    sourceStart = (f) => f.promptSpan[1] + responsePrefix.length;
+  }
   if (!f) return null;
   const start = f.ids.length - target.length;
-  const sourceStart = f.promptSpan[1] + responsePrefix.length;
+  const s = sourceStart(f);
   return {
     ids: f.ids,
     lossMask: f.ids.map((_, t) => (t >= start ? 1 : 0)),
     promptSpan: f.promptSpan,
-    sourceSpan: [sourceStart, sourceStart + source.length],
+    sourceSpan: [s, s + source.length],
     targetSpan: [start, f.ids.length],
     promptTokensDropped: f.dropped,
   };
+}
+
+// ---- chat mode ----
+//
+// With Template.chat the model's own chat template (rendered as transformers'
+// apply_chat_template(tokenize=False), then encoded with no added special tokens, as
+// apply_chat_template(tokenize=True) and TRL do) lays every sequence out. With P the prompt's
+// messages (a text prompt is one user turn), R a response and W the rewrite target:
+//
+//   policy query:  encode(render(P, add_generation_prompt=True))
+//   supervised:    query | response
+//   seq2seq RM:    query | source | between | target
+//
+// where
+//   response = the tokens of the assistant turn after the query, through the template's
+//              end-of-turn token: render(P + [assistant R]) must start with the query's text (the
+//              prefix property; a template that breaks it is an error), and the turn is that
+//              text's rest, cut after the first end-of-turn ('<|im_end|>', '<|eot_id|>'), so a
+//              template's text after it ("\n", or Llama 3.0's unconditional assistant header)
+//              is left out, as the policy stops there. Its ids are encode(query + turn) past the
+//              query's ids, or encode(turn) alone where BPE merges across that boundary.
+//   source   = the response to correct, as token ids (the policy's own, or encodeResponse's),
+//              ending with the end-of-turn (added when it does not end with it or EOS)
+//   between  = encode of the text render(P + [assistant ·, user rewriteInstruction],
+//              add_generation_prompt=True) has after the assistant's end-of-turn: the close of
+//              that turn, the user turn asking for a rewrite, and the assistant header again
+//   target   = the rewrite, ids ending with the end-of-turn as for source
+//
+// So the RM reads the conversation [P, assistant: R, user: instruction] and answers with W. Its
+// input starts with exactly the policy's own sequence (query then response ids), and the target
+// follows the same generation header as the policy's response did, with the same ids: position
+// t of the target lines up with token t of the response, which reward extraction relies on.
+// Each of query, source, between and target is its own id list; none is re-tokenized with its
+// neighbours. The plain fields (prefixes, addBos, addEos) are not used: BOS is wherever the
+// template writes it.
+//
+// Long prompts: the query is what shrinks. Whole earlier turns are dropped first (after any
+// leading system messages, up to the next user turn, keeping the last), then the first remaining
+// turn's content loses tokens from its start, down to one; promptTokensDropped counts query
+// tokens, and promptSpan covers the whole (truncated) query.
+
+function checkMessages(v: unknown, where: string): ChatMessage[] {
+  if (!Array.isArray(v) || v.length === 0) throw new TypeError(`${where} must be a non-empty list of messages`);
+  return v.map((m, i) => {
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new TypeError(`${where}: message ${i + 1} must be an object with "role" and "content"`);
+    const { role, content } = m as Record<string, unknown>;
+    if (typeof role !== 'string' || role === '') throw new TypeError(`${where}: message ${i + 1}'s role must be a non-empty string, got ${JSON.stringify(role)}`);
+    if (typeof content !== 'string') throw new TypeError(`${where}: message ${i + 1}'s content must be a string, got ${JSON.stringify(content)}`);
+    return m as ChatMessage;
+  });
+}
+
+function promptMessages(prompt: Prompt, fn: string): ChatMessage[] {
+  if (typeof prompt === 'string') return [{ role: 'user', content: prompt }];
+  const messages = checkMessages(prompt, `${fn}: the prompt`);
+  if (messages[messages.length - 1].role === 'assistant')
+    throw new TypeError(`${fn}: the prompt ends with an assistant message; a prompt is the conversation before the response, ending with a user (or system, tool) turn`);
+  return messages;
+}
+
+function completionMessages(spec: ChatTemplateSpec, completion: Completion, fn: string): ChatMessage[] {
+  const messages = typeof completion === 'string' ? [{ role: 'assistant', content: completion }] : checkMessages(completion, `${fn}: the completion`);
+  if (messages.length !== 1 || messages[0].role !== 'assistant')
+    throw new TypeError(`${fn}: the completion must be one assistant message (the turn the policy writes), got ${messages.map((m) => m.role).join(', ')}`);
+  if (messages[0].content.includes(spec.endOfTurn))
+    throw new TypeError(`${fn}: the completion contains the end-of-turn token ${JSON.stringify(spec.endOfTurn)}, where the policy would stop`);
+  return messages;
+}
+
+/** Where two texts part, for errors. */
+function parting(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return `at character ${i}: ${JSON.stringify(a.slice(i, i + 40))} vs ${JSON.stringify(b.slice(i, i + 40))}`;
+}
+
+function notPrefix(spec: ChatTemplateSpec, query: string, full: string): ChatTemplateError {
+  return new ChatTemplateError(
+    `${spec.source}: the chat template renders the prompt for generation (add_generation_prompt) differently from the start of the conversation with its response, ` +
+      `so the response cannot be split from the query (${parting(query, full)})`,
+  );
+}
+
+function chatResponseIds(tok: Tokenizer, spec: ChatTemplateSpec, messages: ChatMessage[], completion: ChatMessage[], now: Date): number[] {
+  const query = renderChat(spec, messages, { addGenerationPrompt: true, now });
+  const full = renderChat(spec, [...messages, ...completion], { now });
+  if (!full.startsWith(query)) throw notPrefix(spec, query, full);
+  const rest = full.slice(query.length);
+  const end = rest.indexOf(spec.endOfTurn);
+  if (end < 0) throw new ChatTemplateError(`${spec.source}: the assistant turn as rendered (${JSON.stringify(rest.slice(0, 80))}) has no end-of-turn ${JSON.stringify(spec.endOfTurn)}`);
+  const turn = rest.slice(0, end + spec.endOfTurn.length);
+  const queryIds = tok.encode(query);
+  const both = tok.encode(query + turn);
+  const ids = queryIds.every((id, i) => both[i] === id) ? both.slice(queryIds.length) : tok.encode(turn);
+  if (ids[ids.length - 1] !== endOfTurnId(tok, spec)) throw new ChatTemplateError(`${spec.source}: the assistant turn does not end with the end-of-turn token ${JSON.stringify(spec.endOfTurn)}`);
+  return ids;
+}
+
+/** The ids between the source's end-of-turn and the target (see "Chat mode"). */
+function chatRewriteIds(tok: Tokenizer, spec: ChatTemplateSpec, messages: ChatMessage[], now: Date): number[] {
+  const query = renderChat(spec, messages, { addGenerationPrompt: true, now });
+  const conv = renderChat(
+    spec,
+    [...messages, { role: 'assistant', content: RESPONSE_PLACEHOLDER }, { role: 'user', content: spec.rewriteInstruction }],
+    { addGenerationPrompt: true, now },
+  );
+  if (!conv.startsWith(query)) throw notPrefix(spec, query, conv);
+  if (!conv.startsWith(RESPONSE_PLACEHOLDER, query.length))
+    throw new ChatTemplateError(`${spec.source}: the chat template does not write an assistant message right after the generation prompt (${parting(query + RESPONSE_PLACEHOLDER, conv)})`);
+  const rest = conv.slice(query.length + RESPONSE_PLACEHOLDER.length);
+  const end = rest.indexOf(spec.endOfTurn);
+  if (end < 0) throw new ChatTemplateError(`${spec.source}: the assistant turn as rendered has no end-of-turn ${JSON.stringify(spec.endOfTurn)}`);
+  return tok.encode(rest.slice(end + spec.endOfTurn.length));
+}
+
+/** The chat query + tail under the length rule (see "Chat mode"); null (counted) when skipped. */
+function fitChat(
+  tok: Tokenizer,
+  spec: ChatTemplateSpec,
+  messages: ChatMessage[],
+  tail: number[],
+  opts: LengthOptions,
+  now: Date,
+): { ids: number[]; promptSpan: Span; dropped: number } | null {
+  const max = opts.maxLength;
+  if (max !== undefined && (!Number.isInteger(max) || max < 1)) throw new RangeError(`maxLength must be a positive integer, got ${max}`);
+  const r = opts.report;
+  if (r) r.examples++;
+  const query = (m: ChatMessage[]) => tok.encode(renderChat(spec, m, { addGenerationPrompt: true, now }));
+  const fitting = (m: ChatMessage[]) => {
+    const q = query(m);
+    return max === undefined || q.length + tail.length <= max ? q : undefined;
+  };
+  const whole = query(messages);
+  let q: number[] | undefined = whole;
+  if (max !== undefined && whole.length + tail.length > max) {
+    q = (opts.overflow ?? 'truncate') === 'truncate' ? truncateConversation(tok, messages, fitting) : undefined;
+    if (!q) {
+      if (r) {
+        r.skipped++;
+        notePlace(r, opts, `skipped, ${whole.length + tail.length} tokens`);
+      }
+      return null;
+    }
+    if (r) {
+      r.truncated++;
+      r.promptTokensDropped += whole.length - q.length;
+      notePlace(r, opts, `truncated by ${whole.length - q.length} tokens`);
+    }
+  }
+  return { ids: [...q, ...tail], promptSpan: [0, q.length], dropped: whole.length - q.length };
+}
+
+/** The first shortening of the conversation whose query `fitting` accepts (see "Chat mode"), or undefined. */
+function truncateConversation(tok: Tokenizer, messages: ChatMessage[], fitting: (m: ChatMessage[]) => number[] | undefined): number[] | undefined {
+  const k = messages.findIndex((m) => m.role !== 'system');
+  if (k < 0) return undefined;
+  const system = messages.slice(0, k);
+  const turns = messages.slice(k);
+  let start = 0;
+  for (let i = 1; i < turns.length; i++) {
+    if (turns[i].role !== 'user') continue;
+    start = i;
+    const q = fitting([...system, ...turns.slice(i)]);
+    if (q) return q;
+  }
+  const kept = [...system, ...turns.slice(start)];
+  const content = tok.encode(kept[k].content);
+  const cut = (c: number) => kept.map((m, j) => (j === k ? { ...m, content: tok.decode(content.slice(c)) } : m));
+  // the fewest tokens cut that fit, keeping at least one
+  let best: number[] | undefined;
+  for (let lo = 1, hi = content.length - 1; lo <= hi; ) {
+    const mid = (lo + hi) >> 1;
+    const q = fitting(cut(mid));
+    if (q) {
+      best = q;
+      hi = mid - 1;
+    } else lo = mid + 1;
+  }
+  return best;
 }
