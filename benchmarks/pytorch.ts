@@ -1,6 +1,6 @@
 // PyTorch on the CPU as a peer of the engine in `pnpm bench`: finds a Python that can import torch,
-// and runs benchmarks/pytorch_gpt2.py (GPT-2 written from its published definition) as one child
-// process per job, parsing the JSON it prints.
+// and runs benchmarks/pytorch_models.py (GPT-2 and Llama written from their published definitions)
+// as one child process per job, parsing the JSON it prints.
 //
 // Interpreter: $S2S_BENCH_PYTHON when set (and nothing else), otherwise /usr/bin/python3 (Debian's,
 // where apt's python3-torch lives), then `python3` on PATH. Install: scripts/setup.sh --for-bench.
@@ -39,7 +39,7 @@ export interface PytorchInfo {
 export type PytorchProbe = { ok: true; info: PytorchInfo; ompWaitPolicy: string } | { ok: false; why: string };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const script = path.join(here, 'pytorch_gpt2.py');
+const script = path.join(here, 'pytorch_models.py');
 const repoRoot = path.resolve(here, '..');
 const MARK = 'S2S_RESULT ';
 
@@ -137,7 +137,9 @@ export async function runPytorch(job: Job, cfg: BenchConfig, timeoutSeconds: num
   const probe = await findPytorch();
   if (!probe.ok) throw new Error(`PyTorch is missing: ${probe.why}`);
   const threads = job.backend === 'pytorch-1t' ? 1 : (job.threads ?? 1);
-  const payload = { ...job, threads, model: cfg.model, B: cfg.B, T: cfg.T };
+  // The resolved config: Python reads every field (head counts, widths, RoPE) from it, no defaults of its own.
+  const { resolveConfig } = await import('@s2s/core');
+  const payload = { ...job, threads, model: resolveConfig(cfg.model), B: cfg.B, T: cfg.T };
   const env = {
     ...process.env,
     OMP_WAIT_POLICY: probe.ompWaitPolicy,
@@ -156,7 +158,7 @@ export async function runPytorch(job: Job, cfg: BenchConfig, timeoutSeconds: num
   return { ...result, notes } as TrainResult | GenerateResult;
 }
 
-/** How closely PyTorch's GPT-2 reproduces the engine's, from the engine's own weights. */
+/** How closely PyTorch's model (GPT-2 or Llama) reproduces the engine's, from the engine's own weights. */
 export interface PytorchParity {
   config: string;
   /** max |log p(target)| difference over the batch, engine weights in both */
@@ -183,7 +185,7 @@ export async function checkPytorchParity(cfg: BenchConfig): Promise<PytorchParit
   if (!probe.ok) throw new Error(`PyTorch is missing: ${probe.why}`);
   const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
   const os = await import('node:os');
-  const { Model } = await import('@s2s/core');
+  const { Model, resolveConfig } = await import('@s2s/core');
   const { makeBatch } = await import('./train-step.js');
   const lr = 1e-3;
   const model = await Model.create({ ...cfg.model }, { seed: 1 });
@@ -202,7 +204,7 @@ export async function checkPytorchParity(cfg: BenchConfig): Promise<PytorchParit
     writeFileSync(path.join(dir, 'logprob.f32'), bytes(logprob));
     const meta = {
       config: cfg.name,
-      model: cfg.model,
+      model: resolveConfig(cfg.model),
       B: cfg.B,
       T: cfg.T,
       tokens: Array.from(batch.tokens),

@@ -2,16 +2,18 @@
 // autocast, one thread) and tfjs (wasm and cpu backends), and generation speed of the engine and
 // PyTorch; prints markdown tables and writes JSON to bench-results/.
 //
-//   pnpm bench [--config small|10m|124m|all]
+//   pnpm bench [--config small|llama-small|10m|124m|smollm2-135m|all (comma-separated)]
 //              [--backends native,native-1t,pytorch,pytorch-bf16,pytorch-1t,wasm,cpu] [--quick]
 //              [--max-step-seconds 120] [--no-generate]
 //
-// Defaults: every config and every backend. A backend whose step a smaller config predicts to
-// take longer than --max-step-seconds is skipped with that estimate (and so is its generation on
-// that config). Each measurement runs in its own child process, so peak RSS is per backend and
-// config. PyTorch runs benchmarks/pytorch_gpt2.py under a Python that can import torch
-// ($S2S_BENCH_PYTHON, else /usr/bin/python3, else python3; scripts/setup.sh --for-bench installs
-// it); without one, its rows are skipped with one line saying so.
+// Defaults: every config and every backend. Configs are GPT-2 (small, 10m, 124m) or Llama
+// (llama-small, smollm2-135m: SmolLM2-135M's shape); tfjs has no Llama baseline, so its rows say
+// so for those. A backend whose step a smaller config predicts to take longer than
+// --max-step-seconds is skipped with that estimate (and so is its generation on that config).
+// Each measurement runs in its own child process, so peak RSS is per backend and config. PyTorch
+// runs benchmarks/pytorch_models.py under a Python that can import torch ($S2S_BENCH_PYTHON, else
+// /usr/bin/python3, else python3; scripts/setup.sh --for-bench installs it); without one, its rows
+// are skipped with one line saying so.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +25,8 @@ import {
   CONFIGS,
   GENERATE_BACKENDS,
   configByName,
+  isLlama,
+  unsupported,
   runInChild,
   type Backend,
   type BenchConfig,
@@ -71,7 +75,7 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--help':
       case '-h':
-        console.log(`usage: pnpm bench [--config small|10m|124m|all] [--backends ${BACKENDS.join(',')}] [--quick] [--max-step-seconds N] [--no-generate]`);
+        console.log(`usage: pnpm bench [--config ${CONFIGS.map((c) => c.name).join('|')}|all] [--backends ${BACKENDS.join(',')}] [--quick] [--max-step-seconds N] [--no-generate]`);
         process.exit(0);
       default:
         throw new Error(`unknown argument ${argv[i]}`);
@@ -167,26 +171,40 @@ async function main() {
 
   // PyTorch's rows need a Python that imports torch; without one they are left out, not failed.
   let pytorch:
-    | { info: PytorchInfo; ompWaitPolicy: string; description: string; parity?: PytorchParity; parityLine?: string; parityFailed?: string }
+    | { info: PytorchInfo; ompWaitPolicy: string; description: string; parity: PytorchParity[]; parityLines: string[]; parityFailed: string[] }
     | { missing: string }
     | undefined;
   if (opts.backends.some(isPytorch)) {
     const probe = await findPytorch();
     if (probe.ok) {
-      pytorch = { info: probe.info, ompWaitPolicy: probe.ompWaitPolicy, description: describePytorch(probe.info, machine.engineThreads, probe.ompWaitPolicy) };
-      console.log(`pytorch: ${pytorch.description}`);
-      // Same work: PyTorch's GPT-2 run from the engine's weights must give the engine's numbers.
-      try {
-        const p = (pytorch.parity = await checkPytorchParity(CONFIGS[0]));
-        const ok = p.logprobMaxAbsDiff < 1e-4 && Math.abs(p.gradNormTorch - p.gradNormEngine) < 1e-4 * p.gradNormEngine && p.paramsOffByOver1PctLr < 1e-3 * p.numParams;
-        pytorch.parityLine =
-          `PyTorch parity (${p.config} config, fp32, the engine's weights and batch; engine vs PyTorch): log-prob max |diff| ${p.logprobMaxAbsDiff.toExponential(1)}, loss ${fmt(p.lossEngine, 5)} vs ${fmt(p.lossTorch, 5)}, ` +
-          `gradient norm ${fmt(p.gradNormEngine, 5)} vs ${fmt(p.gradNormTorch, 5)}; after one clipped AdamW step (lr ${p.lr}) max |param diff| ${p.paramMaxAbsDiff.toExponential(1)}, ` +
-          `${fmtInt(p.paramsOffByOver1PctLr)} of ${fmtInt(p.numParams)} parameters off by over 1% of lr${ok ? '' : ' -- WARNING: PyTorch does not reproduce the engine, its rows may not measure the same work'}`;
-        console.log(pytorch.parityLine);
-      } catch (e) {
-        pytorch.parityFailed = (e as Error).message;
-        console.log(`pytorch parity check failed: ${pytorch.parityFailed.split('\n')[0]}`);
+      const pt = (pytorch = {
+        info: probe.info,
+        ompWaitPolicy: probe.ompWaitPolicy,
+        description: describePytorch(probe.info, machine.engineThreads, probe.ompWaitPolicy),
+        parity: [] as PytorchParity[],
+        parityLines: [] as string[],
+        parityFailed: [] as string[],
+      });
+      console.log(`pytorch: ${pt.description}`);
+      // Same work: PyTorch's model run from the engine's weights must give the engine's numbers;
+      // checked on the smallest config of each architecture in this run.
+      const parityConfigs = [...new Set(opts.configs.map(smallestOfArch))];
+      for (const pc of parityConfigs) {
+        try {
+          const p = await checkPytorchParity(pc);
+          pt.parity.push(p);
+          const ok = p.logprobMaxAbsDiff < 1e-4 && Math.abs(p.gradNormTorch - p.gradNormEngine) < 1e-4 * p.gradNormEngine && p.paramsOffByOver1PctLr < 1e-3 * p.numParams;
+          const line =
+            `PyTorch parity (${p.config} config, fp32, the engine's weights and batch; engine vs PyTorch): log-prob max |diff| ${p.logprobMaxAbsDiff.toExponential(1)}, loss ${fmt(p.lossEngine, 5)} vs ${fmt(p.lossTorch, 5)}, ` +
+            `gradient norm ${fmt(p.gradNormEngine, 5)} vs ${fmt(p.gradNormTorch, 5)}; after one clipped AdamW step (lr ${p.lr}) max |param diff| ${p.paramMaxAbsDiff.toExponential(1)}, ` +
+            `${fmtInt(p.paramsOffByOver1PctLr)} of ${fmtInt(p.numParams)} parameters off by over 1% of lr${ok ? '' : ' -- WARNING: PyTorch does not reproduce the engine, its rows may not measure the same work'}`;
+          pt.parityLines.push(line);
+          console.log(line);
+        } catch (e) {
+          const why = `${pc.name}: ${(e as Error).message.split('\n')[0]}`;
+          pt.parityFailed.push(why);
+          console.log(`pytorch parity check failed on ${why}`);
+        }
       }
     } else {
       pytorch = { missing: probe.why };
@@ -203,12 +221,12 @@ async function main() {
 
   for (const c of opts.configs) {
     const f = engineFacts(c);
-    console.log(`config ${c.name}: V=${c.model.vocabSize} C=${c.model.channels} L=${c.model.numLayers} NH=${c.model.numHeads} T=${c.T} B=${c.B}: ${fmtInt(f.params)} parameters, ${fmt(f.flopsPerToken / 1e6, 2)} MFLOP/token`);
+    console.log(`config ${c.name}: ${describeShape(c)} T=${c.T} B=${c.B}: ${fmtInt(f.params)} parameters, ${fmt(f.flopsPerToken / 1e6, 2)} MFLOP/token`);
   }
   console.log('');
 
-  // Measured GFLOP/s per backend on the largest config run so far, for estimating the next one.
-  const rate = new Map<Backend, { gflops: number; from: string }>();
+  // Measured GFLOP/s per backend on the largest config (by FLOPs per step) run so far, for estimating the next one.
+  const rate = new Map<Backend, { gflops: number; from: string; stepFlops: number }>();
   const rows: Row[] = [];
   for (const c of opts.configs) {
     const fpt = engineFacts(c).flopsPerToken;
@@ -216,15 +234,22 @@ async function main() {
     for (const backend of opts.backends) {
       const row: Row = { config: c.name, backend, params: engineFacts(c).params, flopsPerToken: fpt };
       rows.push(row);
+      const why = unsupported(c, backend);
+      if (why) {
+        row.skipped = why;
+        console.log(`[${c.name}/${backend}] ${why}`);
+        continue;
+      }
       let known = rate.get(backend);
-      if (!known && c !== CONFIGS[0]) {
-        // Nothing measured yet to estimate from: measure the smallest config first (not reported as a row).
-        console.log(`[${backend}] measuring ${CONFIGS[0].name} first to estimate ${c.name}'s step time`);
+      const small = smallestOfArch(c);
+      if (!known && c !== small) {
+        // Nothing measured yet to estimate from: measure the smallest config of this architecture first (not reported as a row).
+        console.log(`[${backend}] measuring ${small.name} first to estimate ${c.name}'s step time`);
         try {
-          const probeJob = { kind: 'train' as const, config: CONFIGS[0].name, backend, effort: { minSamples: 1, maxTime: 0.5 }, threads: machine.engineThreads, expectedParams: engineFacts(CONFIGS[0]).params };
+          const probeJob = { kind: 'train' as const, config: small.name, backend, effort: { minSamples: 1, maxTime: 0.5 }, threads: machine.engineThreads, expectedParams: engineFacts(small).params };
           const probe = (await runInChild(probeJob, childTimeout)) as TrainResult;
-          const gflops = (engineFacts(CONFIGS[0]).flopsPerToken * probe.tokensPerStep) / probe.step.mean / 1e9;
-          known = { gflops, from: CONFIGS[0].name };
+          const smallFlops = engineFacts(small).flopsPerToken * probe.tokensPerStep;
+          known = { gflops: smallFlops / probe.step.mean / 1e9, from: small.name, stepFlops: smallFlops };
           rate.set(backend, known);
         } catch (e) {
           console.log(`  probe failed: ${(e as Error).message.split('\n')[0]}`);
@@ -245,7 +270,7 @@ async function main() {
         const r = (await runInChild(job, childTimeout)) as TrainResult;
         row.result = r;
         const gflops = (fpt * r.tokensPerStep) / r.step.mean / 1e9;
-        rate.set(backend, { gflops, from: c.name });
+        if (!known || stepFlops >= known.stepFlops) rate.set(backend, { gflops, from: c.name, stepFlops });
         console.log(
           ` ${fmt(r.step.mean * 1000)} ms/step ±${fmt(r.step.rme)}% (${r.step.samples} samples), ${fmtInt(r.tokensPerStep / r.step.mean)} tok/s, ${fmt(gflops, 2)} GFLOP/s, maxRSS ${fmtInt(r.maxRssMB)} MB, loss ${fmt(r.lossFirst, 3)} -> ${fmt(r.lossLast, 3)} [${fmt((Date.now() - t0) / 1000)} s]`,
         );
@@ -291,15 +316,21 @@ async function main() {
 
   console.log(`\n## Training step\n`);
   console.log(`${machine.cpu} (${describeCpu(machine.cpuDetails)}), ${machine.logicalCores} cores; engine threads ${machine.engineThreads}. sgemm (engine): ${fmt(sgemmStart)} GFLOP/s at start, ${fmt(sgemmEnd)} at end; "of peak" uses ${fmt(peak)}.`);
+  const archs = new Set(opts.configs.map((c) => (isLlama(c) ? 'llama' : 'gpt2')));
   console.log(
-    `FLOPs per token from the engine's flopsPerToken(T) = 6*(L*12*C^2 + V*C) + 6*L*C*T for every backend. Step = forward + backward + optimizer (engine: AdamW, weight decay 0.1, clipping at 1.0; ` +
-      `PyTorch: the same GPT-2 (parameter count checked equal to the engine's), mean cross-entropy, clip_grad_norm_ 1.0, torch.optim.AdamW with weight decay 0.1 on matrices and embeddings as the engine; tfjs: tf.train.adam).`,
+    `FLOPs per token from the engine's flopsPerToken(T) for every backend (every matmul of forward and backward, the tied LM head included, and causal attention, as llm.c counts them): ` +
+      [
+        ...(archs.has('gpt2') ? ['GPT-2 6*(L*12*C^2 + V*C) + 6*L*C*T'] : []),
+        ...(archs.has('llama') ? ['Llama 6*(L*(C*(QW + 2*KW) + QW*C + 3*C*F) + V*C) + 6*L*QW*T with QW = heads*headDim, KW = kvHeads*headDim, F = ffnSize'] : []),
+      ].join('; ') +
+      `. Step = forward + backward + optimizer (engine: AdamW, weight decay 0.1, clipping at 1.0; ` +
+      `PyTorch: the same model written from Hugging Face's GPT2LMHeadModel / LlamaForCausalLM (parameter count checked equal to the engine's), mean cross-entropy, clip_grad_norm_ 1.0, torch.optim.AdamW with weight decay 0.1 on matrices and embeddings as the engine; tfjs: tf.train.adam, GPT-2 only).`,
   );
   console.log(`native-1t is the engine on one thread; tfjs-wasm runs on one thread in Node (tfjs does not enable its threaded build there).`);
   if (pytorch && 'info' in pytorch)
     console.log(
       `pytorch is fp32, pytorch-bf16 the same under torch.autocast('cpu', dtype=torch.bfloat16) (weights, gradients and AdamW state fp32; its "of sgemm peak" is against the engine's fp32 sgemm), pytorch-1t fp32 on one thread. ` +
-        `${pytorch.description}.${pytorch.parityLine ? ` ${pytorch.parityLine}.` : pytorch.parityFailed ? ` Parity check failed: ${pytorch.parityFailed.split('\n')[0]}.` : ''}`,
+        `${pytorch.description}.${pytorch.parityLines.map((l) => ` ${l}.`).join('')}${pytorch.parityFailed.map((f) => ` Parity check failed on ${f}.`).join('')}`,
     );
   else if (pytorch) console.log(`PyTorch rows skipped: PyTorch is missing (${pytorch.missing}); scripts/setup.sh --for-bench installs it.`);
   console.log('');
@@ -333,14 +364,24 @@ async function main() {
   if (genRows.length) {
     console.log(`\n## Generation (KV cache, temperature 1, prompt 16 tokens, 64 new tokens, prefill included)\n`);
     if (genRows.some((g) => isPytorch(g.backend)))
-      console.log(`PyTorch: the same GPT-2 under torch.inference_mode(), one batched prefill (LM head on the last position), then one step per token against a preallocated KV cache, torch.multinomial sampling; pytorch-bf16 under bf16 autocast with a bf16 cache.\n`);
-    console.log('| config | backend | threads | batch | s/call | new tokens/s | peak RSS (MB) |');
-    console.log('|---|---|---:|---:|---:|---:|---:|');
+      console.log(
+        `PyTorch: the same model under torch.inference_mode(), one batched prefill (LM head on the last position), then one step per token against a preallocated KV cache (Llama: of its key/value heads, repeat_kv at attention), torch.multinomial sampling; pytorch-bf16 under bf16 autocast with a bf16 cache.`,
+      );
+    console.log(
+      `GFLOP/s counts the model's forward work of a call (2 FLOPs per matmul weight per token through the trunk for the prompt and every new token but the last, ` +
+        `the LM head once per new token, attention 4*L*QW per attended position), from the engine's flopsPerToken; "of sgemm peak" against the same peak as the training rows.\n`,
+    );
+    console.log('| config | backend | threads | batch | s/call | new tokens/s | GFLOP/s | of sgemm peak | peak RSS (MB) |');
+    console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const g of genRows) {
       if (g.result)
-        for (const r of g.result.runs)
-          console.log(`| ${g.config} | ${g.backend} | ${g.result.threads} | ${r.batch} | ${fmt(r.timing.mean, 3)} ±${fmt(r.timing.rme)}% | ${fmt(r.tokensPerSec)} | ${fmtInt(g.result.maxRssMB)} |`);
-      else console.log(`| ${g.config} | ${g.backend} | | | ${g.skipped ?? `failed: ${g.failed!.split('\n')[0]}`} | | |`);
+        for (const r of g.result.runs) {
+          const gflops = generateFlops(configByName(g.config), r.batch, g.result.promptLen, g.result.newTokens) / r.timing.mean / 1e9;
+          console.log(
+            `| ${g.config} | ${g.backend} | ${g.result.threads} | ${r.batch} | ${fmt(r.timing.mean, 3)} ±${fmt(r.timing.rme)}% | ${fmt(r.tokensPerSec)} | ${fmt(gflops, 2)} | ${fmt((100 * gflops) / peak)}% | ${fmtInt(g.result.maxRssMB)} |`,
+          );
+        }
+      else console.log(`| ${g.config} | ${g.backend} | | | ${g.skipped ?? `failed: ${g.failed!.split('\n')[0]}`} | | | | |`);
     }
     const genVs = opts.configs.flatMap((c) =>
       [1, 32].flatMap((batch) => {
@@ -379,21 +420,52 @@ async function main() {
   console.log(`\nresults: ${path.relative(process.cwd(), file)}`);
 }
 
-const facts = new Map<string, { params: number; flopsPerToken: number }>();
+/** The smallest config of c's architecture (CONFIGS lists each architecture's smallest first). */
+function smallestOfArch(c: BenchConfig): BenchConfig {
+  return CONFIGS.find((x) => isLlama(x) === isLlama(c))!;
+}
+
+function describeShape(c: BenchConfig): string {
+  const m = c.model;
+  const base = `V=${m.vocabSize} C=${m.channels} L=${m.numLayers} NH=${m.numHeads}`;
+  if (!isLlama(c)) return `gpt2 ${base}`;
+  const tied = (m.tieEmbeddings ?? true) ? 'tied' : 'untied';
+  return `llama ${base} KVH=${m.numKvHeads ?? m.numHeads} hd=${m.headDim ?? m.channels / m.numHeads} F=${m.ffnSize ?? 4 * m.channels} rope_theta=${m.ropeTheta ?? 10000} ${tied}`;
+}
+
+const facts = new Map<string, { params: number; flopsPerToken: number; matmulFlops: number; attnFlops: number }>();
 
 /**
- * Parameter count and FLOPs per token from the engine, used for every backend (the count is
- * 6 * (L*12*C^2 + V*C) + 6*L*C*T per token, as llm.c counts it).
+ * Parameter count and FLOPs per token from the engine, used for every backend (GPT-2:
+ * 6 * (L*12*C^2 + V*C) + 6*L*C*T per token, as llm.c counts it; Llama the same with its
+ * projections: see the table's header line). matmulFlops = flopsPerToken(0) / 6 (the matmul
+ * weights a token passes, LM head included); attnFlops = the T slope / 6 (L * QW).
  */
-function engineFacts(c: BenchConfig): { params: number; flopsPerToken: number } {
+function engineFacts(c: BenchConfig): { params: number; flopsPerToken: number; matmulFlops: number; attnFlops: number } {
   let f = facts.get(c.name);
   if (!f) {
     const m = Model.empty({ ...c.model });
-    f = { params: m.numParams, flopsPerToken: m.flopsPerToken(c.T) };
+    const f0 = m.flopsPerToken(0);
+    f = { params: m.numParams, flopsPerToken: m.flopsPerToken(c.T), matmulFlops: f0 / 6, attnFlops: (m.flopsPerToken(1) - f0) / 6 };
     m.dispose();
     facts.set(c.name, f);
   }
   return f;
+}
+
+/**
+ * Forward FLOPs of one generation call (batch B, prompt P, N new tokens), counted as the training
+ * rows count them: the trunk's matmuls (2 per weight) for the P prompt tokens and the N - 1 new
+ * tokens fed back, the LM head (2*V*C) for each of the N sampled positions, and attention
+ * (4*L*QW per attended key: QK^T and AV) for each query against its causal prefix.
+ */
+function generateFlops(c: BenchConfig, B: number, P: number, N: number): number {
+  const f = engineFacts(c);
+  const head = c.model.vocabSize * c.model.channels;
+  const trunk = f.matmulFlops - head;
+  let keys = (P * (P + 1)) / 2; // prefill: query t attends t keys
+  for (let s = 0; s < N - 1; s++) keys += P + s + 1; // the s-th fed-back token attends P + s + 1
+  return B * (2 * trunk * (P + N - 1) + 2 * head * N + 4 * f.attnFlops * keys);
 }
 
 main().catch((e) => {

@@ -1,6 +1,7 @@
-// One GPT training step (forward, backward, optimizer) in the native engine, tfjs-wasm, tfjs-cpu and
-// PyTorch on the CPU (pytorch.ts), and KV-cache generation in the engine and PyTorch; each
-// measurement runs in its own child process (see run.ts).
+// One training step (forward, backward, optimizer) of a GPT-2 or Llama-shaped model in the native
+// engine, tfjs-wasm, tfjs-cpu (GPT-2 only) and PyTorch on the CPU (pytorch.ts), and KV-cache
+// generation in the engine and PyTorch; each measurement runs in its own child process (see run.ts).
+import type { GPTConfigInput } from '@s2s/core';
 import Benchmark from 'benchmark';
 import { fork } from 'node:child_process';
 import path from 'node:path';
@@ -15,7 +16,8 @@ export const GENERATE_BACKENDS: GenerateBackend[] = ['native', 'native-1t', ...P
 
 export interface BenchConfig {
   name: string;
-  model: { vocabSize: number; maxSeqLen: number; numLayers: number; numHeads: number; channels: number };
+  /** the engine's model config (arch 'gpt2' when absent) */
+  model: GPTConfigInput;
   B: number;
   T: number;
   /**
@@ -31,7 +33,33 @@ export const CONFIGS: BenchConfig[] = [
   { name: '10m', model: { vocabSize: 4096, maxSeqLen: 256, numLayers: 6, numHeads: 6, channels: 384 }, B: 8, T: 256, tfjsRowsPerPass: 2 },
   // GPT-2 124M's shape (its 1024 context trimmed to the 256 used here, which only shrinks wpe).
   { name: '124m', model: { vocabSize: 50257, maxSeqLen: 256, numLayers: 12, numHeads: 12, channels: 768 }, B: 2, T: 256, tfjsRowsPerPass: 1 },
+  // A small Llama (GQA 4 over 2, SwiGLU, tied) for quick runs and the PyTorch parity check of arch 'llama'.
+  { name: 'llama-small', model: llama({ vocabSize: 512, maxSeqLen: 128, numLayers: 4, numHeads: 4, numKvHeads: 2, headDim: 32, channels: 128, ffnSize: 352 }), B: 8, T: 128, tfjsRowsPerPass: 8 },
+  // SmolLM2-135M's shape (HuggingFaceTB/SmolLM2-135M config.json: 30 layers, hidden 576, 9 heads over
+  // 3 KV heads, intermediate 1536, vocab 49152, tied, rope_theta 1e5, rms eps 1e-5); its 8192
+  // context trimmed to the 256 used here, which changes no parameter (RoPE has none) and only
+  // bounds the engine's position tables. B=2, T=256 as 124m.
+  {
+    name: 'smollm2-135m',
+    model: llama({ vocabSize: 49152, maxSeqLen: 256, numLayers: 30, numHeads: 9, numKvHeads: 3, headDim: 64, channels: 576, ffnSize: 1536, ropeTheta: 100000 }),
+    B: 2,
+    T: 256,
+    tfjsRowsPerPass: 1,
+  },
 ];
+
+/** A Llama config with every field the benchmark's peers read spelled out (SmolLM2's defaults). */
+function llama(c: GPTConfigInput): GPTConfigInput {
+  return { arch: 'llama', normEps: 1e-5, ropeTheta: 10000, ropeScaling: 'none', qkvBias: false, tieEmbeddings: true, valueHead: false, ...c };
+}
+
+export const isLlama = (cfg: BenchConfig) => cfg.model.arch === 'llama';
+
+/** Why `backend` has no row for `cfg` (undefined: it has one). */
+export function unsupported(cfg: BenchConfig, backend: Backend): string | undefined {
+  if ((backend === 'wasm' || backend === 'cpu') && isLlama(cfg)) return 'not run: tfjs has no Llama training baseline here (test/reference/tfjs-gpt.ts is GPT-2 only)';
+  return undefined;
+}
 
 export function configByName(name: string): BenchConfig {
   const c = CONFIGS.find((x) => x.name === name);
@@ -129,7 +157,7 @@ function runBenchmark(name: string, fn: () => Promise<unknown> | unknown, effort
   });
 }
 
-/** A fixed random batch: the same tokens for every backend (pytorch_gpt2.py has the same generator). */
+/** A fixed random batch: the same tokens for every backend (pytorch_models.py has the same generator). */
 export function makeBatch(cfg: BenchConfig) {
   let s = 12345;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % cfg.model.vocabSize;
@@ -179,6 +207,8 @@ async function trainNative(job: Extract<Job, { kind: 'train' }>, cfg: BenchConfi
 }
 
 async function trainTfjs(job: Extract<Job, { kind: 'train' }>, cfg: BenchConfig): Promise<TrainResult> {
+  const why = unsupported(cfg, job.backend);
+  if (why) throw new Error(`${cfg.name}/${job.backend}: ${why}`);
   const tf = await import('@tensorflow/tfjs');
   const { TfGPT, useBackend } = await import('../test/reference/tfjs-gpt.js');
   await useBackend(job.backend as 'wasm' | 'cpu');

@@ -1,26 +1,39 @@
-"""PyTorch (CPU) peer of the engine's benchmark rows: GPT-2 written from its published definition.
+"""PyTorch (CPU) peer of the engine's benchmark rows: GPT-2 and Llama written from their published
+definitions.
 
 Run by benchmarks/pytorch.ts, one child process per job (like the engine's and tfjs's rows):
 
-    python3 benchmarks/pytorch_gpt2.py --probe        what torch this is: version, BLAS, oneDNN ISA, threads
-    python3 benchmarks/pytorch_gpt2.py --job JSON     one training-step or generation measurement
-    python3 benchmarks/pytorch_gpt2.py --params V,CTX,L,NH,C   parameter count of that model
-    python3 benchmarks/pytorch_gpt2.py --parity DIR   this model against the engine's weights and step
+    python3 benchmarks/pytorch_models.py --probe        what torch this is: version, BLAS, oneDNN ISA, threads
+    python3 benchmarks/pytorch_models.py --job JSON     one training-step or generation measurement
+    python3 benchmarks/pytorch_models.py --params JSON  parameter count of that model config (the engine's
+                                                        resolved config; or V,CTX,L,NH,C for GPT-2)
+    python3 benchmarks/pytorch_models.py --parity DIR   this model against the engine's weights and step
 
-The last line of stdout is `S2S_RESULT <json>`.
+The last line of stdout is `S2S_RESULT <json>`. The model config's `arch` picks the model.
 
-The model is Hugging Face's GPT2LMHeadModel, written out here because `transformers` is not
+arch 'gpt2' is Hugging Face's GPT2LMHeadModel, written out here because `transformers` is not
 installed: learned token (wte) and position (wpe) embeddings, pre-LayerNorm blocks (eps 1e-5),
 c_attn / c_proj / c_fc in GPT-2's Conv1D layout (weight [in, out], y = x @ W + b), GELU with the
 tanh approximation, causal attention, final LayerNorm, LM head tied to wte, no dropout.
 
+arch 'llama' is Hugging Face's LlamaForCausalLM (modeling_llama.py), likewise written out, with the
+same parameter names (model.embed_tokens, model.layers.l.{input_layernorm, self_attn.{q,k,v,o}_proj,
+post_attention_layernorm, mlp.{gate,up,down}_proj}, model.norm, lm_head when untied): LlamaRMSNorm
+(computed in fp32, cast back), rotary embeddings by rotate_half with HF's inv_freq ('default' or
+'llama3' scaling; cos/sin in fp32, cast to the hidden state's dtype), grouped-query attention by
+repeat_kv, F.scaled_dot_product_attention where torch has it (HF's "sdpa") else HF's eager attention
+(matmul, softmax in fp32), SwiGLU MLP (down(silu(gate(x)) * up(x))), q/k/v biases when qkvBias
+(Qwen2), LM head tied to embed_tokens unless tieEmbeddings is false; HF's initialisation (normal
+0.02, norms 1).
+
 The training step is what the engine's benchmark step does: forward over B x T tokens, mean
 cross-entropy against the next tokens (the engine's loss: backward of dlogprob = -1/(B*T)),
 backward, clipping of the global gradient norm at 1.0, AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8,
-weight decay 0.1 on matrices and embeddings, none on biases and LayerNorms, as the engine).
+weight decay 0.1 on matrices and embeddings, none on biases and norm weights, as the engine).
 Generation: one batched prefill over the prompt (LM head on the last position only), then one
-decoding step per new token against a preallocated KV cache, sampling at temperature 1; every row
-generates exactly the requested number of tokens (no EOS), as the engine's generation rows.
+decoding step per new token against a preallocated KV cache (Llama: of the key/value heads, as
+HF's cache), sampling at temperature 1; every row generates exactly the requested number of tokens
+(no EOS), as the engine's generation rows.
 
 `pytorch-bf16` runs the forward (and the loss) under torch.autocast('cpu', dtype=torch.bfloat16);
 weights, gradients and optimizer state stay fp32, backward runs outside the autocast region as
@@ -149,7 +162,16 @@ def probe():
 # --- the model ---------------------------------------------------------------------------------
 
 
-def build_model(torch, V, CTX, L, NH, C):
+def build_model(torch, m):
+    """The model of an engine config (resolved: every field present; `arch` absent means GPT-2)."""
+    if m.get("arch", "gpt2") == "llama":
+        return build_llama(torch, m)
+    if m.get("valueHead"):
+        raise SystemExit("the benchmark models have no value head")
+    return build_gpt2(torch, m["vocabSize"], m["maxSeqLen"], m["numLayers"], m["numHeads"], m["channels"])
+
+
+def build_gpt2(torch, V, CTX, L, NH, C):
     nn = torch.nn
     F = torch.nn.functional
     sdpa = getattr(F, "scaled_dot_product_attention", None)
@@ -236,6 +258,7 @@ def build_model(torch, V, CTX, L, NH, C):
             nn.init.normal_(self.wpe.weight, std=0.02)
             self.h = nn.ModuleList([Block() for _ in range(L)])
             self.ln_f = nn.LayerNorm(C, eps=1e-5)
+            self.kv_heads, self.head_dim = NH, C // NH  # the KV cache's shape per layer
 
         def forward(self, idx, caches=None, pos=0, last_only=False):
             T = idx.shape[1]
@@ -248,6 +271,167 @@ def build_model(torch, V, CTX, L, NH, C):
             return F.linear(x, self.wte.weight)  # LM head tied to wte
 
     return GPT2LMHead()
+
+
+def rope_inv_freq(torch, m):
+    """HF's modeling_rope_utils: _compute_default_rope_parameters, or _compute_llama3_parameters."""
+    hd = m["headDim"]
+    inv_freq = 1.0 / (m["ropeTheta"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    if m.get("ropeScaling", "none") == "none":
+        return inv_freq
+    factor, low, high, old = m["ropeFactor"], m["ropeLowFreqFactor"], m["ropeHighFreqFactor"], m["ropeOriginalMaxPos"]
+    low_freq_wavelen, high_freq_wavelen = old / low, old / high
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old / wavelen - low) / (high - low)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
+def build_llama(torch, m):
+    nn = torch.nn
+    F = torch.nn.functional
+    sdpa = getattr(F, "scaled_dot_product_attention", None)
+    V, CTX, L, NH, C = m["vocabSize"], m["maxSeqLen"], m["numLayers"], m["numHeads"], m["channels"]
+    KVH, hd, FF, eps = m["numKvHeads"], m["headDim"], m["ffnSize"], m["normEps"]
+    qkv_bias, tied = bool(m.get("qkvBias", False)), bool(m.get("tieEmbeddings", True))
+    if m.get("valueHead"):
+        raise SystemExit("the benchmark models have no value head")
+    n_rep = NH // KVH
+
+    def linear(n_in, n_out, bias=False):
+        layer = nn.Linear(n_in, n_out, bias=bias)
+        nn.init.normal_(layer.weight, std=0.02)  # LlamaPreTrainedModel._init_weights
+        if bias:
+            nn.init.zeros_(layer.bias)
+        return layer
+
+    class RMSNorm(nn.Module):
+        """LlamaRMSNorm."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(C))
+
+        def forward(self, x):
+            input_dtype = x.dtype
+            x = x.to(torch.float32)
+            variance = x.pow(2).mean(-1, keepdim=True)
+            x = x * torch.rsqrt(variance + eps)
+            return self.weight * x.to(input_dtype)
+
+    def rotate_half(x):
+        x1 = x[..., : x.shape[-1] // 2]
+        x2 = x[..., x.shape[-1] // 2 :]
+        return torch.cat((-x2, x1), dim=-1)
+
+    def repeat_kv(x):
+        if n_rep == 1:
+            return x
+        b, h, s, d = x.shape
+        return x[:, :, None, :, :].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = linear(C, NH * hd, qkv_bias)
+            self.k_proj = linear(C, KVH * hd, qkv_bias)
+            self.v_proj = linear(C, KVH * hd, qkv_bias)
+            self.o_proj = linear(NH * hd, C)
+
+        def forward(self, x, cos, sin, mask, cache=None, pos=0):
+            B, T, _ = x.shape
+            q = self.q_proj(x).view(B, T, NH, hd).transpose(1, 2)
+            k = self.k_proj(x).view(B, T, KVH, hd).transpose(1, 2)
+            v = self.v_proj(x).view(B, T, KVH, hd).transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin  # apply_rotary_pos_emb (cos, sin: [T, hd])
+            k = k * cos + rotate_half(k) * sin
+            if cache is not None:
+                kc, vc = cache  # [B, KVH, maxT, hd], written in place
+                kc[:, :, pos : pos + T] = k.to(kc.dtype)
+                vc[:, :, pos : pos + T] = v.to(vc.dtype)
+                k = kc[:, :, : pos + T].to(q.dtype)
+                v = vc[:, :, : pos + T].to(q.dtype)
+            S = k.shape[2]
+            k, v = repeat_kv(k), repeat_kv(v)
+            causal = T > 1  # one new query attends every cached key
+            if sdpa is not None:
+                if torch.is_autocast_cpu_enabled():  # what autocast does to sdpa where it lists it
+                    dt = torch.get_autocast_cpu_dtype()
+                    q, k, v = q.to(dt), k.to(dt), v.to(dt)
+                else:
+                    k, v = k.to(q.dtype), v.to(q.dtype)
+                if causal and pos == 0:
+                    y = sdpa(q, k, v, is_causal=True)
+                else:
+                    y = sdpa(q, k, v, attn_mask=mask[pos : pos + T, :S] if causal else None)
+            else:  # eager_attention_forward
+                att = torch.matmul(q, k.transpose(2, 3)) * hd**-0.5
+                if causal:
+                    att = att.masked_fill(~mask[pos : pos + T, :S], float("-inf"))
+                att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype)
+                y = torch.matmul(att, v)
+            y = y.transpose(1, 2).reshape(B, T, NH * hd)
+            return self.o_proj(y)
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj = linear(C, FF)
+            self.up_proj = linear(C, FF)
+            self.down_proj = linear(FF, C)
+
+        def forward(self, x):
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    class DecoderLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_layernorm = RMSNorm()
+            self.self_attn = Attention()
+            self.post_attention_layernorm = RMSNorm()
+            self.mlp = MLP()
+
+        def forward(self, x, cos, sin, mask, cache=None, pos=0):
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, pos)
+            return x + self.mlp(self.post_attention_layernorm(x))
+
+    class LlamaModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = nn.Embedding(V, C)
+            nn.init.normal_(self.embed_tokens.weight, std=0.02)
+            self.layers = nn.ModuleList([DecoderLayer() for _ in range(L)])
+            self.norm = RMSNorm()
+
+    class LlamaForCausalLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = LlamaModel()
+            if not tied:
+                self.lm_head = linear(C, V)
+            # LlamaRotaryEmbedding's tables for every position (fp32), and the causal mask: buffers, not parameters.
+            freqs = torch.outer(torch.arange(CTX, dtype=torch.float32), rope_inv_freq(torch, m).float())
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self.register_buffer("rope_cos", emb.cos(), persistent=False)
+            self.register_buffer("rope_sin", emb.sin(), persistent=False)
+            self.register_buffer("causal", torch.tril(torch.ones(CTX, CTX, dtype=torch.bool)), persistent=False)
+            self.kv_heads, self.head_dim = KVH, hd  # the KV cache's shape per layer
+
+        def forward(self, idx, caches=None, pos=0, last_only=False):
+            T = idx.shape[1]
+            x = self.model.embed_tokens(idx)
+            cos = self.rope_cos[pos : pos + T].to(x.dtype)
+            sin = self.rope_sin[pos : pos + T].to(x.dtype)
+            for l, layer in enumerate(self.model.layers):
+                x = layer(x, cos, sin, self.causal, caches[l] if caches is not None else None, pos)
+            x = self.model.norm(x)
+            if last_only:
+                x = x[:, -1:, :]
+            return F.linear(x, self.model.embed_tokens.weight if tied else self.lm_head.weight)
+
+    return LlamaForCausalLM()
 
 
 def num_params(model):
@@ -306,8 +490,8 @@ def run_job(job):
     blas = set_threads(torch, threads)
     torch.manual_seed(1)
     m = job["model"]
-    V, CTX, L, NH, C = m["vocabSize"], m["maxSeqLen"], m["numLayers"], m["numHeads"], m["channels"]
-    model = build_model(torch, V, CTX, L, NH, C)
+    V, CTX, L = m["vocabSize"], m["maxSeqLen"], m["numLayers"]
+    model = build_model(torch, m)
     params = num_params(model)
     if job.get("expectedParams") is not None and params != job["expectedParams"]:
         raise SystemExit(f"parameter count {params} differs from the engine's {job['expectedParams']}: not the same model")
@@ -358,14 +542,14 @@ def run_job(job):
     if maxT > CTX:
         raise SystemExit(f"prompt {P} + {N} new tokens exceeds the context {CTX}")
     model.eval()
-    hd = C // NH
+    KVH, hd = model.kv_heads, model.head_dim
     cache_dtype = torch.bfloat16 if bf16 else torch.float32
     runs = []
     with torch.inference_mode():
         for Bg in job["batches"]:
             ids, _ = make_batch(V, Bg, P)
             prompts = torch.tensor(ids, dtype=torch.long).view(Bg, P)
-            caches = [(torch.empty(Bg, NH, maxT, hd, dtype=cache_dtype), torch.empty(Bg, NH, maxT, hd, dtype=cache_dtype)) for _ in range(L)]
+            caches = [(torch.empty(Bg, KVH, maxT, hd, dtype=cache_dtype), torch.empty(Bg, KVH, maxT, hd, dtype=cache_dtype)) for _ in range(L)]
             gen = torch.Generator().manual_seed(7)
 
             def generate():
@@ -390,7 +574,7 @@ def run_job(job):
 
 
 def make_optimizer(torch, model, lr):
-    """AdamW as the engine's: weight decay 0.1 on matrices and both embeddings, none on biases and LayerNorms."""
+    """AdamW as the engine's: weight decay 0.1 on matrices and embeddings, none on biases and norm weights."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW(
@@ -413,13 +597,14 @@ def parity(directory):
             return torch.frombuffer(bytearray(f.read()), dtype=torch.float32)
 
     m = meta["model"]
-    V, CTX, L, NH, C = m["vocabSize"], m["maxSeqLen"], m["numLayers"], m["numHeads"], m["channels"]
+    V = m["vocabSize"]
     B, T = meta["B"], meta["T"]
-    model = build_model(torch, V, CTX, L, NH, C)
+    model = build_model(torch, m)
     named = dict(model.named_parameters())
     p0, p1, engine_logprob = read("params0.f32"), read("params1.f32"), read("logprob.f32")
 
     def engine_name(name):
+        # GPT-2's engine names carry HF's "transformer." prefix; Llama's match HF's (and this model's) as they are.
         return name[len("transformer."):] if name.startswith("transformer.") else name
 
     seen = set()
@@ -467,8 +652,10 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "--params":
         import torch
 
+        if argv[1].lstrip().startswith("{"):
+            return emit({"params": num_params(build_model(torch, json.loads(argv[1])))})
         V, CTX, L, NH, C = (int(x) for x in argv[1].split(","))
-        return emit({"params": num_params(build_model(torch, V, CTX, L, NH, C))})
+        return emit({"params": num_params(build_gpt2(torch, V, CTX, L, NH, C))})
     if len(argv) >= 2 and argv[0] == "--parity":
         return parity(argv[1])
     if len(argv) >= 2 and argv[0] == "--job":
