@@ -39,9 +39,11 @@ export const modelInputOptions = {
   tokenizer: { type: 'string', arg: 'DIR', group: 'model', help: 'tokenizer folder (tokenizer.json); default: beside the model' },
   template: {
     type: 'string',
-    arg: 'default|testbed|FILE',
+    arg: 'default|testbed|chat|FILE',
     group: 'model',
-    help: "prompt/response template: default, testbed, or a JSON file of its fields; default: the model's saved one",
+    help:
+      "prompt/response template: default, testbed, chat (the model's own chat template, from its tokenizer_config.json or chat_template.jinja), " +
+      "a JSON file of its fields, or a .jinja chat template; default: the model's saved one",
   },
 } as const satisfies OptionSchema;
 

@@ -1,20 +1,52 @@
 // Dataset files for the commands: read with every line checked (errors name file, line and field),
-// summed up in one line, warned about, and split into training and held-out rows by seed.
+// as text, or in chat mode as TRL's conversational rows; summed up in one line, warned about, and
+// split into training and held-out rows by seed.
 import { stat } from 'node:fs/promises';
 
-import { type DatasetKind, type LengthReport, type RowOf, describeDatasetStats, describeLengthReport, loadJsonl, mix, permutation } from '@s2s/core';
+import {
+  type ConversationalRowOf,
+  type DatasetKind,
+  type LengthReport,
+  type Prompt,
+  type RowOf,
+  type Template,
+  describeDatasetStats,
+  describeLengthReport,
+  loadConversationalJsonl,
+  loadJsonl,
+  mix,
+  permutation,
+} from '@s2s/core';
 
 import { UsageError } from './options.js';
 
 const WHAT: Record<DatasetKind, string> = { preference: 'preference pairs', supervised: 'examples', prompt: 'prompts' };
 
-/** All rows of `file`; an absent, empty or all-blank file is an error that says so. */
-export async function readDataset<K extends DatasetKind>(file: string, kind: K, fields: Record<string, string | undefined>, flag: string): Promise<RowOf<K>[]> {
+/** A row as the commands use it: text fields, or (chat mode) message lists. */
+export type DataRowOf<K extends DatasetKind> = RowOf<K> | ConversationalRowOf<K>;
+
+/** That `file` (given by `flag`) is a file: checked first, before the model its rows are read for (a template) is looked at. */
+export async function checkDataFile(file: string, flag: string): Promise<void> {
   const s = await stat(file).catch(() => undefined);
   if (!s) throw new Error(`${flag} ${file}: no such file`);
   if (!s.isFile()) throw new Error(`${flag} ${file}: not a file`);
+}
+
+/**
+ * All rows of `file`; an absent, empty or all-blank file is an error that says so. With a chat
+ * template (`template.chat`) the file is read in TRL's conversational format (message lists,
+ * {messages}, implicit prompts; a string field is one turn), else as text.
+ */
+export async function readDataset<K extends DatasetKind>(
+  file: string,
+  kind: K,
+  fields: Record<string, string | undefined>,
+  flag: string,
+  template?: Template,
+): Promise<DataRowOf<K>[]> {
+  await checkDataFile(file, flag);
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Record<string, string>;
-  const { rows, stats } = await loadJsonl(file, kind, { fields: defined });
+  const { rows, stats } = template?.chat ? await loadConversationalJsonl(file, kind, { fields: defined }) : await loadJsonl(file, kind, { fields: defined });
   console.log(describeDatasetStats(file, stats));
   if (rows.length === 0) throw new Error(`${file} has no ${WHAT[kind]}: ${stats.lines === 0 ? 'the file is empty' : 'every line is blank'}`);
   if (stats.identicalPairs > 0) {
@@ -39,17 +71,18 @@ export function splitHeldOut<T>(rows: readonly T[], fraction: number, seed: numb
   return { train: rows.filter((_, i) => !held.has(i)), heldOut: rows.filter((_, i) => held.has(i)) };
 }
 
-/** The training rows and the evaluation rows: from --eval-data, else held out by --eval-split. */
+/** The training rows and the evaluation rows: from --eval-data (read as --data is, under `template`), else held out by --eval-split. */
 export async function trainAndEval<K extends DatasetKind>(
-  rows: RowOf<K>[],
+  rows: DataRowOf<K>[],
   kind: K,
   o: { evalData?: string; evalSplit: number; seed: number },
   fields: Record<string, string | undefined>,
   explicitSplit: boolean,
-): Promise<{ train: RowOf<K>[]; eval: RowOf<K>[] }> {
+  template?: Template,
+): Promise<{ train: DataRowOf<K>[]; eval: DataRowOf<K>[] }> {
   if (o.evalData !== undefined) {
     if (explicitSplit) throw new UsageError('--eval-data and --eval-split both choose the evaluation set; give one');
-    return { train: rows, eval: await readDataset(o.evalData, kind, fields, '--eval-data') };
+    return { train: rows, eval: await readDataset(o.evalData, kind, fields, '--eval-data', template) };
   }
   const { train, heldOut } = splitHeldOut(rows, o.evalSplit, o.seed);
   if (heldOut.length) console.log(`held out ${heldOut.length} of ${rows.length} ${WHAT[kind]} for evaluation (--eval-split ${o.evalSplit}, seed ${o.seed})`);
@@ -61,4 +94,12 @@ export function reportLengths(what: string, r: LengthReport, maxLength: number, 
   console.log(`${what}: ${describeLengthReport(r, maxLength)}`);
   if (kept === 0)
     throw new Error(`${what}: no example fits in ${maxLength} tokens (raise --max-length up to the model's context, or use --overflow truncate)`);
+}
+
+/**
+ * A prompt as output rows write it: a conversation of one user turn as its text (which chat mode
+ * reads back as that turn, and the testbed's judges and plain templates read), else as it is.
+ */
+export function compactPrompt(p: Prompt): Prompt {
+  return typeof p !== 'string' && p.length === 1 && p[0].role === 'user' && Object.keys(p[0]).length === 2 ? p[0].content : p;
 }

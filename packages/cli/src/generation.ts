@@ -1,6 +1,7 @@
 // Responses from a model for a list of prompts, in batches, with the model's template: what
 // `s2s generate` writes and `s2s eval --model` judges.
-import { type Model, type Template, type Tokenizer, encodePrompt, lengthReport, mix } from '@s2s/core';
+import { type Model, type Prompt, type Template, type Tokenizer, encodePrompt, lengthReport, mix } from '@s2s/core';
+import { decodeGenerated, generationStopIds } from '@s2s/rm';
 
 import { type OptionSchema, UsageError } from './options.js';
 
@@ -23,7 +24,8 @@ export interface GenerationSettings {
 }
 
 export interface GeneratedRow {
-  prompt: string;
+  /** text, or (chat mode) the conversation */
+  prompt: Prompt;
   response: string;
   finishReason: 'eos' | 'length';
 }
@@ -32,7 +34,7 @@ export interface GeneratedRow {
  * Each prompt's query ids, cut from the left to leave room for the response (as PPO's rollouts
  * cut them); an error when even the template's own tokens do not fit. `what` names the prompts.
  */
-export function encodeQueries(tok: Tokenizer, tpl: Template, prompts: readonly string[], maxSeqLen: number, maxNewTokens: number, what: string): number[][] {
+export function encodeQueries(tok: Tokenizer, tpl: Template, prompts: readonly Prompt[], maxSeqLen: number, maxNewTokens: number, what: string): number[][] {
   if (maxNewTokens >= maxSeqLen) throw new UsageError(`--max-new-tokens ${maxNewTokens} leaves no room for a prompt in the model's context (${maxSeqLen} tokens)`);
   const report = lengthReport();
   const queries = prompts.map((p, i) => {
@@ -45,9 +47,14 @@ export function encodeQueries(tok: Tokenizer, tpl: Template, prompts: readonly s
   return queries;
 }
 
-/** One response per prompt, in order; batch k samples with seed mix(seed, k). */
-export async function generateResponses(model: Model, tok: Tokenizer, tpl: Template, prompts: readonly string[], s: GenerationSettings, what = '--prompts'): Promise<GeneratedRow[]> {
+/**
+ * One response per prompt, in order; batch k samples with seed mix(seed, k). A response ends on any
+ * stop id (generationStopIds: the template's EOS or end-of-turn, the model's generation_config
+ * ones); its text leaves out special tokens and ids the tokenizer has none for (decodeGenerated).
+ */
+export async function generateResponses(model: Model, tok: Tokenizer, tpl: Template, prompts: readonly Prompt[], s: GenerationSettings, what = '--prompts'): Promise<GeneratedRow[]> {
   const queries = encodeQueries(tok, tpl, prompts, model.config.maxSeqLen, s.maxNewTokens, what);
+  const eos = generationStopIds(model, tok, tpl);
   const out: GeneratedRow[] = [];
   for (let at = 0, k = 0; at < queries.length; at += s.batchSize, k++) {
     const gens = await model.generate(queries.slice(at, at + s.batchSize), {
@@ -55,10 +62,10 @@ export async function generateResponses(model: Model, tok: Tokenizer, tpl: Templ
       temperature: s.temperature,
       topK: s.topK,
       topP: s.topP,
-      eos: tok.eosId,
+      eos,
       seed: mix(s.seed, k),
     });
-    gens.forEach((g, j) => out.push({ prompt: prompts[at + j], response: tok.decode(g.tokens, { skipSpecialTokens: true }), finishReason: g.finishReason }));
+    gens.forEach((g, j) => out.push({ prompt: prompts[at + j], response: decodeGenerated(tok, g.tokens, { skipSpecialTokens: true }), finishReason: g.finishReason }));
   }
   return out;
 }

@@ -2,7 +2,18 @@
 // the reward type and the policy's tokenizer before any weights are read, then loaded.
 import * as path from 'node:path';
 
-import { type GPTConfig, type Model, type Template, type Tokenizer, assertTokenizerFitsModel, encodePrompt, loadModel, loadTemplate, readCheckpointConfig } from '@s2s/core';
+import {
+  type GPTConfig,
+  type Model,
+  type Prompt,
+  type Template,
+  type Tokenizer,
+  assertTokenizerFitsModel,
+  encodePrompt,
+  loadModel,
+  loadTemplate,
+  readCheckpointConfig,
+} from '@s2s/core';
 import { type RewardModelKind, readRewardModelKind } from '@s2s/rm';
 
 import { checkSameTokenizer } from './model-inputs.js';
@@ -77,7 +88,7 @@ export async function checkModelShapes(src: ModelSources, tok: Tokenizer): Promi
  * The scalar reward reads each prompt whole (@s2s/ppo does not cut it as the rollout does), so a
  * prompt that the policy's context only holds cut would fail mid-run: refuse it before the run.
  */
-export function checkPromptsFitScalarRM(tok: Tokenizer, tpl: Template, prompts: readonly string[], rm: GPTConfig, maxNewTokens: number, what: string): void {
+export function checkPromptsFitScalarRM(tok: Tokenizer, tpl: Template, prompts: readonly Prompt[], rm: GPTConfig, maxNewTokens: number, what: string): void {
   const i = prompts.findIndex((p) => (encodePrompt(tok, tpl, p)?.length ?? Infinity) + maxNewTokens > rm.maxSeqLen);
   if (i >= 0)
     throw new Error(

@@ -2,19 +2,20 @@
 // (@s2s/rm's loadRewardModel, under the flags), and {prompt, response} rows (the response field
 // may be called completion, as in SFT data).
 import { createReadStream } from 'node:fs';
+import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 
-import type { SupervisedRow, Template, Tokenizer } from '@s2s/core';
+import { type Prompt, TOKENIZER_FILE, type Template, Tokenizer } from '@s2s/core';
 import { type LoadedRewardModel, loadRewardModel } from '@s2s/rm';
 
 import { readDataset } from './datasets.js';
-import { checkTemplateFitsTokenizer, findTemplate, findTokenizer } from './model-inputs.js';
+import { checkTemplateFitsTokenizer, exists, findTemplate, findTokenizer } from './model-inputs.js';
 import type { OptionSchema } from './options.js';
 
 export const rewardModelOptions = {
   model: { type: 'string', arg: 'RM_DIR', required: true, group: 'model', help: 'the reward model (the final/ folder of `s2s rm train`)' },
   tokenizer: { type: 'string', arg: 'DIR', group: 'model', help: "tokenizer folder; default: the reward model's" },
-  template: { type: 'string', arg: 'default|testbed|FILE', group: 'model', help: "prompt/response template; default: the reward model's saved one" },
+  template: { type: 'string', arg: 'default|testbed|chat|FILE', group: 'model', help: "prompt/response template (chat: the tokenizer's chat template); default: the reward model's saved one" },
 } as const satisfies OptionSchema;
 
 export const responseFieldOptions = {
@@ -22,14 +23,27 @@ export const responseFieldOptions = {
   responseField: { type: 'string', arg: 'NAME', group: 'data', help: 'the field that holds the response (default: response, else completion)' },
 } as const satisfies OptionSchema;
 
+export interface RewardModelInputs {
+  /** absent when neither --tokenizer nor the folder has one (loadRewardModel then says so) */
+  tokenizer?: Tokenizer;
+  template?: Template;
+}
+
 /**
- * The reward model (@s2s/rm's loadRewardModel), read with --tokenizer and --template where they are
- * given, else its own; its tokenizer and template are checked before any weights are read.
+ * The tokenizer and template the reward model in `dir` is read with: --tokenizer and --template
+ * where given, else its own (as loadRewardModel would take them); found before any weights are
+ * read, so that its data can be read with the template (chat mode reads conversations).
  */
-export async function openRewardModel(dir: string, o: { tokenizer?: string; template?: string }): Promise<LoadedRewardModel> {
-  const tokenizer = o.tokenizer !== undefined ? await findTokenizer(o.tokenizer, [dir]) : undefined;
-  const template = o.template !== undefined ? (await findTemplate(o.template, [dir])).template : undefined;
-  const rm = await loadRewardModel(dir, { tokenizer, template });
+export async function rewardModelInputs(dir: string, o: { tokenizer?: string; template?: string }): Promise<RewardModelInputs> {
+  const tokenizer =
+    o.tokenizer !== undefined ? await findTokenizer(o.tokenizer, [dir]) : (await exists(path.join(dir, TOKENIZER_FILE))) ? await Tokenizer.load(dir) : undefined;
+  if (!tokenizer) return {};
+  return { tokenizer, template: (await findTemplate(o.template, [dir], tokenizer)).template };
+}
+
+/** The reward model (@s2s/rm's loadRewardModel) with `inputs` (rewardModelInputs); its tokenizer and template are checked before any weights are read. */
+export async function openRewardModel(dir: string, inputs: RewardModelInputs): Promise<LoadedRewardModel> {
+  const rm = await loadRewardModel(dir, inputs);
   // its warnings (template markers the tokenizer does not know)
   checkTemplateFitsTokenizer(rm.tokenizer, rm.template);
   return rm;
@@ -56,19 +70,29 @@ async function firstRowKeys(file: string): Promise<string[]> {
   }
 }
 
-/** {prompt, response} rows; the response field is --response-field, else `response`, else `completion`. `flag` names the file in errors. */
-export async function readResponses(file: string, o: { promptField: string; responseField?: string }, flag = '--data'): Promise<Array<{ prompt: string; response: string }>> {
+/**
+ * {prompt, response} rows; the response field is --response-field, else `response`, else
+ * `completion`. With a chat template a prompt may be a message list (text is one user turn) and
+ * a response one assistant message, whose text is taken. `flag` names the file in errors.
+ */
+export async function readResponses(file: string, o: { promptField: string; responseField?: string }, flag?: string): Promise<Array<{ prompt: string; response: string }>>;
+export async function readResponses(
+  file: string,
+  o: { promptField: string; responseField?: string },
+  flag: string,
+  template: Template | undefined,
+): Promise<Array<{ prompt: Prompt; response: string }>>;
+export async function readResponses(
+  file: string,
+  o: { promptField: string; responseField?: string },
+  flag = '--data',
+  template?: Template,
+): Promise<Array<{ prompt: Prompt; response: string }>> {
   let field = o.responseField;
   if (field === undefined) {
     const keys = await firstRowKeys(file);
     field = keys.includes('completion') && !keys.includes('response') ? 'completion' : 'response';
   }
-  const rows: SupervisedRow[] = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag);
-  return rows.map((r) => ({ prompt: r.prompt, response: r.completion }));
-}
-
-/** A text response as the policy would have finished it: with EOS when the template adds one. */
-export function responseIds(tok: Tokenizer, tpl: Template, response: string): number[] {
-  const ids = tok.encode(response);
-  return tpl.addEos && tok.eosId !== undefined ? [...ids, tok.eosId] : ids;
+  const rows = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag, template);
+  return rows.map((r) => ({ prompt: r.prompt, response: typeof r.completion === 'string' ? r.completion : r.completion[0].content }));
 }

@@ -1,6 +1,8 @@
 // What `rm train` has resolved before either kind of reward model trains: the run, its data, the
 // tokenizer and template, and where its files go.
-import { type Model, type PreferenceRow, type Template, type Tokenizer, type TrainConfig, type TrainerOptions, templateFiles } from '@s2s/core';
+import { type Model, type Template, type Tokenizer, type TrainConfig, type TrainerOptions, templateFiles } from '@s2s/core';
+
+import type { DataRowOf } from './datasets.js';
 
 import { padIdOf, specialTokenIds } from './model-inputs.js';
 import type { Progress } from './progress.js';
@@ -14,8 +16,9 @@ export interface RewardModelRun {
   template: Template;
   maxLength: number;
   overflow: 'truncate' | 'skip';
-  trainRows: PreferenceRow[];
-  evalRows: PreferenceRow[];
+  /** text pairs, or (chat mode) conversational ones */
+  trainRows: DataRowOf<'preference'>[];
+  evalRows: DataRowOf<'preference'>[];
   /** the SFT model, or the checkpoint a resumed run continues */
   from: string;
   /** for the final folder: the options and the reward model's kind */
@@ -35,7 +38,7 @@ export function rewardTrainerOptions(run: RewardModelRun, model: Model, progress
     padId: padIdOf(run.tok),
     outputDir: run.out,
     tokenizer: run.tok,
-    hfConfig: specialTokenIds(run.tok),
+    hfConfig: specialTokenIds(run.tok, model),
     files: { ...templateFiles(run.template), ...run.finalFiles },
     signal: run.signal,
     onEvent: (e) => progress.onEvent(e),

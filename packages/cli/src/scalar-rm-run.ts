@@ -1,15 +1,15 @@
 // `rm train` for the scalar reward model: the SFT model with a value head, the Bradley-Terry loss,
 // and held-out pair accuracy at the end.
-import { type Model, type PreferenceRow, loadModel } from '@s2s/core';
+import { type Model, loadModel } from '@s2s/core';
 import { type EncodedPair, ScalarRewardTrainer, encodePairs } from '@s2s/rm';
 
-import { reportLengths } from './datasets.js';
+import { type DataRowOf, reportLengths } from './datasets.js';
 import { Progress } from './progress.js';
 import { type RewardModelRun, rewardTrainerOptions } from './reward-model-run.js';
 import { reportEnd } from './training-run.js';
 
 /** Both sequences of each pair; a pair is left out when either side does not fit. */
-function encode(run: RewardModelRun, rows: PreferenceRow[], what: string, required: boolean): EncodedPair[] {
+function encode(run: RewardModelRun, rows: DataRowOf<'preference'>[], what: string, required: boolean): EncodedPair[] {
   const { pairs, report } = encodePairs(run.tok, run.template, rows, { maxLength: run.maxLength, overflow: run.overflow });
   reportLengths(`${what} (chosen and rejected)`, report, run.maxLength, required ? pairs.length : 1);
   if (pairs.length < rows.length) console.log(`${what}: ${rows.length - pairs.length} of ${rows.length} pairs left out`);

@@ -1,10 +1,10 @@
 // `rm train --seq2seq`: the SFT model learns the correction mapping (prompt, rejected) -> chosen
 // and the identity mapping (prompt, chosen) -> chosen by sequence MLE, and is judged at the end by
 // its greedy rewrites of held-out pairs.
-import { type Model, type PreferenceRow, type SupervisedExample, SupervisedTrainer, loadModel } from '@s2s/core';
+import { type Model, type SupervisedExample, SupervisedTrainer, loadModel } from '@s2s/core';
 import { evaluateRewrites, rewriteExamples } from '@s2s/rm';
 
-import { reportLengths } from './datasets.js';
+import { type DataRowOf, reportLengths } from './datasets.js';
 import { EXIT_INTERRUPTED } from './interrupt.js';
 import { Progress } from './progress.js';
 import { type RewardModelRun, rewardTrainerOptions } from './reward-model-run.js';
@@ -18,7 +18,7 @@ export interface Seq2SeqOptions {
 }
 
 /** Both mappings of each pair, under the length rule. */
-function encode(run: RewardModelRun, rows: PreferenceRow[], o: Seq2SeqOptions, what: string, required: boolean): SupervisedExample[] {
+function encode(run: RewardModelRun, rows: DataRowOf<'preference'>[], o: Seq2SeqOptions, what: string, required: boolean): SupervisedExample[] {
   const r = rewriteExamples(run.tok, run.template, rows, {
     correctionWeight: o.correctionWeight,
     identityWeight: o.identityWeight,

@@ -1,11 +1,24 @@
 // Where PPO's rewards come from, chosen by one option: the scalar RM's normalised score on the last
 // token (ordinary PPO), the seq2seq RM's token scores (PPO-T) or their sum/mean on the last token
 // (PPO-S), the positive-only and negative-only ablations, or a user's function.
-import { type Model, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
-import { type LoadedRewardModel, type RewardStats, type TokenScoreConfig, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
+import { type Model, type Prompt, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
+import {
+  type LoadedRewardModel,
+  type RewardStats,
+  type TokenScoreConfig,
+  aggregateScores,
+  decodeGenerated,
+  extractRewards,
+  normalizeReward,
+  sequenceRewards,
+} from '@s2s/rm';
 
-/** A user's reward: one number for the response (put on its last token), or one per token. */
-export type CustomReward = (prompt: string, response: string, tokens: readonly number[]) => number | number[] | Promise<number | number[]>;
+/**
+ * A user's reward: one number for the response (put on its last token), or one per token. The
+ * prompt is text or (chat mode) a conversation; the response's text leaves out special tokens and
+ * ids the tokenizer has none for (see decodeGenerated).
+ */
+export type CustomReward = (prompt: Prompt, response: string, tokens: readonly number[]) => number | number[] | Promise<number | number[]>;
 
 export type RewardSpec =
   | { type: 'scalar'; model: Model; stats?: RewardStats }
@@ -17,8 +30,8 @@ export type RewardType = RewardSpec['type'];
 export const REWARD_TYPES: readonly RewardType[] = ['scalar', 'token', 'sentence', 'token-positive', 'token-negative', 'custom'];
 
 export interface RewardBatch {
-  prompts: readonly string[];
-  /** the policy's responses as token ids, EOS included when it stopped */
+  prompts: readonly Prompt[];
+  /** the policy's responses as token ids, the stop token included when it stopped */
   responses: readonly (readonly number[])[];
 }
 
@@ -68,7 +81,7 @@ async function custom(fn: CustomReward, tok: Tokenizer, batch: RewardBatch): Pro
     const tokens = batch.responses[i];
     let out: number | number[];
     try {
-      out = await fn(batch.prompts[i], tok.decode([...tokens], { skipSpecialTokens: true }), tokens);
+      out = await fn(batch.prompts[i], decodeGenerated(tok, tokens, { skipSpecialTokens: true }), tokens);
     } catch (e) {
       throw new RewardError(`the custom reward threw for response ${i}: ${(e as Error).message}`);
     }

@@ -1,18 +1,20 @@
 // One PPO rollout: sample responses from the policy, then read the policy's, the reference's and
 // the critic's per-token quantities, the rewards, the KL penalty and the advantages.
-import { type Model, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
+import { type Model, type Prompt, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
+import { generationStopIds } from '@s2s/rm';
 
 import { gae, klPenalty, whiten } from './advantages.js';
 import type { PPOConfig } from './config.js';
 import { type RewardSpec, computeRewards } from './rewards.js';
 
 export interface Rollout {
-  prompts: string[];
+  /** text, or (chat mode) conversations */
+  prompts: Prompt[];
   /** the policy's query ids (template applied) */
   queries: number[][];
-  /** response ids, EOS included when the policy stopped */
+  /** response ids, the stop token (EOS, or a chat template's end-of-turn) included when the policy stopped */
   responses: number[][];
-  /** whether each response ended with EOS */
+  /** whether each response ended with a stop token */
   eos: boolean[];
   /** per response token: */
   logprobs: number[][];
@@ -58,9 +60,8 @@ export interface RolloutModels {
   template: Template;
 }
 
-export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: readonly string[], klCoef: number, seed: number): Promise<Rollout> {
+export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: readonly Prompt[], klCoef: number, seed: number): Promise<Rollout> {
   const tok = m.tokenizer;
-  const eosId = tok.eosId;
   const queries = prompts.map((p, i) => {
     const q = encodePrompt(tok, m.template, p, { maxLength: m.policy.config.maxSeqLen - c.maxNewTokens });
     if (!q) throw new RangeError(`prompt ${i} does not fit the policy's context (${m.policy.config.maxSeqLen}) with maxNewTokens ${c.maxNewTokens}`);
@@ -71,7 +72,8 @@ export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: re
     temperature: c.temperature,
     topK: c.topK,
     topP: c.topP,
-    eos: eosId,
+    // a response ends on any stop id: the template's (end-of-turn, EOS) and the model's generation_config ones
+    eos: generationStopIds(m.policy, tok, m.template),
     seed,
   });
   const responses = gens.map((g) => g.tokens);

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import {
   BatchSampler,
   type Model,
+  type Prompt,
   type SamplerState,
   loadModel,
   mix,
@@ -21,7 +22,9 @@ import {
   learningRate,
   rotateCheckpoints,
   scheduleOf,
+  stopTokenIds,
 } from '@s2s/core';
+import { decodeGenerated } from '@s2s/rm';
 
 import { type PPOConfig, resolvePPOConfig } from './config.js';
 import { KLController, type KLControlState } from './kl-control.js';
@@ -34,10 +37,10 @@ export type PPOMetrics = Record<string, number>;
 export interface PPOStep {
   step: number;
   metrics: PPOMetrics;
-  /** the rollout's prompts and decoded responses (for judging them, or logging) */
-  prompts: string[];
+  /** the rollout's prompts (text, or conversations) and decoded responses (for judging them, or logging) */
+  prompts: Prompt[];
   responses: string[];
-  /** the responses' token ids, EOS included when the policy stopped */
+  /** the responses' token ids, the stop token included when the policy stopped */
   responseIds: number[][];
   /** each response's reward score */
   scores: number[];
@@ -91,6 +94,8 @@ async function trimLogs(out: string, step: number): Promise<void> {
     if (kept.length !== lines.length) await writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
   }
 }
+/** A prompt given alone, or as a row's `prompt`. */
+const promptOf = (p: Prompt | { prompt: Prompt }): Prompt => (typeof p !== 'string' && !Array.isArray(p) ? (p as { prompt: Prompt }).prompt : (p as Prompt));
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 const variance = (xs: readonly number[]) => {
@@ -117,7 +122,9 @@ export class PPOTrainer {
     this.critic = opts.critic;
     this.kl = new KLController(this.config);
     if (!opts.critic.config.valueHead) throw new Error('the critic needs a value head: clone the scalar RM or the SFT model with { valueHead: true }');
-    if (opts.tokenizer.eosId === undefined) throw new Error(`the tokenizer (${opts.tokenizer.source}) has no eos_token: PPO needs one to end responses`);
+    // EOS, or a chat template's end-of-turn (which some tokenizers without an eos_token have)
+    if (stopTokenIds(opts.tokenizer, opts.template).length === 0)
+      throw new Error(`the tokenizer (${opts.tokenizer.source}) has no eos_token and the template is not a chat template with an end-of-turn: PPO needs a token that ends responses`);
     if (opts.ref === opts.policy) throw new Error('ref must be a separate, frozen copy of the policy (clone it)');
   }
 
@@ -158,8 +165,8 @@ export class PPOTrainer {
   }
 
   /** Runs PPO over `prompts` to config.steps, yielding each step's statistics. */
-  async *steps(prompts: readonly (string | { prompt: string })[]): AsyncGenerator<PPOStep, PPOResult> {
-    const texts = prompts.map((p) => (typeof p === 'string' ? p : p.prompt));
+  async *steps(prompts: readonly (Prompt | { prompt: Prompt })[]): AsyncGenerator<PPOStep, PPOResult> {
+    const texts = prompts.map(promptOf);
     const c = this.config;
     if (texts.length < c.batchSize) throw new RangeError(`PPO needs at least batchSize (${c.batchSize}) prompts; got ${texts.length}`);
     this.sampler = new BatchSampler(texts.length, { batchSize: c.batchSize, seed: c.seed, dropLast: true });
@@ -202,7 +209,7 @@ export class PPOTrainer {
   }
 
   /** Runs every step; returns when done or stopped. */
-  async train(prompts: readonly (string | { prompt: string })[]): Promise<PPOResult> {
+  async train(prompts: readonly (Prompt | { prompt: Prompt })[]): Promise<PPOResult> {
     const it = this.steps(prompts);
     for (;;) {
       const r = await it.next();
@@ -219,7 +226,7 @@ export class PPOTrainer {
     this.kl.update(metrics['objective/kl'], prompts.length);
     this.history.push(metrics);
     const tok = this.opts.tokenizer;
-    const responses = rollout.responses.map((r) => tok.decode(r, { skipSpecialTokens: true }));
+    const responses = rollout.responses.map((r) => decodeGenerated(tok, r, { skipSpecialTokens: true }));
     const data: PPOStep = { step: this.step, metrics, prompts, responses, responseIds: rollout.responses, scores: rollout.scores };
     await this.log(data);
     return data;
@@ -302,10 +309,10 @@ export class PPOTrainer {
   }
 
   private metrics(ro: Rollout, u: Awaited<ReturnType<PPOTrainer['update']>>): PPOMetrics {
-    const eosId = this.opts.tokenizer.eosId;
     const lengths = ro.responses.map((r) => r.length);
     const nonScore = ro.kl.map((k) => -ro.klCoef * sum(k));
-    const content = ro.responses.map((r) => r.filter((t) => t !== eosId).length);
+    // a response's content: its tokens less the stop token (EOS, end-of-turn, ...) it ended with
+    const content = ro.responses.map((r, i) => r.length - (ro.eos[i] ? 1 : 0));
     return {
       'objective/kl': mean(ro.kl.map(sum)),
       'objective/entropy': mean(ro.logprobs.map((lp) => -sum(lp))),

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Model, Tokenizer, encodePrompt, resolveTemplate, wordLevelTokenizerJSON } from '@s2s/core';
+import { Model, Tokenizer, chatModeTemplate, createChatTemplate, encodePrompt, resolveTemplate, stopTokenIds, wordLevelTokenizerJSON } from '@s2s/core';
 import { type CustomReward, type PPOConfig, type PPOEvent, type PPOStep, PPOTrainer, collectRollout, resolvePPOConfig, sequenceBatch } from '@s2s/ppo';
 
 const WORDS = Array.from({ length: 10 }, (_, i) => `w${i}`);
@@ -103,7 +103,7 @@ describe('PPO', () => {
     for (const [name, fn] of [['token', onThird], ['sentence', total]] as const) {
       const m = await models(4);
       await m.critic.writeTensor('score.weight', new Float32Array(MODEL.channels));
-      const steps: Array<{ prompts: string[]; responseIds: number[][] }> = [];
+      const steps: Array<Pick<PPOStep, 'prompts' | 'responseIds'>> = [];
       await new PPOTrainer({
         ...m,
         tokenizer: tok,
@@ -148,6 +148,40 @@ describe('PPO', () => {
       expect((await resumed.train(PROMPTS)).steps).toBe(4);
       for (const x of [...Object.values(m), resumed.policy, resumed.critic]) x.dispose();
     }
+  });
+
+  it("ends responses on a chat template's end-of-turn when the tokenizer has no eos_token, and counts it out of their length", async () => {
+    // a chat model's tokenizer may name no eos_token: its template's <eot> is where the policy stops
+    const chatTok = Tokenizer.fromJSON(wordLevelTokenizerJSON(WORDS, ['<pad>', '<unk>', '<user>', '<assistant>', '<eot>']), { tokenizerConfig: { pad_token: '<pad>', unk_token: '<unk>' } });
+    const jinja = "{% for m in messages %}{{ '<' + m['role'] + '> ' + m['content'] + ' <eot> ' }}{% endfor %}{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}";
+    const chat = chatModeTemplate(createChatTemplate(chatTok, jinja, 'toy chat template'));
+    const eot = chatTok.tokenToId('<eot>')!;
+    expect(chatTok.eosId).toBeUndefined();
+    expect(stopTokenIds(chatTok, chat)).toEqual([eot]);
+    const policy = await Model.create({ ...MODEL, vocabSize: chatTok.vocabSize }, { seed: 5 });
+    const ref = await policy.clone();
+    const critic = await policy.clone({ valueHead: true, seed: 6 });
+    const steps: PPOStep[] = [];
+    const prompts = [...PROMPTS.slice(0, 8), ...PROMPTS.slice(8, 16).map((p) => [{ role: 'user', content: p }])];
+    await new PPOTrainer({
+      policy,
+      ref,
+      critic,
+      tokenizer: chatTok,
+      template: chat,
+      reward: { type: 'custom', fn: frequency },
+      config: { ...TOY, steps: 1, maxNewTokens: 8 },
+      onEvent: (e) => void (e.type === 'step' && steps.push(e.data)),
+    }).train(prompts);
+    const { responseIds, metrics, responses } = steps[0];
+    // <eot> only ever ends a response; responses that end with it lose it from their length
+    const stopped = responseIds.filter((r) => r[r.length - 1] === eot).length;
+    expect(stopped).toBeGreaterThan(0);
+    for (const r of responseIds) expect(r.slice(0, -1)).not.toContain(eot);
+    expect(metrics['val/num_eos_tokens']).toBe(stopped);
+    expect(metrics['response_length/mean']).toBeCloseTo((responseIds.reduce((a, r) => a + r.length, 0) - stopped) / responseIds.length, 10);
+    for (const r of responses) expect(r).not.toContain('<eot>');
+    for (const m of [policy, ref, critic]) m.dispose();
   });
 
   it('resumes a stopped run with exactly the next-step statistics of an uninterrupted one', async () => {

@@ -1,12 +1,14 @@
 // Why a response lost reward: its token scores, the first place the seq2seq reward model would have
 // written something else, and the model's own rewrite -- rendered for a terminal or a web page.
-import type { Model, Template, Tokenizer } from '@s2s/core';
+import { type Completion, type Model, type Prompt, type Template, type Tokenizer, encodeResponse } from '@s2s/core';
 
 import { type TokenScoreConfig, extractRewards } from './extract.js';
+import { decodeGenerated } from './generated.js';
 import { rewrite } from './seq2seq.js';
 
 export interface Explanation {
-  prompt: string;
+  /** text, or (chat mode) the conversation before the response */
+  prompt: Prompt;
   /** the response's tokens, as ids and as text */
   ids: number[];
   tokens: string[];
@@ -21,20 +23,30 @@ export interface Explanation {
   correctionIds: number[];
 }
 
+/** A prompt as one line of text: a conversation as its turns, "role: content", one after another. */
+export function promptText(prompt: Prompt): string {
+  return typeof prompt === 'string' ? prompt : prompt.map((m) => `${m.role}: ${m.content}`).join(' | ');
+}
+
+/**
+ * The seq2seq reward model's view of one response: its token scores, where it first diverges, and
+ * its greedy rewrite. `response` is token ids as the policy wrote them, or text (in chat mode an
+ * assistant turn) read as a finished response: encodeResponse's ids, with EOS or end-of-turn.
+ */
 export async function explain(
   rm: Model,
   tok: Tokenizer,
   tpl: Template,
-  prompt: string,
-  response: string | readonly number[],
+  prompt: Prompt,
+  response: Completion | readonly number[],
   opts: { config?: Partial<TokenScoreConfig> } = {},
 ): Promise<Explanation> {
-  let ids = typeof response === 'string' ? tok.encode(response) : [...response];
-  // a text response is a finished one: it ends with EOS, as the policy's would
-  if (typeof response === 'string' && tpl.addEos && tok.eosId !== undefined) ids = [...ids, tok.eosId];
+  const isIds = (r: Completion | readonly number[]): r is readonly number[] => typeof r !== 'string' && r.every((x) => typeof x === 'number');
+  const ids = isIds(response) ? [...response] : encodeResponse(tok, tpl, prompt, response);
   const [r] = await extractRewards(rm, tok, tpl, [{ prompt, response: ids }], { config: opts.config });
   const [correctionIds] = await rewrite(rm, tok, tpl, [{ prompt, response: ids }]);
-  const piece = (id: number) => tok.decode([id]);
+  // an id past the tokenizer's (a padded vocabulary's, which the model may predict) is shown by its number
+  const piece = (id: number) => (id < tok.vocabSize && tok.idToToken(id) !== undefined ? tok.decode([id]) : `<id ${id}>`);
   return {
     prompt,
     ids,
@@ -42,7 +54,7 @@ export async function explain(
     scores: r.scores,
     firstDivergence: r.firstDivergence,
     predicted: r.argmax.map(piece),
-    correction: tok.decode(correctionIds, { skipSpecialTokens: true }),
+    correction: decodeGenerated(tok, correctionIds, { skipSpecialTokens: true }),
     correctionIds,
   };
 }
@@ -86,7 +98,7 @@ export function renderExplanationHtml(e: Explanation): string {
     .join('');
   return (
     `<div class="s2s-explanation" style="font-family:ui-monospace,monospace;line-height:1.9">` +
-    `<div style="color:#555">${escapeHtml(e.prompt)}</div>` +
+    `<div style="color:#555">${escapeHtml(promptText(e.prompt))}</div>` +
     `<div>${spans}</div>` +
     `<div style="color:#333">rewrite: <em>${escapeHtml(e.correction)}</em></div></div>`
   );

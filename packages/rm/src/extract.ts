@@ -1,7 +1,18 @@
 // Reward extraction, the paper's second stage: the seq2seq reward model is run teacher-forced over
 // (prompt, y) -> y, and each token of y is scored by whether it is what the model would write there:
 // +1 before the first divergence, then -1 where y diverges and 0 where it still matches.
-import { type Model, type Template, type Tokenizer, collate, encodeRewrite, lengthReport } from '@s2s/core';
+import {
+  type EncodedExample,
+  type LengthOptions,
+  type Model,
+  type Prompt,
+  type Template,
+  type Tokenizer,
+  collate,
+  encodeRewrite,
+  lengthReport,
+  stopTokenIds,
+} from '@s2s/core';
 
 /** The paper's ablations keep only one sign of the scores. */
 export type TokenScoreVariant = 'full' | 'positive-only' | 'negative-only';
@@ -59,7 +70,8 @@ export function aggregateScores(scores: readonly number[], how: 'sum' | 'mean' =
 }
 
 export interface RewardItem {
-  prompt: string;
+  /** text, or (chat mode) the conversation before the response */
+  prompt: Prompt;
   /** the response's token ids as the policy produced them (its EOS included when it stopped) */
   response: readonly number[];
 }
@@ -73,6 +85,36 @@ export interface ExtractOptions {
   config?: Partial<TokenScoreConfig>;
   /** sequences per engine call (default 32) */
   batchSize?: number;
+}
+
+/**
+ * encodeRewrite for responses as a policy wrote them, which may hold ids the tokenizer has no token
+ * for (a padded vocabulary's: Qwen2.5's embedding has 271 rows past its tokenizer's ids, and a
+ * policy can sample them), which encodeRewrite refuses. Those are laid out as a stand-in id and put
+ * back after, so that the reward model reads the policy's own ids (its embedding has rows for them)
+ * at their own positions; other responses are encodeRewrite's as they are.
+ */
+export function encodeRewriteOfGenerated(
+  tok: Tokenizer,
+  tpl: Template,
+  prompt: Prompt,
+  responseIds: readonly number[],
+  targetIds: readonly number[],
+  opts: LengthOptions = {},
+): EncodedExample | null {
+  const outside = (id: number) => id >= tok.vocabSize;
+  if (!responseIds.some(outside) && !targetIds.some(outside)) return encodeRewrite(tok, tpl, prompt, responseIds, targetIds, opts);
+  // not a stop id, so that the layout adds its EOS or end-of-turn as it would for the real id
+  const stops = stopTokenIds(tok, tpl);
+  let standIn = 0;
+  while (stops.includes(standIn)) standIn++;
+  const swap = (ids: readonly number[]) => ids.map((id) => (outside(id) ? standIn : id));
+  const e = encodeRewrite(tok, tpl, prompt, swap(responseIds), swap(targetIds), opts);
+  if (!e) return null;
+  const ids = [...e.ids];
+  responseIds.forEach((id, k) => (ids[e.sourceSpan![0] + k] = id));
+  targetIds.forEach((id, k) => (ids[e.targetSpan[0] + k] = id));
+  return { ...e, ids };
 }
 
 /**
@@ -94,7 +136,7 @@ export async function extractRewards(
   for (let i = 0; i < items.length; i += batchSize) {
     const chunk = items.slice(i, i + batchSize);
     const encoded = chunk.map((it, k) => {
-      const e = encodeRewrite(tok, tpl, it.prompt, it.response, it.response, { maxLength: rm.config.maxSeqLen, report });
+      const e = encodeRewriteOfGenerated(tok, tpl, it.prompt, it.response, it.response, { maxLength: rm.config.maxSeqLen, report });
       if (!e)
         throw new RangeError(
           `extractRewards: response ${i + k} has ${it.response.length} tokens; twice that plus the template does not fit the reward model's context (${rm.config.maxSeqLen})`,

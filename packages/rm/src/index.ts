@@ -4,4 +4,5 @@ export * from './extract.js';
 export * from './seq2seq.js';
 export * from './scalar.js';
 export * from './explain.js';
+export * from './generated.js';
 export * from './reward-model-folder.js';

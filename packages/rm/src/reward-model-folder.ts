@@ -13,6 +13,7 @@ import {
   type Template,
   Tokenizer,
   assertTokenizerFitsModel,
+  endOfTurnId,
   loadModel,
   loadTemplate,
   readCheckpointConfig,
@@ -129,8 +130,17 @@ export async function loadRewardModel(dir: string, opts: LoadRewardModelOptions 
   assertTokenizerFitsModel(tokenizer, config);
 
   const template = opts.template ?? (await loadTemplate(dir)) ?? resolveTemplate(DEFAULT_TEMPLATE);
-  if (template.addBos && tokenizer.bosId === undefined) throw new Error(`${dir}: the template adds BOS but the tokenizer (${tokenizer.source}) has no bos_token`);
-  if (template.addEos && tokenizer.eosId === undefined) throw new Error(`${dir}: the template adds EOS but the tokenizer (${tokenizer.source}) has no eos_token`);
+  if (template.chat) {
+    // chat mode: the template writes BOS itself, and responses end with its end-of-turn token
+    try {
+      endOfTurnId(tokenizer, template.chat);
+    } catch (e) {
+      throw new Error(`${dir}: ${(e as Error).message}`);
+    }
+  } else {
+    if (template.addBos && tokenizer.bosId === undefined) throw new Error(`${dir}: the template adds BOS but the tokenizer (${tokenizer.source}) has no bos_token`);
+    if (template.addEos && tokenizer.eosId === undefined) throw new Error(`${dir}: the template adds EOS but the tokenizer (${tokenizer.source}) has no eos_token`);
+  }
 
   if (info.kind === 'scalar') {
     const stats = await loadRewardStats(dir);

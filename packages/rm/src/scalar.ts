@@ -8,7 +8,6 @@ import {
   type LengthOptions,
   type LengthReport,
   type Model,
-  type PreferenceRow,
   TRAIN_DEFAULTS,
   type Template,
   type Tokenizer,
@@ -24,6 +23,8 @@ import {
   rowSource,
 } from '@s2s/core';
 
+import type { PreferencePair } from './seq2seq.js';
+
 /** A preference pair as two full sequences: query, response and EOS. */
 export interface EncodedPair {
   chosen: number[];
@@ -34,7 +35,7 @@ export interface EncodedPair {
 export function encodePairs(
   tok: Tokenizer,
   tpl: Template,
-  pairs: readonly PreferenceRow[],
+  pairs: readonly PreferencePair[],
   opts: Omit<LengthOptions, 'report'> = {},
 ): { pairs: EncodedPair[]; report: LengthReport } {
   const report = lengthReport();

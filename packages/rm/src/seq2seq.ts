@@ -2,17 +2,31 @@
 // mapping (prompt, rejected) -> chosen and the identity mapping (prompt, chosen) -> chosen; it is
 // judged by how often its greedy rewrite reproduces the chosen response.
 import {
+  type Completion,
   type LengthOptions,
   type LengthReport,
   type Model,
-  type PreferenceRow,
+  type Prompt,
   type SupervisedExample,
   type Template,
   type Tokenizer,
-  encodeRewrite,
+  encodeResponse,
   lengthReport,
   rowSource,
 } from '@s2s/core';
+
+import { encodeRewriteOfGenerated } from './extract.js';
+import { generationStopIds } from './generated.js';
+
+/**
+ * A preference pair: text (a PreferenceRow), or in chat mode a conversation and two assistant
+ * turns (a ConversationalPreferenceRow), as @s2s/core reads them.
+ */
+export interface PreferencePair {
+  prompt: Prompt;
+  chosen: Completion;
+  rejected: Completion;
+}
 
 export interface RewriteMixture {
   /** loss weight of correction-mapping examples (default 1) */
@@ -40,7 +54,7 @@ export interface RewriteExamples {
 export function rewriteExamples(
   tok: Tokenizer,
   tpl: Template,
-  pairs: readonly PreferenceRow[],
+  pairs: readonly PreferencePair[],
   opts: Partial<RewriteMixture> & Omit<LengthOptions, 'report'> = {},
 ): RewriteExamples {
   const mix = { ...REWRITE_MIXTURE_DEFAULTS, ...opts };
@@ -48,12 +62,13 @@ export function rewriteExamples(
   const examples: SupervisedExample[] = [];
   const mappings: Mapping[] = [];
   for (const p of pairs) {
-    const chosen = tok.encode(p.chosen);
-    const rejected = tok.encode(p.rejected);
+    // each response as the policy writes it (with its EOS, or end-of-turn in chat mode)
+    const chosen = encodeResponse(tok, tpl, p.prompt, p.chosen);
+    const rejected = encodeResponse(tok, tpl, p.prompt, p.rejected);
     const add = (source: number[], mapping: Mapping, weight: number) => {
       if (weight === 0) return;
       const at = rowSource(p);
-      const e = encodeRewrite(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, overflow: opts.overflow, report, at: at && `${at} ${mapping}` });
+      const e = encodeRewriteOfGenerated(tok, tpl, p.prompt, source, chosen, { maxLength: opts.maxLength, overflow: opts.overflow, report, at: at && `${at} ${mapping}` });
       if (e) {
         examples.push({ ids: e.ids, lossMask: e.lossMask, weight });
         mappings.push(mapping);
@@ -66,25 +81,26 @@ export function rewriteExamples(
 }
 
 export interface RewriteItem {
-  prompt: string;
+  /** text, or (chat mode) the conversation before the response */
+  prompt: Prompt;
   /** the response to rewrite, as token ids */
   response: readonly number[];
 }
 
-/** The reward model's greedy rewrite of each response (token ids, its EOS included when it stopped). */
+/** The reward model's greedy rewrite of each response (token ids, its EOS or end-of-turn included when it stopped). */
 export async function rewrite(rm: Model, tok: Tokenizer, tpl: Template, items: readonly RewriteItem[], opts: { maxNewTokens?: number; batchSize?: number } = {}): Promise<number[][]> {
   const batchSize = opts.batchSize ?? 32;
   const out: number[][] = [];
   for (let i = 0; i < items.length; i += batchSize) {
     const queries = items.slice(i, i + batchSize).map((it, k) => {
       const maxNew = opts.maxNewTokens ?? Math.max(1, Math.min(2 * it.response.length + 8, rm.config.maxSeqLen >> 1));
-      const e = encodeRewrite(tok, tpl, it.prompt, it.response, [], { maxLength: rm.config.maxSeqLen - maxNew });
+      const e = encodeRewriteOfGenerated(tok, tpl, it.prompt, it.response, [], { maxLength: rm.config.maxSeqLen - maxNew });
       if (!e) throw new RangeError(`rewrite: item ${i + k} does not fit the reward model's context (${rm.config.maxSeqLen})`);
       return { ids: e.ids.slice(0, e.targetSpan[0]), maxNew };
     });
     const maxNewTokens = Math.max(...queries.map((q) => q.maxNew));
     const room = Math.min(...queries.map((q) => rm.config.maxSeqLen - q.ids.length));
-    const gens = await rm.generate(queries.map((q) => q.ids), { maxNewTokens: Math.min(maxNewTokens, room), temperature: 0, eos: tok.eosId });
+    const gens = await rm.generate(queries.map((q) => q.ids), { maxNewTokens: Math.min(maxNewTokens, room), temperature: 0, eos: generationStopIds(rm, tok, tpl) });
     out.push(...gens.map((g) => g.tokens));
   }
   return out;
@@ -117,12 +133,11 @@ export async function evaluateRewrites(
   rm: Model,
   tok: Tokenizer,
   tpl: Template,
-  pairs: readonly PreferenceRow[],
+  pairs: readonly PreferencePair[],
 ): Promise<Record<Mapping, RewriteAccuracy>> {
-  const eos = tok.eosId;
-  const target = (s: string) => (tpl.addEos && eos !== undefined ? [...tok.encode(s), eos] : tok.encode(s));
-  const targets = pairs.map((p) => target(p.chosen));
-  const correction = await rewrite(rm, tok, tpl, pairs.map((p) => ({ prompt: p.prompt, response: tok.encode(p.rejected) })));
-  const identity = await rewrite(rm, tok, tpl, pairs.map((p) => ({ prompt: p.prompt, response: tok.encode(p.chosen) })));
+  // responses and targets as the policy writes them, stop token included (encodeRewrite keeps it)
+  const targets = pairs.map((p) => encodeResponse(tok, tpl, p.prompt, p.chosen));
+  const correction = await rewrite(rm, tok, tpl, pairs.map((p) => ({ prompt: p.prompt, response: encodeResponse(tok, tpl, p.prompt, p.rejected) })));
+  const identity = await rewrite(rm, tok, tpl, pairs.map((p, i) => ({ prompt: p.prompt, response: targets[i] })));
   return { correction: accuracy(correction, targets), identity: accuracy(identity, targets) };
 }

@@ -4,10 +4,10 @@ import { writeJsonl } from '@s2s/core';
 import { TASKS, type Task, getTask } from '@s2s/tasks';
 
 import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
-import { readDataset } from '../datasets.js';
+import { checkDataFile, compactPrompt, readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
 import { type JudgedRow, judgeRows, matchByPrompt, pairwiseWinRate, summarizeJudgements } from '../judging.js';
-import { openModel } from '../open-model.js';
+import { modelInputs, openModel } from '../open-model.js';
 import { type OptionSchema, UsageError, flagName, need } from '../options.js';
 import type { PartialValues } from '../parse-options.js';
 import { readResponses } from '../reward-model-inputs.js';
@@ -113,10 +113,20 @@ by, which the reward models never see):
       responses = await readResponses(source, o);
     } else {
       const dir = o.model!;
-      const prompts = (await readDataset(o.prompts!, 'prompt', { prompt: o.promptField }, '--prompts')).map((r) => r.prompt);
-      const { model, tok, template } = await openModel(dir, o);
+      await checkDataFile(o.prompts!, '--prompts');
+      const inputs = await modelInputs(dir, o);
+      const prompts = (await readDataset(o.prompts!, 'prompt', { prompt: o.promptField }, '--prompts', inputs.template)).map((r) => r.prompt);
+      // the gold judge reads text: with a chat template, each prompt must be one user turn
+      const texts = prompts.map((p, i) => {
+        const t = compactPrompt(p);
+        if (typeof t !== 'string')
+          throw new UsageError(`--prompts ${o.prompts}: prompt ${i + 1} is a conversation of ${t.length} messages; the gold judge reads a text prompt (one user turn)`);
+        return t;
+      });
+      const { model, tok, template } = await openModel(dir, o, inputs);
       try {
-        responses = await generateResponses(model, tok, template, prompts, o);
+        const generated = await generateResponses(model, tok, template, prompts, o);
+        responses = generated.map((r, i) => ({ prompt: texts[i], response: r.response }));
       } finally {
         model.dispose();
       }

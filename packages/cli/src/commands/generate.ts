@@ -3,15 +3,15 @@
 import { writeJsonl } from '@s2s/core';
 
 import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
-import { readDataset } from '../datasets.js';
+import { checkDataFile, compactPrompt, readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
-import { openModel } from '../open-model.js';
+import { modelInputs, openModel } from '../open-model.js';
 import { type OptionSchema, need } from '../options.js';
 
 const options = {
   model: { type: 'string', arg: 'DIR', required: true, group: 'model', help: 'the model (an SFT or PPO final/ folder, or any checkpoint)' },
   ...modelInputOptions,
-  prompts: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'JSONL rows {prompt}' },
+  prompts: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'JSONL rows {prompt} (with a chat template: a message list, or text as one user turn)' },
   out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the rows {prompt, response, finishReason} go (JSONL, written atomically)' },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --prompts that holds the prompt' },
   ...generationOptions,
@@ -36,14 +36,16 @@ response, "length" when --max-new-tokens cut it off.`,
     const dir = need(o.model, 'model', 'DIR');
     const promptsFile = need(o.prompts, 'prompts', 'FILE');
     const out = need(o.out, 'out', 'FILE');
-    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts')).map((r) => r.prompt);
-    const { model, tok, template } = await openModel(dir, o);
+    await checkDataFile(promptsFile, '--prompts');
+    const inputs = await modelInputs(dir, o);
+    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', inputs.template)).map((r) => r.prompt);
+    const { model, tok, template } = await openModel(dir, o, inputs);
     try {
       const rows = await generateResponses(model, tok, template, prompts, o);
-      await writeJsonl(out, rows);
+      await writeJsonl(out, rows.map((r) => ({ ...r, prompt: compactPrompt(r.prompt) })));
       const ended = rows.filter((r) => r.finishReason === 'eos').length / rows.length;
       const words = rows.reduce((a, r) => a + (r.response.trim() ? r.response.trim().split(/\s+/).length : 0), 0) / rows.length;
-      console.log(`generated ${rows.length} responses with ${dir} (${pct(ended)} ended with EOS, mean ${words.toFixed(1)} words); written to ${out}`);
+      console.log(`generated ${rows.length} responses with ${dir} (${pct(ended)} ended with ${template.chat ? 'a stop token' : 'EOS'}, mean ${words.toFixed(1)} words); written to ${out}`);
       return 0;
     } finally {
       model.dispose();

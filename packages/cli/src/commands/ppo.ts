@@ -3,12 +3,12 @@
 // mean (PPO-S), or the paper's positive-only / negative-only ablations.
 import * as path from 'node:path';
 
-import { type Model, type Tokenizer, loadModel } from '@s2s/core';
+import { type Model, type Tokenizer, loadModel, stopTokenIds } from '@s2s/core';
 import { PPOTrainer, type PPOTrainerOptions, rewardFromModel } from '@s2s/ppo';
 import { REWARD_STATS_FILE, loadRewardModel } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
-import { readDataset } from '../datasets.js';
+import { checkDataFile, readDataset } from '../datasets.js';
 import { encodeQueries } from '../generation.js';
 import { EXIT_INTERRUPTED } from '../interrupt.js';
 import { checkTemplateFitsTokenizer, exists, findTemplate, findTokenizer } from '../model-inputs.js';
@@ -33,7 +33,7 @@ const options = {
   critic: { type: 'string', arg: 'DIR', group: 'models', help: 'where the critic starts, with a value head (default: the reward model for --reward scalar, else --policy)' },
   sentenceAggregate: { type: 'enum', values: ['sum', 'mean'], default: 'sum', group: 'models', help: "--reward sentence: the token scores' sum or mean, on the last token" },
   ...modelInputOptions,
-  prompts: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'rollout prompts: JSONL rows {prompt}' },
+  prompts: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'rollout prompts: JSONL rows {prompt} (with a chat template: a message list, or text as one user turn)' },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --prompts that holds the prompt' },
   out: { type: 'string', arg: 'DIR', required: true, group: 'data', help: `output folder: log.jsonl, samples.jsonl, checkpoint-N/, final/, final-critic/, ${PPO_CONFIG_FILE}` },
   ...ppoOptions,
@@ -100,19 +100,23 @@ controller, prompt order); --resume continues it exactly.`,
     if ('sentenceAggregate' in explicit && reward !== 'sentence') console.error(`warning: --sentence-aggregate applies to --reward sentence only; --reward ${reward} ignores it`);
     await checkRewardModel(rewardModel, reward);
 
-    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts')).map((r) => r.prompt);
-    if (prompts.length < config.batchSize) throw new UsageError(`--prompts ${promptsFile} has ${prompts.length} prompts, fewer than --batch-size (${config.batchSize})`);
-
+    await checkDataFile(promptsFile, '--prompts');
     // shapes first (config.json only): every model must read the policy's tokens
     const from = resume ? checkpointPolicy(resume.checkpoint) : policyDir;
     const ref = o.ref ?? policyDir;
     const critic = resume ? undefined : (o.critic ?? (reward === 'scalar' ? rewardModel : policyDir));
     const tok: Tokenizer = await findTokenizer(o.tokenizer, [from, policyDir]);
     const { policy: policyCfg, rewardModel: rmCfg } = await checkModelShapes({ policy: from, ref, critic, rewardModel }, tok);
-    const { template, from: templateFrom } = await findTemplate(o.template, [from, policyDir]);
+    const { template, from: templateFrom } = await findTemplate(o.template, [from, policyDir], tok);
     checkTemplateFitsTokenizer(tok, template);
-    if (tok.eosId === undefined) throw new Error(`the tokenizer (${tok.source}) has no eos_token: PPO needs one to end responses`);
+    // a response ends on EOS, or on a chat template's end-of-turn (which a tokenizer without eos_token may have)
+    if (stopTokenIds(tok, template).length === 0)
+      throw new Error(`the tokenizer (${tok.source}) has no eos_token and the template is not a chat template: PPO needs a token that ends responses`);
     await checkRewardTemplate(rewardModel, template);
+
+    // with a chat template a prompt may be a conversation (a message list; text is one user turn)
+    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', template)).map((r) => r.prompt);
+    if (prompts.length < config.batchSize) throw new UsageError(`--prompts ${promptsFile} has ${prompts.length} prompts, fewer than --batch-size (${config.batchSize})`);
     encodeQueries(tok, template, prompts, policyCfg.maxSeqLen, config.maxNewTokens, `--prompts ${promptsFile}`);
     if (reward === 'scalar') checkPromptsFitScalarRM(tok, template, prompts, rmCfg, config.maxNewTokens, `--prompts ${promptsFile}`);
 

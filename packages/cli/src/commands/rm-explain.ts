@@ -4,11 +4,12 @@ import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { writeFileAtomic } from '@s2s/core';
-import { type Explanation, explain, readRewardModelKind, renderExplanation, renderExplanationHtml } from '@s2s/rm';
+import { type Explanation, explain, promptText, readRewardModelKind, renderExplanation, renderExplanationHtml } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
+import { checkDataFile } from '../datasets.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
-import { openRewardModel, readResponses, responseFieldOptions, responseIds, rewardModelOptions } from '../reward-model-inputs.js';
+import { openRewardModel, readResponses, responseFieldOptions, rewardModelInputs, rewardModelOptions } from '../reward-model-inputs.js';
 
 const options = {
   ...rewardModelOptions,
@@ -51,19 +52,22 @@ Without colour, each token is written as token[score].`,
     const single = o.prompt !== undefined || o.response !== undefined;
     if (single && o.data !== undefined) throw new UsageError('give either --prompt and --response, or --data');
     if (!single && o.data === undefined) throw new UsageError('--prompt TEXT --response TEXT, or --data FILE, is required');
+    if (!single) await checkDataFile(o.data!, '--data');
+    const inputs = single ? undefined : await rewardModelInputs(dir, o);
     const rows = single
       ? [{ prompt: need(o.prompt, 'prompt', 'TEXT'), response: need(o.response, 'response', 'TEXT') }]
-      : (await readResponses(o.data!, o)).slice(0, o.limit);
+      : (await readResponses(o.data!, o, '--data', inputs!.template)).slice(0, o.limit);
     if ((await readRewardModelKind(dir)) !== 'seq2seq')
       throw new Error(`${dir} is a scalar reward model: it gives one number per response and cannot explain tokens (use \`s2s rm score\`)`);
-    const { model, tokenizer: tok, template } = await openRewardModel(dir, o);
+    const { model, tokenizer: tok, template } = await openRewardModel(dir, inputs ?? (await rewardModelInputs(dir, o)));
     try {
       const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true);
       const explained: Explanation[] = [];
       for (const [i, r] of rows.entries()) {
-        const e = await explain(model, tok, template, r.prompt, responseIds(tok, template, r.response));
+        // a text response is a finished one: with EOS, or a chat template's end-of-turn, as the policy's would be
+        const e = await explain(model, tok, template, r.prompt, r.response);
         explained.push(e);
-        console.log(`${rows.length > 1 ? `[${i + 1}] ` : ''}prompt     ${r.prompt}\n${renderExplanation(e, { color })}\n`);
+        console.log(`${rows.length > 1 ? `[${i + 1}] ` : ''}prompt     ${promptText(r.prompt)}\n${renderExplanation(e, { color })}\n`);
       }
       if (o.html !== undefined) {
         await mkdir(path.dirname(path.resolve(o.html)), { recursive: true });

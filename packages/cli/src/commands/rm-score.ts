@@ -1,23 +1,30 @@
 // `s2s rm score`: rewards for a JSONL of responses -- one number per response from a scalar reward
 // model, or per-token scores from a seq2seq one (the paper's reward extraction).
-import { type Model, type Template, type Tokenizer, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
+import { type Model, type Prompt, type Template, type Tokenizer, encodeResponse, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
 import { REWARD_STATS_FILE, type RewardStats, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
+import { checkDataFile, compactPrompt } from '../datasets.js';
 import { padIdOf } from '../model-inputs.js';
 import { type OptionSchema, need } from '../options.js';
-import { openRewardModel, readResponses, responseFieldOptions, responseIds, rewardModelOptions } from '../reward-model-inputs.js';
+import { openRewardModel, readResponses, responseFieldOptions, rewardModelInputs, rewardModelOptions } from '../reward-model-inputs.js';
 
 const options = {
   ...rewardModelOptions,
-  data: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'responses to score: JSONL rows {prompt, response} (or {prompt, completion})' },
+  data: {
+    type: 'string',
+    arg: 'FILE',
+    required: true,
+    group: 'data',
+    help: 'responses to score: JSONL rows {prompt, response} (or {prompt, completion}; with a chat template the prompt may be a message list)',
+  },
   out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the scored rows go (JSONL, written atomically)' },
   ...responseFieldOptions,
   batchSize: { type: 'int', min: 1, default: 32, group: 'run', help: 'sequences per engine call' },
   ...engineOptions,
 } as const satisfies OptionSchema;
 
-type Row = { prompt: string; response: string };
+type Row = { prompt: Prompt; response: string };
 
 async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], stats: RewardStats | undefined, dir: string, batchSize: number, data: string) {
   if (!stats) console.error(`warning: ${dir} has no ${REWARD_STATS_FILE}; normalizedReward is null`);
@@ -30,14 +37,15 @@ async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: R
   if (report.truncated) console.error(`warning: ${report.truncated} prompts were cut from the left to fit the reward model's context (${model.config.maxSeqLen} tokens)`);
   const rewards = await sequenceRewards(model, seqs, padIdOf(tok), batchSize);
   const normalise = (r: number) => (stats ? normalizeReward(r, stats) : null);
-  return rows.map((r, i) => ({ prompt: r.prompt, response: r.response, reward: rewards[i], normalizedReward: normalise(rewards[i]) }));
+  return rows.map((r, i) => ({ prompt: compactPrompt(r.prompt), response: r.response, reward: rewards[i], normalizedReward: normalise(rewards[i]) }));
 }
 
 async function tokenScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], batchSize: number) {
-  const items = rows.map((r) => ({ prompt: r.prompt, response: responseIds(tok, tpl, r.response) }));
+  // each text response as the policy would have finished it: with EOS, or a chat template's end-of-turn
+  const items = rows.map((r) => ({ prompt: r.prompt, response: encodeResponse(tok, tpl, r.prompt, r.response) }));
   const extracted = await extractRewards(model, tok, tpl, items, { batchSize });
   return rows.map((r, i) => ({
-    prompt: r.prompt,
+    prompt: compactPrompt(r.prompt),
     response: r.response,
     tokens: items[i].response.map((id) => tok.decode([id])),
     scores: extracted[i].scores,
@@ -55,17 +63,19 @@ export const rmScoreCommand: Command<typeof options> = defineCommand({
   scalar RM: writes {prompt, response, reward, normalizedReward}; normalizedReward is
     (reward - mean) / std with the statistics in the model's reward_stats.json.
   seq2seq RM: writes {prompt, response, tokens, scores, firstDivergence, sum}: one score per
-    response token (EOS included when the template adds one): +1 before the first token the
-    reward model would not have written, then -1 where the response differs from what it would
-    write and 0 where it agrees.`,
+    response token (EOS, or a chat template's end-of-turn, included when the template adds
+    one): +1 before the first token the reward model would not have written, then -1 where the
+    response differs from what it would write and 0 where it agrees.`,
   examples: ['s2s rm score --model runs/s2s-rm/final --data samples.jsonl --out scored.jsonl'],
   options,
   async run({ values: o }) {
     const dir = need(o.model, 'model', 'RM_DIR');
     const data = need(o.data, 'data', 'FILE');
     const out = need(o.out, 'out', 'FILE');
-    const rows = await readResponses(data, o);
-    const rm = await openRewardModel(dir, o);
+    await checkDataFile(data, '--data');
+    const inputs = await rewardModelInputs(dir, o);
+    const rows = await readResponses(data, o, '--data', inputs.template);
+    const rm = await openRewardModel(dir, inputs);
     const { kind, model, tokenizer: tok, template } = rm;
     try {
       const scored = rm.kind === 'scalar' ? await scalarScores(model, tok, template, rows, rm.stats, dir, o.batchSize, data) : await tokenScores(model, tok, template, rows, o.batchSize);

@@ -6,7 +6,7 @@ import { TRAIN_DEFAULTS, assertTokenizerFitsModel, readCheckpointConfig, writeFi
 import { type RewardModelKind, SCALAR_RM_DEFAULTS, rewardModelFiles } from '@s2s/rm';
 
 import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions } from '../command.js';
-import { readDataset, trainAndEval } from '../datasets.js';
+import { checkDataFile, readDataset, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer } from '../model-inputs.js';
 import { optimizerOption } from '../optimizer-options.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
@@ -21,7 +21,13 @@ export const RM_CONFIG_FILE = 'rm_config.json';
 export const EVAL_RESULTS_FILE = 'eval_results.json';
 
 const options = {
-  data: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'preference pairs: JSONL rows {prompt, chosen, rejected}' },
+  data: {
+    type: 'string',
+    arg: 'FILE',
+    required: true,
+    group: 'data',
+    help: "preference pairs: JSONL rows {prompt, chosen, rejected}; with a chat template also TRL's conversational rows (message lists)",
+  },
   out: { type: 'string', arg: 'DIR', required: true, group: 'data', help: `output folder: checkpoint-N/, final/, ${RM_CONFIG_FILE}, ${EVAL_RESULTS_FILE}` },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --data that holds the prompt' },
   chosenField: { type: 'string', arg: 'NAME', default: 'chosen', group: 'data', help: 'the field that holds the preferred response' },
@@ -82,16 +88,18 @@ and the tokenizer. Ctrl-C stops with a checkpoint; --resume continues.`,
     const sft = resume ? o.model : need(o.model, 'model', 'SFT_DIR');
     if (kind === 'seq2seq' && o.correctionWeight === 0 && o.identityWeight === 0) throw new UsageError('--correction-weight and --identity-weight are both 0: nothing to learn');
 
-    const fields = { prompt: o.promptField, chosen: o.chosenField, rejected: o.rejectedField };
-    const rows = await readDataset(data, 'preference', fields, '--data');
-    const split = await trainAndEval(rows, 'preference', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in setup.explicit);
-
+    await checkDataFile(data, '--data');
     const from = resume?.checkpoint ?? sft!;
     const tok = await findTokenizer(o.tokenizer, [from, path.dirname(data)]);
     const cfg = await readCheckpointConfig(from);
     assertTokenizerFitsModel(tok, cfg);
-    const { template } = await findTemplate(o.template, [from]);
+    const { template } = await findTemplate(o.template, [from], tok);
     checkTemplateFitsTokenizer(tok, template);
+
+    // with a chat template the pairs may be TRL's conversational rows (message lists, implicit prompts)
+    const fields = { prompt: o.promptField, chosen: o.chosenField, rejected: o.rejectedField };
+    const rows = await readDataset(data, 'preference', fields, '--data', template);
+    const split = await trainAndEval(rows, 'preference', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in setup.explicit, template);
     const maxLength = o.maxLength ?? cfg.maxSeqLen;
     if (maxLength > cfg.maxSeqLen) throw new UsageError(`--max-length ${maxLength} is longer than the model's context (${cfg.maxSeqLen})`);
 

@@ -7,7 +7,6 @@ import {
   type GPTConfig,
   type LengthReport,
   Model,
-  type SupervisedRow,
   SupervisedTrainer,
   TRAIN_DEFAULTS,
   assertTokenizerFitsModel,
@@ -21,7 +20,7 @@ import {
 } from '@s2s/core';
 
 import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions } from '../command.js';
-import { readDataset, reportLengths, trainAndEval } from '../datasets.js';
+import { type DataRowOf, checkDataFile, readDataset, reportLengths, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer, padIdOf, specialTokenIds } from '../model-inputs.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
 import { Progress } from '../progress.js';
@@ -33,7 +32,13 @@ export const SFT_CONFIG_FILE = 'sft_config.json';
 
 const NEW_MODEL = 'new model (without --model)';
 const options = {
-  data: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'training data: JSONL rows {prompt, completion}' },
+  data: {
+    type: 'string',
+    arg: 'FILE',
+    required: true,
+    group: 'data',
+    help: 'training data: JSONL rows {prompt, completion}; with a chat template also TRL\'s conversational rows ({messages}, or message lists)',
+  },
   out: { type: 'string', arg: 'DIR', required: true, group: 'data', help: `output folder: checkpoint-N/, final/, ${SFT_CONFIG_FILE}` },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --data that holds the prompt' },
   completionField: { type: 'string', arg: 'NAME', default: 'completion', group: 'data', help: 'the field of --data that holds the completion' },
@@ -56,9 +61,12 @@ export const sftCommand: Command<typeof options> = defineCommand({
 context only). Fine-tunes --model, or trains a new GPT whose vocabulary is the tokenizer's. The
 tokenizer defaults to --model's, else the one in the folder of --data (as \`s2s data make\` writes it).
 Checkpoints (with optimizer state, for --resume) go to --out/checkpoint-N, the trained model to
---out/final; each carries the tokenizer and the template. Ctrl-C stops with a checkpoint.`,
+--out/final; each carries the tokenizer and the template. With --template chat (a Hugging Face
+chat model's own template, e.g. Qwen2.5-Instruct's) the data may be TRL's conversational rows.
+Ctrl-C stops with a checkpoint.`,
   examples: [
     's2s sft --data data/summarize/sft.jsonl --template testbed --out runs/sft --max-steps 2000',
+    's2s sft --model models/Qwen2.5-0.5B-Instruct --template chat --data chats.jsonl --out runs/sft',
     's2s sft --model runs/sft/final --data more.jsonl --out runs/sft2 --lr 1e-4',
     's2s sft --out runs/sft --resume',
   ],
@@ -71,10 +79,7 @@ Checkpoints (with optimizer state, for --resume) go to --out/checkpoint-N, the t
       for (const k of ['layers', 'heads', 'channels', 'context'] as const)
         if (k in explicit) throw new UsageError(`--${k} sets the size of a new model; --model ${o.model} has its own`);
 
-    const fields = { prompt: o.promptField, completion: o.completionField };
-    const rows = await readDataset(data, 'supervised', fields, '--data');
-    const split = await trainAndEval(rows, 'supervised', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in explicit);
-
+    await checkDataFile(data, '--data');
     // the model's shape first (config.json only): the tokenizer must fit it before any weights are read
     const from = resume?.checkpoint ?? o.model;
     const tok = await findTokenizer(o.tokenizer, [from, path.dirname(data)]);
@@ -82,12 +87,17 @@ Checkpoints (with optimizer state, for --resume) go to --out/checkpoint-N, the t
       ? await readCheckpointConfig(from)
       : resolveConfig({ vocabSize: tok.vocabSize, maxSeqLen: o.context, numLayers: o.layers, numHeads: o.heads, channels: o.channels }, 'the new model (--layers, --heads, --channels, --context)');
     assertTokenizerFitsModel(tok, cfg);
-    const { template, from: templateFrom } = await findTemplate(o.template, [from]);
+    const { template, from: templateFrom } = await findTemplate(o.template, [from], tok);
     checkTemplateFitsTokenizer(tok, template);
+
+    // with a chat template the data may be TRL's conversational rows ({messages}, message lists)
+    const fields = { prompt: o.promptField, completion: o.completionField };
+    const rows = await readDataset(data, 'supervised', fields, '--data', template);
+    const split = await trainAndEval(rows, 'supervised', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in explicit, template);
     const maxLength = o.maxLength ?? cfg.maxSeqLen;
     if (maxLength > cfg.maxSeqLen) throw new UsageError(`--max-length ${maxLength} is longer than the model's context (${cfg.maxSeqLen})`);
 
-    const encode = (rs: SupervisedRow[], report: LengthReport) =>
+    const encode = (rs: DataRowOf<'supervised'>[], report: LengthReport) =>
       rs.map((r) => encodeSupervised(tok, template, r.prompt, r.completion, { maxLength, overflow: o.overflow, report, at: rowSource(r) })).filter((e): e is EncodedExample => e !== null);
     const trainReport = lengthReport();
     const trainSet = encode(split.train, trainReport);
@@ -120,7 +130,7 @@ Checkpoints (with optimizer state, for --resume) go to --out/checkpoint-N, the t
         padId: padIdOf(tok),
         outputDir: out,
         tokenizer: tok,
-        hfConfig: specialTokenIds(tok),
+        hfConfig: specialTokenIds(tok, model),
         files: { ...templateFiles(template), [SFT_CONFIG_FILE]: runConfig },
         signal: ctx.signal,
         onEvent: (e) => progress.onEvent(e),

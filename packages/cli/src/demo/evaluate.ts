@@ -2,6 +2,7 @@
 // with a seed shared by every policy of a run (the same random numbers for SFT and each PPO
 // policy), and each response's score, its parts, its length and its text are kept.
 import { type Model, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
+import { decodeGenerated, generationStopIds } from '@s2s/rm';
 import { type Split, type Task, words } from '@s2s/tasks';
 
 export interface Judged {
@@ -26,9 +27,9 @@ export async function judgePolicy(
   const out = {} as SplitResults;
   for (const split of ['id', 'ood'] as const) {
     const queries = prompts[split].map((p) => encodePrompt(tok, tpl, p, { maxLength: policy.config.maxSeqLen - opts.maxNewTokens })!);
-    const gens = await policy.generate(queries, { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, eos: tok.eosId, seed: opts.seed });
+    const gens = await policy.generate(queries, { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, eos: generationStopIds(policy, tok, tpl), seed: opts.seed });
     out[split] = gens.map((g, i) => {
-      const response = tok.decode(g.tokens, { skipSpecialTokens: true });
+      const response = decodeGenerated(tok, g.tokens, { skipSpecialTokens: true });
       const j = task.judge(prompts[split][i], response);
       return { prompt: prompts[split][i], score: j.score, parts: j.parts, length: words(response).length, response };
     });

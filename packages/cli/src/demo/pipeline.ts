@@ -243,7 +243,8 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
         onEvent: (e) => {
           if (e.type !== 'step') return;
           const m = e.data.metrics;
-          const gold = mean(e.data.responses.map((r, i) => task.judge(e.data.prompts[i], r).score));
+          // the testbed's prompts are text (the demo's template is plain)
+          const gold = mean(e.data.responses.map((r, i) => task.judge(e.data.prompts[i] as string, r).score));
           curve.push({ step: e.data.step, gold, length: m['response_length/mean'], kl: m['objective/kl'], score: m['objective/scores'], emptyRate: m['responses/empty_rate'] });
           ctx.onEvent({
             type: 'progress',
