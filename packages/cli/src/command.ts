@@ -63,6 +63,16 @@ export const lengthOptions = {
   },
 } as const satisfies OptionSchema;
 
+/** The final model's dtype (training commands): what the model came in, unless told otherwise. */
+export const saveOptions = {
+  saveDtype: {
+    type: 'enum',
+    values: ['float32', 'bfloat16', 'float16'],
+    group: 'run',
+    help: "weights dtype of the final model (default: the dtype --model came in, float32 for a new model); checkpoints keep float32 for an exact resume",
+  },
+} as const satisfies OptionSchema;
+
 export const runOptions = {
   resume: {
     type: 'string',

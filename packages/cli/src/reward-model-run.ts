@@ -1,6 +1,6 @@
 // What `rm train` has resolved before either kind of reward model trains: the run, its data, the
 // tokenizer and template, and where its files go.
-import { type Model, type Template, type Tokenizer, type TrainConfig, type TrainerOptions, templateFiles } from '@s2s/core';
+import { type Model, type Template, type Tokenizer, type TrainConfig, type TrainerOptions, type WeightDType, templateFiles } from '@s2s/core';
 
 import type { DataRowOf } from './datasets.js';
 
@@ -23,6 +23,8 @@ export interface RewardModelRun {
   from: string;
   /** for the final folder: the options and the reward model's kind */
   finalFiles: Record<string, string>;
+  /** the final model's weights dtype (--save-dtype; default: the SFT model's) */
+  saveDtype?: WeightDType;
   signal: AbortSignal;
   /** writes the run's options into its folder (once all input has been checked) */
   saveConfig(): Promise<string>;
@@ -40,6 +42,7 @@ export function rewardTrainerOptions(run: RewardModelRun, model: Model, progress
     tokenizer: run.tok,
     hfConfig: specialTokenIds(run.tok, model),
     files: { ...templateFiles(run.template), ...run.finalFiles },
+    saveDtype: run.saveDtype,
     signal: run.signal,
     onEvent: (e) => progress.onEvent(e),
   };

@@ -214,6 +214,19 @@ describe('a sharded Llama 3.2 folder', () => {
     expect(readJson(path.join(out, 'final', 's2s_template.json')).chat.endOfTurn).toBe('<|eot_id|>');
   });
 
+  it('--save-dtype writes the final model in another dtype than the source', async () => {
+    const out = at('runs', 'llama-sft-f32');
+    await run(['sft', '--model', llama.dir, '--template', 'chat', '--data', at('sft.jsonl'), '--out', out, '--max-steps', '1', '--batch-size', '2', '--eval-split', '0', '--save-dtype', 'float32']);
+    const final = path.join(out, 'final');
+    expect(readJson(path.join(final, 'config.json')).torch_dtype).toBe('float32');
+    const files = readdirSync(final).filter((f) => f.endsWith('.safetensors'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) for (const t of (await readSafetensors(path.join(final, f))).tensors.values()) expect(t.dtype, `${f} ${t.name}`).toBe('F32');
+    const bad = await s2s(['sft', '--model', llama.dir, '--data', at('sft.jsonl'), '--out', at('runs', 'x'), '--save-dtype', 'int8', ...CPU]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--save-dtype');
+  });
+
   it('from Node: loads, and PPO with a custom reward runs an iteration and saves a Llama folder like the source', async () => {
     const tok = await Tokenizer.load(llama.dir);
     const template = chatModeTemplate(await loadChatTemplate(llama.dir, tok));

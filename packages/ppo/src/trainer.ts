@@ -9,6 +9,7 @@ import {
   type Model,
   type Prompt,
   type SamplerState,
+  type WeightDType,
   loadModel,
   mix,
   permutation,
@@ -52,6 +53,8 @@ export interface PPOTrainerOptions extends RolloutModels {
   config?: Partial<PPOConfig>;
   /** log.jsonl, samples.jsonl, checkpoint-<step>/ and final/ go here */
   outputDir?: string;
+  /** the final policy's and critic's weights dtype (default: saveModel's, the dtype the policy came in) */
+  saveDtype?: WeightDType;
   onEvent?: (e: PPOEvent) => void;
   /** when aborted, the trainer checkpoints (with an outputDir) and returns before the next step */
   signal?: AbortSignal;
@@ -375,8 +378,9 @@ export class PPOTrainer {
     if (!out) return undefined;
     const dir = path.join(out, 'final');
     const files = { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template) };
-    await saveModel(this.policy, dir, { files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
-    await saveModel(this.critic, path.join(out, 'final-critic'), { files });
+    const dtype = this.opts.saveDtype;
+    await saveModel(this.policy, dir, { dtype, files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
+    await saveModel(this.critic, path.join(out, 'final-critic'), { dtype, files });
     return dir;
   }
 }

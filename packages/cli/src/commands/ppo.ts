@@ -7,7 +7,7 @@ import { type Model, type Tokenizer, loadModel, stopTokenIds } from '@s2s/core';
 import { PPOTrainer, type PPOTrainerOptions, rewardFromModel } from '@s2s/ppo';
 import { REWARD_STATS_FILE, loadRewardModel } from '@s2s/rm';
 
-import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions, saveOptions } from '../command.js';
 import { checkDataFile, readDataset } from '../datasets.js';
 import { encodeQueries } from '../generation.js';
 import { EXIT_INTERRUPTED } from '../interrupt.js';
@@ -45,6 +45,7 @@ const options = {
     help: "continue a stopped run from checkpoint DIR, or alone: the latest in --out; it keeps its PPO config, the other options come from the run's saved ones",
   },
   ...engineOptions,
+  ...saveOptions,
 } as const satisfies OptionSchema;
 
 const SUMMARY: Array<[string, string, number]> = [
@@ -136,6 +137,7 @@ controller, prompt order); --resume continues it exactly.`,
         tokenizer: tok,
         template,
         outputDir: out,
+        saveDtype: o.saveDtype,
         signal: ctx.signal,
         onEvent: progress.onEvent,
       };

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { TRAIN_DEFAULTS, assertTokenizerFitsModel, readCheckpointConfig, writeFileAtomic } from '@s2s/core';
 import { type RewardModelKind, SCALAR_RM_DEFAULTS, rewardModelFiles } from '@s2s/rm';
 
-import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions } from '../command.js';
+import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions, saveOptions } from '../command.js';
 import { checkDataFile, readDataset, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer } from '../model-inputs.js';
 import { optimizerOption } from '../optimizer-options.js';
@@ -48,6 +48,7 @@ const options = {
   ...trainOptions(TRAIN_DEFAULTS),
   lr: optimizerOption('lr', undefined, `peak learning rate (default ${SCALAR_RM_DEFAULTS.lr} scalar, ${TRAIN_DEFAULTS.lr} --seq2seq)`),
   ...runOptions,
+  ...saveOptions,
 } as const satisfies OptionSchema;
 
 const KIND_OF_RUN: Record<string, RewardModelKind> = { 'scalar-rm': 'scalar', supervised: 'seq2seq' };
@@ -116,6 +117,7 @@ and the tokenizer. Ctrl-C stops with a checkpoint; --resume continues.`,
       evalRows: split.eval,
       from,
       finalFiles: { [RM_CONFIG_FILE]: runConfig, ...rewardModelFiles({ kind, baseModel: sft && path.resolve(sft), data: path.resolve(data) }) },
+      saveDtype: o.saveDtype,
       signal: ctx.signal,
       saveConfig: () => saveRunConfig(out, RM_CONFIG_FILE, runConfig),
       saveResults: (results) => writeFileAtomic(path.join(out, EVAL_RESULTS_FILE), JSON.stringify(results, null, 2) + '\n'),

@@ -19,7 +19,7 @@ import {
   templateFiles,
 } from '@s2s/core';
 
-import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions } from '../command.js';
+import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions, saveOptions } from '../command.js';
 import { type DataRowOf, checkDataFile, readDataset, reportLengths, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer, padIdOf, specialTokenIds } from '../model-inputs.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
@@ -52,6 +52,7 @@ const options = {
   context: { type: 'int', min: 1, default: 256, group: NEW_MODEL, help: 'context length in tokens' },
   ...trainOptions(TRAIN_DEFAULTS),
   ...runOptions,
+  ...saveOptions,
 } as const satisfies OptionSchema;
 
 export const sftCommand: Command<typeof options> = defineCommand({
@@ -132,6 +133,7 @@ Ctrl-C stops with a checkpoint.`,
         tokenizer: tok,
         hfConfig: specialTokenIds(tok, model),
         files: { ...templateFiles(template), [SFT_CONFIG_FILE]: runConfig },
+        saveDtype: o.saveDtype,
         signal: ctx.signal,
         onEvent: (e) => progress.onEvent(e),
       });

@@ -5,7 +5,7 @@
 // its evaluation measures.
 import * as path from 'node:path';
 
-import { saveModel } from '../checkpoint.js';
+import { type WeightDType, saveModel } from '../checkpoint.js';
 import { BatchSampler, type SamplerState } from '../data/batching.js';
 import type { FileData } from '../fsutil.js';
 import type { Model } from '../model.js';
@@ -99,6 +99,8 @@ export interface TrainerOptions<C extends TrainConfig> {
   hfConfig?: Record<string, unknown>;
   /** more files for every checkpoint and the final folder (the template, the run's options, ...) */
   files?: Record<string, FileData>;
+  /** the final model's weights dtype (default: saveModel's, the dtype the model came in); checkpoints keep float32 */
+  saveDtype?: WeightDType;
   onEvent?: (e: TrainerEvent) => void;
   /** when aborted, the trainer checkpoints (if it has an outputDir) and returns before the next step */
   signal?: AbortSignal;
@@ -258,6 +260,7 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
     if (this.opts.outputDir) {
       savedTo = path.join(this.opts.outputDir, 'final');
       await saveModel(this.model, savedTo, {
+        dtype: this.opts.saveDtype,
         config: this.opts.hfConfig,
         files: {
           ...(this.opts.tokenizer?.files() ?? {}),
