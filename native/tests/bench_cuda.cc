@@ -56,6 +56,17 @@ double copy_bandwidth_gbs() {
 // GPT-2 124M: vocabulary 50257, context 1024, 12 layers, 12 heads, width 768
 GPTConfig gpt2_small() { return {50257, 1024, 12, 12, 768}; }
 
+// SmolLM2-135M's shape: 30 layers, width 576, 9 query heads over 3 key/value heads, FF 1536.
+GPTConfig smollm2_135m() {
+  GPTConfig c{49152, 2048, 30, 9, 576};
+  c.arch = "llama";
+  c.num_kv_heads = 3;
+  c.head_dim = 64;
+  c.ffn_size = 1536;
+  c.rope_theta = 1e5;
+  return c;
+}
+
 std::vector<int32_t> tokens(size_t n, int V, uint64_t seed) { return harness::random_tokens(n, V, seed); }
 
 }  // namespace
@@ -106,6 +117,44 @@ int main(int argc, char** argv) {
     double peak = p == cuda::Precision::bf16 ? peak_bf16 : peak_fp32;
     report(name + " (MFU)", fmt("%.1f%%", 100.0 * tflops / peak),
            fmt("%.1f TFLOP/s of the measured ", tflops) + cuda::precision_name(p) + " peak");
+  }
+
+  // ---- the Llama family: a training step and generation of SmolLM2-135M's shape ----
+  {
+    GPTConfig lc = smollm2_135m();
+    const int LB = 8, LT = 1024;
+    cuda::LlamaCuda m(lc);
+    m.init_weights(1);
+    auto tok = tokens((size_t)LB * LT, lc.vocab_size, 2), tgt = tokens((size_t)LB * LT, lc.vocab_size, 3);
+    std::vector<float> dlp((size_t)LB * LT, -1.0f / (LB * LT));
+    AdamWConfig a;
+    a.lr = 1e-4f;
+    auto step = [&] {
+      m.forward(tok.data(), tgt.data(), LB, LT, ForwardOptions{});
+      m.backward(dlp.data(), nullptr);
+      m.step(a);
+    };
+    step();
+    const int iters = quick ? 2 : 5;
+    auto t0 = Clock::now();
+    for (int i = 0; i < iters; i++) step();
+    double s = seconds_since(t0) / iters;
+    double tflops = m.flops_per_token(LT) * LB * LT / s / 1e12;
+    report("train step SmolLM2-135M shape B=8 T=1024, bf16 (tokens/s)", fmt("%.0f", LB * LT / s),
+           fmt("%.1f ms/step, ", s * 1e3) + fmt("MFU %.1f%%", 100.0 * tflops / peak_bf16));
+    std::vector<std::vector<int32_t>> prompts;
+    for (int b = 0; b < 32; b++) prompts.push_back(tokens(16, lc.vocab_size, 20 + b));
+    GenerateOptions o;
+    o.max_new_tokens = quick ? 32 : 128;
+    o.sampling.temperature = 1.0f;
+    m.generate(prompts, o);  // warm-up
+    t0 = Clock::now();
+    GenerateResult r = m.generate(prompts, o);
+    double gs = seconds_since(t0);
+    long n = 0;
+    for (int len : r.lengths) n += len;
+    report(std::string("generate SmolLM2-135M shape, 32 x (16 + ") + std::to_string(o.max_new_tokens) + ") (tokens/s)",
+           fmt("%.0f", n / gs), fmt("%.2f ms per step", gs * 1e3 / o.max_new_tokens));
   }
 
   // ---- generation ----
