@@ -2,12 +2,14 @@
 // and --resume continues it to exactly the weights of a run that was never stopped; Ctrl-C in a
 // real process takes the same path.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { encodeSafetensors, parseSafetensors, type TensorToWrite } from '@s2s/core';
 
 import { TINY, readJson, s2s } from './cli-harness.js';
 
@@ -79,6 +81,35 @@ describe('stop and --resume', () => {
       expect(readJson(path.join(out, 'final', 's2s_reward_model.json')).kind).toBe(kind);
       expect(weights(out).equals(weights(straight))).toBe(true);
     });
+
+  it('sft --resume refuses optimizer state with a NaN or a negative second moment, naming file, tensor and element, and trains nothing', async () => {
+    const out = path.join(root, 'bad-moments');
+    const stop = new AbortController();
+    const r = await s2s(sftArgs(out, 4), { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
+    expect(r.code).toBe(130);
+    const ckpt = path.join(out, readdirSync(out).find((n) => n.startsWith('checkpoint-'))!);
+    const file = path.join(ckpt, 'optimizer.safetensors');
+    const good = readFileSync(file);
+    const st = parseSafetensors(good, file);
+    for (const [name, value, shown] of [
+      ['exp_avg_sq.transformer.h.0.mlp.c_fc.weight', -2, '([0, 33]) is -2'],
+      ['exp_avg.transformer.wpe.weight', NaN, '([1, 1]) is NaN'],
+    ] as const) {
+      const tensors = new Map<string, TensorToWrite>();
+      for (const [k, t] of st.tensors) {
+        const bytes = t.bytes.slice();
+        if (k === name) new Float32Array(bytes.buffer)[33] = value;
+        tensors.set(k, { dtype: t.dtype, shape: t.shape, bytes });
+      }
+      writeFileSync(file, encodeSafetensors(tensors, st.metadata));
+      const resumed = await s2s(['sft', '--out', out, '--resume']);
+      expect(resumed.code).not.toBe(0);
+      expect(resumed.err).toContain(`${file}: tensor "${name}" element 33 ${shown}`);
+      expect(existsSync(path.join(out, 'final'))).toBe(false);
+    }
+    writeFileSync(file, good);
+    expect((await s2s(['sft', '--out', out, '--resume'])).code).toBe(0);
+  });
 
   it('Ctrl-C in a real process: SIGINT stops the run with a checkpoint and exit status 130', async () => {
     const out = path.join(root, 'sigint');

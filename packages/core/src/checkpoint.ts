@@ -315,7 +315,7 @@ async function openWeights(dir: string): Promise<Weights> {
   const byFile = new Map<string, string[]>();
   for (const [name, f] of Object.entries(wm)) {
     if (typeof f !== 'string' || f === '' || f !== path.basename(f) || f === '.' || f === '..')
-      fail(`weight_map names ${JSON.stringify(f)} for tensor ${JSON.stringify(name)}; it must be a file name in ${dir}`);
+      fail(`weight_map names ${typeof f === 'object' && f !== null ? (Array.isArray(f) ? 'an array' : 'an object') : JSON.stringify(f)} for tensor ${JSON.stringify(name)}; it must be a file name in ${dir}`);
     byFile.set(f as string, [...(byFile.get(f as string) ?? []), name]);
   }
   if (byFile.size === 0) fail('weight_map is empty');
@@ -423,6 +423,43 @@ function bitsEqual(a: Float32Array, b: Float32Array): boolean {
 
 const readFloats = async (t: Located) => toFloat32(await t.handle.read(t.entry.name), t.handle.file);
 
+/** Element `i` of a row-major tensor of `shape`, as coordinates. */
+function coordinates(i: number, shape: readonly number[]): number[] {
+  const at = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    at[d] = shape[d] > 0 ? i % shape[d] : 0;
+    i = shape[d] > 0 ? Math.floor(i / shape[d]) : 0;
+  }
+  return at;
+}
+
+/**
+ * A tensor's values, read and checked where they enter: every value finite (as float32), and with
+ * `nonNegative` (AdamW's second moment) none below zero. A refusal names the file, the tensor, the
+ * first offending element (flat index and coordinates) and its value, and how many there are.
+ */
+async function readChecked(t: Located, what: string, nonNegative = false): Promise<Float32Array> {
+  const a = await readFloats(t);
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    // NaN fails both comparisons; -0 passes
+    if (!(x > -Infinity && x < Infinity) || (nonNegative && x < 0)) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first < 0) return a;
+  const shape = t.entry.shape;
+  const x = a[first];
+  const rule = nonNegative ? 'must be finite and non-negative' : 'must be finite';
+  const f64 = t.entry.dtype === 'F64' && (x === Infinity || x === -Infinity) ? ' as float32' : '';
+  throw new CheckpointError(
+    `${t.handle.file}: tensor ${JSON.stringify(t.entry.name)} element ${first}${shape.length > 1 ? ` (${fmtShape(coordinates(first, shape))})` : ''} is ${x}${f64}${count > 1 ? ` (and ${count - 1} more such elements)` : ''}; ${what} ${rule}`,
+  );
+}
+
 /** The optimizer state in `h`, checked against the model's layout. */
 function matchOptimizer(h: SafetensorsHandle, layout: TensorInfo[]): { m: Map<string, Located>; v: Map<string, Located>; step: number } {
   const byName = new Map(layout.map((t) => [t.name, t]));
@@ -505,7 +542,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     for (const h of weights.handles)
       for (const t of layout) {
         const src = found.get(t.name)!;
-        if (src.handle === h) await model.writeTensor(t.name, await readFloats(src));
+        if (src.handle === h) await model.writeTensor(t.name, await readChecked(src, 'weights'));
       }
     if (lmHead && !bitsEqual(await readFloats(lmHead), await model.readTensor(names.embed)))
       throw new CheckpointError(
@@ -517,8 +554,17 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
           `${b.handle.file}: ${b.entry.name} is not zero; the engine has no o_proj bias (Llama's attention_bias adds one; only q/k/v biases, as Qwen2 has, are supported)`,
         );
     if (moments) {
-      for (const t of layout) await model.writeTensor(t.name, await readFloats(moments.m.get(t.name)!), 'adam_m');
-      for (const t of layout) await model.writeTensor(t.name, await readFloats(moments.v.get(t.name)!), 'adam_v');
+      const fresh = "; this optimizer state cannot be resumed from (use an earlier checkpoint, or load the weights alone: loadModel's optimizer: false)";
+      const moment = async (t: Located, what: string, nonNegative: boolean) => {
+        try {
+          return await readChecked(t, what, nonNegative);
+        } catch (e) {
+          if (e instanceof CheckpointError) e.message += fresh;
+          throw e;
+        }
+      };
+      for (const t of layout) await model.writeTensor(t.name, await moment(moments.m.get(t.name)!, "AdamW's first moment (exp_avg)", false), 'adam_m');
+      for (const t of layout) await model.writeTensor(t.name, await moment(moments.v.get(t.name)!, "AdamW's second moment (exp_avg_sq)", true), 'adam_v');
       await model.setOptimizerStep(moments.step);
     }
     sources.set(model, { dir, hfConfig: hf, generationConfig, dtype: weightDType(found, hf) });

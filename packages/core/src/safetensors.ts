@@ -32,6 +32,8 @@ export const FLOAT_DTYPES: readonly SafetensorsDType[] = ['F32', 'F16', 'BF16', 
 
 /** The reference implementation's limit on the JSON header. */
 export const MAX_HEADER_BYTES = 100_000_000;
+/** The deepest nesting of objects and arrays a header may have (serde_json's, which the reference implementation parses with, is 128). */
+export const MAX_HEADER_DEPTH = 128;
 
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
@@ -89,6 +91,28 @@ function duplicateKey(text: string): string | undefined {
 
 const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
 
+/** How deep objects and arrays nest in JSON text (strings skipped), counted without recursion; stops counting past `limit`. */
+function nestingDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      i++;
+      while (i < text.length && text.charCodeAt(i) !== 0x22) i += text.charCodeAt(i) === 0x5c ? 2 : 1;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max && (max = depth) > limit) return max;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
+}
+
+/** A JSON value (of a header whose nesting has been checked) for an error message: at most `max` characters. */
+function brief(v: unknown, max = 80): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
 /** A tensor's header entry: where its bytes are, without them (see openSafetensors). */
 export type SafetensorsEntry = Omit<SafetensorsTensor, 'bytes'>;
 
@@ -107,6 +131,8 @@ function parseHeader(
   } catch {
     return fail('header is not valid UTF-8');
   }
+  const depth = nestingDepth(text, MAX_HEADER_DEPTH);
+  if (depth > MAX_HEADER_DEPTH) return fail(`header nests objects and arrays more than ${MAX_HEADER_DEPTH} deep (corrupt or hostile)`);
   let header: unknown;
   try {
     header = JSON.parse(text);
@@ -126,18 +152,18 @@ function parseHeader(
       if (!isObject(entry)) fail('__metadata__ is not an object of strings');
       const pairs = Object.entries(entry as Record<string, unknown>);
       for (const [k, v] of pairs)
-        if (typeof v !== 'string') fail(`__metadata__ value for ${JSON.stringify(k)} is not a string: ${JSON.stringify(v)}`);
+        if (typeof v !== 'string') fail(`__metadata__ value for ${brief(k)} is not a string: ${brief(v)}`);
       metadata = Object.fromEntries(pairs) as Record<string, string>;
       continue;
     }
     if (!isObject(entry)) return fail(`${where}: header entry is not an object`);
     const { dtype, shape, data_offsets: offsets } = entry;
     if (typeof dtype !== 'string') return fail(`${where}: dtype is missing or not a string`);
-    if (!Object.hasOwn(DTYPE_SIZE, dtype)) return fail(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+    if (!Object.hasOwn(DTYPE_SIZE, dtype)) return fail(`${where}: unknown dtype ${brief(dtype)}`);
     if (!Array.isArray(shape)) return fail(`${where}: shape is missing or not an array`);
-    if (!shape.every(isIndex)) return fail(`${where}: shape ${JSON.stringify(shape)} has a dimension that is not a non-negative integer`);
+    if (!shape.every(isIndex)) return fail(`${where}: shape ${brief(shape, 200)} has a dimension that is not a non-negative integer`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex))
-      return fail(`${where}: data_offsets ${JSON.stringify(offsets)} is not [begin, end] with non-negative integers`);
+      return fail(`${where}: data_offsets ${brief(offsets, 200)} is not [begin, end] with non-negative integers`);
     const [begin, end] = offsets as [number, number];
     if (begin > end) fail(`${where}: data_offsets [${begin}, ${end}] ends before it begins`);
     if (end > dataLength)
@@ -200,25 +226,47 @@ export function parseSafetensors(input: Uint8Array, file = '<buffer>'): Safetens
 // Node's fs refuses single reads above 2 GiB.
 const MAX_READ = 1 << 30;
 
-/** Reads and checks a safetensors file: one read of the whole file into one buffer. */
+/** Reads the length prefix and the header of an open file, checking them and every header entry; reads no tensor data. */
+async function readHeader(fh: fs.FileHandle, file: string, size: number) {
+  const fail = failer(file);
+  const prefix = Buffer.alloc(9);
+  await fh.read(prefix, 0, Math.min(9, size), 0);
+  const n = headerLength(prefix, size, fail);
+  if (n < 2 || prefix[8] !== 0x7b) fail('header does not start with "{" (corrupt or not a safetensors file)');
+  const head = Buffer.alloc(n);
+  for (let at = 0; at < n; ) {
+    const { bytesRead } = await fh.read(head, at, n - at, 8 + at);
+    if (bytesRead === 0) fail('the file shrank while being read');
+    at += bytesRead;
+  }
+  return { n, ...parseHeader(head, size - 8 - n, fail) };
+}
+
+/**
+ * Reads and checks a safetensors file: the header first (a bad one is refused before any data is
+ * read), then the whole file in one buffer.
+ */
 export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   const fh = await fs.open(file, 'r');
-  let bytes: Buffer;
   try {
     const size = (await fh.stat()).size;
+    const { n, metadata, entries } = await readHeader(fh, file, size);
     if (size > constants.MAX_LENGTH)
       throw new SafetensorsError(`${file}: ${size} bytes is more than this Node.js can hold in one buffer (${constants.MAX_LENGTH})`);
     // allocUnsafeSlow: its own ArrayBuffer at byteOffset 0, so the data's alignment is the file's.
-    bytes = Buffer.allocUnsafeSlow(size);
+    const buf = Buffer.allocUnsafeSlow(size);
     for (let at = 0; at < size; ) {
-      const { bytesRead } = await fh.read(bytes, at, Math.min(MAX_READ, size - at), at);
+      const { bytesRead } = await fh.read(buf, at, Math.min(MAX_READ, size - at), at);
       if (bytesRead === 0) throw new SafetensorsError(`${file}: the file shrank while being read`);
       at += bytesRead;
     }
+    const data = new Uint8Array(buf.buffer, 8 + n, size - 8 - n);
+    const tensors = new Map<string, SafetensorsTensor>();
+    for (const [name, e] of entries) tensors.set(name, { ...e, bytes: data.subarray(e.dataOffsets[0], e.dataOffsets[1]) });
+    return { file, metadata, tensors };
   } finally {
     await fh.close();
   }
-  return parseSafetensors(bytes, file);
 }
 
 /**
@@ -241,17 +289,7 @@ export async function openSafetensors(file: string): Promise<SafetensorsHandle> 
   try {
     const fail = failer(file);
     const size = (await fh.stat()).size;
-    const prefix = Buffer.alloc(9);
-    await fh.read(prefix, 0, Math.min(9, size), 0);
-    const n = headerLength(prefix, size, fail);
-    if (n < 2 || prefix[8] !== 0x7b) fail('header does not start with "{" (corrupt or not a safetensors file)');
-    const head = Buffer.alloc(n);
-    for (let at = 0; at < n; ) {
-      const { bytesRead } = await fh.read(head, at, n - at, 8 + at);
-      if (bytesRead === 0) fail('the file shrank while being read');
-      at += bytesRead;
-    }
-    const { metadata, entries } = parseHeader(head, size - 8 - n, fail);
+    const { n, metadata, entries } = await readHeader(fh, file, size);
     const base = 8 + n;
     return {
       file,

@@ -303,7 +303,9 @@ describe('refusals', () => {
     const params = await tensorsOf(base);
     const moments = (drop: string | null, meta: Record<string, string>) => {
       const out = new Map<string, TensorToWrite>();
-      for (const [name, t] of params) for (const p of ['exp_avg.', 'exp_avg_sq.']) if (p + name !== drop) out.set(p + name, t);
+      for (const [name, t] of params)
+        for (const p of ['exp_avg.', 'exp_avg_sq.'])
+          if (p + name !== drop) out.set(p + name, p === 'exp_avg_sq.' ? { ...t, data: (t as { data: Float32Array }).data.map(Math.abs) } : t);
       return encodeSafetensors(out, meta);
     };
     await fs.writeFile(f, moments('exp_avg_sq.transformer.wpe.weight', { step: '3' }));
@@ -312,6 +314,63 @@ describe('refusals', () => {
     await expect(loadModel(dir)).rejects.toThrow(/optimizer\.safetensors: __metadata__ "step" must be/);
     await fs.writeFile(f, moments(null, { step: '3' }));
     expect((await loadModel(dir)).optimizerStep).toBe(3);
+  });
+
+  it('non-finite weights (F32 or BF16), naming the file, tensor, element and value', async () => {
+    for (const [value, shown] of [[NaN, 'NaN'], [Infinity, 'Infinity'], [-Infinity, '-Infinity']] as const) {
+      const t = await tensorsOf(base);
+      (t.get('transformer.h.1.attn.c_attn.weight') as { data: Float32Array }).data[50] = value;
+      const dir = await handCheckpoint(t);
+      await expect(loadModel(dir)).rejects.toThrow(
+        `${path.join(dir, 'model.safetensors')}: tensor "transformer.h.1.attn.c_attn.weight" element 50 ([1, 2]) is ${shown}; weights must be finite`,
+      );
+    }
+    const t = await tensorsOf(base);
+    for (const [name, x] of t) t.set(name, { ...x, dtype: 'BF16' } as TensorToWrite);
+    const bias = (t.get('transformer.ln_f.bias') as { data: Float32Array }).data;
+    bias[3] = NaN;
+    bias[9] = Infinity;
+    const dir = await handCheckpoint(t);
+    await expect(loadModel(dir)).rejects.toThrow(`tensor "transformer.ln_f.bias" element 3 is NaN (and 1 more such elements); weights must be finite`);
+  });
+
+  it('optimizer state with a NaN or infinite moment, or a negative second moment, naming the file, tensor, element and value', async () => {
+    const m = await Model.create(CFG, { seed: 7 });
+    await trainStep(m, 1);
+    const dir = fresh();
+    await saveModel(m, dir, { optimizer: true });
+    const f = path.join(dir, 'optimizer.safetensors');
+    const good = await fs.readFile(f);
+    const st = parseSafetensors(good, f);
+    const withValue = (name: string, i: number, value: number) => {
+      const out = new Map<string, TensorToWrite>();
+      for (const [k, t] of st.tensors) {
+        const bytes = t.bytes.slice();
+        if (k === name) new Float32Array(bytes.buffer)[i] = value;
+        out.set(k, { dtype: t.dtype, shape: t.shape, bytes });
+      }
+      return encodeSafetensors(out, st.metadata);
+    };
+    const first = "AdamW's first moment (exp_avg) must be finite;";
+    const second = "AdamW's second moment (exp_avg_sq) must be finite and non-negative;";
+    for (const [name, i, value, where, rule] of [
+      ['exp_avg.transformer.wpe.weight', 5, NaN, 'element 5 ([0, 5]) is NaN', first],
+      ['exp_avg.transformer.h.0.mlp.c_fc.bias', 7, -Infinity, 'element 7 is -Infinity', first],
+      ['exp_avg_sq.transformer.wpe.weight', 20, -0.5, 'element 20 ([1, 4]) is -0.5', second],
+      ['exp_avg_sq.transformer.h.1.ln_2.weight', 0, NaN, 'element 0 is NaN', second],
+      ['exp_avg_sq.transformer.wte.weight', 100, Infinity, 'element 100 ([6, 4]) is Infinity', second],
+    ] as const) {
+      await fs.writeFile(f, withValue(name, i, value));
+      await expect(loadModel(dir), name).rejects.toThrow(`${f}: tensor "${name}" ${where}; ${rule}`);
+      // the weights alone still load
+      (await loadModel(dir, { optimizer: false })).dispose();
+    }
+    // a second moment of -0 is zero
+    await fs.writeFile(f, withValue('exp_avg_sq.transformer.wpe.weight', 3, -0));
+    const back = await loadModel(dir);
+    expect(back.optimizerStep).toBe(1);
+    back.dispose();
+    m.dispose();
   });
 
   it('a directory that is not a checkpoint', async () => {
@@ -579,6 +638,8 @@ describe('sharded checkpoints', () => {
         [JSON.stringify({ weight_map: {} }), `${index}: weight_map is empty`],
         [JSON.stringify({ weight_map: { ...json.weight_map, 'transformer.wte.weight': '../x.safetensors' } }), `${index}: weight_map names "../x.safetensors" for tensor "transformer.wte.weight"`],
         [JSON.stringify({ weight_map: { ...json.weight_map, 'transformer.wte.weight': 7 } }), `${index}: weight_map names 7 for tensor "transformer.wte.weight"`],
+        // nested 100,000 deep: a clear refusal, not a stack overflow
+        [`{"weight_map": {"transformer.wte.weight": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}`, `${index}: weight_map names an array for tensor "transformer.wte.weight"`],
       ];
       for (const [text, msg] of cases) {
         await fs.writeFile(index, text);

@@ -262,6 +262,40 @@ describe('safetensors reader', () => {
       await fs.writeFile(file, bytes.subarray(0, bytes.length - 3));
       await expect(readSafetensors(file)).rejects.toThrow(`${file}: tensor "x.y": data_offsets [0, 4000] run past the end`);
     });
+
+    it('checks the header before reading any data: a huge file with a bad header is refused at once', async () => {
+      const file = path.join(dir, 'huge.safetensors');
+      // 5 GiB, sparse: more than one buffer can hold, so a reader that read the data first would fail otherwise
+      const header = makeFile({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 9] } });
+      const fh = await fs.open(file, 'w');
+      await fh.write(header, 0, header.length, 0);
+      await fh.truncate(5 * 2 ** 30);
+      await fh.close();
+      const t0 = performance.now();
+      for (const read of [readSafetensors, openSafetensors])
+        await expect(read(file)).rejects.toThrow(`${file}: tensor "w": 9 bytes of data, but shape [2] of F32 needs 8`);
+      expect(performance.now() - t0).toBeLessThan(5000);
+      await fs.rm(file);
+    });
+
+    it('refuses a deeply nested header with a clear error, for every reader', async () => {
+      const file = path.join(dir, 'deep.safetensors');
+      const deep = (open: string, close: string, depth: number) =>
+        makeFile(`{"__metadata__":{"a":${open.repeat(depth)}${close.repeat(depth)}},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, new Uint8Array(4));
+      for (const [open, close] of [['[', ']'], ['{"k":', '}']]) {
+        const bytes = deep(open, close, 100_000);
+        const msg = `${file}: header nests objects and arrays more than 128 deep`;
+        expect(() => parseSafetensors(bytes, file)).toThrow(msg);
+        await fs.writeFile(file, bytes);
+        await expect(readSafetensors(file)).rejects.toThrow(msg);
+        await expect(openSafetensors(file)).rejects.toThrow(msg);
+      }
+      // within the limit: refused for what it is
+      expect(() => parseSafetensors(deep('[', ']', 120), file)).toThrow(`${file}: __metadata__ value for "a" is not a string: [[[[`);
+      // nesting inside strings does not count
+      const quoted = makeFile({ __metadata__: { a: '['.repeat(1000) }, w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4));
+      expect(parseSafetensors(quoted).metadata.a).toHaveLength(1000);
+    });
   });
 });
 

@@ -16,6 +16,7 @@ import {
   saveModel,
   templateFiles,
   writeDirAtomic,
+  writeDirsAtomic,
   writeFileAtomic,
   writeFileDurable,
   adamWOptions,
@@ -78,6 +79,9 @@ interface PPOState {
 }
 
 const STATE_FILE = 'trainer_state.json';
+/** out/final: the trained policy; out/final-critic: its critic, written with it as one unit */
+const FINAL_DIR = 'final';
+const FINAL_CRITIC_DIR = 'final-critic';
 export const PPO_LOG_FILES = ['log.jsonl', 'samples.jsonl'] as const;
 
 /** Drops the log lines of steps after `step` (a line cut off mid-write goes too). */
@@ -373,14 +377,27 @@ export class PPOTrainer {
     return dir;
   }
 
+  /**
+   * final/ (the policy, with the tokenizer, template and trainer state) and final-critic/ as one
+   * unit (writeDirsAtomic, final/ last): a run killed while saving leaves no final/ (the former one,
+   * if any, at out/.final.old-*) rather than a policy beside a critic from another save.
+   */
   private async saveFinal(): Promise<string | undefined> {
     const out = this.opts.outputDir;
     if (!out) return undefined;
-    const dir = path.join(out, 'final');
+    const dir = path.join(out, FINAL_DIR);
     const files = { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template) };
     const dtype = this.opts.saveDtype;
-    await saveModel(this.policy, dir, { dtype, files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
-    await saveModel(this.critic, path.join(out, 'final-critic'), { dtype, files });
+    // Replacing a directory removes all of it: as saveModel does, refuse one that is not a checkpoint.
+    for (const name of [FINAL_DIR, FINAL_CRITIC_DIR]) {
+      const present = await fs.readdir(path.join(out, name)).catch(() => undefined);
+      if (present && present.length > 0 && !present.includes('config.json'))
+        throw new Error(`${path.join(out, name)} exists and is not a checkpoint (it has files but no config.json); refusing to replace it`);
+    }
+    await writeDirsAtomic(out, [FINAL_DIR, FINAL_CRITIC_DIR], async (tmp) => {
+      await saveModel(this.policy, path.join(tmp, FINAL_DIR), { dtype, files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
+      await saveModel(this.critic, path.join(tmp, FINAL_CRITIC_DIR), { dtype, files });
+    });
     return dir;
   }
 }
