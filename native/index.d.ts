@@ -55,8 +55,9 @@ export interface NativeForwardResult {
   entropy?: Float32Array;
 }
 
+/** step()'s options: lr is required, and a key outside these is refused. */
 export interface NativeAdamW {
-  lr?: number;
+  lr: number;
   beta1?: number;
   beta2?: number;
   eps?: number;
@@ -90,6 +91,10 @@ export interface NativeDivergenceResult {
   argmax: Int32Array;
 }
 
+// Every method copies its array arguments when it is called (changing them afterwards changes
+// nothing; a detached ArrayBuffer is a TypeError), refuses option keys it does not know, and every
+// call that reads the weights (forward, generate, greedyMatch, divergence) refuses parameters that
+// contain NaN or Inf. writeBuffer refuses non-finite params/adam_m/adam_v and a negative adam_v.
 export class NativeModel {
   constructor(config: NativeConfig);
   readonly numParams: number;
@@ -108,7 +113,7 @@ export class NativeModel {
     opts?: NativeForwardOptions,
   ): Promise<NativeForwardResult>;
   backward(dlogprob: Float32Array | null, dvalue?: Float32Array | null): Promise<void>;
-  step(opts?: NativeAdamW): Promise<number>;
+  step(opts: NativeAdamW): Promise<number>;
   zeroGrad(): Promise<void>;
   generate(prompts: Int32Array, promptLengths: Int32Array, opts?: NativeGenerateOptions): Promise<NativeGenerateResult>;
   greedyMatch(

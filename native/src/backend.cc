@@ -46,6 +46,7 @@ void check_forward_options(const ModelConfig& cfg, const ForwardOptions& o) {
 }
 
 void check_backward_inputs(const ModelConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran) {
+  if (!dlogprob && !dvalue) throw Error("backward needs dlogprob or dvalue (each of B*T values); neither was given");
   if (dvalue && !cfg.value_head) throw Error("dvalue was given but this model has no value head");
   if (dlogprob && !head_ran) throw Error("dlogprob was given but the last forward skipped the LM head (logprob: false)");
   for (int64_t i = 0; i < (int64_t)B * T; i++) {
@@ -66,6 +67,45 @@ void check_adamw(const AdamWConfig& o) {
     throw Error("weightDecay must be a finite number >= 0, got " + std::to_string(o.weight_decay));
   if (bad(o.max_grad_norm) || o.max_grad_norm < 0)
     throw Error("maxGradNorm must be a finite number >= 0 (0 disables clipping), got " + std::to_string(o.max_grad_norm));
+}
+
+const char* buffer_name(BufferKind k) {
+  return k == BufferKind::params ? "params" : k == BufferKind::grads ? "grads" : k == BufferKind::adam_m ? "adam_m" : "adam_v";
+}
+
+namespace {
+std::string value_str(float x) {
+  std::ostringstream s;
+  s << x;
+  return s.str();
+}
+// "offset 12 (tensor 'wte.weight', index 12)"
+std::string locate(const std::vector<TensorInfo>& layout, size_t offset) {
+  std::string s = "offset " + std::to_string(offset);
+  for (const TensorInfo& t : layout)
+    if (offset >= t.offset && offset < t.offset + t.numel)
+      return s + " (tensor '" + t.name + "', index " + std::to_string(offset - t.offset) + ")";
+  return s;
+}
+}  // namespace
+
+void check_buffer_values(const std::vector<TensorInfo>& layout, BufferKind k, size_t offset, size_t n, const float* src) {
+  if (k == BufferKind::grads) return;
+  for (size_t i = 0; i < n; i++) {
+    if (!std::isfinite(src[i]))
+      throw Error(std::string("writeBuffer(") + buffer_name(k) + "): the value at " + locate(layout, offset + i) +
+                  " is not finite (" + value_str(src[i]) + "); nothing was written");
+    if (k == BufferKind::adam_v && src[i] < 0)
+      throw Error("writeBuffer(adam_v): the value at " + locate(layout, offset + i) + " is negative (" +
+                  value_str(src[i]) + "): AdamW's second moment must be >= 0; nothing was written");
+  }
+}
+
+void check_tensor_finite(const TensorInfo& t, const float* host, const char* call) {
+  for (size_t i = 0; i < t.numel; i++)
+    if (!std::isfinite(host[i]))
+      throw Error(std::string(call) + " refused: the model's parameters are not finite (tensor '" + t.name + "', index " +
+                  std::to_string(i) + " is " + value_str(host[i]) + ")");
 }
 
 void check_buffer_range(size_t offset, size_t n, size_t total) {

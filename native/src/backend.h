@@ -108,6 +108,11 @@ class ModelBackend {
   virtual void set_optimizer_step(int64_t step) = 0;
 
   std::mutex mu;  // every entry point from another thread takes it
+
+ protected:
+  // The parameters passed a finiteness check since they last changed (anything that writes them
+  // clears it; every call that reads them checks again first, once).
+  bool params_checked_ = false;
 };
 
 // ---- shared by the backends ----
@@ -117,6 +122,13 @@ void check_targets(const ModelConfig& cfg, const int32_t* targets, int B, int T)
 void check_forward_options(const ModelConfig& cfg, const ForwardOptions& o);
 void check_backward_inputs(const ModelConfig& cfg, const float* dlogprob, const float* dvalue, int B, int T, bool head_ran);
 void check_adamw(const AdamWConfig& o);
+// Refuses values written into a buffer that must be finite (params, adam_m, adam_v; adam_v, the
+// second moment, also >= 0), naming the offset and the tensor it falls in. Grads pass unchecked
+// (step refuses a non-finite gradient).
+void check_buffer_values(const std::vector<TensorInfo>& layout, BufferKind k, size_t offset, size_t n, const float* src);
+// Refuses non-finite parameters: `host` holds tensor t's values; names the tensor and the index.
+void check_tensor_finite(const TensorInfo& t, const float* host, const char* call);
+const char* buffer_name(BufferKind k);
 // Checks that [offset, offset + n) lies inside a flat buffer of `total` values.
 void check_buffer_range(size_t offset, size_t n, size_t total);
 // Checks the spans and returns how many positions they cover.

@@ -66,7 +66,11 @@ class Transformer final : public ModelBackend {
   // logits [B, V] = hidden [B, C] @ lm_head^T
   void lm_logits(const float* hidden, int B, float* logits);
   // The divergence pass behind greedy_match() and divergence(): argmax, match and the rule.
-  DivergenceResult score(const int32_t* tokens, int B, int T, const int32_t* spans, const DivergenceConfig& cfg);
+  DivergenceResult score(const int32_t* tokens, int B, int T, const int32_t* spans, const DivergenceConfig& cfg,
+                         const char* call);
+  // Refuses parameters that contain NaN or Inf (naming the first bad tensor and index) before
+  // `call` reads them; checked once after each change of the parameters.
+  void check_params(const char* call);
 
   ModelConfig cfg_;
   std::vector<TensorInfo> layout_;

@@ -25,6 +25,20 @@ inline size_t logits_budget_floats(size_t default_mb) {
   if (const char* env = std::getenv("S2S_LOGITS_MB")) mb = (size_t)std::strtoull(env, nullptr, 10);
   return mb * (1u << 20) / sizeof(float);
 }
+
+// Refuses non-finite parameters before `call` reads them. The device's norm (a sum of squares in
+// double) says whether there is anything to find; only then are the tensors copied to the host
+// and scanned for the first bad value, named by tensor and index.
+template <class D, class A>
+void check_params_finite(D& ops, const A& params, size_t n, const std::vector<TensorInfo>& layout, const char* call) {
+  if (std::isfinite(ops.grad_norm(params.data(), n))) return;
+  std::vector<float> host;
+  for (const TensorInfo& t : layout) {
+    host.resize(t.numel);
+    params.download(host.data(), t.numel, t.offset);
+    check_tensor_finite(t, host.data(), call);
+  }
+}
 }  // namespace detail
 
 template <class Arch, class D>
@@ -43,7 +57,10 @@ typename D::template Array<float>& Transformer<Arch, D>::buffer_of(BufferKind k)
 template <class Arch, class D>
 float* Transformer<Arch, D>::buffer(BufferKind k, bool allocate) {
   Array<float>& b = buffer_of(k);
-  if (k == BufferKind::params && allocate) invalidate_activations();
+  if (k == BufferKind::params && allocate) {
+    invalidate_activations();
+    params_checked_ = false;
+  }
   if (b.size() != num_params_) {
     if (!allocate) return nullptr;
     b.allocate_zeroed(num_params_);
@@ -74,6 +91,14 @@ void Transformer<Arch, D>::init_weights(uint64_t seed) {
   adam_v.reset();
   adam_step = 0;
   invalidate_activations();
+  params_checked_ = false;
+}
+
+template <class Arch, class D>
+void Transformer<Arch, D>::check_params(const char* call) {
+  if (params_checked_) return;
+  detail::check_params_finite(ops_, params, num_params_, layout_, call);
+  params_checked_ = true;
 }
 
 template <class Arch, class D>
@@ -98,6 +123,7 @@ ForwardResult Transformer<Arch, D>::forward(const int32_t* tokens, const int32_t
   check_batch(cfg_, tokens, B, T);
   check_targets(cfg_, targets, B, T);
   check_forward_options(cfg_, opts);
+  check_params("forward");
   const int64_t N = (int64_t)B * T, V = cfg_.vocab_size;
   const int C = cfg_.channels;
   invalidate_activations();
@@ -214,6 +240,7 @@ double Transformer<Arch, D>::step(const AdamWConfig& o) {
   float scale = 1.0f;
   if (o.max_grad_norm > 0 && norm > o.max_grad_norm) scale = (float)(o.max_grad_norm / (norm + 1e-6));
   adam_step++;
+  params_checked_ = false;
   for (const TensorInfo& t : layout_)
     ops_.adamw_update(params.data() + t.offset, g + t.offset, m + t.offset, v + t.offset, t.numel, o.lr, o.beta1,
                       o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, adam_step, scale);
@@ -229,6 +256,7 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
   const int V = cfg_.vocab_size, C = cfg_.channels;
   const int P = check_generate(cfg_, prompts, o);
   const SamplingConfig& sc = o.sampling;
+  check_params("generate");
   invalidate_activations();
 
   // Prefill: one batched forward over the right-padded prompts. Causal attention means padding
@@ -321,9 +349,10 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
 
 template <class Arch, class D>
 DivergenceResult Transformer<Arch, D>::score(const int32_t* tokens, int B, int T, const int32_t* spans,
-                                             const DivergenceConfig& cfg) {
+                                             const DivergenceConfig& cfg, const char* call) {
   check_batch(cfg_, tokens, B, T);
   const int64_t M = check_spans(spans, B, T);
+  check_params(call);
   invalidate_activations();
   const int64_t N = (int64_t)B * T;
   const int C = cfg_.channels, V = cfg_.vocab_size;
@@ -381,7 +410,7 @@ DivergenceResult Transformer<Arch, D>::score(const int32_t* tokens, int B, int T
 
 template <class Arch, class D>
 GreedyMatchResult Transformer<Arch, D>::greedy_match(const int32_t* tokens, int B, int T, const int32_t* spans) {
-  DivergenceResult d = score(tokens, B, T, spans, DivergenceConfig{});
+  DivergenceResult d = score(tokens, B, T, spans, DivergenceConfig{}, "greedyMatch");
   GreedyMatchResult r;
   r.argmax = std::move(d.argmax);
   r.match.assign((size_t)B * T, 0);
@@ -392,7 +421,7 @@ GreedyMatchResult Transformer<Arch, D>::greedy_match(const int32_t* tokens, int 
 template <class Arch, class D>
 DivergenceResult Transformer<Arch, D>::divergence(const int32_t* tokens, int B, int T, const int32_t* spans,
                                                   const DivergenceConfig& cfg) {
-  return score(tokens, B, T, spans, cfg);
+  return score(tokens, B, T, spans, cfg, "divergence");
 }
 
 template <class Arch, class D>
@@ -408,6 +437,7 @@ void Transformer<Arch, D>::read_buffer(BufferKind k, size_t offset, size_t n, fl
 template <class Arch, class D>
 void Transformer<Arch, D>::write_buffer(BufferKind k, size_t offset, size_t n, const float* src) {
   check_buffer_range(offset, n, num_params_);
+  check_buffer_values(layout_, k, offset, n, src);
   buffer(k, true);
   buffer_of(k).upload(src, n, offset);
 }

@@ -265,6 +265,7 @@ TEST(initialisation_and_checkpoint_buffers_are_identical_across_devices) {
     EXPECT(params_of(*cpu) == params_of(*gpu));
   }
   Vec part = random(100, 5);
+  for (float& x : part) x = std::fabs(x);  // a second moment is >= 0 (writeBuffer refuses it otherwise)
   m.gpu.write_buffer(BufferKind::adam_v, 17, part.size(), part.data());
   Vec back(100);
   m.gpu.read_buffer(BufferKind::adam_v, 17, 100, back.data());
@@ -465,9 +466,19 @@ TEST(bad_input_gets_the_cpu_messages_on_the_gpu) {
   m.write_buffer(BufferKind::grads, 5, 1, nan.data());
   EXPECT_THROWS_WITH(m.step(AdamWConfig{}), "not finite");
   EXPECT(params_of(m) == before);
-  // NaN weights: forward refuses its non-finite log-probs, as on the CPU
-  m.write_buffer(BufferKind::params, 0, 1, nan.data());
-  EXPECT_THROWS_WITH(m.forward(ok.data(), ok.data(), 1, 3, ForwardOptions{}), "non-finite log-prob");
+  // NaN weights: writeBuffer refuses them; put there anyway, every call that reads the weights
+  // refuses them, as on the CPU
+  EXPECT_THROWS_WITH(m.write_buffer(BufferKind::params, 0, 1, nan.data()),
+                     "writeBuffer(params): the value at offset 0 (tensor 'transformer.wte.weight', index 0) is not finite");
+  m.params.upload(nan.data(), 1, 0);
+  const char* bad = "the model's parameters are not finite (tensor 'transformer.wte.weight', index 0 is nan)";
+  EXPECT_THROWS_WITH(m.forward(ok.data(), ok.data(), 1, 3, ForwardOptions{}), bad);
+  std::vector<int32_t> good_spans = {1, 3};
+  EXPECT_THROWS_WITH(m.divergence(ok.data(), 1, 3, good_spans.data(), DivergenceConfig{}), bad);
+  EXPECT_THROWS_WITH(m.greedy_match(ok.data(), 1, 3, good_spans.data()), bad);
+  GenerateOptions go;
+  go.max_new_tokens = 2;
+  EXPECT_THROWS_WITH(m.generate({{1, 2}}, go), bad);
   // an unknown precision in the environment is named
   setenv("S2S_CUDA_PRECISION", "fp16", 1);
   EXPECT_THROWS_WITH(cuda::GPTCuda(small_config(false)), "S2S_CUDA_PRECISION must be 'bf16' or 'fp32', got 'fp16'");

@@ -400,7 +400,7 @@ TEST(non_finite_gradients_skip_the_step_and_keep_the_parameters) {
   // poisoned parameters surface as a forward error, not as silent NaNs
   m.params[5] = NAN;
   std::vector<int32_t> tok = {0, 1, 2};
-  EXPECT_THROWS_WITH(m.forward(tok.data(), tok.data(), 1, 3, {}), "non-finite log-prob");
+  EXPECT_THROWS_WITH(m.forward(tok.data(), tok.data(), 1, 3, {}), "parameters are not finite");
 }
 
 TEST(confident_log_probs_over_a_gpt2_vocabulary_match_float64) {
@@ -423,6 +423,69 @@ TEST(confident_log_probs_over_a_gpt2_vocabulary_match_float64) {
     double want = (double)wte[(size_t)tgt[n] * C + n] - std::log(sum);
     EXPECT(std::fabs(lp[n] - want) < 2e-6);
   }
+}
+
+// Every call that reads the weights (not only forward, whose log-probs would show it) refuses
+// parameters holding NaN or Inf, naming the first bad tensor and index.
+TEST(every_call_that_reads_the_weights_refuses_non_finite_parameters) {
+  GPT m(tiny());
+  m.init_weights(21);
+  std::vector<int32_t> tok = {1, 2, 3, 4, 5, 6}, spans = {1, 3, 2, 3};
+  GenerateOptions go;
+  go.max_new_tokens = 3;
+  go.sampling.temperature = 0.0f;
+  auto all_refuse = [&](const std::string& what) {
+    EXPECT_THROWS_WITH(m.forward(tok.data(), tok.data(), 2, 3, {}), what.c_str());
+    EXPECT_THROWS_WITH(m.generate({{1, 2}, {3}}, go), what.c_str());
+    EXPECT_THROWS_WITH(m.greedy_match(tok.data(), 2, 3, spans.data()), what.c_str());
+    EXPECT_THROWS_WITH(m.divergence(tok.data(), 2, 3, spans.data(), DivergenceConfig{}), what.c_str());
+  };
+  const TensorInfo& t = m.layout()[3];
+  m.forward(tok.data(), tok.data(), 2, 3, {});  // checked once: finite
+  m.buffer(BufferKind::params, true)[t.offset + 4] = NAN;
+  all_refuse("parameters are not finite (tensor '" + t.name + "', index 4 is nan)");
+  m.buffer(BufferKind::params, true)[t.offset + 4] = -INFINITY;
+  all_refuse("index 4 is -inf");
+  m.buffer(BufferKind::params, true)[t.offset + 4] = 0.5f;
+  m.forward(tok.data(), tok.data(), 2, 3, {});
+  m.generate({{1, 2}, {3}}, go);
+  m.greedy_match(tok.data(), 2, 3, spans.data());
+  m.divergence(tok.data(), 2, 3, spans.data(), DivergenceConfig{});
+  // A step changes the parameters: the next call checks them again (the Inf here was written
+  // behind the model's back, after the last check, and AdamW keeps it).
+  m.params[7] = INFINITY;
+  m.buffer(BufferKind::grads, true);
+  m.step({});
+  EXPECT_THROWS_WITH(m.generate({{1}}, go), "index 7 is inf");
+}
+
+TEST(write_buffer_refuses_non_finite_values_and_a_negative_second_moment) {
+  GPT m(tiny(false));
+  m.init_weights(22);
+  const TensorInfo& t = m.layout()[1];
+  Vec before(m.params.data(), m.params.data() + m.num_params());
+  Vec bad = {0.5f, 0.25f, NAN};
+  std::string at = "the value at offset " + std::to_string(t.offset + 2) + " (tensor '" + t.name + "', index 2)";
+  EXPECT_THROWS_WITH(m.write_buffer(BufferKind::params, t.offset, 3, bad.data()), ("writeBuffer(params): " + at + " is not finite (nan)").c_str());
+  EXPECT(std::equal(before.begin(), before.end(), m.params.data()));  // nothing was written
+  bad[2] = INFINITY;
+  EXPECT_THROWS_WITH(m.write_buffer(BufferKind::adam_m, t.offset, 3, bad.data()), ("writeBuffer(adam_m): " + at + " is not finite (inf)").c_str());
+  EXPECT_THROWS_WITH(m.write_buffer(BufferKind::adam_v, t.offset, 3, bad.data()), ("writeBuffer(adam_v): " + at).c_str());
+  bad[2] = -1e-3f;
+  EXPECT_THROWS_WITH(m.write_buffer(BufferKind::adam_v, t.offset, 3, bad.data()), ("writeBuffer(adam_v): " + at + " is negative").c_str());
+  EXPECT(m.buffer(BufferKind::adam_v, false) == nullptr);  // not even allocated
+  m.write_buffer(BufferKind::adam_m, t.offset, 3, bad.data());  // a negative first moment is fine
+  bad[2] = NAN;
+  m.write_buffer(BufferKind::grads, t.offset, 3, bad.data());  // step refuses non-finite gradients itself
+  EXPECT_THROWS_WITH(m.step({}), "gradient norm is not finite");
+}
+
+TEST(backward_needs_dlogprob_or_dvalue) {
+  GPT m(tiny());
+  m.init_weights(23);
+  std::vector<int32_t> tok = {1, 2, 3};
+  m.forward(tok.data(), tok.data(), 1, 3, {});
+  EXPECT_THROWS_WITH(m.backward(nullptr, nullptr), "backward needs dlogprob or dvalue");
 }
 
 int main() { return harness::run_all(); }

@@ -215,6 +215,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   ForwardOptions o;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Object opts = info[4].As<Napi::Object>();
+    check_keys(env, opts, "forward options", {"logprob", "values", "entropy", "temperature"});
     o.logprob = get_bool(env, opts, "logprob", true);
     o.values = get_bool(env, opts, "values", false);
     o.entropy = get_bool(env, opts, "entropy", false);
@@ -235,23 +236,23 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
-  auto opt_floats = [&](size_t i, const char* name) {
-    if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return std::vector<float>();
-    return copy_float32(env, info[i], name, 0);
-  };
-  auto dlogprob = opt_floats(0, "dlogprob");
-  auto dvalue = opt_floats(1, "dvalue");
+  // Copied now, at call time: changing the arrays after the call does not change the result.
+  auto given = [&](size_t i) { return info.Length() > i && !info[i].IsNull() && !info[i].IsUndefined(); };
+  bool has_dlogprob = given(0), has_dvalue = given(1);
+  auto dlogprob = has_dlogprob ? copy_float32(env, info[0], "dlogprob", 0) : std::vector<float>();
+  auto dvalue = has_dvalue ? copy_float32(env, info[1], "dvalue", 0) : std::vector<float>();
   return Run(env,
       [=](ModelBackend& m) {
-        // The shapes are those of the last forward; check them here, under the model's lock.
+        // The shapes are those of the last forward; check them here, under the model's lock. A
+        // given array must have B*T values: an empty one is refused, not taken for "none".
         size_t n = m.last_batch_size();
-        if (!dlogprob.empty() && dlogprob.size() != n)
+        if (has_dlogprob && dlogprob.size() != n)
           throw Error("dlogprob has " + std::to_string(dlogprob.size()) + " elements; the last forward had B*T = " +
                       std::to_string(n));
-        if (!dvalue.empty() && dvalue.size() != n)
+        if (has_dvalue && dvalue.size() != n)
           throw Error("dvalue has " + std::to_string(dvalue.size()) + " elements; the last forward had B*T = " +
                       std::to_string(n));
-        m.backward(dlogprob.empty() ? nullptr : dlogprob.data(), dvalue.empty() ? nullptr : dvalue.data());
+        m.backward(has_dlogprob ? dlogprob.data() : nullptr, has_dvalue ? dvalue.data() : nullptr);
       },
       nullptr);
 }
@@ -260,8 +261,14 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   model(env);
   AdamWConfig c;
-  if (info.Length() > 0 && info[0].IsObject()) {
+  // No defaults for the learning rate and no unknown keys: a misspelt option is not a default.
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(env, "step(options) needs an options object with lr (known keys: lr, beta1, beta2, eps, "
+                                    "weightDecay, maxGradNorm)");
+  {
     Napi::Object o = info[0].As<Napi::Object>();
+    check_keys(env, o, "step options", {"lr", "beta1", "beta2", "eps", "weightDecay", "maxGradNorm"});
+    if (o.Get("lr").IsUndefined()) throw Napi::TypeError::New(env, "step options: lr is required (the learning rate)");
     c.lr = (float)get_number(env, o, "lr", c.lr);
     c.beta1 = (float)get_number(env, o, "beta1", c.beta1);
     c.beta2 = (float)get_number(env, o, "beta2", c.beta2);
@@ -297,6 +304,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   GenerateOptions o;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object opts = info[2].As<Napi::Object>();
+    check_keys(env, opts, "generate options", {"maxNewTokens", "temperature", "topK", "topP", "eos", "seed"});
     o.max_new_tokens = get_int(env, opts, "maxNewTokens", o.max_new_tokens, 1, 1 << 20);
     o.sampling.temperature = (float)get_number(env, opts, "temperature", 1.0);
     o.sampling.top_k = get_int(env, opts, "topK", 0, 0, std::numeric_limits<int>::max());
@@ -355,6 +363,7 @@ Napi::Value ModelWrap::Divergence(const Napi::CallbackInfo& info) {
   DivergenceConfig c;
   if (info.Length() > 4 && info[4].IsObject()) {
     Napi::Object o = info[4].As<Napi::Object>();
+    check_keys(env, o, "divergence scores", {"positive", "negative", "neutral"});
     c.positive = (float)get_number(env, o, "positive", c.positive);
     c.negative = (float)get_number(env, o, "negative", c.negative);
     c.neutral = (float)get_number(env, o, "neutral", c.neutral);
@@ -397,19 +406,15 @@ Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
   BufferKind kind = buffer_kind(env, info[0]);
   if (!is_typed(info[1], napi_float32_array)) throw Napi::TypeError::New(env, "data must be a Float32Array");
   Napi::Float32Array data = info[1].As<Napi::Float32Array>();
+  check_not_detached(env, data, "data");
   size_t total = m->num_params();
   size_t offset = optional_size_arg(env, info, 2, "offset", total, 0);
   size_t length = data.ElementLength();
   check_range(env, offset, length, total);
-  const float* src = data.Data();
-  // Held until the copy is done, so the source cannot be collected meanwhile.
-  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(data.As<Napi::Object>()));
-  return Run(env,
-      [=](ModelBackend& m) {
-        (void)ref;
-        m.write_buffer(kind, offset, length, src);
-      },
-      nullptr);
+  // Copied now, at call time, like every other array argument: changing (or transferring) the
+  // array after the call does not change what is written.
+  auto src = std::make_shared<std::vector<float>>(data.Data(), data.Data() + length);
+  return Run(env, [=](ModelBackend& m) { m.write_buffer(kind, offset, length, src->data()); }, nullptr);
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -158,11 +158,31 @@ uint64_t get_seed(Napi::Env env, const Napi::Value& v, const char* name) {
   return (uint64_t)d;
 }
 
+void check_keys(Napi::Env env, const Napi::Object& o, const char* what, std::initializer_list<const char*> known) {
+  Napi::Array names = o.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    std::string k = names.Get(i).ToString().Utf8Value();
+    bool ok = false;
+    for (const char* n : known) ok = ok || k == n;
+    if (ok) continue;
+    std::string list;
+    for (const char* n : known) list += (list.empty() ? "" : ", ") + std::string(n);
+    throw Napi::TypeError::New(env, std::string(what) + ": unknown key '" + k + "' (known: " + list + ")");
+  }
+}
+
+void check_not_detached(Napi::Env env, const Napi::TypedArray& a, const char* name) {
+  if (a.ArrayBuffer().IsDetached())
+    throw Napi::TypeError::New(env, std::string(name) +
+                                        "'s ArrayBuffer is detached (transferred or freed): there is nothing to read");
+}
+
 template <typename T, typename Arr>
 static std::vector<T> copy_typed(Napi::Env env, const Napi::Value& v, const char* name, size_t expected,
                                  napi_typedarray_type type, const char* type_name) {
   if (!is_typed(v, type)) throw Napi::TypeError::New(env, std::string(name) + " must be " + type_name);
   Arr a = v.As<Arr>();
+  check_not_detached(env, a, name);
   size_t n = a.ElementLength();
   if (expected && n != expected)
     throw Napi::RangeError::New(env, std::string(name) + " has " + std::to_string(n) + " elements; expected " +

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,14 @@ size_t get_size_arg(Napi::Env env, const Napi::CallbackInfo& info, size_t i, con
 // A seed: a non-negative safe integer (below 2^53) or a BigInt below 2^64.
 uint64_t get_seed(Napi::Env env, const Napi::Value& v, const char* name);
 
-// Copies of typed-array arguments (expected = 0 accepts any length).
+// Refuses an options object with a key outside `known` (a misspelt option is an error, not a
+// default): "step options: unknown key 'learningRate' (known: lr, beta1, ...)".
+void check_keys(Napi::Env env, const Napi::Object& o, const char* what, std::initializer_list<const char*> known);
+// Throws a TypeError when the typed array's ArrayBuffer was detached (transferred to another
+// thread, say): its contents are gone, and reading it would see zero elements.
+void check_not_detached(Napi::Env env, const Napi::TypedArray& a, const char* name);
+
+// Copies of typed-array arguments, made at call time (expected = 0 accepts any length).
 std::vector<int32_t> copy_int32(Napi::Env env, const Napi::Value& v, const char* name, size_t expected);
 std::vector<float> copy_float32(Napi::Env env, const Napi::Value& v, const char* name, size_t expected);
 

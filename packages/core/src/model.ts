@@ -97,6 +97,52 @@ export interface DivergenceResult {
   argmax: Int32Array;
 }
 
+const GENERATE_KEYS = ['maxNewTokens', 'temperature', 'topK', 'topP', 'eos', 'seed'] as const;
+
+/** Refuses an options object with a key outside `known`: a misspelt option is an error, not a default. */
+function checkKeys(what: string, opts: object, known: readonly string[]): void {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`${what} must be an object`);
+  for (const k of Object.keys(opts))
+    if (!known.includes(k)) throw new TypeError(`${what}: unknown key ${JSON.stringify(k)} (known: ${known.join(', ')})`);
+}
+
+/**
+ * A copy of a typed-array argument, taken when the call is made (the engine runs it later: an
+ * array changed or transferred meanwhile must not change the call). A detached ArrayBuffer (one
+ * transferred to another thread) is refused: its contents are gone. Anything else passes as it is,
+ * for the engine to refuse with its own message.
+ */
+function copyArg<A>(name: string, a: A): A {
+  if (!ArrayBuffer.isView(a) || a instanceof DataView) return a;
+  try {
+    new Uint8Array(a.buffer, 0, 0); // throws on a detached buffer (Node 20 has no ArrayBuffer.prototype.detached)
+  } catch {
+    throw new TypeError(`${name}'s ArrayBuffer is detached (transferred or freed): there is nothing to read`);
+  }
+  return (a as unknown as Int32Array).slice() as unknown as A;
+}
+
+/** An options object as it is at the call (the engine refuses unknown keys and wrong types). */
+function copyOpts<O>(o: O): O {
+  return o !== null && typeof o === 'object' && !Array.isArray(o) ? { ...o } : o;
+}
+
+/** The [start, end) spans, flat; each an integer (refused, not coerced by Int32Array). */
+function spanArray(what: string, spans: ReadonlyArray<readonly [number, number]>): Int32Array {
+  const flat = spans.flat();
+  flat.forEach((x, i) => {
+    if (!Number.isInteger(x) || Math.abs(x) > 2 ** 31 - 1)
+      throw new RangeError(`${what}: span of row ${Math.floor(i / 2)} has ${i % 2 ? 'end' : 'start'} ${String(x)}, not an integer position`);
+  });
+  return Int32Array.from(flat);
+}
+
+/** A token id must be an integer in [0, V): refused, not coerced, naming where it was. */
+function checkTokenId(id: unknown, V: number, where: string): void {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= V)
+    throw new RangeError(`token id ${typeof id === 'string' ? JSON.stringify(id) : String(id)} at ${where} is not an integer in [0, ${V}) (the vocabulary)`);
+}
+
 export class Model {
   readonly config: GPTConfig;
   private readonly nat: NativeModel;
@@ -176,21 +222,48 @@ export class Model {
     return next;
   }
 
+  // Like run(), but `args` runs now, at the call: the call's arguments are copied (and checked)
+  // when it is made, not when its turn comes; what it throws rejects the returned promise.
+  private runWith<T>(args: () => () => Promise<T>): Promise<T> {
+    let fn: () => Promise<T>;
+    try {
+      fn = args();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.run(fn);
+  }
+
   forward(batch: Batch & { targets?: Int32Array | null }, opts: ForwardOptions = {}): Promise<ForwardResult> {
-    return this.run(async () => {
-      const r = await this.nat.forward(batch.tokens, batch.targets ?? null, batch.B, batch.T, opts);
-      return { ...r, logprob: r.logprob ?? new Float32Array(0) };
+    return this.runWith(() => {
+      const tokens = copyArg('tokens', batch.tokens);
+      const targets = batch.targets == null ? null : copyArg('targets', batch.targets);
+      const o = copyOpts(opts);
+      return async () => {
+        const r = await this.nat.forward(tokens, targets, batch.B, batch.T, o);
+        return { ...r, logprob: r.logprob ?? new Float32Array(0) };
+      };
     });
   }
 
   /** Accumulates the gradients of sum(dlogprob * logprob) + sum(dvalue * values) of the last forward. */
   backward(grads: { dlogprob?: Float32Array | null; dvalue?: Float32Array | null }): Promise<void> {
-    return this.run(() => this.nat.backward(grads.dlogprob ?? null, grads.dvalue ?? null));
+    return this.runWith(() => {
+      const dlogprob = grads.dlogprob == null ? null : copyArg('dlogprob', grads.dlogprob);
+      const dvalue = grads.dvalue == null ? null : copyArg('dvalue', grads.dvalue);
+      return () => this.nat.backward(dlogprob, dvalue);
+    });
   }
 
-  /** AdamW step with global-norm clipping; zeroes the gradients; returns the norm before clipping. */
+  /**
+   * AdamW step with global-norm clipping; zeroes the gradients; returns the norm before clipping.
+   * lr is required; a key outside AdamWOptions' is refused (a misspelt option is not a default).
+   */
   step(opts: AdamWOptions): Promise<number> {
-    return this.run(() => this.nat.step(opts));
+    return this.runWith(() => {
+      const o = copyOpts(opts);
+      return () => this.nat.step(o);
+    });
   }
 
   zeroGrad(): Promise<void> {
@@ -198,14 +271,20 @@ export class Model {
   }
 
   async generate(prompts: ArrayLike<number>[], opts: GenerateOptions): Promise<Generation[]> {
+    // Every id is checked here, before Int32Array would coerce it (NaN -> 0, 2^32 + 3 -> 3).
+    checkKeys('generate options', opts, GENERATE_KEYS);
+    const V = this.config.vocabSize;
     const lengths = Int32Array.from(prompts, (p) => p.length);
     const flat = new Int32Array(lengths.reduce((a, b) => a + b, 0));
     let at = 0;
-    for (const p of prompts) {
+    prompts.forEach((p, b) => {
+      for (let t = 0; t < p.length; t++) checkTokenId(p[t], V, `prompt ${b}, position ${t}`);
       flat.set(p, at);
       at += p.length;
-    }
-    const eos = opts.eos === undefined ? undefined : Int32Array.from([opts.eos].flat());
+    });
+    const eosIds = opts.eos === undefined ? undefined : [opts.eos].flat();
+    eosIds?.forEach((e, i) => checkTokenId(e, V, Array.isArray(opts.eos) ? `eos[${i}]` : 'eos'));
+    const eos = eosIds === undefined ? undefined : Int32Array.from(eosIds);
     const r = await this.run(() =>
       this.nat.generate(flat, lengths, {
         maxNewTokens: opts.maxNewTokens,
@@ -233,8 +312,11 @@ export class Model {
    */
   greedyMatch(batch: Batch, spans: ReadonlyArray<readonly [number, number]>): Promise<GreedyMatchResult> {
     if (spans.length !== batch.B) throw new RangeError(`greedyMatch: ${spans.length} spans for ${batch.B} rows`);
-    const flat = Int32Array.from(spans.flat());
-    return this.run(() => this.nat.greedyMatch(batch.tokens, batch.B, batch.T, flat));
+    const flat = spanArray('greedyMatch', spans);
+    return this.runWith(() => {
+      const tokens = copyArg('tokens', batch.tokens);
+      return () => this.nat.greedyMatch(tokens, batch.B, batch.T, flat);
+    });
   }
 
   /**
@@ -244,8 +326,12 @@ export class Model {
    */
   divergence(batch: Batch, spans: ReadonlyArray<readonly [number, number]>, scores: DivergenceScores = {}): Promise<DivergenceResult> {
     if (spans.length !== batch.B) throw new RangeError(`divergence: ${spans.length} spans for ${batch.B} rows`);
-    const flat = Int32Array.from(spans.flat());
-    return this.run(() => this.nat.divergence(batch.tokens, batch.B, batch.T, flat, scores));
+    const flat = spanArray('divergence', spans);
+    return this.runWith(() => {
+      const tokens = copyArg('tokens', batch.tokens);
+      const s = copyOpts(scores);
+      return () => this.nat.divergence(tokens, batch.B, batch.T, flat, s);
+    });
   }
 
   /** A copy of one flat buffer (or a slice of it). */
@@ -253,8 +339,12 @@ export class Model {
     return this.run(() => this.nat.readBuffer(kind, offset, length));
   }
 
+  /** Writes `data` at `offset`, as it is when called. Non-finite values (and a negative adam_v) are refused. */
   writeBuffer(kind: BufferKind, data: Float32Array, offset?: number): Promise<void> {
-    return this.run(() => this.nat.writeBuffer(kind, data, offset));
+    return this.runWith(() => {
+      const d = copyArg('data', data);
+      return () => this.nat.writeBuffer(kind, d, offset);
+    });
   }
 
   /** A copy of one named parameter tensor. */
