@@ -47,6 +47,18 @@ export const modelInputOptions = {
   },
 } as const satisfies OptionSchema;
 
+/** Commands that read data: what special-token text in it ("<|endoftext|>", "<eos>") becomes. */
+export const specialTextOptions = {
+  specialTokensInText: {
+    type: 'enum',
+    values: ['encode', 'literal', 'error'],
+    group: 'data',
+    help:
+      "special-token text inside the data (e.g. \"<|endoftext|>\" in a prompt): encode as the control token (Hugging Face's default; rows with it are counted in a warning), " +
+      'literal (ordinary characters) or error (refused, naming file, line and field); default: encode. The template\'s own markup is not affected',
+  },
+} as const satisfies OptionSchema;
+
 export const evalOptions = {
   evalData: { type: 'string', arg: 'FILE', group: 'data', help: 'evaluation data in the same format (instead of --eval-split)' },
   evalSplit: { type: 'float', min: 0, max: 1, exclusiveMax: true, default: 0.05, group: 'data', help: 'share of --data held out for evaluation, drawn by --seed' },

@@ -9,13 +9,16 @@ import {
   type LengthReport,
   type Prompt,
   type RowOf,
+  type SpecialTokensInText,
   type Template,
+  type Tokenizer,
   describeDatasetStats,
   describeLengthReport,
   loadConversationalJsonl,
   loadJsonl,
   mix,
   permutation,
+  scanSpecialTokenText,
 } from '@s2s/core';
 
 import { UsageError } from './options.js';
@@ -33,6 +36,32 @@ export async function checkDataFile(file: string, flag: string): Promise<void> {
 }
 
 /**
+ * `template` with --special-tokens-in-text (a run setting on the template: every encode of data
+ * text under it follows it; templateFiles does not save it). Unchanged when the flag is not given.
+ */
+export function dataTemplate<T extends Template | undefined>(template: T, policy: string | undefined): T {
+  return template === undefined || policy === undefined ? template : { ...template, specialTokensInText: policy as SpecialTokensInText };
+}
+
+/**
+ * Rows of `file` whose text holds a special token's text of `tok`: an error under
+ * --special-tokens-in-text error (naming file, line and field), else counted in one line: a
+ * warning under encode (the default: such text becomes the control token), a note under literal.
+ */
+export function checkSpecialTokenText(file: string, rows: readonly object[], tok: Tokenizer, policy: SpecialTokensInText = 'encode', fields: Record<string, string> = {}): void {
+  const r = scanSpecialTokenText(rows, tok, policy, fields);
+  if (r.withSpecialTokens === 0) return;
+  const first = `first: ${r.places[0]}`;
+  if (policy === 'literal')
+    console.log(`${file}: ${r.withSpecialTokens} of ${r.rows} rows contain special-token text, read as ordinary characters (--special-tokens-in-text literal; ${first})`);
+  else
+    console.error(
+      `warning: ${r.withSpecialTokens} of ${r.rows} rows of ${file} contain special-token text, which becomes the control token (${first}); ` +
+        `--special-tokens-in-text literal reads it as ordinary characters, error refuses it`,
+    );
+}
+
+/**
  * All rows of `file`; an absent, empty or all-blank file is an error that says so. With a chat
  * template (`template.chat`) the file is read in TRL's conversational format (message lists,
  * {messages}, implicit prompts; a string field is one turn), else as text.
@@ -43,12 +72,15 @@ export async function readDataset<K extends DatasetKind>(
   fields: Record<string, string | undefined>,
   flag: string,
   template?: Template,
+  /** the tokenizer the rows are encoded with: rows holding its special tokens' text are counted (checkSpecialTokenText) */
+  tok?: Tokenizer,
 ): Promise<DataRowOf<K>[]> {
   await checkDataFile(file, flag);
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Record<string, string>;
   const { rows, stats } = template?.chat ? await loadConversationalJsonl(file, kind, { fields: defined }) : await loadJsonl(file, kind, { fields: defined });
   console.log(describeDatasetStats(file, stats));
   if (rows.length === 0) throw new Error(`${file} has no ${WHAT[kind]}: ${stats.lines === 0 ? 'the file is empty' : 'every line is blank'}`);
+  if (tok) checkSpecialTokenText(file, rows, tok, template?.specialTokensInText, defined);
   if (stats.identicalPairs > 0) {
     const w = stats.warnings.filter((x) => x.reason === 'identical-pair');
     console.error(
@@ -79,10 +111,11 @@ export async function trainAndEval<K extends DatasetKind>(
   fields: Record<string, string | undefined>,
   explicitSplit: boolean,
   template?: Template,
+  tok?: Tokenizer,
 ): Promise<{ train: DataRowOf<K>[]; eval: DataRowOf<K>[] }> {
   if (o.evalData !== undefined) {
     if (explicitSplit) throw new UsageError('--eval-data and --eval-split both choose the evaluation set; give one');
-    return { train: rows, eval: await readDataset(o.evalData, kind, fields, '--eval-data', template) };
+    return { train: rows, eval: await readDataset(o.evalData, kind, fields, '--eval-data', template, tok) };
   }
   const { train, heldOut } = splitHeldOut(rows, o.evalSplit, o.seed);
   if (heldOut.length) console.log(`held out ${heldOut.length} of ${rows.length} ${WHAT[kind]} for evaluation (--eval-split ${o.evalSplit}, seed ${o.seed})`);

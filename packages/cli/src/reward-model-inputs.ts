@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { type Prompt, TOKENIZER_FILE, type Template, Tokenizer } from '@s2s/core';
 import { type LoadedRewardModel, loadRewardModel } from '@s2s/rm';
 
-import { readDataset } from './datasets.js';
+import { dataTemplate, readDataset } from './datasets.js';
 import { checkTemplateFitsTokenizer, exists, findTemplate, findTokenizer } from './model-inputs.js';
 import type { OptionSchema } from './options.js';
 
@@ -34,11 +34,12 @@ export interface RewardModelInputs {
  * where given, else its own (as loadRewardModel would take them); found before any weights are
  * read, so that its data can be read with the template (chat mode reads conversations).
  */
-export async function rewardModelInputs(dir: string, o: { tokenizer?: string; template?: string }): Promise<RewardModelInputs> {
+export async function rewardModelInputs(dir: string, o: { tokenizer?: string; template?: string; specialTokensInText?: string }): Promise<RewardModelInputs> {
   const tokenizer =
     o.tokenizer !== undefined ? await findTokenizer(o.tokenizer, [dir]) : (await exists(path.join(dir, TOKENIZER_FILE))) ? await Tokenizer.load(dir) : undefined;
   if (!tokenizer) return {};
-  return { tokenizer, template: (await findTemplate(o.template, [dir], tokenizer)).template };
+  // --special-tokens-in-text rides on the template: every encode of the data's text follows it
+  return { tokenizer, template: dataTemplate((await findTemplate(o.template, [dir], tokenizer)).template, o.specialTokensInText) };
 }
 
 /** The reward model (@s2s/rm's loadRewardModel) with `inputs` (rewardModelInputs); its tokenizer and template are checked before any weights are read. */
@@ -81,18 +82,20 @@ export async function readResponses(
   o: { promptField: string; responseField?: string },
   flag: string,
   template: Template | undefined,
+  tok?: Tokenizer,
 ): Promise<Array<{ prompt: Prompt; response: string }>>;
 export async function readResponses(
   file: string,
   o: { promptField: string; responseField?: string },
   flag = '--data',
   template?: Template,
+  tok?: Tokenizer,
 ): Promise<Array<{ prompt: Prompt; response: string }>> {
   let field = o.responseField;
   if (field === undefined) {
     const keys = await firstRowKeys(file);
     field = keys.includes('completion') && !keys.includes('response') ? 'completion' : 'response';
   }
-  const rows = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag, template);
+  const rows = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag, template, tok);
   return rows.map((r) => ({ prompt: r.prompt, response: typeof r.completion === 'string' ? r.completion : r.completion[0].content }));
 }

@@ -50,6 +50,19 @@ export interface TokenizerFiles {
 export const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const;
 export type SpecialTokenKey = (typeof SPECIAL_TOKEN_KEYS)[number];
 
+/**
+ * Special-token text inside data (e.g. "<|endoftext|>" or "<eos>" in a JSONL field): 'encode'
+ * makes it the control token (Hugging Face's default), 'literal' encodes it as ordinary
+ * characters (transformers' split_special_tokens=True), 'error' refuses the text.
+ */
+export type SpecialTokensInText = 'encode' | 'literal' | 'error';
+export const SPECIAL_TOKENS_IN_TEXT: readonly SpecialTokensInText[] = ['encode', 'literal', 'error'];
+
+export interface EncodeOptions {
+  /** what special-token text in `text` becomes (default 'encode') */
+  specialTokensInText?: SpecialTokensInText;
+}
+
 export interface DecodeOptions {
   /** leave out special tokens (added tokens marked special, e.g. <|endoftext|>) */
   skipSpecialTokens?: boolean;
@@ -175,6 +188,77 @@ function splitsAtMetaspace(json: { normalizer?: unknown; pre_tokenizer?: unknown
   return true;
 }
 
+const isTokenId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * The vocabulary checks the Rust tokenizers crate makes (and @huggingface/tokenizers does not):
+ * model.vocab non-empty, every id a non-negative integer naming one token; Unigram's vocab a list
+ * of [piece, score] with each piece once; added_tokens each id and content once, and where an
+ * added token's content or id is also in model.vocab, the same pair; BPE merges of two tokens of
+ * the vocabulary whose join is in it too. Without them encode can emit -5, "7" or an id two
+ * tokens share, and BPE silently drops a merge's missing token.
+ */
+function validateVocabulary(model: Record<string, unknown>, added: readonly AddedTokenJSON[], where: string): void {
+  const q = (v: unknown) => JSON.stringify(v);
+  const vocab = model.vocab;
+  const tokenOf = new Map<number, string>();
+  const idOf = new Map<string, number>();
+  if (vocab === undefined || vocab === null) throw new TokenizerError(`${where}: model.vocab is missing`);
+  if (Array.isArray(vocab)) {
+    // Unigram: [piece, score] pairs; a piece's id is its position
+    vocab.forEach((entry: unknown, i) => {
+      if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || typeof entry[1] !== 'number' || !Number.isFinite(entry[1]))
+        throw new TokenizerError(`${where}: model.vocab[${i}] must be a [piece, score] pair of a string and a finite number, got ${q(entry)}`);
+      const prev = idOf.get(entry[0]);
+      if (prev !== undefined) throw new TokenizerError(`${where}: model.vocab: the piece ${q(entry[0])} appears twice (ids ${prev} and ${i})`);
+      idOf.set(entry[0], i);
+      tokenOf.set(i, entry[0]);
+    });
+  } else if (isObject(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) {
+      if (!isTokenId(id)) throw new TokenizerError(`${where}: model.vocab: the id of ${q(token)} must be a non-negative integer, got ${q(id)}`);
+      const other = tokenOf.get(id);
+      if (other !== undefined) throw new TokenizerError(`${where}: model.vocab: id ${id} is given to two tokens, ${q(other)} and ${q(token)}`);
+      tokenOf.set(id, token);
+      idOf.set(token, id);
+    }
+  } else throw new TokenizerError(`${where}: model.vocab must be an object (token -> id) or a list of [piece, score], got ${describe(vocab)}`);
+  if (idOf.size === 0) throw new TokenizerError(`${where}: model.vocab is empty`);
+
+  const addedId = new Map<string, number>();
+  const addedToken = new Map<number, string>();
+  for (const t of added) {
+    const { id, content } = t;
+    if (addedId.has(content) && addedId.get(content) !== id)
+      throw new TokenizerError(`${where}: added_tokens: ${q(content)} appears twice, with ids ${addedId.get(content)} and ${id}`);
+    if (addedToken.has(id) && addedToken.get(id) !== content)
+      throw new TokenizerError(`${where}: added_tokens: id ${id} is given to two tokens, ${q(addedToken.get(id))} and ${q(content)}`);
+    addedId.set(content, id);
+    addedToken.set(id, content);
+    const inVocab = idOf.get(content);
+    if (inVocab !== undefined && inVocab !== id)
+      throw new TokenizerError(`${where}: added token ${q(content)} has id ${id} but model.vocab gives it id ${inVocab}`);
+    const vocabToken = tokenOf.get(id);
+    if (vocabToken !== undefined && vocabToken !== content)
+      throw new TokenizerError(`${where}: added token ${q(content)} has id ${id}, which model.vocab gives to ${q(vocabToken)}`);
+  }
+
+  if (model.type === 'BPE' || (model.type === undefined && model.merges !== undefined)) {
+    const merges = model.merges ?? [];
+    if (!Array.isArray(merges)) throw new TokenizerError(`${where}: model.merges must be a list, got ${describe(merges)}`);
+    const prefix = typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : '';
+    merges.forEach((m: unknown, i) => {
+      const pair = typeof m === 'string' ? m.split(' ') : m;
+      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string')
+        throw new TokenizerError(`${where}: model.merges[${i}] must be two tokens ("a b" or ["a", "b"]), got ${q(m)}`);
+      const [a, b] = pair as [string, string];
+      const joined = a + (prefix && b.startsWith(prefix) ? b.slice(prefix.length) : b);
+      for (const tok of [a, b, joined])
+        if (!idOf.has(tok)) throw new TokenizerError(`${where}: model.merges[${i}] ${q(m)}: the token ${q(tok)} is not in model.vocab`);
+    });
+  }
+}
+
 export class Tokenizer {
   /** where it came from (a directory or a name), for error messages */
   readonly source: string;
@@ -190,6 +274,11 @@ export class Tokenizer {
   private readonly json: TokenizerJSON;
   private readonly config: TokenizerConfigJSON;
   private readonly hf: HFTokenizer;
+  private readonly libConfig: Record<string, unknown>;
+  // built on first use: the same tokenizer without the special added tokens, for 'literal'
+  private hfLiteral: HFTokenizer | undefined;
+  /** the special added tokens' texts, longest first */
+  readonly specialTokenStrings: readonly string[];
   // transformers >= 4.45 defaults to false; true would turn "a ." into "a." and break decode(encode(s)) === s.
   private readonly cleanUpSpaces: boolean;
 
@@ -204,6 +293,7 @@ export class Tokenizer {
     if (splitsAtMetaspace(complete)) complete.pre_tokenizer = METASPACE_SPLIT;
     // It reads special tokens from its config argument (WordLevel's unk among them); give it the resolved ones.
     const libConfig = { ...this.config, ...this.specialTokens, clean_up_tokenization_spaces: this.cleanUpSpaces };
+    this.libConfig = libConfig;
     try {
       this.hf = new HFTokenizer(complete, libConfig);
     } catch (e) {
@@ -227,6 +317,33 @@ export class Tokenizer {
     const modelUnk = json.model.unk_token;
     if (unk === undefined && typeof modelUnk === 'string') unk = this.hf.token_to_id(modelUnk);
     this.unkId = unk;
+    const specials = new Set((json.added_tokens ?? []).filter((t) => t.special === true && t.content.length > 0).map((t) => t.content));
+    this.specialTokenStrings = Object.freeze([...specials].sort((a, b) => b.length - a.length));
+  }
+
+  /** The first special token's text found in `text` (the leftmost, longest), or undefined. */
+  findSpecialToken(text: string): string | undefined {
+    let best: string | undefined;
+    let at = Infinity;
+    for (const s of this.specialTokenStrings) {
+      const i = text.indexOf(s);
+      if (i >= 0 && i < at) {
+        at = i;
+        best = s;
+      }
+    }
+    return best;
+  }
+
+  /** 'literal': the tokenizer.json without its special added tokens, so their text is ordinary text. */
+  private literalTokenizer(): HFTokenizer {
+    if (!this.hfLiteral) {
+      const json = this.json;
+      const complete = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json, added_tokens: (json.added_tokens ?? []).filter((t) => t.special !== true) };
+      if (splitsAtMetaspace(complete)) complete.pre_tokenizer = METASPACE_SPLIT;
+      this.hfLiteral = new HFTokenizer(complete, this.libConfig);
+    }
+    return this.hfLiteral;
   }
 
   /**
@@ -241,9 +358,10 @@ export class Tokenizer {
     if (added !== undefined && added !== null) {
       if (!Array.isArray(added)) throw new TokenizerError(`${where}: "added_tokens" must be an array, got ${describe(added)}`);
       for (const t of added)
-        if (!isObject(t) || typeof t.content !== 'string' || !Number.isInteger(t.id) || (t.id as number) < 0)
+        if (!isObject(t) || typeof t.content !== 'string' || !isTokenId(t.id))
           throw new TokenizerError(`${where}: each of "added_tokens" needs a string "content" and a non-negative integer "id", got ${JSON.stringify(t)}`);
     }
+    validateVocabulary(tokenizerJson.model, (added ?? []) as AddedTokenJSON[], where);
     for (const [name, obj] of [
       [TOKENIZER_CONFIG_FILE, files.tokenizerConfig],
       [SPECIAL_TOKENS_MAP_FILE, files.specialTokensMap],
@@ -311,11 +429,39 @@ export class Tokenizer {
 
   /**
    * Token ids of `text`, with no special tokens added (no BOS/EOS: the template adds those).
-   * Special tokens written in the text (e.g. "<|endoftext|>") become their ids, as in Hugging Face.
+   * Special tokens written in the text (e.g. "<|endoftext|>") become their ids, as in Hugging
+   * Face, unless `specialTokensInText` says otherwise: 'error' throws a TokenizerError naming the
+   * token; 'literal' tokenizes the text with the special added tokens left out (transformers'
+   * split_special_tokens=True), so "<|endoftext|>" becomes "<", "|", "end", ...; where that still
+   * yields a special token's id (a word-level vocabulary whose only entry for the word "<eos>" is
+   * the special token itself) the unk id stands for it, and without an unk token it is an error.
    */
-  encode(text: string): number[] {
+  encode(text: string, opts: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new TypeError(`encode: expected a string, got ${describe(text)}`);
-    const { ids, tokens } = this.hf.encode(text, { add_special_tokens: false });
+    const policy = opts.specialTokensInText ?? 'encode';
+    if (!SPECIAL_TOKENS_IN_TEXT.includes(policy))
+      throw new TypeError(`encode: specialTokensInText must be one of ${SPECIAL_TOKENS_IN_TEXT.join(', ')}, got ${JSON.stringify(policy)}`);
+    let lib = this.hf;
+    if (policy !== 'encode') {
+      const found = this.findSpecialToken(text);
+      if (found !== undefined) {
+        if (policy === 'error')
+          throw new TokenizerError(`the text contains the special token ${JSON.stringify(found)} of ${this.source} (specialTokensInText: 'error')`);
+        lib = this.literalTokenizer();
+      }
+    }
+    const { ids, tokens } = lib.encode(text, { add_special_tokens: false });
+    if (lib !== this.hf) {
+      const specials = new Set(this.specialTokenStrings);
+      for (let i = 0; i < ids.length; i++) {
+        if (!specials.has(tokens[i])) continue;
+        if (this.unkId === undefined || this.unkId === this.hf.token_to_id(tokens[i]))
+          throw new TokenizerError(
+            `${this.source}: the special token ${JSON.stringify(tokens[i])} in the text cannot be encoded as ordinary characters (the vocabulary has no other token for it, and no unk token)`,
+          );
+        ids[i] = this.unkId;
+      }
+    }
     // @huggingface/tokenizers leaves an unknown WordLevel word as null/undefined instead of the unk id.
     for (let i = 0; i < ids.length; i++) {
       if (ids[i] !== null && ids[i] !== undefined) continue;

@@ -444,6 +444,62 @@ describe('chat mode: query, response and seq2seq RM input', () => {
   });
 });
 
+describe("chat mode: special-token text in the messages' content", () => {
+  const ENDOFTEXT = 151643;
+  const count = (ids: number[], id: number) => ids.filter((x) => x === id).length;
+  const lit = { specialTokensInText: 'literal' as const };
+
+  it("'literal' encodes the content's special-token text as characters and the template's markup as tokens (Qwen2.5)", () => {
+    const tpl = chatModeTemplate(qwenChat);
+    const p = 'say <|endoftext|> and <|im_end|>';
+    const encoded = encodePrompt(qwen, tpl, p)!;
+    expect(count(encoded, IM_END)).toBe(3); // Hugging Face's default: the user's "<|im_end|>" closes the turn
+    const query = encodePrompt(qwen, tpl, p, lit)!;
+    expect(count(query, IM_END)).toBe(2);
+    expect(count(query, ENDOFTEXT)).toBe(0);
+    expect(query).toEqual([
+      ...qwen.encode(`${QWEN_SYSTEM}<|im_start|>user\nsay `),
+      ...qwen.encode('<|endoftext|>', lit),
+      ...qwen.encode(' and '),
+      ...qwen.encode('<|im_end|>', lit),
+      ...qwen.encode('<|im_end|>\n<|im_start|>assistant\n'),
+    ]);
+    expect(qwen.decode(query)).toBe(`${QWEN_SYSTEM}<|im_start|>user\n${p}<|im_end|>\n<|im_start|>assistant\n`);
+    // the same through the template's setting, and in every layout
+    const tplLit = resolveTemplate({ chat: qwenChat, specialTokensInText: 'literal' });
+    expect(encodePrompt(qwen, tplLit, p)).toEqual(query);
+    const e = encodeSupervised(qwen, tplLit, p, 'fine <|endoftext|>')!;
+    expect(span(e, e.promptSpan)).toEqual(query);
+    expect(count(span(e, e.targetSpan), ENDOFTEXT)).toBe(0);
+    expect(span(e, e.targetSpan).at(-1)).toBe(IM_END);
+    expect(encodeResponse(qwen, tplLit, p, 'fine <|endoftext|>')).toEqual(span(e, e.targetSpan));
+    const r = encodeRewrite(qwen, tplLit, p, [1, 2], [3])!;
+    expect(span(r, r.promptSpan)).toEqual(query);
+    // text without special tokens: the same ids under every policy
+    expect(encodeSupervised(qwen, tplLit, 'hi', 'yo')).toEqual(encodeSupervised(qwen, tpl, 'hi', 'yo'));
+  });
+
+  it("'literal' keeps the content's text when a long prompt is cut", () => {
+    const tpl = resolveTemplate({ chat: qwenChat, specialTokensInText: 'literal' });
+    const long = Array.from({ length: 40 }, (_, i) => `w${i} <|endoftext|>`).join(' ');
+    const whole = encodePrompt(qwen, tpl, long)!;
+    const report = lengthReport();
+    const cut = encodePrompt(qwen, tpl, long, { maxLength: whole.length - 20, report })!;
+    expect(report.truncated).toBe(1);
+    expect(cut.length).toBeLessThanOrEqual(whole.length - 20);
+    expect(count(cut, ENDOFTEXT)).toBe(0);
+  });
+
+  it("'error' refuses the content, naming place, field and message; the template's own tokens are not data", () => {
+    const tpl = resolveTemplate({ chat: qwenChat, specialTokensInText: 'error' });
+    expect(encodePrompt(qwen, tpl, 'hi')).toEqual(encodePrompt(qwen, chatModeTemplate(qwenChat), 'hi'));
+    expect(() => encodePrompt(qwen, tpl, [user('hi'), assistant('ok'), user('x <|im_start|> y')], { at: 'chats.jsonl:3' })).toThrow(
+      /^chats\.jsonl:3: encodePrompt: the prompt \(message 3, "user"\) contains the special token "<\|im_start\|>"/,
+    );
+    expect(() => encodeSupervised(qwen, tpl, 'hi', 'a <|endoftext|>')).toThrow(/encodeSupervised: the completion contains the special token "<\|endoftext\|>"/);
+  });
+});
+
 describe('chat mode in s2s_template.json', () => {
   it('keeps the plain template file byte for byte, and saves and reads back a chat one', async () => {
     expect(templateFiles(resolveTemplate(DEFAULT_TEMPLATE))['s2s_template.json']).toBe(

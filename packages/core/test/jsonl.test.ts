@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DatasetError,
   describeDatasetStats,
+  gpt2Tokenizer,
+  scanSpecialTokenText,
   loadConversationalJsonl,
   loadJsonl,
   readConversationalJsonl,
@@ -317,6 +319,47 @@ describe('readConversationalJsonl (TRL conversational format)', () => {
   it('points text readers at the conversational reader', async () => {
     const e = await errorOf(JSON.stringify({ prompt: [u('hi')], chosen: 'c', rejected: 'r' }));
     expect(e.message).toMatch(/field "prompt" is a list \(TRL's conversational format\), which is read with the model's chat template \(readConversationalJsonl\)/);
+  });
+});
+
+describe('scanSpecialTokenText (special-token text in the data)', () => {
+  const g = gpt2Tokenizer();
+
+  it('counts the rows whose text or message content holds special-token text, naming the first places', async () => {
+    const f = await file(
+      [
+        pair(1),
+        JSON.stringify({ prompt: 'p <|endoftext|>', chosen: 'a', rejected: 'b' }),
+        pair(3),
+        JSON.stringify({ prompt: 'p', chosen: 'a<|endoftext|>', rejected: 'b <|endoftext|>' }),
+      ].join('\n'),
+    );
+    const { rows } = await loadJsonl(f, 'preference');
+    const r = scanSpecialTokenText(rows, g);
+    expect(r).toEqual({ rows: 4, withSpecialTokens: 2, places: [`${f}:2 field "prompt": "<|endoftext|>"`, `${f}:4 field "chosen": "<|endoftext|>"`] });
+    expect(scanSpecialTokenText(rows, g, 'literal').withSpecialTokens).toBe(2);
+
+    const c = await file([JSON.stringify({ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'x <|endoftext|>' }] })].join('\n'));
+    const conv = await loadConversationalJsonl(c, 'supervised');
+    expect(scanSpecialTokenText(conv.rows, g).places).toEqual([`${c}:1 field "completion": "<|endoftext|>"`]);
+  });
+
+  it("'error' refuses the first such row with a DatasetError naming file, line and field (as the file names it)", async () => {
+    const f = await file([JSON.stringify({ question: 'q', good: 'g', bad: 'b' }), JSON.stringify({ question: 'q', good: 'fine <|endoftext|>', bad: 'b' })].join('\n'));
+    const fields = { prompt: 'question', chosen: 'good', rejected: 'bad' };
+    const { rows } = await loadJsonl(f, 'preference', { fields });
+    let err: unknown;
+    try {
+      scanSpecialTokenText(rows, g, 'error', fields);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DatasetError);
+    const d = err as DatasetError;
+    expect([d.file, d.line, d.field, d.reason]).toEqual([f, 2, 'good', 'special-token']);
+    expect(d.message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:2: field "good" contains the special token "<\\|endoftext\\|>" of the tokenizer \\(gpt2\\)`));
+    const clean = await loadJsonl(await file(pair(1)), 'preference');
+    expect(scanSpecialTokenText(clean.rows, g, 'error')).toEqual({ rows: 1, withSpecialTokens: 0, places: [] });
   });
 });
 

@@ -7,6 +7,7 @@ import {
   DEFAULT_TEMPLATE,
   describeLengthReport,
   encodePrompt,
+  encodeResponse,
   encodeRewrite,
   encodeSupervised,
   gpt2Tokenizer,
@@ -16,6 +17,7 @@ import {
   permutation,
   resolveTemplate,
   shuffled,
+  templateFiles,
   templateWords,
   Tokenizer,
   wordLevelTokenizerJSON,
@@ -119,6 +121,61 @@ describe('template', () => {
     const places = ['f.jsonl:4 (truncated by 3 tokens)', 'example 3 (truncated by 6 tokens)', 'example 4 (skipped, 13 tokens)', 'example 5 (skipped, 13 tokens)', 'example 6 (truncated by 5 tokens)'];
     expect(report).toEqual({ examples: 7, truncated: 4, skipped: 2, promptTokensDropped: 3 + 6 + 5 + 5, places });
     expect(describeLengthReport(report, 10)).toBe(`7 examples (maxLength 10): 4 truncated (19 prompt tokens dropped), 2 skipped; first: ${places.join(', ')}, ...`);
+  });
+});
+
+describe('special-token text in the data (specialTokensInText)', () => {
+  const g = gpt2Tokenizer();
+  const EOT = 50256;
+  const plain = resolveTemplate({});
+  const prompt = 'Say <|endoftext|> please';
+  const promptOf = (e: EncodedExample) => span(e, e.promptSpan);
+
+  it("'literal' encodes its characters, in the prompt and the completion, from the call's option or the template; 'encode' (default) the control token", () => {
+    const encoded = encodeSupervised(g, plain, prompt, 'ok')!;
+    expect(promptOf(encoded)).toContain(EOT);
+    expect(encodeSupervised(g, plain, prompt, 'ok', { specialTokensInText: 'encode' })).toEqual(encoded);
+    const e = encodeSupervised(g, plain, prompt, 'a <|endoftext|> b', { specialTokensInText: 'literal' })!;
+    expect(promptOf(e)).toEqual(g.encode(prompt, { specialTokensInText: 'literal' }));
+    expect(promptOf(e)).not.toContain(EOT);
+    // the completion's only EOS is the one the template adds
+    expect(span(e, e.targetSpan).filter((id) => id === EOT)).toEqual([EOT]);
+    expect(g.decode(span(e, e.targetSpan))).toBe('a <|endoftext|> b<|endoftext|>');
+    const viaTemplate = resolveTemplate({ specialTokensInText: 'literal' });
+    expect(encodeSupervised(g, viaTemplate, prompt, 'a <|endoftext|> b')).toEqual(e);
+    expect(encodePrompt(g, viaTemplate, prompt)).toEqual(encodePrompt(g, plain, prompt, { specialTokensInText: 'literal' }));
+    expect(encodePrompt(g, viaTemplate, prompt)).not.toContain(EOT);
+    expect(encodeResponse(g, viaTemplate, 'p', 'x<|endoftext|>')).toEqual([...g.encode('x<|endoftext|>', { specialTokensInText: 'literal' }), EOT]);
+    const r = encodeRewrite(g, viaTemplate, prompt, [1, 2], [3])!;
+    expect(promptOf(r)).not.toContain(EOT);
+    // the call's option wins over the template's
+    expect(promptOf(encodeSupervised(g, viaTemplate, prompt, 'ok', { specialTokensInText: 'encode' })!)).toContain(EOT);
+  });
+
+  it("'error' refuses it, naming the place and the field; the template's own markup is not data", () => {
+    const opts = { specialTokensInText: 'error' as const, at: 'data.jsonl:7' };
+    expect(() => encodeSupervised(g, plain, prompt, 'ok', opts)).toThrow(/^data\.jsonl:7: encodeSupervised: the prompt contains the special token "<\|endoftext\|>" of the tokenizer \(gpt2\)/);
+    expect(() => encodeSupervised(g, plain, 'hi', 'x<|endoftext|>', opts)).toThrow(/data\.jsonl:7: encodeSupervised: the completion contains the special token/);
+    expect(() => encodePrompt(g, plain, prompt, opts)).toThrow(/encodePrompt: the prompt contains/);
+    expect(() => encodeRewrite(g, plain, prompt, [1], [2], opts)).toThrow(/encodeRewrite: the prompt contains/);
+    expect(() => encodeResponse(g, plain, 'p', 'x<|endoftext|>', opts)).toThrow(/encodeResponse: the completion contains/);
+    // markup: a prefix holding the special token is encoded as it is, under every policy
+    const marked = resolveTemplate({ promptPrefix: '<|endoftext|>', specialTokensInText: 'error' });
+    expect(encodePrompt(g, marked, 'hi')![0]).toBe(EOT);
+  });
+
+  it('is a run setting: checked, and not saved with the template', () => {
+    expect(() => resolveTemplate({ specialTokensInText: 'sometimes' as never })).toThrow(/template\.specialTokensInText must be one of encode, literal, error/);
+    const t = resolveTemplate({ specialTokensInText: 'literal' });
+    expect(templateFiles(t)).toEqual(templateFiles(plain));
+    expect(resolveTemplate({})).not.toHaveProperty('specialTokensInText');
+  });
+
+  it('word-level: "<eos>" in the data is <unk> under literal', () => {
+    const t = resolveTemplate({ promptPrefix: 'Question:', addBos: true });
+    const e = encodeSupervised(tok, t, 'what is <eos>', 'paris', { specialTokensInText: 'literal' })!;
+    expect(promptOf(e)).toEqual([tok.tokenToId('what'), tok.tokenToId('is'), tok.unkId]);
+    expect(promptOf(encodeSupervised(tok, t, 'what is <eos>', 'paris')!)).toEqual([tok.tokenToId('what'), tok.tokenToId('is'), EOS]);
   });
 });
 

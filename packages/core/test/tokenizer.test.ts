@@ -190,6 +190,91 @@ describe('word-level tokenizer', () => {
   });
 });
 
+describe('vocabulary checks on load (tokenizer.json)', () => {
+  const wl = (vocab: unknown, added: unknown[] = []) => ({
+    added_tokens: added,
+    pre_tokenizer: { type: 'WhitespaceSplit' },
+    model: { type: 'WordLevel', vocab, unk_token: '<unk>' },
+  });
+  const bpe = (vocab: Record<string, number>, merges: unknown[]) => ({ model: { type: 'BPE', vocab, merges, unk_token: null } });
+  const refuses = (json: unknown, re: RegExp) => {
+    expect(() => Tokenizer.fromJSON(json, {}, 'bad')).toThrow(TokenizerError);
+    expect(() => Tokenizer.fromJSON(json, {}, 'bad')).toThrow(re);
+  };
+
+  it('refuses ids that are not non-negative integers, naming the file and the token', () => {
+    refuses(wl({ '<unk>': 0, a: -5 }), /bad\/tokenizer\.json: model\.vocab: the id of "a" must be a non-negative integer, got -5/);
+    refuses(wl({ '<unk>': 0, a: 1.5 }), /the id of "a" must be a non-negative integer, got 1\.5/);
+    refuses(wl({ '<unk>': 0, a: '7' }), /the id of "a" must be a non-negative integer, got "7"/);
+    refuses(wl({ '<unk>': 0, a: null }), /the id of "a" must be a non-negative integer, got null/);
+    refuses(wl({ '<unk>': 0, a: 2 ** 53 }), /the id of "a" must be a non-negative integer/);
+  });
+
+  it('refuses two tokens with one id, an empty or missing vocabulary', () => {
+    refuses(wl({ '<unk>': 0, a: 1, b: 1 }), /bad\/tokenizer\.json: model\.vocab: id 1 is given to two tokens, "a" and "b"/);
+    refuses(wl({}), /bad\/tokenizer\.json: model\.vocab is empty/);
+    refuses({ model: { type: 'WordLevel' } }, /bad\/tokenizer\.json: model\.vocab is missing/);
+    refuses(wl('a b'), /model\.vocab must be an object/);
+  });
+
+  it("checks Unigram's [piece, score] list: each a pair, each piece once", () => {
+    const uni = (vocab: unknown) => ({ model: { type: 'Unigram', unk_id: 0, vocab } });
+    refuses(uni([['<unk>', 0], ['a', -1], ['a', -2]]), /bad\/tokenizer\.json: model\.vocab: the piece "a" appears twice \(ids 1 and 2\)/);
+    refuses(uni([['<unk>', 0], ['a']]), /model\.vocab\[1\] must be a \[piece, score\] pair/);
+    refuses(uni([['<unk>', 0], [7, -1]]), /model\.vocab\[1\] must be a \[piece, score\] pair/);
+    refuses(uni([]), /model\.vocab is empty/);
+  });
+
+  it('refuses added tokens that disagree with the vocabulary or with each other', () => {
+    const at = (id: unknown, content: string) => ({ id, content, special: true });
+    refuses(wl({ '<unk>': 0, '<eos>': 1, a: 2 }, [at(2, '<eos>')]), /bad\/tokenizer\.json: added token "<eos>" has id 2 but model\.vocab gives it id 1/);
+    refuses(wl({ '<unk>': 0, a: 1 }, [at(1, '<eos>')]), /added token "<eos>" has id 1, which model\.vocab gives to "a"/);
+    refuses(wl({ '<unk>': 0, a: 1 }, [at(5, '<x>'), at(5, '<y>')]), /added_tokens: id 5 is given to two tokens, "<x>" and "<y>"/);
+    refuses(wl({ '<unk>': 0, a: 1 }, [at(5, '<x>'), at(6, '<x>')]), /added_tokens: "<x>" appears twice, with ids 5 and 6/);
+    refuses(wl({ '<unk>': 0, a: 1 }, [at(-1, '<x>')]), /"added_tokens" needs a string "content" and a non-negative integer "id"/);
+    refuses(wl({ '<unk>': 0, a: 1 }, [at('3', '<x>')]), /non-negative integer "id"/);
+    // added tokens above the vocabulary (Qwen's, Llama 3's) and ones repeating it exactly (Llama 2's <s>) are fine
+    const ok = Tokenizer.fromJSON(wl({ '<unk>': 0, '<eos>': 1, a: 2 }, [at(1, '<eos>'), at(3, '<x>')]), {}, 'ok');
+    expect(ok.encode('a <x> <eos>')).toEqual([2, 3, 1]);
+  });
+
+  it('refuses BPE merges of tokens the vocabulary lacks (the library would silently drop them)', () => {
+    const vocab = { a: 0, b: 1, ab: 2 };
+    expect(Tokenizer.fromJSON(bpe(vocab, ['a b']), {}, 'ok').encode('ab')).toEqual([2]);
+    expect(Tokenizer.fromJSON(bpe(vocab, [['a', 'b']]), {}, 'ok').encode('ab')).toEqual([2]);
+    refuses(bpe(vocab, ['a c']), /bad\/tokenizer\.json: model\.merges\[0\] "a c": the token "c" is not in model\.vocab/);
+    refuses(bpe({ a: 0, b: 1 }, ['a b']), /model\.merges\[0\] "a b": the token "ab" is not in model\.vocab/);
+    refuses(bpe(vocab, ['a b c']), /model\.merges\[0\] must be two tokens/);
+    refuses(bpe(vocab, [['a', 7]]), /model\.merges\[0\] must be two tokens/);
+  });
+});
+
+describe('special-token text inside text (encode options)', () => {
+  it("GPT-2: 'encode' gives the control token (Hugging Face's default), 'literal' the characters, 'error' refuses naming the token", () => {
+    const tok = gpt2Tokenizer();
+    expect(tok.specialTokenStrings).toEqual(['<|endoftext|>']);
+    expect(tok.findSpecialToken('x <|endoftext|> y')).toBe('<|endoftext|>');
+    expect(tok.findSpecialToken('x <|endoftext y')).toBeUndefined();
+    expect(tok.encode('hello <|endoftext|>')).toEqual([31373, 220, 50256]);
+    expect(tok.encode('hello <|endoftext|>', { specialTokensInText: 'encode' })).toEqual([31373, 220, 50256]);
+    const literal = tok.encode('hello <|endoftext|>', { specialTokensInText: 'literal' });
+    expect(literal).not.toContain(50256);
+    expect(tok.decode(literal)).toBe('hello <|endoftext|>');
+    // text without special tokens encodes the same under every policy
+    for (const p of ['encode', 'literal', 'error'] as const) expect(tok.encode('hello world', { specialTokensInText: p })).toEqual([31373, 995]);
+    expect(() => tok.encode('a<|endoftext|>', { specialTokensInText: 'error' })).toThrow(/the text contains the special token "<\|endoftext\|>" of gpt2/);
+    expect(() => tok.encode('a', { specialTokensInText: 'nope' as never })).toThrow(/specialTokensInText must be one of encode, literal, error/);
+  });
+
+  it('word-level: a special token written as a word is <unk> under literal (its only entry is the control token)', () => {
+    const tok = Tokenizer.fromJSON(wordLevelTokenizerJSON(['a', 'b'], ['<pad>', '<eos>']), { tokenizerConfig: { eos_token: '<eos>' } }, 'wl');
+    expect(tok.encode('a <eos> b')).toEqual([3, 1, 4]);
+    expect(tok.encode('a <eos> b', { specialTokensInText: 'literal' })).toEqual([3, 2, 4]);
+    const noUnk = Tokenizer.fromJSON(wordLevelTokenizerJSON(['a'], ['<eos>'], { unkToken: null }), {}, 'wl');
+    expect(() => noUnk.encode('a <eos>', { specialTokensInText: 'literal' })).toThrow(/wl: the special token "<eos>" in the text cannot be encoded as ordinary characters/);
+  });
+});
+
 describe('special tokens from the config files', () => {
   const json = wordLevelTokenizerJSON(['x', 'y'], ['<s>', '</s>', '<pad>', '[EOS]']);
 

@@ -3,8 +3,8 @@
 import { writeJsonl } from '@s2s/core';
 import { TASKS, type Task, getTask } from '@s2s/tasks';
 
-import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
-import { checkDataFile, compactPrompt, readDataset } from '../datasets.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions, specialTextOptions } from '../command.js';
+import { checkDataFile, compactPrompt, dataTemplate, readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
 import { type JudgedRow, judgeRows, matchByPrompt, pairwiseWinRate, summarizeJudgements } from '../judging.js';
 import { modelInputs, openModel } from '../open-model.js';
@@ -20,6 +20,7 @@ const options = {
   model: { type: 'string', arg: 'DIR', group: 'a model (instead of --data)', help: "generate the model's responses to --prompts, then judge them" },
   prompts: { type: 'string', arg: 'FILE', group: 'a model (instead of --data)', help: 'JSONL rows {prompt}, with --model' },
   ...modelInputOptions,
+  ...specialTextOptions,
   ...generationOptions,
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field that holds the prompt' },
   responseField: { type: 'string', arg: 'NAME', group: 'data', help: 'the field that holds the response (default: response, else completion)' },
@@ -114,8 +115,9 @@ by, which the reward models never see):
     } else {
       const dir = o.model!;
       await checkDataFile(o.prompts!, '--prompts');
-      const inputs = await modelInputs(dir, o);
-      const prompts = (await readDataset(o.prompts!, 'prompt', { prompt: o.promptField }, '--prompts', inputs.template)).map((r) => r.prompt);
+      const found = await modelInputs(dir, o);
+      const inputs = { ...found, template: dataTemplate(found.template, o.specialTokensInText) };
+      const prompts = (await readDataset(o.prompts!, 'prompt', { prompt: o.promptField }, '--prompts', inputs.template, inputs.tok)).map((r) => r.prompt);
       // the gold judge reads text: with a chat template, each prompt must be one user turn
       const texts = prompts.map((p, i) => {
         const t = compactPrompt(p);

@@ -2,8 +2,8 @@
 // finishReason} rows -- the input `s2s eval` judges and `s2s rm score` scores.
 import { writeJsonl } from '@s2s/core';
 
-import { type Command, defineCommand, engineOptions, modelInputOptions } from '../command.js';
-import { checkDataFile, compactPrompt, readDataset } from '../datasets.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions, specialTextOptions } from '../command.js';
+import { checkDataFile, compactPrompt, dataTemplate, readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
 import { modelInputs, openModel } from '../open-model.js';
 import { type OptionSchema, need } from '../options.js';
@@ -11,6 +11,7 @@ import { type OptionSchema, need } from '../options.js';
 const options = {
   model: { type: 'string', arg: 'DIR', required: true, group: 'model', help: 'the model (an SFT or PPO final/ folder, or any checkpoint)' },
   ...modelInputOptions,
+  ...specialTextOptions,
   prompts: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'JSONL rows {prompt} (with a chat template: a message list, or text as one user turn)' },
   out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the rows {prompt, response, finishReason} go (JSONL, written atomically)' },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --prompts that holds the prompt' },
@@ -37,8 +38,9 @@ response, "length" when --max-new-tokens cut it off.`,
     const promptsFile = need(o.prompts, 'prompts', 'FILE');
     const out = need(o.out, 'out', 'FILE');
     await checkDataFile(promptsFile, '--prompts');
-    const inputs = await modelInputs(dir, o);
-    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', inputs.template)).map((r) => r.prompt);
+    const found = await modelInputs(dir, o);
+    const inputs = { ...found, template: dataTemplate(found.template, o.specialTokensInText) };
+    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', inputs.template, inputs.tok)).map((r) => r.prompt);
     const { model, tok, template } = await openModel(dir, o, inputs);
     try {
       const rows = await generateResponses(model, tok, template, prompts, o);

@@ -7,8 +7,8 @@ import { type Model, type Tokenizer, loadModel, stopTokenIds } from '@s2s/core';
 import { PPOTrainer, type PPOTrainerOptions, rewardFromModel } from '@s2s/ppo';
 import { REWARD_STATS_FILE, loadRewardModel } from '@s2s/rm';
 
-import { type Command, defineCommand, engineOptions, modelInputOptions, saveOptions } from '../command.js';
-import { checkDataFile, readDataset } from '../datasets.js';
+import { type Command, defineCommand, engineOptions, modelInputOptions, saveOptions, specialTextOptions } from '../command.js';
+import { checkDataFile, dataTemplate, readDataset } from '../datasets.js';
 import { encodeQueries } from '../generation.js';
 import { EXIT_INTERRUPTED } from '../interrupt.js';
 import { checkTemplateFitsTokenizer, exists, findTemplate, findTokenizer } from '../model-inputs.js';
@@ -33,6 +33,7 @@ const options = {
   critic: { type: 'string', arg: 'DIR', group: 'models', help: 'where the critic starts, with a value head (default: the reward model for --reward scalar, else --policy)' },
   sentenceAggregate: { type: 'enum', values: ['sum', 'mean'], default: 'sum', group: 'models', help: "--reward sentence: the token scores' sum or mean, on the last token" },
   ...modelInputOptions,
+  ...specialTextOptions,
   prompts: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'rollout prompts: JSONL rows {prompt} (with a chat template: a message list, or text as one user turn)' },
   promptField: { type: 'string', arg: 'NAME', default: 'prompt', group: 'data', help: 'the field of --prompts that holds the prompt' },
   out: { type: 'string', arg: 'DIR', required: true, group: 'data', help: `output folder: log.jsonl, samples.jsonl, checkpoint-N/, final/, final-critic/, ${PPO_CONFIG_FILE}` },
@@ -108,15 +109,16 @@ controller, prompt order); --resume continues it exactly.`,
     const critic = resume ? undefined : (o.critic ?? (reward === 'scalar' ? rewardModel : policyDir));
     const tok: Tokenizer = await findTokenizer(o.tokenizer, [from, policyDir]);
     const { policy: policyCfg, rewardModel: rmCfg } = await checkModelShapes({ policy: from, ref, critic, rewardModel }, tok);
-    const { template, from: templateFrom } = await findTemplate(o.template, [from, policyDir], tok);
-    checkTemplateFitsTokenizer(tok, template);
+    const { template: modelTemplate, from: templateFrom } = await findTemplate(o.template, [from, policyDir], tok);
+    checkTemplateFitsTokenizer(tok, modelTemplate);
     // a response ends on EOS, or on a chat template's end-of-turn (which a tokenizer without eos_token may have)
-    if (stopTokenIds(tok, template).length === 0)
+    if (stopTokenIds(tok, modelTemplate).length === 0)
       throw new Error(`the tokenizer (${tok.source}) has no eos_token and the template is not a chat template: PPO needs a token that ends responses`);
-    await checkRewardTemplate(rewardModel, template);
+    await checkRewardTemplate(rewardModel, modelTemplate);
+    const template = dataTemplate(modelTemplate, o.specialTokensInText);
 
     // with a chat template a prompt may be a conversation (a message list; text is one user turn)
-    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', template)).map((r) => r.prompt);
+    const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', template, tok)).map((r) => r.prompt);
     if (prompts.length < config.batchSize) throw new UsageError(`--prompts ${promptsFile} has ${prompts.length} prompts, fewer than --batch-size (${config.batchSize})`);
     encodeQueries(tok, template, prompts, policyCfg.maxSeqLen, config.maxNewTokens, `--prompts ${promptsFile}`);
     if (reward === 'scalar') checkPromptsFitScalarRM(tok, template, prompts, rmCfg, config.maxNewTokens, `--prompts ${promptsFile}`);

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '@s2s/core';
 import { type Explanation, explain, promptText, readRewardModelKind, renderExplanation, renderExplanationHtml } from '@s2s/rm';
 
-import { type Command, defineCommand, engineOptions } from '../command.js';
+import { type Command, defineCommand, engineOptions, specialTextOptions } from '../command.js';
 import { checkDataFile } from '../datasets.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
 import { openRewardModel, readResponses, responseFieldOptions, rewardModelInputs, rewardModelOptions } from '../reward-model-inputs.js';
@@ -18,6 +18,7 @@ const options = {
   data: { type: 'string', arg: 'FILE', group: 'input', help: 'instead: JSONL rows {prompt, response} (or {prompt, completion})' },
   limit: { type: 'int', min: 1, default: 10, group: 'input', help: 'with --data: explain the first N rows' },
   ...responseFieldOptions,
+  ...specialTextOptions,
   html: { type: 'string', arg: 'FILE', group: 'output', help: 'also write the explanations as a self-contained HTML page' },
   color: { type: 'enum', values: ['auto', 'always', 'never'], default: 'auto', group: 'output', help: 'colour the tokens (auto: when stdout is a terminal)' },
   ...engineOptions,
@@ -56,7 +57,7 @@ Without colour, each token is written as token[score].`,
     const inputs = single ? undefined : await rewardModelInputs(dir, o);
     const rows = single
       ? [{ prompt: need(o.prompt, 'prompt', 'TEXT'), response: need(o.response, 'response', 'TEXT') }]
-      : (await readResponses(o.data!, o, '--data', inputs!.template)).slice(0, o.limit);
+      : (await readResponses(o.data!, o, '--data', inputs!.template, inputs!.tokenizer)).slice(0, o.limit);
     if ((await readRewardModelKind(dir)) !== 'seq2seq')
       throw new Error(`${dir} is a scalar reward model: it gives one number per response and cannot explain tokens (use \`s2s rm score\`)`);
     const { model, tokenizer: tok, template } = await openRewardModel(dir, inputs ?? (await rewardModelInputs(dir, o)));

@@ -3,7 +3,7 @@
 import { type Model, type Prompt, type Template, type Tokenizer, encodeResponse, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
 import { REWARD_STATS_FILE, type RewardStats, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
 
-import { type Command, defineCommand, engineOptions } from '../command.js';
+import { type Command, defineCommand, engineOptions, specialTextOptions } from '../command.js';
 import { checkDataFile, compactPrompt } from '../datasets.js';
 import { padIdOf } from '../model-inputs.js';
 import { type OptionSchema, need } from '../options.js';
@@ -20,6 +20,7 @@ const options = {
   },
   out: { type: 'string', arg: 'FILE', required: true, group: 'data', help: 'where the scored rows go (JSONL, written atomically)' },
   ...responseFieldOptions,
+  ...specialTextOptions,
   batchSize: { type: 'int', min: 1, default: 32, group: 'run', help: 'sequences per engine call' },
   ...engineOptions,
 } as const satisfies OptionSchema;
@@ -74,7 +75,7 @@ export const rmScoreCommand: Command<typeof options> = defineCommand({
     const out = need(o.out, 'out', 'FILE');
     await checkDataFile(data, '--data');
     const inputs = await rewardModelInputs(dir, o);
-    const rows = await readResponses(data, o, '--data', inputs.template);
+    const rows = await readResponses(data, o, '--data', inputs.template, inputs.tokenizer);
     const rm = await openRewardModel(dir, inputs);
     const { kind, model, tokenizer: tok, template } = rm;
     try {

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { TRAIN_DEFAULTS, assertTokenizerFitsModel, readCheckpointConfig, writeFileAtomic } from '@s2s/core';
 import { type RewardModelKind, SCALAR_RM_DEFAULTS, rewardModelFiles } from '@s2s/rm';
 
-import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions, saveOptions } from '../command.js';
-import { checkDataFile, readDataset, trainAndEval } from '../datasets.js';
+import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions, saveOptions, specialTextOptions } from '../command.js';
+import { checkDataFile, dataTemplate, readDataset, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer } from '../model-inputs.js';
 import { optimizerOption } from '../optimizer-options.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
@@ -34,6 +34,7 @@ const options = {
   rejectedField: { type: 'string', arg: 'NAME', default: 'rejected', group: 'data', help: 'the field that holds the other response' },
   ...evalOptions,
   ...lengthOptions,
+  ...specialTextOptions,
   model: { type: 'string', arg: 'SFT_DIR', required: true, group: 'model', help: 'the SFT model the reward model starts from (not needed with --resume)' },
   ...modelInputOptions,
   seq2seq: {
@@ -94,13 +95,14 @@ and the tokenizer. Ctrl-C stops with a checkpoint; --resume continues.`,
     const tok = await findTokenizer(o.tokenizer, [from, path.dirname(data)]);
     const cfg = await readCheckpointConfig(from);
     assertTokenizerFitsModel(tok, cfg);
-    const { template } = await findTemplate(o.template, [from], tok);
-    checkTemplateFitsTokenizer(tok, template);
+    const { template: modelTemplate } = await findTemplate(o.template, [from], tok);
+    checkTemplateFitsTokenizer(tok, modelTemplate);
+    const template = dataTemplate(modelTemplate, o.specialTokensInText);
 
     // with a chat template the pairs may be TRL's conversational rows (message lists, implicit prompts)
     const fields = { prompt: o.promptField, chosen: o.chosenField, rejected: o.rejectedField };
-    const rows = await readDataset(data, 'preference', fields, '--data', template);
-    const split = await trainAndEval(rows, 'preference', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in setup.explicit, template);
+    const rows = await readDataset(data, 'preference', fields, '--data', template, tok);
+    const split = await trainAndEval(rows, 'preference', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in setup.explicit, template, tok);
     const maxLength = o.maxLength ?? cfg.maxSeqLen;
     if (maxLength > cfg.maxSeqLen) throw new UsageError(`--max-length ${maxLength} is longer than the model's context (${cfg.maxSeqLen})`);
 

@@ -19,8 +19,8 @@ import {
   templateFiles,
 } from '@s2s/core';
 
-import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions, saveOptions } from '../command.js';
-import { type DataRowOf, checkDataFile, readDataset, reportLengths, trainAndEval } from '../datasets.js';
+import { type Command, defineCommand, evalOptions, lengthOptions, modelInputOptions, runOptions, saveOptions, specialTextOptions } from '../command.js';
+import { type DataRowOf, checkDataFile, dataTemplate, readDataset, reportLengths, trainAndEval } from '../datasets.js';
 import { checkTemplateFitsTokenizer, findTemplate, findTokenizer, padIdOf, specialTokenIds } from '../model-inputs.js';
 import { type OptionSchema, UsageError, need } from '../options.js';
 import { Progress } from '../progress.js';
@@ -44,6 +44,7 @@ const options = {
   completionField: { type: 'string', arg: 'NAME', default: 'completion', group: 'data', help: 'the field of --data that holds the completion' },
   ...evalOptions,
   ...lengthOptions,
+  ...specialTextOptions,
   model: { type: 'string', arg: 'DIR', group: 'model', help: 'a checkpoint to fine-tune; default: a new model of the size below' },
   ...modelInputOptions,
   layers: { type: 'int', min: 1, default: 4, group: NEW_MODEL, help: 'transformer blocks' },
@@ -88,13 +89,14 @@ Ctrl-C stops with a checkpoint.`,
       ? await readCheckpointConfig(from)
       : resolveConfig({ vocabSize: tok.vocabSize, maxSeqLen: o.context, numLayers: o.layers, numHeads: o.heads, channels: o.channels }, 'the new model (--layers, --heads, --channels, --context)');
     assertTokenizerFitsModel(tok, cfg);
-    const { template, from: templateFrom } = await findTemplate(o.template, [from], tok);
-    checkTemplateFitsTokenizer(tok, template);
+    const { template: modelTemplate, from: templateFrom } = await findTemplate(o.template, [from], tok);
+    checkTemplateFitsTokenizer(tok, modelTemplate);
+    const template = dataTemplate(modelTemplate, o.specialTokensInText);
 
     // with a chat template the data may be TRL's conversational rows ({messages}, message lists)
     const fields = { prompt: o.promptField, completion: o.completionField };
-    const rows = await readDataset(data, 'supervised', fields, '--data', template);
-    const split = await trainAndEval(rows, 'supervised', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in explicit, template);
+    const rows = await readDataset(data, 'supervised', fields, '--data', template, tok);
+    const split = await trainAndEval(rows, 'supervised', { evalData: o.evalData, evalSplit: o.evalSplit, seed: train.seed }, fields, 'evalSplit' in explicit, template, tok);
     const maxLength = o.maxLength ?? cfg.maxSeqLen;
     if (maxLength > cfg.maxSeqLen) throw new UsageError(`--max-length ${maxLength} is longer than the model's context (${cfg.maxSeqLen})`);
 

@@ -73,7 +73,7 @@ export interface ReadJsonlOptions {
 }
 
 /** 'roles': a conversation whose turns are not in the order its field needs (readConversationalJsonl) */
-export type DatasetErrorReason = 'io' | 'utf8' | 'json' | 'not-object' | 'missing' | 'type' | 'empty' | 'blank' | 'roles';
+export type DatasetErrorReason = 'io' | 'utf8' | 'json' | 'not-object' | 'missing' | 'type' | 'empty' | 'blank' | 'roles' | 'special-token';
 
 /** A bad line (or an unreadable file: then `line` is undefined). The message starts with "file:line:". */
 export class DatasetError extends Error {
@@ -421,6 +421,70 @@ export function describeDatasetStats(file: string, s: DatasetStats): string {
   if (s.skipped) parts.push(`${s.skipped} bad lines skipped`);
   if (s.identicalPairs) parts.push(`${s.identicalPairs} pairs with identical chosen and rejected`);
   return `${file}: ${parts.join(', ')}`;
+}
+
+/** Rows whose text holds special-token text (see scanSpecialTokenText). */
+export interface SpecialTextReport {
+  /** rows scanned */
+  rows: number;
+  /** rows with special-token text in at least one field */
+  withSpecialTokens: number;
+  /** the first few: "file:line field "prompt": "<|endoftext|>"" */
+  places: string[];
+}
+
+/**
+ * Counts the rows (as readJsonl/readConversationalJsonl return them) whose text fields or message
+ * contents hold a special token's text of `tokenizer` ("<|endoftext|>", "<eos>"), which encoding
+ * turns into the control token unless told otherwise (Template.specialTokensInText). With policy
+ * 'error' the first such row is a DatasetError naming its file, line, field and the token.
+ * `fields` maps a row's field to the file's name for it, where the read renamed it.
+ */
+export function scanSpecialTokenText(
+  rows: readonly object[],
+  tokenizer: { findSpecialToken(text: string): string | undefined; readonly source: string },
+  policy: 'encode' | 'literal' | 'error' = 'encode',
+  fields: Partial<Record<FieldRole, string>> = {},
+): SpecialTextReport {
+  const report: SpecialTextReport = { rows: 0, withSpecialTokens: 0, places: [] };
+  for (const row of rows) {
+    report.rows++;
+    let hit: { field: string; token: string } | undefined;
+    for (const [key, v] of Object.entries(row)) {
+      const field = fields[key as FieldRole] ?? key;
+      if (typeof v === 'string') {
+        const token = tokenizer.findSpecialToken(v);
+        if (token !== undefined) hit = { field, token };
+      } else if (Array.isArray(v))
+        for (const [i, m] of v.entries()) {
+          const content = (m as { content?: unknown } | null)?.content;
+          const token = typeof content === 'string' ? tokenizer.findSpecialToken(content) : undefined;
+          if (token !== undefined) {
+            hit = { field: v.length > 1 ? `${field} (message ${i + 1})` : field, token };
+            break;
+          }
+        }
+      if (hit) break;
+    }
+    if (!hit) continue;
+    const src = rowSource(row);
+    if (policy === 'error') {
+      const colon = src?.lastIndexOf(':') ?? -1;
+      const file = src === undefined ? '<rows>' : colon > 0 ? src.slice(0, colon) : src;
+      const line = src !== undefined && colon > 0 ? Number(src.slice(colon + 1)) : undefined;
+      throw new DatasetError(
+        file,
+        line === undefined && src === undefined ? report.rows : line,
+        hit.field,
+        'special-token',
+        `field ${JSON.stringify(hit.field)} contains the special token ${JSON.stringify(hit.token)} of the tokenizer (${tokenizer.source}); ` +
+          `refused under special tokens in text "error" ("encode" makes it the control token, "literal" reads it as ordinary characters)`,
+      );
+    }
+    report.withSpecialTokens++;
+    if (report.places.length < 5) report.places.push(`${src ?? `row ${report.rows}`} field ${JSON.stringify(hit.field)}: ${JSON.stringify(hit.token)}`);
+  }
+  return report;
 }
 
 /** Writes `rows` to `file` as JSONL (one JSON object per line), atomically; creates the directory. */

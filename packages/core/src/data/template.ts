@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import type { Tokenizer } from '../tokenizer.js';
+import { SPECIAL_TOKENS_IN_TEXT, type SpecialTokensInText, type Tokenizer, TokenizerError } from '../tokenizer.js';
 import { type ChatMessage, type ChatTemplateSpec, ChatTemplateError, RESPONSE_PLACEHOLDER, endOfTurnId, renderChat, resolveChatTemplateSpec } from './chat-template.js';
 
 /**
@@ -34,6 +34,13 @@ export interface Template {
    * the five fields above are not used. Absent: the plain-text layout above.
    */
   chat?: ChatTemplateSpec;
+  /**
+   * What special-token text inside the data's text (prompts, completions, message contents; never
+   * the template's own markup) becomes: 'encode' (default, Hugging Face's behaviour) the control
+   * token, 'literal' ordinary characters, 'error' refused. A run setting, not saved with the
+   * template (templateFiles leaves it out); an encode call's own option overrides it.
+   */
+  specialTokensInText?: SpecialTokensInText;
 }
 
 /** A prompt: text, or (chat mode) the conversation so far; in chat mode text is one user turn. */
@@ -59,6 +66,9 @@ export function resolveTemplate(t: Partial<Template> = {}): Template {
   for (const k of ['addBos', 'addEos'] as const)
     if (typeof out[k] !== 'boolean') throw new TypeError(`template.${k} must be a boolean, got ${JSON.stringify(out[k])}`);
   if (chat !== undefined) out.chat = resolveChatTemplateSpec(chat);
+  if (out.specialTokensInText === undefined) delete out.specialTokensInText;
+  else if (!SPECIAL_TOKENS_IN_TEXT.includes(out.specialTokensInText))
+    throw new TypeError(`template.specialTokensInText must be one of ${SPECIAL_TOKENS_IN_TEXT.join(', ')}, got ${JSON.stringify(out.specialTokensInText)}`);
   return out;
 }
 
@@ -72,7 +82,8 @@ export const TEMPLATE_FILE = 's2s_template.json';
 
 /** The template as a file to save beside a checkpoint (saveModel's `files`). */
 export function templateFiles(tpl: Template): Record<string, string> {
-  return { [TEMPLATE_FILE]: JSON.stringify(resolveTemplate(tpl), null, 2) + '\n' };
+  const { specialTokensInText: _runSetting, ...saved } = resolveTemplate(tpl);
+  return { [TEMPLATE_FILE]: JSON.stringify(saved, null, 2) + '\n' };
 }
 
 /** The template saved in `dir`, or undefined when there is none; a malformed one is an error naming the file. */
@@ -96,6 +107,7 @@ export async function loadTemplate(dir: string): Promise<Template | undefined> {
 /** A template from parsed s2s_template.json (plain or chat); errors name `file` and the field. */
 export function templateFromJSON(json: unknown, file: string): Template {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file}: a template must be a JSON object`);
+  // specialTokensInText is a run setting, not a saved field: refused here as unknown
   const unknown = Object.keys(json).filter((k) => !(k in DEFAULT_TEMPLATE) && k !== 'chat');
   if (unknown.length) throw new Error(`${file}: unknown template field ${JSON.stringify(unknown[0])}`);
   try {
@@ -140,6 +152,8 @@ export interface LengthOptions {
   report?: LengthReport;
   /** where the example comes from ("file:line", see rowSource()), named in the report when it is cut */
   at?: string;
+  /** what special-token text in the data's text becomes (see Template.specialTokensInText); overrides the template's */
+  specialTokensInText?: SpecialTokensInText;
 }
 
 /** Running counts over many encode calls; nothing is cut or left out without being counted here. */
@@ -232,10 +246,37 @@ function text(v: Prompt | Completion, where: string): string {
   );
 }
 
+/** The special-token policy of one call: the call's option, else the template's, else 'encode'. */
+function policyOf(tpl: Template, opts: { specialTokensInText?: SpecialTokensInText }): SpecialTokensInText {
+  const p = opts.specialTokensInText ?? tpl.specialTokensInText ?? 'encode';
+  if (!SPECIAL_TOKENS_IN_TEXT.includes(p)) throw new TypeError(`specialTokensInText must be one of ${SPECIAL_TOKENS_IN_TEXT.join(', ')}, got ${JSON.stringify(p)}`);
+  return p;
+}
+
+function specialTextError(tok: Tokenizer, found: string, what: string, at: string | undefined): TokenizerError {
+  return new TokenizerError(
+    `${at ? `${at}: ` : ''}${what} contains the special token ${JSON.stringify(found)} of the tokenizer (${tok.source}); ` +
+      `specialTokensInText is 'error' ('encode' makes it the control token, 'literal' ordinary text)`,
+  );
+}
+
+/** The ids of the data's own text (not the template's markup) under the special-token policy. */
+function dataIds(tok: Tokenizer, policy: SpecialTokensInText, s: string, what: string, at: string | undefined): number[] {
+  if (policy === 'error') {
+    const found = tok.findSpecialToken(s);
+    if (found !== undefined) throw specialTextError(tok, found, what, at);
+  }
+  return tok.encode(s, { specialTokensInText: policy });
+}
+
 /** The policy's query: what it sees before generating. Null when skipped under `opts`. */
 export function encodePrompt(tok: Tokenizer, tpl: Template, prompt: Prompt, opts: LengthOptions = {}): number[] | null {
-  if (tpl.chat) return fitChat(tok, tpl.chat, promptMessages(prompt, 'encodePrompt'), [], opts, new Date())?.ids ?? null;
-  return fit(head(tok, tpl), tok.encode(text(prompt, 'encodePrompt: the prompt')), tok.encode(tpl.responsePrefix), opts)?.ids ?? null;
+  const policy = policyOf(tpl, opts);
+  if (tpl.chat) {
+    const c = chatData(tok, policy, opts.at, 'encodePrompt', promptMessages(prompt, 'encodePrompt'));
+    return fitChat(c, tpl.chat, c.messages, [], opts, new Date())?.ids ?? null;
+  }
+  return fit(head(tok, tpl), dataIds(tok, policy, text(prompt, 'encodePrompt: the prompt'), 'encodePrompt: the prompt', opts.at), tok.encode(tpl.responsePrefix), opts)?.ids ?? null;
 }
 
 /**
@@ -244,9 +285,19 @@ export function encodePrompt(tok: Tokenizer, tpl: Template, prompt: Prompt, opts
  * template renders it after the query, through its end-of-turn token. These are encodeSupervised's
  * target, and what the seq2seq RM rewrites and is trained to write (encodeRewrite).
  */
-export function encodeResponse(tok: Tokenizer, tpl: Template, prompt: Prompt, completion: Completion): number[] {
-  if (tpl.chat) return chatResponseIds(tok, tpl.chat, promptMessages(prompt, 'encodeResponse'), completionMessages(tpl.chat, completion, 'encodeResponse'), new Date());
-  return withEos(tok, tpl, tok.encode(text(completion, 'encodeResponse: the completion')));
+export function encodeResponse(
+  tok: Tokenizer,
+  tpl: Template,
+  prompt: Prompt,
+  completion: Completion,
+  opts: { specialTokensInText?: SpecialTokensInText; at?: string } = {},
+): number[] {
+  const policy = policyOf(tpl, opts);
+  if (tpl.chat) {
+    const c = chatData(tok, policy, opts.at, 'encodeResponse', promptMessages(prompt, 'encodeResponse'), completionMessages(tpl.chat, completion, 'encodeResponse'));
+    return chatResponseIds(c, tpl.chat, c.messages, c.completion, new Date());
+  }
+  return withEos(tok, tpl, dataIds(tok, policy, text(completion, 'encodeResponse: the completion'), 'encodeResponse: the completion', opts.at));
 }
 
 /**
@@ -263,15 +314,17 @@ export function stopTokenIds(tok: Tokenizer, tpl: Template): number[] {
 export function encodeSupervised(tok: Tokenizer, tpl: Template, prompt: Prompt, completion: Completion, opts: LengthOptions = {}): EncodedExample | null {
   let f: ReturnType<typeof fit>;
   let target: number[];
+  const policy = policyOf(tpl, opts);
   if (tpl.chat) {
     const now = new Date();
-    const messages = promptMessages(prompt, 'encodeSupervised');
-    target = chatResponseIds(tok, tpl.chat, messages, completionMessages(tpl.chat, completion, 'encodeSupervised'), now);
-    f = fitChat(tok, tpl.chat, messages, target, opts, now);
+    const c = chatData(tok, policy, opts.at, 'encodeSupervised', promptMessages(prompt, 'encodeSupervised'), completionMessages(tpl.chat, completion, 'encodeSupervised'));
+    target = chatResponseIds(c, tpl.chat, c.messages, c.completion, now);
+    f = fitChat(c, tpl.chat, c.messages, target, opts, now);
   } else {
-    target = withEos(tok, tpl, tok.encode(text(completion, 'encodeSupervised: the completion')));
+    target = withEos(tok, tpl, dataIds(tok, policy, text(completion, 'encodeSupervised: the completion'), 'encodeSupervised: the completion', opts.at));
     const responsePrefix = tok.encode(tpl.responsePrefix);
-    f = fit(head(tok, tpl), tok.encode(text(prompt, 'encodeSupervised: the prompt')), [...responsePrefix, ...target], opts);
+    const promptIds = dataIds(tok, policy, text(prompt, 'encodeSupervised: the prompt'), 'encodeSupervised: the prompt', opts.at);
+    f = fit(head(tok, tpl), promptIds, [...responsePrefix, ...target], opts);
   }
   if (!f) return null;
   const start = f.ids.length - target.length;
@@ -306,21 +359,24 @@ export function encodeRewrite(
   let source: number[];
   let target: number[];
   let sourceStart: (f: NonNullable<ReturnType<typeof fit>>) => number;
+  const policy = policyOf(tpl, opts);
   if (tpl.chat) {
     const now = new Date();
-    const messages = promptMessages(prompt, 'encodeRewrite');
+    const c = chatData(tok, policy, opts.at, 'encodeRewrite', promptMessages(prompt, 'encodeRewrite'));
+    const messages = c.messages;
     const stops = stopTokenIds(tok, tpl);
     const withEot = (ids: readonly number[]) => (ids.length > 0 && stops.includes(ids[ids.length - 1]) ? [...ids] : [...ids, stops[0]]);
     source = withEot(responseIds);
     target = withEot(targetIds);
-    f = fitChat(tok, tpl.chat, messages, [...source, ...chatRewriteIds(tok, tpl.chat, messages, now), ...target], opts, now);
+    f = fitChat(c, tpl.chat, messages, [...source, ...chatRewriteIds(c, tpl.chat, messages, now), ...target], opts, now);
     sourceStart = (f) => f.promptSpan[1];
   } else {
     source = withEos(tok, tpl, responseIds);
     target = withEos(tok, tpl, targetIds);
     const responsePrefix = tok.encode(tpl.responsePrefix);
     const rewritePrefix = tok.encode(tpl.rewritePrefix);
-    f = fit(head(tok, tpl), tok.encode(text(prompt, 'encodeRewrite: the prompt')), [...responsePrefix, ...source, ...rewritePrefix, ...target], opts);
+    const promptIds = dataIds(tok, policy, text(prompt, 'encodeRewrite: the prompt'), 'encodeRewrite: the prompt', opts.at);
+    f = fit(head(tok, tpl), promptIds, [...responsePrefix, ...source, ...rewritePrefix, ...target], opts);
     sourceStart = (f) => f.promptSpan[1] + responsePrefix.length;
   }
   if (!f) return null;
@@ -417,7 +473,76 @@ function notPrefix(spec: ChatTemplateSpec, query: string, full: string): ChatTem
   );
 }
 
-function chatResponseIds(tok: Tokenizer, spec: ChatTemplateSpec, messages: ChatMessage[], completion: ChatMessage[], now: Date): number[] {
+/**
+ * A conversation's data under the special-token policy, and how its rendered text is encoded. The
+ * template renders special tokens on purpose (its markup is encoded as it is); only the messages'
+ * content is data. 'error' refuses content holding special-token text; 'literal' stands a
+ * private-use character (plane 15) in for each special token's text in the content before
+ * rendering, and encodes the rendered text in pieces: the text between stand-ins as it is, each
+ * stand-in as the special token's characters with the special tokens left out (Tokenizer.encode's
+ * 'literal'); a BPE merge never spans such a cut, as between a template's pieces.
+ */
+interface ChatData {
+  tok: Tokenizer;
+  policy: SpecialTokensInText;
+  messages: ChatMessage[];
+  completion: ChatMessage[];
+  /** the ids of rendered text */
+  encode(rendered: string): number[];
+  /** a content's own text (stand-ins back to the special tokens' text) */
+  unshield(content: string): string;
+  /** a content's text with stand-ins */
+  shield(content: string): string;
+}
+
+const STAND_IN = 0xf0000;
+const escapeRegex = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+function chatData(tok: Tokenizer, policy: SpecialTokensInText, at: string | undefined, fn: string, messages: ChatMessage[], completion: ChatMessage[] = []): ChatData {
+  const plain: ChatData = { tok, policy, messages, completion, encode: (r) => tok.encode(r), unshield: (c) => c, shield: (c) => c };
+  if (policy === 'encode' || tok.specialTokenStrings.length === 0) return plain;
+  const where = (list: ChatMessage[], i: number, what: string) => `${fn}: ${what}${list.length > 1 ? ` (message ${i + 1}, ${JSON.stringify(list[i].role)})` : ''}`;
+  let any = false;
+  for (const [list, what] of [
+    [messages, 'the prompt'],
+    [completion, 'the completion'],
+  ] as const)
+    for (let i = 0; i < list.length; i++) {
+      const found = tok.findSpecialToken(list[i].content);
+      if (found === undefined) continue;
+      if (policy === 'error') throw specialTextError(tok, found, where(list, i, what), at);
+      any = true;
+    }
+  if (!any) return plain;
+  const specials = tok.specialTokenStrings;
+  const last = String.fromCodePoint(STAND_IN + specials.length - 1);
+  const standIns = new RegExp(`[${String.fromCodePoint(STAND_IN)}-${last}]`, 'gu');
+  const find = new RegExp(specials.map(escapeRegex).join('|'), 'g');
+  const shield = (c: string) => {
+    if (standIns.test(c)) {
+      standIns.lastIndex = 0;
+      throw new TokenizerError(`${at ? `${at}: ` : ''}${fn}: a message holds private-use characters of plane 15, which specialTokensInText 'literal' uses in chat mode`);
+    }
+    return c.replace(find, (m) => String.fromCodePoint(STAND_IN + specials.indexOf(m)));
+  };
+  const unshield = (c: string) => c.replace(standIns, (ch) => specials[ch.codePointAt(0)! - STAND_IN]);
+  const encode = (rendered: string) => {
+    const ids: number[] = [];
+    let from = 0;
+    for (const m of rendered.matchAll(standIns)) {
+      ids.push(...tok.encode(rendered.slice(from, m.index)));
+      ids.push(...tok.encode(specials[m[0].codePointAt(0)! - STAND_IN], { specialTokensInText: 'literal' }));
+      from = m.index + m[0].length;
+    }
+    ids.push(...tok.encode(rendered.slice(from)));
+    return ids;
+  };
+  const shieldAll = (list: ChatMessage[]) => list.map((m) => ({ ...m, content: shield(m.content) }));
+  return { tok, policy, messages: shieldAll(messages), completion: shieldAll(completion), encode, unshield, shield };
+}
+
+function chatResponseIds(c: ChatData, spec: ChatTemplateSpec, messages: ChatMessage[], completion: ChatMessage[], now: Date): number[] {
+  const tok = c.tok;
   const query = renderChat(spec, messages, { addGenerationPrompt: true, now });
   const full = renderChat(spec, [...messages, ...completion], { now });
   if (!full.startsWith(query)) throw notPrefix(spec, query, full);
@@ -425,15 +550,15 @@ function chatResponseIds(tok: Tokenizer, spec: ChatTemplateSpec, messages: ChatM
   const end = rest.indexOf(spec.endOfTurn);
   if (end < 0) throw new ChatTemplateError(`${spec.source}: the assistant turn as rendered (${JSON.stringify(rest.slice(0, 80))}) has no end-of-turn ${JSON.stringify(spec.endOfTurn)}`);
   const turn = rest.slice(0, end + spec.endOfTurn.length);
-  const queryIds = tok.encode(query);
-  const both = tok.encode(query + turn);
-  const ids = queryIds.every((id, i) => both[i] === id) ? both.slice(queryIds.length) : tok.encode(turn);
+  const queryIds = c.encode(query);
+  const both = c.encode(query + turn);
+  const ids = queryIds.every((id, i) => both[i] === id) ? both.slice(queryIds.length) : c.encode(turn);
   if (ids[ids.length - 1] !== endOfTurnId(tok, spec)) throw new ChatTemplateError(`${spec.source}: the assistant turn does not end with the end-of-turn token ${JSON.stringify(spec.endOfTurn)}`);
   return ids;
 }
 
 /** The ids between the source's end-of-turn and the target (see "Chat mode"). */
-function chatRewriteIds(tok: Tokenizer, spec: ChatTemplateSpec, messages: ChatMessage[], now: Date): number[] {
+function chatRewriteIds(c: ChatData, spec: ChatTemplateSpec, messages: ChatMessage[], now: Date): number[] {
   const query = renderChat(spec, messages, { addGenerationPrompt: true, now });
   const conv = renderChat(
     spec,
@@ -446,12 +571,12 @@ function chatRewriteIds(tok: Tokenizer, spec: ChatTemplateSpec, messages: ChatMe
   const rest = conv.slice(query.length + RESPONSE_PLACEHOLDER.length);
   const end = rest.indexOf(spec.endOfTurn);
   if (end < 0) throw new ChatTemplateError(`${spec.source}: the assistant turn as rendered has no end-of-turn ${JSON.stringify(spec.endOfTurn)}`);
-  return tok.encode(rest.slice(end + spec.endOfTurn.length));
+  return c.encode(rest.slice(end + spec.endOfTurn.length));
 }
 
 /** The chat query + tail under the length rule (see "Chat mode"); null (counted) when skipped. */
 function fitChat(
-  tok: Tokenizer,
+  c: ChatData,
   spec: ChatTemplateSpec,
   messages: ChatMessage[],
   tail: number[],
@@ -462,7 +587,7 @@ function fitChat(
   if (max !== undefined && (!Number.isInteger(max) || max < 1)) throw new RangeError(`maxLength must be a positive integer, got ${max}`);
   const r = opts.report;
   if (r) r.examples++;
-  const query = (m: ChatMessage[]) => tok.encode(renderChat(spec, m, { addGenerationPrompt: true, now }));
+  const query = (m: ChatMessage[]) => c.encode(renderChat(spec, m, { addGenerationPrompt: true, now }));
   const fitting = (m: ChatMessage[]) => {
     const q = query(m);
     return max === undefined || q.length + tail.length <= max ? q : undefined;
@@ -470,7 +595,7 @@ function fitChat(
   const whole = query(messages);
   let q: number[] | undefined = whole;
   if (max !== undefined && whole.length + tail.length > max) {
-    q = (opts.overflow ?? 'truncate') === 'truncate' ? truncateConversation(tok, messages, fitting) : undefined;
+    q = (opts.overflow ?? 'truncate') === 'truncate' ? truncateConversation(c, messages, fitting) : undefined;
     if (!q) {
       if (r) {
         r.skipped++;
@@ -488,7 +613,8 @@ function fitChat(
 }
 
 /** The first shortening of the conversation whose query `fitting` accepts (see "Chat mode"), or undefined. */
-function truncateConversation(tok: Tokenizer, messages: ChatMessage[], fitting: (m: ChatMessage[]) => number[] | undefined): number[] | undefined {
+function truncateConversation(c: ChatData, messages: ChatMessage[], fitting: (m: ChatMessage[]) => number[] | undefined): number[] | undefined {
+  const tok = c.tok;
   const k = messages.findIndex((m) => m.role !== 'system');
   if (k < 0) return undefined;
   const system = messages.slice(0, k);
@@ -501,8 +627,9 @@ function truncateConversation(tok: Tokenizer, messages: ChatMessage[], fitting: 
     if (q) return q;
   }
   const kept = [...system, ...turns.slice(start)];
-  const content = tok.encode(kept[k].content);
-  const cut = (c: number) => kept.map((m, j) => (j === k ? { ...m, content: tok.decode(content.slice(c)) } : m));
+  // the content's own text, under the policy ('literal': special-token text as characters)
+  const content = tok.encode(c.unshield(kept[k].content), { specialTokensInText: c.policy });
+  const cut = (n: number) => kept.map((m, j) => (j === k ? { ...m, content: c.shield(tok.decode(content.slice(n))) } : m));
   // the fewest tokens cut that fit, keeping at least one
   let best: number[] | undefined;
   for (let lo = 1, hi = content.length - 1; lo <= hi; ) {
