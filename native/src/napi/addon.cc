@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "common.h"
 #include "cpu/matmul.h"
+#include "napi/engine_call.h"
 #include "napi/model_wrap.h"
 #include "napi/util.h"
 
@@ -29,7 +30,7 @@ Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
   int iters = get_int_arg(env, info, 3, "iters", 1, 1 << 20);
   // Sustained GFLOP/s through the engine's own matmul path: the peak benchmarks compare against.
   auto gflops = std::make_shared<double>(0.0);
-  return PromiseWorker::Start(
+  return engine_call(
       env, [=] { *gflops = measure_sgemm_gflops(m, n, k, iters); },
       [=](Napi::Env env) { return Napi::Number::New(env, *gflops); });
 }
@@ -89,6 +90,7 @@ Napi::Value ConfigSchemaJs(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  init_engine_calls(env);
   exports.Set("NativeModel", ModelWrap::Init(env));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));

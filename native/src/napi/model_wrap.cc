@@ -1,4 +1,4 @@
-// Model binding: argument checking on the JavaScript thread, engine work in AsyncWorkers.
+// Model binding: argument checking on the JavaScript thread, engine work through engine_call.
 #include "napi/model_wrap.h"
 
 #include <cmath>
@@ -36,11 +36,11 @@ BufferKind buffer_kind(Napi::Env env, const Napi::Value& v) {
 
 }  // namespace
 
-Napi::Promise ModelWrap::Run(Napi::Env env, std::function<void(ModelBackend&)> work, PromiseWorker::Result result) {
-  // The worker holds the model (a disposed wrap frees it only when the worker is done) and the
-  // JavaScript object; the model's mutex serialises calls that reach the engine together.
+Napi::Promise ModelWrap::Run(Napi::Env env, std::function<void(ModelBackend&)> work, EngineResult result) {
+  // The call holds the model (a disposed wrap, or one whose environment is gone, frees it only
+  // when the call is done) and the JavaScript object; the model's mutex serialises calls.
   std::shared_ptr<ModelBackend> m = model_;
-  return PromiseWorker::Start(
+  return engine_call(
       env,
       [m, work = std::move(work)] {
         std::lock_guard<std::mutex> lock(m->mu);
@@ -391,13 +391,16 @@ Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {
   size_t offset = optional_size_arg(env, info, 1, "offset", total, 0);
   size_t length = optional_size_arg(env, info, 2, "length", total, total - offset);
   check_range(env, offset, length, total);
-  // The output array is made here and filled on the worker thread: one copy, no staging buffer.
-  Napi::Float32Array out = Napi::Float32Array::New(env, length);
-  float* dst = out.Data();
-  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
+  // Filled on the engine thread into memory the call owns (a JavaScript array could go with its
+  // environment while the engine writes), then handed to JavaScript as the array's own storage:
+  // one copy, as before.
+  auto out = std::make_shared<std::vector<float>>();
   return Run(env,
-      [=](ModelBackend& m) { m.read_buffer(kind, offset, length, dst); },
-      [ref](Napi::Env) { return ref->Value(); });
+      [=](ModelBackend& m) {
+        out->resize(length);
+        m.read_buffer(kind, offset, length, out->data());
+      },
+      [out](Napi::Env env) { return adopt_float32(env, std::move(*out)); });
 }
 
 Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {

@@ -1,5 +1,6 @@
-// The engine's Model as a JavaScript class. Every heavy call is an AsyncWorker that returns a
-// Promise; arguments are checked on the JavaScript thread and engine errors become rejections.
+// The engine's Model as a JavaScript class. Every heavy call returns a Promise (engine_call):
+// arguments are checked and copied on the JavaScript thread, the work runs on the engine thread,
+// and engine errors become rejections.
 #pragma once
 
 #include <napi.h>
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "backend.h"
+#include "napi/engine_call.h"
 #include "napi/util.h"
 
 namespace s2s {
@@ -22,8 +24,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   ModelBackend* model(Napi::Env env);
 
  private:
-  // Runs work(model) on a worker thread under the model's lock; see PromiseWorker.
-  Napi::Promise Run(Napi::Env env, std::function<void(ModelBackend&)> work, PromiseWorker::Result result);
+  // Runs work(model) on the engine thread under the model's lock; see engine_call.
+  Napi::Promise Run(Napi::Env env, std::function<void(ModelBackend&)> work, EngineResult result);
 
   Napi::Value Layout(const Napi::CallbackInfo& info);
   Napi::Value NumParams(const Napi::CallbackInfo& info);

@@ -2,102 +2,9 @@
 #include "napi/util.h"
 
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
-#include <future>
-#include <mutex>
-#include <new>
-#include <thread>
-
-#include "common.h"
 
 namespace s2s {
-
-namespace {
-
-// Every engine call runs on this one thread. OpenMP keeps a team of worker threads for each
-// thread that opens parallel regions, and once libgomp manages more threads than there are cores
-// it stops spinning between regions and sleeps instead: a decoding step of small kernels then
-// runs ~10x slower. Calls spread over libuv's pool threads would each bring their own team.
-class EngineThread {
- public:
-  static EngineThread& get() {
-    static EngineThread* t = new EngineThread();  // never destroyed: the thread lives as long as the process
-    return *t;
-  }
-
-  // Runs fn on the engine thread and waits for it; fn's exception is rethrown here.
-  void run(std::function<void()> fn) {
-    std::packaged_task<void()> task(std::move(fn));
-    std::future<void> done = task.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-    done.get();
-  }
-
- private:
-  EngineThread() { std::thread([this] { loop(); }).detach(); }
-
-  void loop() {
-    for (;;) {
-      std::packaged_task<void()> task;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return !queue_.empty(); });
-        task = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      ThreadScope threads;
-      task();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::packaged_task<void()>> queue_;
-};
-
-}  // namespace
-
-PromiseWorker::PromiseWorker(Napi::Env env, Work work, Result result, Napi::Object keep_alive)
-    : Napi::AsyncWorker(env, "s2s"),
-      deferred_(Napi::Promise::Deferred::New(env)),
-      work_(std::move(work)),
-      result_(std::move(result)) {
-  if (!keep_alive.IsEmpty()) keep_alive_ = Napi::Persistent(keep_alive);
-}
-
-Napi::Promise PromiseWorker::Start(Napi::Env env, Work work, Result result, Napi::Object keep_alive) {
-  auto* w = new PromiseWorker(env, std::move(work), std::move(result), keep_alive);
-  Napi::Promise p = w->deferred_.Promise();
-  w->Queue();
-  return p;
-}
-
-void PromiseWorker::Execute() {
-  try {
-    EngineThread::get().run(work_);
-  } catch (const std::bad_alloc&) {
-    SetError("out of memory in the s2s engine");
-  } catch (const std::exception& e) {
-    SetError(e.what());
-  }
-}
-
-void PromiseWorker::OnOK() {
-  Napi::Env env = Env();
-  try {
-    deferred_.Resolve(result_ ? result_(env) : env.Undefined());
-  } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
-  }
-}
-
-void PromiseWorker::OnError(const Napi::Error& e) { deferred_.Reject(e.Value()); }
 
 bool is_typed(const Napi::Value& v, napi_typedarray_type type) {
   return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
@@ -202,6 +109,21 @@ Napi::Float32Array to_float32(Napi::Env env, const std::vector<float>& v) {
   Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
   if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
   return a;
+}
+
+Napi::Float32Array adopt_float32(Napi::Env env, std::vector<float>&& v) {
+  if (v.empty()) return Napi::Float32Array::New(env, 0);
+  auto* owned = new std::vector<float>(std::move(v));
+  napi_value buf;
+  napi_status s = napi_create_external_arraybuffer(
+      env, owned->data(), owned->size() * sizeof(float),
+      [](napi_env, void*, void* hint) { delete static_cast<std::vector<float>*>(hint); }, owned, &buf);
+  if (s != napi_ok) {  // a runtime without external buffers (a V8 sandbox): copy instead
+    Napi::Float32Array a = to_float32(env, *owned);
+    delete owned;
+    return a;
+  }
+  return Napi::Float32Array::New(env, owned->size(), Napi::ArrayBuffer(env, buf), 0);
 }
 
 Napi::Int32Array to_int32(Napi::Env env, const std::vector<int32_t>& v) {

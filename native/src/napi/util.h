@@ -5,35 +5,11 @@
 #include <napi.h>
 
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
 
 namespace s2s {
-
-// Runs `work` off the JavaScript thread (on the engine's own thread, with its thread count
-// applied; see util.cc) and settles a Promise: resolved with `result(env)` built on the JavaScript thread, or rejected with the
-// message of whatever `work` threw. `keep_alive` is referenced until then.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  using Work = std::function<void()>;
-  using Result = std::function<Napi::Value(Napi::Env)>;
-  PromiseWorker(Napi::Env env, Work work, Result result, Napi::Object keep_alive = Napi::Object());
-  // Queues the work; the worker deletes itself once the Promise is settled.
-  static Napi::Promise Start(Napi::Env env, Work work, Result result, Napi::Object keep_alive = Napi::Object());
-
- protected:
-  void Execute() override;
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference keep_alive_;
-  Work work_;
-  Result result_;
-};
 
 bool is_typed(const Napi::Value& v, napi_typedarray_type type);
 
@@ -57,6 +33,8 @@ std::vector<int32_t> copy_int32(Napi::Env env, const Napi::Value& v, const char*
 std::vector<float> copy_float32(Napi::Env env, const Napi::Value& v, const char* name, size_t expected);
 
 Napi::Float32Array to_float32(Napi::Env env, const std::vector<float>& v);
+// The array's storage becomes `v`'s own (no copy; freed when the array is collected).
+Napi::Float32Array adopt_float32(Napi::Env env, std::vector<float>&& v);
 Napi::Int32Array to_int32(Napi::Env env, const std::vector<int32_t>& v);
 Napi::Uint8Array to_uint8(Napi::Env env, const std::vector<uint8_t>& v);
 
