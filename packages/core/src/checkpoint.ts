@@ -3,9 +3,10 @@
 // resume), written atomically, read back with every tensor checked.
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { type Arch, ConfigError, fromHFConfig, toHFConfig, type GPTConfig } from './config.js';
+import { type Arch, ConfigError, describeSizes, fromHFConfig, hfConfigField, minParameters, toHFConfig, type GPTConfig } from './config.js';
 import { interruptedWrites, writeDirAtomic, writeFileDurable, type FileData } from './fsutil.js';
-import { GENERATION_CONFIG_FILE, readGenerationConfig, type GenerationConfig } from './generation-config.js';
+import { checkGenerationTokenIds, GENERATION_CONFIG_FILE, readGenerationConfig, type GenerationConfig } from './generation-config.js';
+import { jsonNestingDepth, MAX_JSON_DEPTH, tooDeep } from './json-depth.js';
 import { type Device, Model, type TensorInfo } from './model.js';
 import {
   FLOAT_DTYPES,
@@ -237,6 +238,8 @@ async function missingCheckpoint(dir: string, file: string): Promise<CheckpointE
 
 async function readJSONObject(file: string): Promise<Record<string, unknown>> {
   const text = await fs.readFile(file, 'utf8');
+  // kept fields are written back by saveModel: a value too deep for JSON.stringify is refused here
+  if (jsonNestingDepth(text) > MAX_JSON_DEPTH) throw new ConfigError(`${file}: ${tooDeep()}`);
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -496,6 +499,37 @@ function weightDType(found: Map<string, Located>, hf: Record<string, unknown>): 
   return only ?? 'float32';
 }
 
+/** Models at least this large are checked against the weights' size before their memory is allocated. */
+const LARGE_MODEL = 1 << 24;
+
+/**
+ * The empty model config.json describes, with config.json's names when the engine refuses it. A
+ * large one (a config.json corrupt or meant for other weights) is refused before its memory
+ * (16 bytes a parameter) is allocated when the weights hold fewer values than it would have; a
+ * small one is allocated, and the tensors' checks then say which tensor is missing or mis-shaped.
+ */
+function createModel(config: GPTConfig, configFile: string, weights: Weights, device: Device | undefined): Model {
+  let held = 0;
+  for (const { entry } of weights.tensors.values()) held += entry.shape.reduce((a, d) => a * d, 1);
+  const least = minParameters(config);
+  if (least > held && least >= LARGE_MODEL)
+    throw new CheckpointError(
+      `${configFile}: describes a model of at least ${least} parameters (${describeSizes(config)}), but ${weights.where} holds ${held} values in all; config.json does not match the weights`,
+    );
+  try {
+    return Model.empty(config, { device });
+  } catch (e) {
+    // the engine's range checks name its keys ("channels must be an integer in [1, 1048576]")
+    const msg = (e as Error).message;
+    const key = /^(\w+) /.exec(msg)?.[1];
+    const field = key === undefined ? undefined : hfConfigField(config.arch, key);
+    if (field !== undefined)
+      throw new CheckpointError(`${configFile}: ${field} ${JSON.stringify(config[key as keyof GPTConfig])} is outside what the engine supports (${msg})`);
+    if (/out of memory/.test(msg)) throw new CheckpointError(`${configFile}: the model it describes (${describeSizes(config)}) does not fit in memory (${msg})`);
+    throw e;
+  }
+}
+
 /**
  * Loads the checkpoint in `dir`: one saved by saveModel, or a model folder saved by transformers
  * (GPT-2, Llama, Qwen2, Mistral; causal LM or ...ForSequenceClassification; model.safetensors or
@@ -507,6 +541,7 @@ function weightDType(found: Map<string, Located>, hf: Record<string, unknown>): 
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   const { file: configFile, hf, config } = await readConfigFile(dir);
   const generationConfig = await readGenerationConfig(dir);
+  if (generationConfig) checkGenerationTokenIds(generationConfig, config.vocabSize, path.join(dir, GENERATION_CONFIG_FILE));
   const weights = await openWeights(dir);
   const handles = [...weights.handles];
   let model: Model | undefined;
@@ -514,7 +549,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     const optFile = path.join(dir, OPTIMIZER_FILE);
     const opt = opts.optimizer === false || !(await exists(optFile)) ? undefined : await openSafetensors(optFile);
     if (opt) handles.push(opt);
-    model = Model.empty(config, { device: opts.device });
+    model = createModel(config, configFile, weights, opts.device);
     const layout = model.layout();
     const names = ARCH_NAMES[config.arch];
     const { found, lmHead, zeroBiases } = matchWeights(weights, layout, config.arch);

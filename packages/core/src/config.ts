@@ -285,6 +285,50 @@ function toHFLlama(cfg: GPTConfig, extra: Record<string, unknown>, source?: Reco
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** config.json's names of the config's keys, per architecture (the engine's errors use the keys). */
+const HF_FIELDS: Record<Arch, Partial<Record<keyof GPTConfig, string>>> = {
+  gpt2: { vocabSize: 'vocab_size', maxSeqLen: 'n_positions', numLayers: 'n_layer', numHeads: 'n_head', channels: 'n_embd' },
+  llama: {
+    vocabSize: 'vocab_size',
+    maxSeqLen: 'max_position_embeddings',
+    numLayers: 'num_hidden_layers',
+    numHeads: 'num_attention_heads',
+    numKvHeads: 'num_key_value_heads',
+    channels: 'hidden_size',
+    headDim: 'head_dim',
+    ffnSize: 'intermediate_size',
+    normEps: 'rms_norm_eps',
+    ropeTheta: 'rope_theta',
+    ropeFactor: 'rope_scaling.factor',
+    ropeLowFreqFactor: 'rope_scaling.low_freq_factor',
+    ropeHighFreqFactor: 'rope_scaling.high_freq_factor',
+    ropeOriginalMaxPos: 'rope_scaling.original_max_position_embeddings',
+  },
+};
+
+/** The config.json field that sets `key` of an `arch` model, or undefined where none sets it alone. */
+export function hfConfigField(arch: Arch, key: string): string | undefined {
+  return HF_FIELDS[arch][key as keyof GPTConfig];
+}
+
+/**
+ * A lower bound on the number of parameters of `cfg` (the embedding once, and the large matrices
+ * of each layer): a checkpoint whose tensors hold fewer values cannot be this model, which can
+ * then be refused before memory for it is allocated.
+ */
+export function minParameters(cfg: GPTConfig): number {
+  const { vocabSize: V, channels: C, numLayers: L } = cfg;
+  if (cfg.arch === 'gpt2') return V * C + cfg.maxSeqLen * C + L * 12 * C * C;
+  return V * C + L * (C * cfg.headDim * 2 * (cfg.numHeads + cfg.numKvHeads) + 3 * C * cfg.ffnSize);
+}
+
+/** The size fields of config.json with their values, for a message about the model's size. */
+export function describeSizes(cfg: GPTConfig): string {
+  const keys: (keyof GPTConfig)[] =
+    cfg.arch === 'gpt2' ? ['vocabSize', 'maxSeqLen', 'channels', 'numLayers'] : ['vocabSize', 'channels', 'ffnSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim'];
+  return keys.map((k) => `${hfConfigField(cfg.arch, k)} ${cfg[k]}`).join(', ');
+}
+
 /** Reads a Hugging Face config.json object (GPT-2 or the Llama family); `file` names it in errors. */
 export function fromHFConfig(hf: Record<string, unknown>, file = 'config.json'): GPTConfig {
   const mt = hf.model_type;
@@ -320,19 +364,30 @@ function positive(file: string, field: string, value: unknown): number {
   return value;
 }
 
+/** A boolean field, or its default when missing or null; any other value is refused (Python would read "false" as true). */
+function flag(hf: Record<string, unknown>, file: string, field: string, def: boolean): boolean {
+  const v = hf[field];
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'boolean') throw new ConfigError(`${file}: ${field} must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 function fromHFGPT2(hf: Record<string, unknown>, file: string): GPTConfig {
   const act = hf.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh')
     throw new ConfigError(`${file}: activation_function ${JSON.stringify(act)} is not supported (the engine implements GPT-2's tanh GELU, "gelu_new")`);
   if (hf.n_inner !== undefined && hf.n_inner !== null && hf.n_inner !== 4 * (hf.n_embd as number))
     throw new ConfigError(`${file}: n_inner must be 4 * n_embd (or null)`);
-  const eps = hf.layer_norm_epsilon ?? 1e-5;
+  // null is no default here: transformers would hand it to LayerNorm
+  const eps = hf.layer_norm_epsilon === undefined ? 1e-5 : hf.layer_norm_epsilon;
   if (eps !== 1e-5) throw new ConfigError(`${file}: layer_norm_epsilon ${JSON.stringify(eps)} is not supported (the engine uses 1e-5)`);
   // Variants of GPT-2's attention that change its numbers; the engine computes the original.
-  if (hf.scale_attn_weights === false)
+  if (!flag(hf, file, 'scale_attn_weights', true))
     throw new ConfigError(`${file}: scale_attn_weights false is not supported (the engine scales attention by 1/sqrt(head size))`);
-  if (hf.scale_attn_by_inverse_layer_idx === true)
+  if (flag(hf, file, 'scale_attn_by_inverse_layer_idx', false))
     throw new ConfigError(`${file}: scale_attn_by_inverse_layer_idx true is not supported`);
+  // read here for its type; whether the weights have an untied lm_head is loadModel's to check
+  flag(hf, file, 'tie_word_embeddings', true);
   const valueHead = readValueHead(hf, file);
   const cfg = {
     vocabSize: size(file, 'vocab_size', hf.vocab_size),
@@ -367,14 +422,18 @@ function readRope(hf: Record<string, unknown>, file: string): Pick<GPTConfig, 'r
   if (type === 'default') return { ropeTheta, ropeScaling: 'none' };
   if (type !== 'llama3')
     throw new ConfigError(`${file}: ${key} of type ${JSON.stringify(type)} is not supported (the engine implements "default" and "llama3")`);
-  return {
+  const rope = {
     ropeTheta,
-    ropeScaling: 'llama3',
+    ropeScaling: 'llama3' as const,
     ropeFactor: positive(file, `${key}.factor`, rs.factor),
     ropeLowFreqFactor: positive(file, `${key}.low_freq_factor`, rs.low_freq_factor),
     ropeHighFreqFactor: positive(file, `${key}.high_freq_factor`, rs.high_freq_factor),
     ropeOriginalMaxPos: size(file, `${key}.original_max_position_embeddings`, rs.original_max_position_embeddings),
   };
+  // resolveConfig checks this too, in its own names; here the message names config.json's
+  if (rope.ropeHighFreqFactor <= rope.ropeLowFreqFactor)
+    throw new ConfigError(`${file}: ${key}.high_freq_factor (${rope.ropeHighFreqFactor}) must be greater than ${key}.low_freq_factor (${rope.ropeLowFreqFactor})`);
+  return rope;
 }
 
 function fromHFLlama(hf: Record<string, unknown>, type: LlamaModelType, file: string): GPTConfig {
@@ -383,16 +442,11 @@ function fromHFLlama(hf: Record<string, unknown>, type: LlamaModelType, file: st
   };
   const act = hf.hidden_act ?? 'silu';
   if (act !== 'silu') fail(`hidden_act ${JSON.stringify(act)} is not supported (the engine implements SwiGLU with "silu")`);
-  if (hf.mlp_bias === true) fail('mlp_bias true is not supported (the engine has no MLP biases)');
-  const boolOr = (field: string, def: boolean): boolean => {
-    const v = hf[field];
-    if (v === undefined || v === null) return def;
-    if (typeof v !== 'boolean') fail(`${field} must be true or false, got ${JSON.stringify(v)}`);
-    return v as boolean;
-  };
+  const boolOr = (field: string, def: boolean): boolean => flag(hf, file, field, def);
+  if (boolOr('mlp_bias', false)) fail('mlp_bias true is not supported (the engine has no MLP biases)');
   const maxSeqLen = size(file, 'max_position_embeddings', hf.max_position_embeddings);
   // Attention over a window shorter than the context changes the numbers; the engine attends to all of it.
-  if (type === 'qwen2' && hf.use_sliding_window === true)
+  if (type === 'qwen2' && boolOr('use_sliding_window', false))
     fail('use_sliding_window true: sliding window attention is not supported (the engine attends to the whole context)');
   if (type === 'mistral') {
     // MistralConfig's default window is 4096.
@@ -415,6 +469,8 @@ function fromHFLlama(hf: Record<string, unknown>, type: LlamaModelType, file: st
     if (channels % numHeads !== 0) fail(`hidden_size (${channels}) must be divisible by num_attention_heads (${numHeads}) when head_dim is not given`);
     headDim = channels / numHeads;
   } else headDim = size(file, 'head_dim', hf.head_dim);
+  if (headDim % 2 !== 0)
+    fail(`${hf.head_dim == null ? `hidden_size / num_attention_heads (${headDim})` : `head_dim ${headDim}`} must be even: rotary embeddings pair its halves`);
   const rmsEps = hf.rms_norm_eps === undefined ? 1e-6 : positive(file, 'rms_norm_eps', hf.rms_norm_eps); // the classes' default
   const cfg: GPTConfigInput = {
     arch: 'llama',

@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { ConfigError } from './config.js';
+import { jsonNestingDepth, MAX_JSON_DEPTH, tooDeep } from './json-depth.js';
 
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 
@@ -30,6 +31,16 @@ export function parseGenerationConfig(obj: unknown, file = GENERATION_CONFIG_FIL
   return g;
 }
 
+/** Refuses token ids of `g` outside a model's vocabulary of `vocabSize` ids: generation could never end on such an EOS. */
+export function checkGenerationTokenIds(g: GenerationConfig, vocabSize: number, file = GENERATION_CONFIG_FILE): void {
+  for (const key of ['bos_token_id', 'eos_token_id', 'pad_token_id'] as const) {
+    const ids = g[key] == null ? [] : [g[key]].flat();
+    const bad = ids.find((id) => typeof id === 'number' && id >= vocabSize);
+    if (bad !== undefined)
+      throw new ConfigError(`${file}: ${key} ${JSON.stringify(g[key])} names token id ${bad}, outside the model's vocabulary of ${vocabSize} ids (config.json's vocab_size)`);
+  }
+}
+
 /** The generation_config.json in `dir`, checked; undefined when there is none. */
 export async function readGenerationConfig(dir: string): Promise<GenerationConfig | undefined> {
   const file = path.join(dir, GENERATION_CONFIG_FILE);
@@ -40,6 +51,8 @@ export async function readGenerationConfig(dir: string): Promise<GenerationConfi
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+  // kept as it is and written back by saveModel: a value too deep for JSON.stringify is refused here
+  if (jsonNestingDepth(text) > MAX_JSON_DEPTH) throw new ConfigError(`${file}: ${tooDeep()}`);
   let obj: unknown;
   try {
     obj = JSON.parse(text);

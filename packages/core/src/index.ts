@@ -4,6 +4,7 @@ export * from './engine.js';
 export * from './model.js';
 export * from './safetensors.js';
 export * from './fsutil.js';
+export * from './json-depth.js';
 export * from './checkpoint.js';
 export * from './generation-config.js';
 export * from './tokenizer.js';

@@ -4,6 +4,7 @@ import { constants } from 'node:buffer';
 import * as fs from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { writeFileAtomic } from './fsutil.js';
+import { jsonNestingDepth, MAX_JSON_DEPTH, tooDeep } from './json-depth.js';
 
 /** Element sizes in bytes, in the order of the reference implementation's Dtype enum. */
 const DTYPE_SIZE = {
@@ -33,7 +34,7 @@ export const FLOAT_DTYPES: readonly SafetensorsDType[] = ['F32', 'F16', 'BF16', 
 /** The reference implementation's limit on the JSON header. */
 export const MAX_HEADER_BYTES = 100_000_000;
 /** The deepest nesting of objects and arrays a header may have (serde_json's, which the reference implementation parses with, is 128). */
-export const MAX_HEADER_DEPTH = 128;
+export const MAX_HEADER_DEPTH = MAX_JSON_DEPTH;
 
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
@@ -91,22 +92,6 @@ function duplicateKey(text: string): string | undefined {
 
 const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-/** How deep objects and arrays nest in JSON text (strings skipped), counted without recursion; stops counting past `limit`. */
-function nestingDepth(text: string, limit: number): number {
-  let depth = 0;
-  let max = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      i++;
-      while (i < text.length && text.charCodeAt(i) !== 0x22) i += text.charCodeAt(i) === 0x5c ? 2 : 1;
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max && (max = depth) > limit) return max;
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return max;
-}
-
 /** A JSON value (of a header whose nesting has been checked) for an error message: at most `max` characters. */
 function brief(v: unknown, max = 80): string {
   const s = JSON.stringify(v) ?? String(v);
@@ -131,8 +116,7 @@ function parseHeader(
   } catch {
     return fail('header is not valid UTF-8');
   }
-  const depth = nestingDepth(text, MAX_HEADER_DEPTH);
-  if (depth > MAX_HEADER_DEPTH) return fail(`header nests objects and arrays more than ${MAX_HEADER_DEPTH} deep (corrupt or hostile)`);
+  if (jsonNestingDepth(text, MAX_HEADER_DEPTH) > MAX_HEADER_DEPTH) return fail(`header ${tooDeep(MAX_HEADER_DEPTH)}`);
   let header: unknown;
   try {
     header = JSON.parse(text);

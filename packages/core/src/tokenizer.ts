@@ -6,6 +6,7 @@ import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { writeFileAtomic } from './fsutil.js';
+import { jsonNestingDepth, MAX_JSON_DEPTH, tooDeep } from './json-depth.js';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
@@ -191,6 +192,12 @@ function splitsAtMetaspace(json: { normalizer?: unknown; pre_tokenizer?: unknown
 const isTokenId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
+ * The models of the Rust tokenizers crate. A tokenizer.json without "type" is read by its fields,
+ * as the crate does; the library would also read an unknown type so, as some other model.
+ */
+const MODEL_TYPES = ['BPE', 'WordLevel', 'WordPiece', 'Unigram'];
+
+/**
  * The vocabulary checks the Rust tokenizers crate makes (and @huggingface/tokenizers does not):
  * model.vocab non-empty, every id a non-negative integer naming one token; Unigram's vocab a list
  * of [piece, score] with each piece once; added_tokens each id and content once, and where an
@@ -354,6 +361,9 @@ export class Tokenizer {
     const where = path.join(source, TOKENIZER_FILE);
     if (!isObject(tokenizerJson)) throw new TokenizerError(`${where}: expected a JSON object, got ${describe(tokenizerJson)}`);
     if (!isObject(tokenizerJson.model)) throw new TokenizerError(`${where}: "model" must be an object, got ${describe(tokenizerJson.model)}`);
+    const type = tokenizerJson.model.type;
+    if (type !== undefined && !MODEL_TYPES.includes(type as string))
+      throw new TokenizerError(`${where}: model.type ${JSON.stringify(type)} is not one of ${MODEL_TYPES.join(', ')}`);
     const added = tokenizerJson.added_tokens;
     if (added !== undefined && added !== null) {
       if (!Array.isArray(added)) throw new TokenizerError(`${where}: "added_tokens" must be an array, got ${describe(added)}`);
@@ -383,6 +393,8 @@ export class Tokenizer {
         if (required) throw new TokenizerError(`${file} does not exist; a tokenizer directory needs ${TOKENIZER_FILE}`);
         return undefined;
       }
+      // the library builds nested normalizers recursively, and files() writes the JSON back
+      if (jsonNestingDepth(text) > MAX_JSON_DEPTH) throw new TokenizerError(`${file}: ${tooDeep()}`);
       try {
         return JSON.parse(text);
       } catch (e) {

@@ -296,6 +296,37 @@ describe('refusals', () => {
     await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: vocab_size must be a positive integer, got "97"`);
   });
 
+  it('a config.json whose sizes the weights cannot fill, before allocating the model, with config.json\'s names', async () => {
+    const t = await tensorsOf(base);
+    const hf = toHFConfig({ ...CFG, valueHead: false });
+    const dir = await handCheckpoint(t, { ...hf, vocab_size: 2 ** 31 - 1 });
+    const cfgFile = path.join(dir, 'config.json');
+    // 2^31 - 1 rows of 16 would take 2 GiB for the weights alone; refused from the headers
+    await expect(loadModel(dir)).rejects.toThrow(
+      new RegExp(`^${escape(cfgFile)}: describes a model of at least \\d+ parameters \\(vocab_size 2147483647, n_positions 32, n_embd 16, n_layer 2\\), but ${file(dir)} holds \\d+ values in all; config.json does not match the weights$`),
+    );
+    // small enough to allocate: the tensor checks then say which tensor is off
+    await fs.writeFile(cfgFile, JSON.stringify({ ...hf, vocab_size: 98 }));
+    await expect(loadModel(dir)).rejects.toThrow(/tensor "transformer.wte.weight" has shape \[97, 16\]; config.json implies \[98, 16\]/);
+    // the engine's own limits, in config.json's names
+    await fs.writeFile(cfgFile, JSON.stringify({ ...hf, n_layer: 5000 }));
+    await expect(loadModel(dir)).rejects.toThrow(new RegExp(`^${escape(cfgFile)}: n_layer 5000 is outside what the engine supports \\(numLayers must be `));
+  });
+
+  it("generation_config.json token ids outside the model's vocabulary, and JSON too deep to write back", async () => {
+    const dir = fresh();
+    await saveModel(base, dir, { generationConfig: { eos_token_id: [96, 97] } });
+    await expect(loadModel(dir)).rejects.toThrow(
+      `${path.join(dir, 'generation_config.json')}: eos_token_id [96,97] names token id 97, outside the model's vocabulary of 97 ids (config.json's vocab_size)`,
+    );
+    await fs.writeFile(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 96 }));
+    (await loadModel(dir)).dispose();
+    const cfgFile = path.join(dir, 'config.json');
+    const hf = JSON.parse(await fs.readFile(cfgFile, 'utf8'));
+    await fs.writeFile(cfgFile, JSON.stringify(hf).replace(/}$/, `,"notes":${'['.repeat(100_000)}${']'.repeat(100_000)}}`));
+    await expect(loadModel(dir)).rejects.toThrow(`${cfgFile}: nests objects and arrays more than 128 deep (corrupt or hostile)`);
+  });
+
   it('a broken optimizer.safetensors', async () => {
     const dir = fresh();
     await saveModel(base, dir, { optimizer: true });
@@ -638,8 +669,9 @@ describe('sharded checkpoints', () => {
         [JSON.stringify({ weight_map: {} }), `${index}: weight_map is empty`],
         [JSON.stringify({ weight_map: { ...json.weight_map, 'transformer.wte.weight': '../x.safetensors' } }), `${index}: weight_map names "../x.safetensors" for tensor "transformer.wte.weight"`],
         [JSON.stringify({ weight_map: { ...json.weight_map, 'transformer.wte.weight': 7 } }), `${index}: weight_map names 7 for tensor "transformer.wte.weight"`],
-        // nested 100,000 deep: a clear refusal, not a stack overflow
-        [`{"weight_map": {"transformer.wte.weight": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}`, `${index}: weight_map names an array for tensor "transformer.wte.weight"`],
+        // nested 100,000 deep: a clear refusal, not a stack overflow (refused past serde_json's 128 before it is parsed)
+        [`{"weight_map": {"transformer.wte.weight": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}`, `${index}: nests objects and arrays more than 128 deep`],
+        [`{"weight_map": {"transformer.wte.weight": ${'['.repeat(100)}${']'.repeat(100)}}}`, `${index}: weight_map names an array for tensor "transformer.wte.weight"`],
       ];
       for (const [text, msg] of cases) {
         await fs.writeFile(index, text);

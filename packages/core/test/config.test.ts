@@ -85,6 +85,22 @@ describe('config.json', () => {
     expect(() => fromHFConfig({ ...GPT2_SMALL, n_embd: -1 }, 'ck/config.json')).toThrow(/^ck\/config.json: n_embd/);
   });
 
+  it('refuses booleans of another type (Python would read "false" as true) and a null layer_norm_epsilon, naming the field', () => {
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ scale_attn_weights: 'false' }, /^ck\/config.json: scale_attn_weights must be true or false, got "false"$/],
+      [{ scale_attn_weights: 0 }, /scale_attn_weights must be true or false, got 0/],
+      [{ scale_attn_by_inverse_layer_idx: 'false' }, /scale_attn_by_inverse_layer_idx must be true or false, got "false"/],
+      [{ tie_word_embeddings: 'yes' }, /tie_word_embeddings must be true or false, got "yes"/],
+      [{ layer_norm_epsilon: null }, /layer_norm_epsilon null is not supported/],
+    ];
+    for (const [patch, msg] of bad) {
+      expect(() => fromHFConfig({ ...GPT2_SMALL, ...patch }, 'ck/config.json')).toThrow(ConfigError);
+      expect(() => fromHFConfig({ ...GPT2_SMALL, ...patch }, 'ck/config.json')).toThrow(msg);
+    }
+    // null is the default, as transformers reads it
+    expect(fromHFConfig({ ...GPT2_SMALL, scale_attn_weights: null, scale_attn_by_inverse_layer_idx: null, tie_word_embeddings: true })).toEqual(fromHFConfig(GPT2_SMALL));
+  });
+
   it("keeps the source config's other keys when writing back, regenerating the engine's", () => {
     const cfg = fromHFConfig(GPT2_SMALL);
     const out = toHFConfig({ ...cfg, numLayers: 2 }, { torch_dtype: 'float32' }, GPT2_SMALL);
@@ -344,10 +360,16 @@ describe('config.json of the Llama family', () => {
       [{ ...TINYLLAMA, rope_scaling: 'llama3' }, /rope_scaling must be null or an object/],
       [{ ...LLAMA32_1B, rope_scaling: { ...LLAMA32_1B.rope_scaling, factor: undefined } }, /rope_scaling.factor must be a number > 0, got nothing/],
       [{ ...LLAMA32_1B, rope_scaling: { ...LLAMA32_1B.rope_scaling, original_max_position_embeddings: 8192.5 } }, /rope_scaling.original_max_position_embeddings must be a positive integer/],
-      [{ ...LLAMA32_1B, rope_scaling: { ...LLAMA32_1B.rope_scaling, high_freq_factor: 1 } }, /ropeHighFreqFactor \(1\) must be greater than ropeLowFreqFactor \(1\)/],
+      [{ ...LLAMA32_1B, rope_scaling: { ...LLAMA32_1B.rope_scaling, high_freq_factor: 1 } }, /rope_scaling.high_freq_factor \(1\) must be greater than rope_scaling.low_freq_factor \(1\)/],
       [{ ...TINYLLAMA, num_key_value_heads: 5 }, /num_attention_heads \(32\) must be a multiple of num_key_value_heads \(5\)/],
       [{ ...TINYLLAMA, hidden_size: 2000 }, /hidden_size \(2000\) must be divisible by num_attention_heads \(32\) when head_dim is not given/],
-      [{ ...TINYLLAMA, head_dim: 63 }, /headDim must be even/],
+      [{ ...TINYLLAMA, head_dim: 63 }, /head_dim 63 must be even: rotary embeddings pair its halves/],
+      [{ ...TINYLLAMA, hidden_size: 2016, num_attention_heads: 32, num_key_value_heads: 4 }, /hidden_size \/ num_attention_heads \(63\) must be even/],
+      // booleans of another type: Python reads "true", "false" and {} as true, [] and 0 as false
+      [{ ...TINYLLAMA, mlp_bias: 'true' }, /mlp_bias must be true or false, got "true"/],
+      [{ ...TINYLLAMA, mlp_bias: {} }, /mlp_bias must be true or false, got \{\}/],
+      [{ ...TINYLLAMA, attention_bias: 'false' }, /attention_bias must be true or false, got "false"/],
+      [{ ...QWEN25_05B, use_sliding_window: 'false' }, /use_sliding_window must be true or false, got "false"/],
       [{ ...TINYLLAMA, intermediate_size: 0 }, /intermediate_size must be a positive integer, got 0/],
       [{ ...TINYLLAMA, max_position_embeddings: undefined }, /max_position_embeddings must be a positive integer, got nothing/],
       [{ ...TINYLLAMA, rms_norm_eps: 0 }, /rms_norm_eps must be a number > 0, got 0/],

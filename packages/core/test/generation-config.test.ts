@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ConfigError, eosTokenIds, parseGenerationConfig, readEosTokenIds, readGenerationConfig } from '../src/index.js';
+import { checkGenerationTokenIds, ConfigError, eosTokenIds, parseGenerationConfig, readEosTokenIds, readGenerationConfig } from '../src/index.js';
 
 let root: string;
 let n = 0;
@@ -62,5 +62,22 @@ describe('generation_config.json', () => {
     await expect(readGenerationConfig(dir)).rejects.toThrow(`${path.join(dir, 'generation_config.json')}: not valid JSON`);
     const dir2 = await folder({ 'generation_config.json': { eos_token_id: true } });
     await expect(readGenerationConfig(dir2)).rejects.toThrow(`${path.join(dir2, 'generation_config.json')}: eos_token_id must be`);
+  });
+
+  it("refuses ids outside the model's vocabulary (generation could never end on such an EOS), naming the file, key and id", () => {
+    const file = 'm/generation_config.json';
+    expect(() => checkGenerationTokenIds(LLAMA32_INSTRUCT, 128256, file)).not.toThrow();
+    expect(() => checkGenerationTokenIds({ eos_token_id: [1, 64] }, 64, file)).toThrow(
+      "m/generation_config.json: eos_token_id [1,64] names token id 64, outside the model's vocabulary of 64 ids (config.json's vocab_size)",
+    );
+    expect(() => checkGenerationTokenIds({ pad_token_id: 2 ** 40 }, 64, file)).toThrow(/pad_token_id 1099511627776 names token id 1099511627776/);
+    expect(() => checkGenerationTokenIds({ bos_token_id: 63, eos_token_id: null, pad_token_id: null }, 64, file)).not.toThrow();
+  });
+
+  it('refuses JSON nested deeper than 128 (it is kept and written back), naming the file', async () => {
+    const deep = (n: number) => `{"eos_token_id": 1, "x": ${'['.repeat(n)}${']'.repeat(n)}}`;
+    expect((await readGenerationConfig(await folder({ 'generation_config.json': deep(127) })))?.eos_token_id).toBe(1);
+    const dir = await folder({ 'generation_config.json': deep(100_000) });
+    await expect(readGenerationConfig(dir)).rejects.toThrow(`${path.join(dir, 'generation_config.json')}: nests objects and arrays more than 128 deep`);
   });
 });

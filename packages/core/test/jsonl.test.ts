@@ -128,6 +128,15 @@ describe('readJsonl', () => {
     expect(e.message).toMatch(/:2: field "completion" is empty \(whitespace only\)$/);
   });
 
+  it('refuses a line nested deeper than 128 (rows are compared and written back with JSON.stringify), naming file and line', async () => {
+    const deep = (n: number) => `{"prompt": "p", "chosen": "c", "rejected": "r", "meta": ${'['.repeat(n)}${']'.repeat(n)}}`;
+    const e = await errorOf(deep(100_000));
+    expect([e.reason, e.field]).toEqual(['json', undefined]);
+    expect(e.message).toMatch(/:2: nests objects and arrays more than 128 deep \(corrupt or hostile\)$/);
+    const f = await file(deep(100) + '\n');
+    expect((await loadJsonl(f, 'preference')).rows).toEqual([{ prompt: 'p', chosen: 'c', rejected: 'r' }]);
+  });
+
   it('detects invalid UTF-8 instead of reading U+FFFD', async () => {
     const bad = Buffer.concat([Buffer.from('{"prompt": "caf'), Buffer.from([0xc3]), Buffer.from('", "chosen": "a", "rejected": "b"}')]);
     const e = await errorOf(bad);
@@ -299,6 +308,15 @@ describe('readConversationalJsonl (TRL conversational format)', () => {
     expect([e.reason, e.field]).toEqual(['empty', 'chosen']);
     e = await chatErrorOf({ prompt: [u('q')], chosen: '', rejected: [a('r')] });
     expect(e.message).toMatch(/field "chosen" is empty$/);
+    // a prompt with no text, as an empty text prompt is refused; one empty turn of several is the conversation's business
+    e = await chatErrorOf({ prompt: [u(' ')], chosen: [a('c')], rejected: [a('r')] });
+    expect([e.reason, e.field, e.message.split(': ').slice(1).join(': ')]).toEqual(['empty', 'prompt', 'field "prompt" is a message with empty content']);
+    e = await chatErrorOf({ prompt: [{ role: 'system', content: '' }, u('')], chosen: [a('c')], rejected: [a('r')] });
+    expect(e.message).toMatch(/field "prompt" has no text: the content of all 2 messages is empty$/);
+    e = await chatErrorOf({ messages: [u(''), a('c')] }, 'supervised');
+    expect([e.reason, e.field]).toEqual(['empty', 'messages']);
+    const someText = await file(JSON.stringify({ prompt: [{ role: 'system', content: '' }, u('q')], chosen: [a('c')], rejected: [a('r')] }) + '\n');
+    expect((await loadConversationalJsonl(someText, 'preference')).rows).toHaveLength(1);
     e = await chatErrorOf({ chosen: [u('q'), a('c')], rejected: [u('other'), a('r')] });
     expect([e.reason, e.field]).toEqual(['missing', 'prompt']);
     expect(e.message).toMatch(/field "prompt" is missing, and "chosen" and "rejected" do not share the conversation before their last message \(TRL's implicit prompt\)$/);

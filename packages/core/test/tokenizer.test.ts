@@ -247,6 +247,14 @@ describe('vocabulary checks on load (tokenizer.json)', () => {
     refuses(bpe(vocab, ['a b c']), /model\.merges\[0\] must be two tokens/);
     refuses(bpe(vocab, [['a', 7]]), /model\.merges\[0\] must be two tokens/);
   });
+
+  it("refuses a model.type the Rust crate does not know (the library would guess a model from the fields); reads one without type by its fields", () => {
+    refuses({ model: { type: 'Foo', vocab: { '<unk>': 0, a: 1 }, unk_token: '<unk>' } }, /bad\/tokenizer\.json: model\.type "Foo" is not one of BPE, WordLevel, WordPiece, Unigram/);
+    refuses({ model: { type: null, vocab: { '<unk>': 0, a: 1 }, unk_token: '<unk>' } }, /model\.type null is not one of/);
+    refuses({ model: { type: 5, vocab: [['<unk>', 0]] } }, /model\.type 5 is not one of/);
+    const untyped = Tokenizer.fromJSON({ model: { vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'], unk_token: null, continuing_subword_prefix: null } }, {}, 'ok');
+    expect(untyped.encode('ab')).toEqual([2]);
+  });
 });
 
 describe('special-token text inside text (encode options)', () => {
@@ -336,6 +344,17 @@ describe('files, save and load', () => {
     await expect(Tokenizer.load(dir)).rejects.toThrow(/special_tokens_map\.json: not valid JSON/);
     await fs.rm(path.join(dir, 'special_tokens_map.json'));
     expect((await Tokenizer.load(dir)).encode('a')).toEqual([1]);
+    // past serde_json's depth of 128 (where transformers' Rust reader stops too): refused, not a stack overflow
+    const json = wordLevelTokenizerJSON(['a'], []);
+    await fs.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(json).replace(/}$/, `,"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`));
+    await expect(Tokenizer.load(dir)).rejects.toThrow(`${path.join(dir, 'tokenizer.json')}: nests objects and arrays more than 128 deep`);
+    const nested = (n: number) => '{"type":"Sequence","normalizers":['.repeat(n) + '{"type":"Lowercase"}' + ']}'.repeat(n);
+    await fs.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify({ ...json, normalizer: '@' }).replace('"@"', nested(50_000)));
+    await expect(Tokenizer.load(dir)).rejects.toThrow(`${path.join(dir, 'tokenizer.json')}: nests objects and arrays more than 128 deep`);
+    await fs.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify({ ...json, normalizer: '@' }).replace('"@"', nested(20)));
+    expect((await Tokenizer.load(dir)).encode('A')).toEqual([1]);
+    await fs.writeFile(path.join(dir, 'tokenizer_config.json'), `{"x": ${'['.repeat(200)}${']'.repeat(200)}}`);
+    await expect(Tokenizer.load(dir)).rejects.toThrow(`${path.join(dir, 'tokenizer_config.json')}: nests objects and arrays more than 128 deep`);
     expect(() => Tokenizer.fromJSON({ model: 3 })).toThrow(TokenizerError);
   });
 

@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../fsutil.js';
+import { jsonNestingDepth, MAX_JSON_DEPTH, tooDeep } from '../json-depth.js';
 import type { ChatMessage } from './chat-template.js';
 
 export type DatasetKind = 'preference' | 'supervised' | 'prompt';
@@ -207,6 +208,8 @@ export class JsonlReader<K extends DatasetKind, R = RowOf<K>> implements AsyncIt
       return fail('utf8', `not valid UTF-8${at >= 0 ? ` (byte ${at + 1} of the line is 0x${b[at].toString(16).padStart(2, '0')})` : ''}`);
     }
     if (text.trim() === '') return (this.opts.blankLines ?? 'skip') === 'skip' ? 'blank' : fail('blank', 'blank line');
+    // rows are compared and written back with JSON.stringify, which a value this deep overflows
+    if (jsonNestingDepth(text) > MAX_JSON_DEPTH) return fail('json', tooDeep());
     let obj: unknown;
     try {
       obj = JSON.parse(text);
@@ -238,6 +241,9 @@ export class JsonlReader<K extends DatasetKind, R = RowOf<K>> implements AsyncIt
       if (m instanceof DatasetError) return m;
       if (m[m.length - 1].role === 'assistant')
         return fail('roles', 'ends with an "assistant" message; a prompt is the conversation before the response, ending with a user (or system, tool) turn', role);
+      // as an empty text prompt is refused: one empty turn of a longer conversation may be, not all of them
+      if (m.every((x) => x.content.trim() === ''))
+        return fail('empty', m.length === 1 ? 'is a message with empty content' : `has no text: the content of all ${m.length} messages is empty`, role);
       return m;
     };
     const response = (v: unknown, role: FieldRole) => {
