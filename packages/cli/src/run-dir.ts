@@ -1,9 +1,9 @@
 // A training command's output folder: refusing to mix two runs in one, finding the checkpoint a
 // --resume continues, and the run's options saved beside its checkpoints.
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { TRAINER_STATE_FILE, type TrainerState, latestCheckpoint, writeFileAtomic } from '@s2s/core';
+import { TRAINER_STATE_FILE, type TrainerState, checkTrainerState, latestCheckpoint, requireOptimizerState, writeFileAtomic } from '@s2s/core';
 
 import { type OptionSchema, UsageError } from './options.js';
 import { type PartialValues, readConfigFile } from './parse-options.js';
@@ -41,11 +41,17 @@ export async function findResumePoint(resume: string, out: string | undefined): 
     dir = latest;
     text = await readFile(path.join(dir, TRAINER_STATE_FILE), 'utf8');
   }
+  let state: TrainerState;
   try {
-    return { checkpoint: dir, state: JSON.parse(text) as TrainerState };
+    state = JSON.parse(text) as TrainerState;
   } catch (e) {
     throw new Error(`${path.join(dir, TRAINER_STATE_FILE)}: not valid JSON (${(e as Error).message})`);
   }
+  checkTrainerState(state, path.join(dir, TRAINER_STATE_FILE));
+  // the optimizer state of each model the run trains (PPO's policy and critic live in subfolders)
+  const models = (await stat(path.join(dir, 'policy')).catch(() => undefined))?.isDirectory() ? ['policy', 'critic'] : [''];
+  for (const m of models) await requireOptimizerState(path.join(dir, m));
+  return { checkpoint: dir, state };
 }
 
 /** Options that say where this run is, not what it is: they are not saved with it. */

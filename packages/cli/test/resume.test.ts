@@ -111,6 +111,30 @@ describe('stop and --resume', () => {
     expect((await s2s(['sft', '--out', out, '--resume'])).code).toBe(0);
   });
 
+  it('--resume refuses a checkpoint without optimizer state, or with a trainer_state.json whose step is not a count, and trains nothing', async () => {
+    const out = path.join(root, 'no-moments');
+    const stop = new AbortController();
+    const r = await s2s(sftArgs(out, 4), { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
+    expect(r.code).toBe(130);
+    const ckpt = path.join(out, readdirSync(out).find((n) => n.startsWith('checkpoint-'))!);
+    const optimizer = path.join(ckpt, 'optimizer.safetensors');
+    const moments = readFileSync(optimizer);
+    rmSync(optimizer);
+    const missing = await s2s(['sft', '--out', out, '--resume']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.err).toContain(`${ckpt} has no optimizer.safetensors: resuming from it would restart the optimizer`);
+    writeFileSync(optimizer, moments);
+    const stateFile = path.join(ckpt, 'trainer_state.json');
+    const state = readFileSync(stateFile, 'utf8');
+    writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(state), step: 1.5 }));
+    const bad = await s2s(['sft', '--out', out, '--resume']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toContain(`${stateFile}: "step" must be a non-negative integer, got 1.5`);
+    expect(existsSync(path.join(out, 'final'))).toBe(false);
+    writeFileSync(stateFile, state);
+    expect((await s2s(['sft', '--out', out, '--resume'])).code).toBe(0);
+  });
+
   it('Ctrl-C in a real process: SIGINT stops the run with a checkpoint and exit status 130', async () => {
     const out = path.join(root, 'sigint');
     const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'packages/cli/src/main.ts', ...sftArgs(out, 100_000)], {

@@ -20,8 +20,10 @@ import {
   writeFileAtomic,
   writeFileDurable,
   adamWOptions,
+  checkTrainerState,
   checkpointDir,
   learningRate,
+  requireOptimizerState,
   rotateCheckpoints,
   scheduleOf,
   stopTokenIds,
@@ -146,7 +148,9 @@ export class PPOTrainer {
     const state = JSON.parse(await fs.readFile(file, 'utf8').catch(() => {
       throw new Error(`${dir} is not a PPO checkpoint: it has no ${STATE_FILE}`);
     })) as PPOState;
+    checkTrainerState(state, file);
     if (state.kind !== 'ppo') throw new Error(`${dir} holds a ${String(state.kind)} run, not a PPO one`);
+    for (const part of ['policy', 'critic']) await requireOptimizerState(path.join(dir, part));
     const policy = await loadModel(path.join(dir, 'policy'));
     const critic = await loadModel(path.join(dir, 'critic'));
     const t = new PPOTrainer({ ...opts, policy, critic, config: { ...state.config, ...opts.config } });

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { loadModel, saveModel } from '../checkpoint.js';
+import { OPTIMIZER_FILE, loadModel, saveModel } from '../checkpoint.js';
 import type { FileData } from '../fsutil.js';
 import type { Model } from '../model.js';
 import { Tokenizer } from '../tokenizer.js';
@@ -80,7 +80,33 @@ export async function loadTrainingCheckpoint<S>(dir: string): Promise<{ model: M
   } catch (e) {
     throw new Error(`${file}: invalid JSON (${(e as Error).message})`);
   }
+  checkTrainerState(state, file);
+  await requireOptimizerState(dir);
   const model = await loadModel(dir);
   const hasTokenizer = await fs.access(path.join(dir, 'tokenizer.json')).then(() => true, () => false);
   return { model, state, tokenizer: hasTokenizer ? await Tokenizer.load(dir) : undefined };
+}
+
+/**
+ * A resume continues AdamW where it stopped: a checkpoint without optimizer.safetensors would
+ * restart its moments and step count, and the run would go on as another run. Refused, saying what
+ * to do instead.
+ */
+export async function requireOptimizerState(dir: string): Promise<void> {
+  const file = path.join(dir, OPTIMIZER_FILE);
+  const present = await fs.access(file).then(() => true, () => false);
+  if (!present)
+    throw new Error(
+      `${dir} has no ${OPTIMIZER_FILE}: resuming from it would restart the optimizer (AdamW's moments and step count), ` +
+        'so the run would not continue; to train further from these weights, start a new run from the folder as the model',
+    );
+}
+
+/** trainer_state.json is an object whose `step` is a non-negative integer; anything else names the file and field. */
+export function checkTrainerState(state: unknown, file: string): void {
+  if (state === null || typeof state !== 'object' || Array.isArray(state))
+    throw new Error(`${file}: expected a JSON object, got ${Array.isArray(state) ? 'an array' : state === null ? 'null' : typeof state}`);
+  const step = (state as { step?: unknown }).step;
+  if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 0)
+    throw new Error(`${file}: "step" must be a non-negative integer, got ${JSON.stringify(step)}`);
 }
