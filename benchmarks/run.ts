@@ -3,7 +3,7 @@
 // PyTorch; prints markdown tables and writes JSON to bench-results/.
 //
 //   pnpm bench [--config small|llama-small|10m|124m|smollm2-135m|all (comma-separated)]
-//              [--backends native,native-1t,pytorch,pytorch-bf16,pytorch-1t,wasm,cpu] [--quick]
+//              [--backends native,native-bf16,native-1t,pytorch,pytorch-bf16,pytorch-1t,wasm,cpu] [--quick]
 //              [--max-step-seconds 120] [--no-generate]
 //
 // Defaults: every config and every backend. Configs are GPT-2 (small, 10m, 124m) or Llama
@@ -18,7 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Model, getNumThreads, measureSgemm } from '@s2s/core';
+import { Model, cpuBf16, getNumThreads, measureSgemm } from '@s2s/core';
 import { checkPytorchParity, findPytorch, isPytorch, type PytorchInfo, type PytorchParity } from './pytorch.js';
 import {
   BACKENDS,
@@ -108,8 +108,13 @@ interface GenRow {
 const VERSUS: [Backend & GenerateBackend, Backend & GenerateBackend][] = [
   ['native', 'pytorch'],
   ['native', 'pytorch-bf16'],
+  ['native-bf16', 'pytorch-bf16'],
+  ['native-bf16', 'pytorch'],
   ['native-1t', 'pytorch-1t'],
 ];
+
+/** Rows whose matmuls multiply bf16: their "of peak" is against the engine's bf16 GEMM rate. */
+const isBf16 = (b: string) => b === 'native-bf16' || b === 'pytorch-bf16';
 
 /** The lscpu flags that decide what an fp32 or bf16 CPU kernel can use. */
 const CPU_FLAGS = ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'] as const;
@@ -217,7 +222,11 @@ async function main() {
   // The engine's own GEMM rate is the machine's peak for this comparison; measured at both ends
   // of the run, since a busy machine shows up as the two disagreeing.
   const sgemmStart = await measureSgemm();
-  console.log(`sgemm (engine, 2048^3, ${machine.engineThreads} threads): ${fmt(sgemmStart)} GFLOP/s\n`);
+  console.log(`sgemm (engine, 2048^3, ${machine.engineThreads} threads): ${fmt(sgemmStart)} GFLOP/s`);
+  // And the bf16 GEMM (bf16 operands, fp32 accumulation), where the processor has it.
+  const bf16 = cpuBf16();
+  const bf16Start = bf16.native ? await measureSgemm(2048, 2048, 2048, 10, 'bf16') : undefined;
+  console.log(bf16Start ? `bf16 GEMM (engine, ${bf16.isa}, 2048^3): ${fmt(bf16Start)} GFLOP/s\n` : `bf16 GEMM: not native here (${bf16.reason})\n`);
 
   for (const c of opts.configs) {
     const f = engineFacts(c);
@@ -234,7 +243,7 @@ async function main() {
     for (const backend of opts.backends) {
       const row: Row = { config: c.name, backend, params: engineFacts(c).params, flopsPerToken: fpt };
       rows.push(row);
-      const why = unsupported(c, backend);
+      const why = unsupported(c, backend, bf16);
       if (why) {
         row.skipped = why;
         console.log(`[${c.name}/${backend}] ${why}`);
@@ -312,10 +321,14 @@ async function main() {
   const genFailures = genRows.flatMap((g) => (g.failed ? [`${g.config}/${g.backend}: ${g.failed}`] : []));
 
   const sgemmEnd = await measureSgemm();
-  const peak = Math.max(sgemmStart, sgemmEnd);
+  const bf16End = bf16.native ? await measureSgemm(2048, 2048, 2048, 10, 'bf16') : undefined;
+  const fp32Peak = Math.max(sgemmStart, sgemmEnd);
+  const bf16Peak = bf16Start !== undefined && bf16End !== undefined ? Math.max(bf16Start, bf16End) : undefined;
+  // a row's peak: bf16 rows against the bf16 GEMM where it was measured
+  const peakOf = (backend: string) => (isBf16(backend) && bf16Peak ? bf16Peak : fp32Peak);
 
   console.log(`\n## Training step\n`);
-  console.log(`${machine.cpu} (${describeCpu(machine.cpuDetails)}), ${machine.logicalCores} cores; engine threads ${machine.engineThreads}. sgemm (engine): ${fmt(sgemmStart)} GFLOP/s at start, ${fmt(sgemmEnd)} at end; "of peak" uses ${fmt(peak)}.`);
+  console.log(`${machine.cpu} (${describeCpu(machine.cpuDetails)}), ${machine.logicalCores} cores; engine threads ${machine.engineThreads}. sgemm (engine): ${fmt(sgemmStart)} GFLOP/s at start, ${fmt(sgemmEnd)} at end; "of peak" uses ${fmt(fp32Peak)}${bf16Peak ? `; bf16 GEMM (engine, ${bf16.isa}): ${fmt(bf16Start!)} at start, ${fmt(bf16End!)} at end, the peak of the bf16 rows (native-bf16, pytorch-bf16): ${fmt(bf16Peak)}` : `; bf16 GEMM not native here (${bf16.reason})`}.`);
   const archs = new Set(opts.configs.map((c) => (isLlama(c) ? 'llama' : 'gpt2')));
   console.log(
     `FLOPs per token from the engine's flopsPerToken(T) for every backend (every matmul of forward and backward, the tied LM head included, and causal attention, as llm.c counts them): ` +
@@ -326,15 +339,17 @@ async function main() {
       `. Step = forward + backward + optimizer (engine: AdamW, weight decay 0.1, clipping at 1.0; ` +
       `PyTorch: the same model written from Hugging Face's GPT2LMHeadModel / LlamaForCausalLM (parameter count checked equal to the engine's), mean cross-entropy, clip_grad_norm_ 1.0, torch.optim.AdamW with weight decay 0.1 on matrices and embeddings as the engine; tfjs: tf.train.adam, GPT-2 only).`,
   );
-  console.log(`native-1t is the engine on one thread; tfjs-wasm runs on one thread in Node (tfjs does not enable its threaded build there).`);
+  console.log(
+    `native is the engine in fp32, native-bf16 with bf16 matmuls (S2S_CPU_PRECISION=bf16: operands rounded to bf16, fp32 accumulation; weights, norms, softmax, losses and AdamW in fp32), native-1t fp32 on one thread; tfjs-wasm runs on one thread in Node (tfjs does not enable its threaded build there).`,
+  );
   if (pytorch && 'info' in pytorch)
     console.log(
-      `pytorch is fp32, pytorch-bf16 the same under torch.autocast('cpu', dtype=torch.bfloat16) (weights, gradients and AdamW state fp32; its "of sgemm peak" is against the engine's fp32 sgemm), pytorch-1t fp32 on one thread. ` +
+      `pytorch is fp32, pytorch-bf16 the same under torch.autocast('cpu', dtype=torch.bfloat16) (weights, gradients and AdamW state fp32; its "of peak" is against the bf16 GEMM where that was measured), pytorch-1t fp32 on one thread. ` +
         `${pytorch.description}.${pytorch.parityLines.map((l) => ` ${l}.`).join('')}${pytorch.parityFailed.map((f) => ` Parity check failed on ${f}.`).join('')}`,
     );
   else if (pytorch) console.log(`PyTorch rows skipped: PyTorch is missing (${pytorch.missing}); scripts/setup.sh --for-bench installs it.`);
   console.log('');
-  console.log('| config | params | backend | threads | ms/step | tokens/s | GFLOP/s | of sgemm peak | peak RSS (MB) |');
+  console.log('| config | params | backend | threads | ms/step | tokens/s | GFLOP/s | of peak | peak RSS (MB) |');
   console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) {
     const c = configByName(row.config);
@@ -343,7 +358,7 @@ async function main() {
       const r = row.result;
       const gflops = (row.flopsPerToken * r.tokensPerStep) / r.step.mean / 1e9;
       console.log(
-        `| ${row.config} (T=${c.T}, B=${c.B}) | ${fmt(params / 1e6, 2)}M | ${row.backend} | ${r.threads} | ${fmt(r.step.mean * 1000)} ±${fmt(r.step.rme)}% | ${fmtInt(r.tokensPerStep / r.step.mean)} | ${fmt(gflops, 2)} | ${fmt((100 * gflops) / peak)}% | ${fmtInt(r.maxRssMB)} |`,
+        `| ${row.config} (T=${c.T}, B=${c.B}) | ${fmt(params / 1e6, 2)}M | ${row.backend} | ${r.threads} | ${fmt(r.step.mean * 1000)} ±${fmt(r.step.rme)}% | ${fmtInt(r.tokensPerStep / r.step.mean)} | ${fmt(gflops, 2)} | ${fmt((100 * gflops) / peakOf(row.backend))}% | ${fmtInt(r.maxRssMB)} |`,
       );
     } else {
       const why = row.skipped ?? `failed: ${row.failed!.split('\n')[0]}`;
@@ -369,16 +384,16 @@ async function main() {
       );
     console.log(
       `GFLOP/s counts the model's forward work of a call (2 FLOPs per matmul weight per token through the trunk for the prompt and every new token but the last, ` +
-        `the LM head once per new token, attention 4*L*QW per attended position), from the engine's flopsPerToken; "of sgemm peak" against the same peak as the training rows.\n`,
+        `the LM head once per new token, attention 4*L*QW per attended position), from the engine's flopsPerToken; "of peak" against the same peaks as the training rows.\n`,
     );
-    console.log('| config | backend | threads | batch | s/call | new tokens/s | GFLOP/s | of sgemm peak | peak RSS (MB) |');
+    console.log('| config | backend | threads | batch | s/call | new tokens/s | GFLOP/s | of peak | peak RSS (MB) |');
     console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const g of genRows) {
       if (g.result)
         for (const r of g.result.runs) {
           const gflops = generateFlops(configByName(g.config), r.batch, g.result.promptLen, g.result.newTokens) / r.timing.mean / 1e9;
           console.log(
-            `| ${g.config} | ${g.backend} | ${g.result.threads} | ${r.batch} | ${fmt(r.timing.mean, 3)} ±${fmt(r.timing.rme)}% | ${fmt(r.tokensPerSec)} | ${fmt(gflops, 2)} | ${fmt((100 * gflops) / peak)}% | ${fmtInt(g.result.maxRssMB)} |`,
+            `| ${g.config} | ${g.backend} | ${g.result.threads} | ${r.batch} | ${fmt(r.timing.mean, 3)} ±${fmt(r.timing.rme)}% | ${fmt(r.tokensPerSec)} | ${fmt(gflops, 2)} | ${fmt((100 * gflops) / peakOf(g.backend))}% | ${fmtInt(g.result.maxRssMB)} |`,
           );
         }
       else console.log(`| ${g.config} | ${g.backend} | | | ${g.skipped ?? `failed: ${g.failed!.split('\n')[0]}`} | | | | |`);
@@ -407,6 +422,7 @@ async function main() {
         machine,
         quick: opts.quick,
         sgemm: { start: sgemmStart, end: sgemmEnd },
+        bf16Gemm: bf16Peak ? { isa: bf16.isa, start: bf16Start, end: bf16End } : { native: false, reason: bf16.reason },
         pytorch: pytorch ?? null,
         train: rows,
         generate: generations,

@@ -8,11 +8,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PYTORCH_BACKENDS, isPytorch, runPytorch, type PytorchBackend } from './pytorch.js';
 
-export type Backend = 'native' | 'native-1t' | 'wasm' | 'cpu' | PytorchBackend;
-export const BACKENDS: Backend[] = ['native', 'native-1t', ...PYTORCH_BACKENDS, 'wasm', 'cpu'];
+// native: the engine in fp32; native-bf16: its bf16 matmuls (where the processor has them);
+// native-1t: fp32 on one thread.
+export type Backend = 'native' | 'native-bf16' | 'native-1t' | 'wasm' | 'cpu' | PytorchBackend;
+export const BACKENDS: Backend[] = ['native', 'native-bf16', 'native-1t', ...PYTORCH_BACKENDS, 'wasm', 'cpu'];
 /** The backends that also have generation rows. */
-export type GenerateBackend = 'native' | 'native-1t' | PytorchBackend;
-export const GENERATE_BACKENDS: GenerateBackend[] = ['native', 'native-1t', ...PYTORCH_BACKENDS];
+export type GenerateBackend = 'native' | 'native-bf16' | 'native-1t' | PytorchBackend;
+export const GENERATE_BACKENDS: GenerateBackend[] = ['native', 'native-bf16', 'native-1t', ...PYTORCH_BACKENDS];
+
+/** The engine's CPU precision for a native backend (set before its model is made). */
+function useEnginePrecision(backend: string): void {
+  process.env.S2S_CPU_PRECISION = backend === 'native-bf16' ? 'bf16' : 'fp32';
+}
 
 export interface BenchConfig {
   name: string;
@@ -56,8 +63,9 @@ function llama(c: GPTConfigInput): GPTConfigInput {
 export const isLlama = (cfg: BenchConfig) => cfg.model.arch === 'llama';
 
 /** Why `backend` has no row for `cfg` (undefined: it has one). */
-export function unsupported(cfg: BenchConfig, backend: Backend): string | undefined {
+export function unsupported(cfg: BenchConfig, backend: Backend, bf16: { native: boolean; reason: string }): string | undefined {
   if ((backend === 'wasm' || backend === 'cpu') && isLlama(cfg)) return 'not run: tfjs has no Llama training baseline here (test/reference/tfjs-gpt.ts is GPT-2 only)';
+  if (backend === 'native-bf16' && !bf16.native) return `not run: no native bf16 matmul on this processor (${bf16.reason})`;
   return undefined;
 }
 
@@ -171,6 +179,7 @@ const maxRssMB = () => process.resourceUsage().maxRSS / 1024;
 async function trainNative(job: Extract<Job, { kind: 'train' }>, cfg: BenchConfig): Promise<TrainResult> {
   const { Model, setNumThreads, getNumThreads } = await import('@s2s/core');
   if (job.backend === 'native-1t') setNumThreads(1);
+  useEnginePrecision(job.backend);
   const model = await Model.create({ ...cfg.model }, { seed: 1 });
   const batch = makeBatch(cfg);
   const n = cfg.B * cfg.T;
@@ -207,7 +216,7 @@ async function trainNative(job: Extract<Job, { kind: 'train' }>, cfg: BenchConfi
 }
 
 async function trainTfjs(job: Extract<Job, { kind: 'train' }>, cfg: BenchConfig): Promise<TrainResult> {
-  const why = unsupported(cfg, job.backend);
+  const why = unsupported(cfg, job.backend, { native: true, reason: '' });
   if (why) throw new Error(`${cfg.name}/${job.backend}: ${why}`);
   const tf = await import('@tensorflow/tfjs');
   const { TfGPT, useBackend } = await import('../test/reference/tfjs-gpt.js');
@@ -264,6 +273,7 @@ async function trainTfjs(job: Extract<Job, { kind: 'train' }>, cfg: BenchConfig)
 async function generate(job: Extract<Job, { kind: 'generate' }>, cfg: BenchConfig): Promise<GenerateResult> {
   const { Model, getNumThreads, setNumThreads } = await import('@s2s/core');
   if (job.backend === 'native-1t') setNumThreads(1);
+  useEnginePrecision(job.backend);
   const model = await Model.create({ ...cfg.model }, { seed: 1 });
   const runs: GenerateResult['runs'] = [];
   for (const B of job.batches) {

@@ -98,6 +98,8 @@ export interface NativeDivergenceResult {
 export class NativeModel {
   constructor(config: NativeConfig);
   readonly numParams: number;
+  /** how this model's matmuls multiply ('bf16-emulated' only on the CPU) */
+  readonly precision: CpuPrecision;
   readonly config: Required<Omit<NativeConfig, 'device'>>;
   /** where the model lives: 'cpu' or 'cuda' */
   readonly device: 'cpu' | 'cuda';
@@ -136,7 +138,16 @@ export class NativeModel {
 
 export function setNumThreads(n: number): void;
 export function getNumThreads(): number;
-export function measureSgemm(M: number, N: number, K: number, iters: number): Promise<number>;
+/** GFLOP/s of an M x K by K x N matmul through the engine's path at `precision` (default fp32;
+ * bf16 is refused where the processor lacks it natively, see cpuBf16()). */
+export function measureSgemm(M: number, N: number, K: number, iters: number, precision?: CpuPrecision): Promise<number>;
+/** How CPU matmuls multiply: fp32; bf16 inputs with fp32 accumulation (AMX / AVX512-BF16); or bf16's numbers emulated. */
+export type CpuPrecision = 'fp32' | 'bf16' | 'bf16-emulated';
+/** The setting of new CPU models' matmuls, as the engine reads S2S_CPU_PRECISION (auto: bf16 where the
+ * processor has it natively, else fp32); throws on a bad value, or on bf16 where it is not native. */
+export function cpuPrecision(): CpuPrecision;
+/** Whether this processor multiplies bf16 natively (AMX-BF16 or AVX512-BF16 with oneDNN's kernels), and why not. */
+export function cpuBf16(): { native: boolean; isa: string; reason: string };
 export function cudaStatus(): { available: boolean; reason: string; device: string };
 /** The precision of new CUDA models' matmuls, as the engine reads S2S_CUDA_PRECISION (throws on a bad value). */
 export function cudaPrecision(): 'bf16' | 'fp32';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-import { ConfigError, cudaPrecision, resolveConfig } from '@s2s/core';
+import { ConfigError, Model, cpuBf16, cpuPrecision, cudaPrecision, measureSgemm, resolveConfig } from '@s2s/core';
 import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -79,6 +79,56 @@ describe('cudaPrecision', () => {
     } finally {
       if (saved === undefined) delete process.env.S2S_CUDA_PRECISION;
       else process.env.S2S_CUDA_PRECISION = saved;
+    }
+  });
+});
+
+describe('cpuPrecision', () => {
+  const tiny = { vocabSize: 16, maxSeqLen: 8, numLayers: 1, numHeads: 1, channels: 8 };
+  async function withEnv<T>(value: string | undefined, fn: () => T | Promise<T>): Promise<T> {
+    const saved = process.env.S2S_CPU_PRECISION;
+    if (value === undefined) delete process.env.S2S_CPU_PRECISION;
+    else process.env.S2S_CPU_PRECISION = value;
+    try {
+      return await fn();
+    } finally {
+      if (saved === undefined) delete process.env.S2S_CPU_PRECISION;
+      else process.env.S2S_CPU_PRECISION = saved;
+    }
+  }
+
+  it("is the engine's reading of S2S_CPU_PRECISION: auto picks bf16 exactly where the processor has it natively", async () => {
+    const { native, isa, reason } = cpuBf16();
+    expect(native ? ['AMX-BF16', 'AVX512-BF16'] : ['']).toContain(isa);
+    expect(native ? reason : reason.length > 0).toBe(native ? '' : true);
+    for (const auto of [undefined, 'auto']) expect(await withEnv(auto, cpuPrecision)).toBe(native ? 'bf16' : 'fp32');
+    expect(await withEnv('fp32', cpuPrecision)).toBe('fp32');
+    expect(await withEnv('bf16-emulated', cpuPrecision)).toBe('bf16-emulated');
+    await withEnv('fp16', () => expect(() => cpuPrecision()).toThrow("S2S_CPU_PRECISION must be 'auto', 'fp32', 'bf16' or 'bf16-emulated', got 'fp16'"));
+  });
+
+  it('a model takes the setting when it is made and reports it', async () => {
+    for (const p of ['fp32', 'bf16-emulated'] as const) {
+      const m = await withEnv(p, () => Model.create(tiny, { device: 'cpu' }));
+      expect(m.precision).toBe(p);
+      m.dispose();
+    }
+  });
+
+  // One of the two branches runs, depending on the processor (both are the behaviour asked for).
+  it('bf16 asked for by name runs where the processor has it and is refused, saying why and what to use, where it has not', async () => {
+    const { native, reason } = cpuBf16();
+    if (native) {
+      expect(await withEnv('bf16', cpuPrecision)).toBe('bf16');
+      const m = await withEnv('bf16', () => Model.create(tiny, { device: 'cpu' }));
+      expect(m.precision).toBe('bf16');
+      m.dispose();
+      expect(await measureSgemm(256, 256, 256, 2, 'bf16')).toBeGreaterThan(0);
+    } else {
+      const why = `bf16 matmuls on the CPU need AMX-BF16 or AVX512-BF16 and oneDNN's kernels for them: ${reason}`;
+      await withEnv('bf16', () => expect(() => cpuPrecision()).toThrow(why));
+      await withEnv('bf16', () => expect(() => Model.create(tiny, { device: 'cpu' })).rejects.toThrow('bf16-emulated'));
+      await expect(measureSgemm(256, 256, 256, 2, 'bf16')).rejects.toThrow(why);
     }
   });
 });

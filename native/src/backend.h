@@ -76,6 +76,9 @@ class ModelBackend {
   virtual ~ModelBackend() = default;
 
   virtual const char* device() const = 0;
+  // How its matmuls multiply: "fp32", "bf16" (bf16 inputs, fp32 accumulation) or, on the CPU,
+  // "bf16-emulated".
+  virtual const char* matmul_precision() const = 0;
   virtual const ModelConfig& config() const = 0;
   virtual const std::vector<TensorInfo>& layout() const = 0;
   virtual size_t num_params() const = 0;

@@ -83,9 +83,9 @@ class HostArray {
 
 using Buffer = HostArray<float>;
 
-// Thread count for every OpenMP region and oneDNN call the engine makes. Node runs engine calls
-// on libuv worker threads, and OpenMP's thread count is per calling thread, so each entry point
-// applies the global setting with ThreadScope before it computes.
+// Thread count for every OpenMP region and oneDNN call the engine makes. OpenMP's thread count is
+// per calling thread, so the engine thread (napi/engine_call.cc) and the C++ tests apply the
+// global setting with ThreadScope before they compute.
 void set_num_threads(int n);  // n <= 0 restores the default (S2S_NUM_THREADS, else all cores)
 int get_num_threads();
 struct ThreadScope {

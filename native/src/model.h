@@ -25,6 +25,7 @@ class Transformer final : public ModelBackend {
   explicit Transformer(const ModelConfig& cfg);
 
   const char* device() const override { return D::kTraits.name; }
+  const char* matmul_precision() const override { return ops_.precision_label(); }
   const ModelConfig& config() const override { return cfg_; }
   const std::vector<TensorInfo>& layout() const override { return layout_; }
   size_t num_params() const override { return num_params_; }
@@ -44,7 +45,7 @@ class Transformer final : public ModelBackend {
   int64_t optimizer_step() const override { return adam_step; }
   void set_optimizer_step(int64_t step) override { adam_step = step; }
 
-  // The device's precision for matmuls (CUDA: bf16 or fp32; the CPU: fp32).
+  // The device's precision for matmuls (bf16 inputs with fp32 accumulation, or fp32).
   Precision precision() const { return ops_.precision(); }
   void set_precision(Precision p) { ops_.set_precision(p); }
 
@@ -71,6 +72,9 @@ class Transformer final : public ModelBackend {
   // Refuses parameters that contain NaN or Inf (naming the first bad tensor and index) before
   // `call` reads them; checked once after each change of the parameters.
   void check_params(const char* call);
+  // The parameters are about to change or just did: activations, the finiteness check and the
+  // device's derived copies of the weights (the CPU's bf16 cache) are stale.
+  void params_changed();
 
   ModelConfig cfg_;
   std::vector<TensorInfo> layout_;

@@ -46,6 +46,7 @@ Transformer<Arch, D>::Transformer(const ModelConfig& cfg) : cfg_(cfg.resolved())
   Arch::validate(cfg_);
   layout_ = Arch::layout(cfg_, &num_params_);
   params.allocate_zeroed(num_params_);
+  params_changed();
   tables_.build(cfg_);
 }
 
@@ -57,15 +58,20 @@ typename D::template Array<float>& Transformer<Arch, D>::buffer_of(BufferKind k)
 template <class Arch, class D>
 float* Transformer<Arch, D>::buffer(BufferKind k, bool allocate) {
   Array<float>& b = buffer_of(k);
-  if (k == BufferKind::params && allocate) {
-    invalidate_activations();
-    params_checked_ = false;
-  }
   if (b.size() != num_params_) {
     if (!allocate) return nullptr;
     b.allocate_zeroed(num_params_);
   }
+  // A writable pointer to the parameters: whatever is written next makes what was derived stale.
+  if (k == BufferKind::params && allocate) params_changed();
   return b.data();
+}
+
+template <class Arch, class D>
+void Transformer<Arch, D>::params_changed() {
+  invalidate_activations();
+  params_checked_ = false;
+  ops_.weights_changed(params.data(), num_params_);
 }
 
 template <class Arch, class D>
@@ -90,8 +96,7 @@ void Transformer<Arch, D>::init_weights(uint64_t seed) {
   adam_m.reset();
   adam_v.reset();
   adam_step = 0;
-  invalidate_activations();
-  params_checked_ = false;
+  params_changed();
 }
 
 template <class Arch, class D>
@@ -168,9 +173,10 @@ ForwardResult Transformer<Arch, D>::forward(const int32_t* tokens, const int32_t
   for (int64_t i = 0; i < N; i++) {
     if (opts.logprob && !std::isfinite(r.logprob[i]))
       throw Error("forward produced a non-finite log-prob at " + where(T, i) +
-                  ": the parameters contain NaN or Inf, or the logits overflowed");
+                  ": the logits overflowed (the parameters are finite but too large)");
     if (opts.values && !std::isfinite(r.values[i]))
-      throw Error("forward produced a non-finite value at " + where(T, i) + ": the parameters contain NaN or Inf");
+      throw Error("forward produced a non-finite value at " + where(T, i) +
+                  ": the activations overflowed (the parameters are finite but too large)");
   }
   acts_valid_ = true;
   return r;
@@ -235,12 +241,20 @@ double Transformer<Arch, D>::step(const AdamWConfig& o) {
     throw Error("step skipped: the gradient norm is not finite (" + std::to_string(norm) +
                 "); parameters and optimizer state are unchanged and the gradients were zeroed");
   }
-  float* m = buffer(BufferKind::adam_m, true);
-  float* v = buffer(BufferKind::adam_v, true);
   float scale = 1.0f;
   if (o.max_grad_norm > 0 && norm > o.max_grad_norm) scale = (float)(o.max_grad_norm / (norm + 1e-6));
+  // The second moment holds squared gradients in float: an element above sqrt(FLT_MAX) would make
+  // it Inf, and AdamW would then freeze that parameter for good. No element exceeds the norm.
+  if (norm * scale > 1.8e19) {
+    grads.zero();
+    throw Error("step skipped: the gradient norm (" + std::to_string(norm) +
+                ") is too large for AdamW's second moment in float (its squares overflow); parameters and "
+                "optimizer state are unchanged and the gradients were zeroed (maxGradNorm clips it)");
+  }
+  float* m = buffer(BufferKind::adam_m, true);
+  float* v = buffer(BufferKind::adam_v, true);
   adam_step++;
-  params_checked_ = false;
+  params_changed();
   for (const TensorInfo& t : layout_)
     ops_.adamw_update(params.data() + t.offset, g + t.offset, m + t.offset, v + t.offset, t.numel, o.lr, o.beta1,
                       o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, adam_step, scale);
@@ -327,6 +341,11 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
     }
     for (int b = 0; b < B; b++) {
       if (done[b]) continue;
+      // Finite parameters can still overflow (weights of 1e30, say): the logits are then Inf or
+      // NaN, and what was sampled from them means nothing.
+      if (!std::isfinite(lp[b]))
+        throw Error("generate: the log-prob of row " + std::to_string(b) + "'s token " + std::to_string(s) +
+                    " is not finite: the model's logits overflowed (its parameters are finite but too large)");
       r.tokens[(size_t)b * o.max_new_tokens + s] = cur[b];
       r.logprobs[(size_t)b * o.max_new_tokens + s] = lp[b];
       r.lengths[b]++;

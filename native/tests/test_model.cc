@@ -2,6 +2,8 @@
 // double precision, finite differences of the loss, and hand-checked properties of generation,
 // greedy match, AdamW and the error paths.
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <cmath>
 #include <vector>
 
@@ -459,6 +461,44 @@ TEST(every_call_that_reads_the_weights_refuses_non_finite_parameters) {
   EXPECT_THROWS_WITH(m.generate({{1}}, go), "index 7 is inf");
 }
 
+// Finite parameters too large for float arithmetic (a checkpoint with 3e38 in it) pass the
+// finiteness check but overflow inside the model: forward and generate refuse what comes out.
+TEST(parameters_that_overflow_the_model_are_refused_by_forward_and_generate) {
+  GPT m(tiny());
+  m.init_weights(22);
+  // the MLP's first weight near float's largest value: its products overflow to Inf, and NaN follows
+  for (const TensorInfo& t : m.layout())
+    if (t.name == "transformer.h.0.mlp.c_fc.weight")
+      for (size_t i = 0; i < t.numel; i++) m.buffer(BufferKind::params, true)[t.offset + i] = 3e38f;
+  std::vector<int32_t> tok = {1, 2, 3, 4, 5, 6};
+  GenerateOptions go;
+  go.max_new_tokens = 3;
+  EXPECT_THROWS_WITH(m.forward(tok.data(), tok.data(), 2, 3, {}), "logits overflowed");
+  for (float temperature : {0.0f, 1.0f}) {
+    go.sampling.temperature = temperature;
+    EXPECT_THROWS_WITH(m.generate({{1, 2}, {3}}, go), "generate: the log-prob of row 0's token 0 is not finite");
+  }
+}
+
+// A gradient whose square overflows float would leave Inf in AdamW's second moment (the parameter
+// then never moves again): the step is refused, as for a non-finite gradient; with clipping it runs.
+TEST(a_gradient_too_large_for_the_second_moment_skips_the_step_unless_clipped) {
+  GPT m(tiny());
+  m.init_weights(23);
+  std::vector<float> before(m.params.data(), m.params.data() + m.num_params());
+  m.buffer(BufferKind::grads, true)[5] = 1e20f;
+  EXPECT_THROWS_WITH(m.step({}), "too large for AdamW's second moment");
+  EXPECT(std::equal(before.begin(), before.end(), m.params.data()));
+  EXPECT(m.adam_step == 0);
+  m.buffer(BufferKind::grads, true)[5] = 1e20f;
+  AdamWConfig clipped;
+  clipped.max_grad_norm = 1.0f;
+  m.step(clipped);
+  std::vector<float> v(m.num_params());
+  m.read_buffer(BufferKind::adam_v, 0, v.size(), v.data());
+  EXPECT(std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }) && v[5] > 0);
+}
+
 TEST(write_buffer_refuses_non_finite_values_and_a_negative_second_moment) {
   GPT m(tiny(false));
   m.init_weights(22);
@@ -489,3 +529,66 @@ TEST(backward_needs_dlogprob_or_dvalue) {
 }
 
 int main() { return harness::run_all(); }
+
+// bf16 matmuls on the CPU (native where the processor has them, and the emulated twin everywhere)
+// against the same model in fp32: forward and gradients within bf16's tolerance, and the weight
+// cache following every change of the parameters: after a step and after a write, a bf16 model's
+// forward is bit for bit that of a fresh bf16 model given the same parameters.
+TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
+  std::vector<const char*> modes = {"bf16-emulated"};
+  if (cpu_bf16_support().native) modes.push_back("bf16");
+  GPTConfig c{97, 32, 2, 4, 64, true};
+  const int B = 3, T = 24;
+  auto tok = tokens_for(B, T, c.vocab_size, 3);
+  std::vector<int32_t> tgt = tokens_for(B, T, c.vocab_size, 4);
+  Vec dlogprob(B * T, 1.0f / (B * T)), dvalue(B * T, 0.5f / (B * T));
+  ForwardOptions o;
+  o.values = true;
+  AdamWConfig adam;
+  adam.lr = 1e-2f;
+  auto make = [&](const char* mode) {
+    setenv("S2S_CPU_PRECISION", mode, 1);
+    auto m = std::make_unique<GPT>(c);
+    setenv("S2S_CPU_PRECISION", "fp32", 1);
+    return m;
+  };
+  auto params_of = [](GPT& m) {
+    Vec p(m.num_params());
+    m.read_buffer(BufferKind::params, 0, p.size(), p.data());
+    return p;
+  };
+  for (const char* mode : modes) {
+    auto ref = make("fp32");
+    auto m = make(mode);
+    EXPECT(m->precision() == Precision::bf16 && ref->precision() == Precision::fp32);
+    ref->init_weights(5);
+    m->init_weights(5);
+    ForwardResult a = ref->forward(tok.data(), tgt.data(), B, T, o), b = m->forward(tok.data(), tgt.data(), B, T, o);
+    EXPECT_CLOSE(b.logprob.data(), a.logprob.data(), a.logprob.size(), 2e-2);
+    EXPECT_CLOSE(b.values.data(), a.values.data(), a.values.size(), 2e-2);
+    // and it is bf16: further from fp32 than fp32's own rounding
+    EXPECT(harness::rel_error(b.logprob.data(), a.logprob.data(), a.logprob.size()) > 1e-5);
+    ref->backward(dlogprob.data(), dvalue.data());
+    m->backward(dlogprob.data(), dvalue.data());
+    Vec ga(ref->num_params()), gb(m->num_params());
+    ref->read_buffer(BufferKind::grads, 0, ga.size(), ga.data());
+    m->read_buffer(BufferKind::grads, 0, gb.size(), gb.data());
+    EXPECT_CLOSE(gb.data(), ga.data(), ga.size(), 5e-2);
+
+    // after a step: the same forward as a fresh bf16 model with the stepped parameters
+    m->step(adam);
+    ForwardResult after = m->forward(tok.data(), tgt.data(), B, T, o);
+    Vec stepped = params_of(*m);
+    auto fresh = make(mode);
+    fresh->write_buffer(BufferKind::params, 0, stepped.size(), stepped.data());
+    ForwardResult want = fresh->forward(tok.data(), tgt.data(), B, T, o);
+    EXPECT(std::memcmp(after.logprob.data(), want.logprob.data(), want.logprob.size() * sizeof(float)) == 0);
+    EXPECT(harness::rel_error(after.logprob.data(), b.logprob.data(), b.logprob.size()) > 1e-4);  // the step moved it
+
+    // after a write: likewise (here the fp32 model's parameters, so the result is the first one's)
+    Vec original = params_of(*ref);
+    m->write_buffer(BufferKind::params, 0, original.size(), original.data());
+    ForwardResult rewritten = m->forward(tok.data(), tgt.data(), B, T, o);
+    EXPECT(std::memcmp(rewritten.logprob.data(), b.logprob.data(), b.logprob.size() * sizeof(float)) == 0);
+  }
+}

@@ -39,8 +39,8 @@ namespace {
 // from the double reference by float rounding and summation order (on a GPU also by __expf, rsqrtf
 // and atomics, hence its wider bound); bf16 matmuls keep 8 bits of mantissa.
 struct Tol {
-  double cpu = 1e-5, fp32 = 2e-5, bf16 = 2e-2;  // CPU; CUDA at fp32; CUDA at bf16
-  double at(bool on_cpu, Precision p) const { return on_cpu ? cpu : p == Precision::bf16 ? bf16 : fp32; }
+  double cpu = 1e-5, fp32 = 2e-5, bf16 = 2e-2;  // CPU at fp32; CUDA at fp32; either at bf16
+  double at(bool on_cpu, Precision p) const { return p == Precision::bf16 ? bf16 : on_cpu ? cpu : fp32; }
 };
 constexpr Tol kExact{0, 0, 0};
 
@@ -602,12 +602,16 @@ void check_finite_differences(const OpCase& c, const Host& before, const Host& g
 
 // Runs a case through a device's op struct: buffers of Ops::Array, the op, its outputs against the
 // reference, then the determinism and finite-difference checks the case asks for.
+// On the CPU, bf16 runs natively or, with `emulated`, as its emulated twin (cpu/matmul.h).
 template <class Ops>
-void run_case(const OpCase& c, const Call<Ops>& call, Precision p, const std::string& label) {
+void run_case(const OpCase& c, const Call<Ops>& call, Precision p, const std::string& label, bool emulated = false) {
   const Prepared& pr = prepare(c);
   const bool on_cpu = std::is_same<Ops, CpuOps>::value;
   Ops ops;
-  ops.set_precision(p);
+  if constexpr (std::is_same<Ops, CpuOps>::value)
+    ops.set_matmul(p == Precision::fp32 ? CpuMatmul::fp32 : emulated ? CpuMatmul::bf16_emulated : CpuMatmul::bf16);
+  else
+    ops.set_precision(p);
   auto run = [&] {
     Bufs<Ops> dev(pr.host);
     call(ops, dev);
@@ -1852,6 +1856,51 @@ const std::set<std::string> kOtherOps = {"gemm_batched", "grad_norm"};
 
 }  // namespace
 
+// The CPU's bf16 matmuls, native and emulated, against float64 products of the operands rounded
+// to bf16 (the definition both implement): each within fp32 summation error of it, so the twin
+// that runs on every machine stands for the native kernels; and both visibly apart from fp32, so
+// neither quietly multiplies in fp32. Weights read through the weight cache and staged operands
+// must agree. (The whole model cannot be compared this tightly: a difference in the last bit of
+// one activation can flip the bf16 rounding of the next matmul's input.)
+TEST(cpu_bf16_native_and_emulated_implement_the_same_products) {
+  const CpuBf16Support& native = cpu_bf16_support();
+  std::vector<CpuMatmul> modes = {CpuMatmul::bf16_emulated};
+  if (native.native) modes.push_back(CpuMatmul::bf16);
+  else std::printf("  (native bf16 not checked: %s)\n", native.reason.c_str());
+  struct Shape { bool ta, tb; int64_t M, N, K; };
+  for (Shape sh : {Shape{false, false, 64, 96, 256}, Shape{false, true, 300, 130, 77}, Shape{true, false, 128, 384, 256},
+                   Shape{false, true, 4, 1000, 128}}) {
+    const int64_t M = sh.M, N = sh.N, K = sh.K;
+    std::vector<float> A(M * K), B(K * N), exact(M * N), fp32(M * N), got(M * N);
+    harness::fill_uniform(A.data(), A.size(), 11);
+    harness::fill_uniform(B.data(), B.size(), 12);
+    Strides sa = sh.ta ? dense_t(M, K) : dense(M, K), sb = sh.tb ? dense_t(K, N) : dense(K, N);
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double acc = 0;
+        for (int64_t k = 0; k < K; k++)
+          acc += (double)round_bf16(A[i * sa.row + k * sa.col]) * round_bf16(B[k * sb.row + j * sb.col]);
+        exact[i * N + j] = (float)acc;
+      }
+    gemm(sh.ta, sh.tb, M, N, K, A.data(), B.data(), fp32.data(), 1.0f, false);
+    std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
+    for (CpuMatmul mode : modes)
+      for (bool cached : {false, true}) {
+        WeightCache cache;
+        cache.changed(B.data(), B.size());
+        {
+          MatmulScope scope(mode, cached ? &cache : nullptr);
+          gemm(sh.ta, sh.tb, M, N, K, A.data(), B.data(), got.data(), 1.0f, false);
+        }
+        std::string what = std::string(cpu_matmul_name(mode)) + (cached ? " (cached B) " : " ") + shape;
+        double e = harness::rel_error(got.data(), exact.data(), got.size());
+        double apart = harness::rel_error(got.data(), fp32.data(), got.size());
+        if (!(e <= 2e-6)) fail(what, "normalised error " + std::to_string(e) + " against bf16-rounded float64 products");
+        if (!(apart >= 1e-4)) fail(what, "only " + std::to_string(apart) + " from fp32: the operands were not rounded");
+      }
+  }
+}
+
 TEST(every_op_of_the_op_set_has_cases) {
   std::map<std::string, int> count;
   for (const OpCase& c : table()) count[c.op]++;
@@ -1890,9 +1939,20 @@ int main() {
     harness::cases().push_back({names.back().c_str(), std::move(fn)});
   };
   size_t cpu = 0, gpu = 0;
+  // The matmul family also at bf16 on the CPU: natively where the processor has it, and always as
+  // the emulated twin, so every machine checks bf16's numbers against the same float64 references.
+  const CpuBf16Support& bf16 = cpu_bf16_support();
+  std::printf("CPU bf16: %s\n", bf16.native ? bf16.isa.c_str() : ("emulated only (" + bf16.reason + ")").c_str());
   for (const OpCase& c : table()) {
     reg("cpu " + c.name(), [&c] { run_case<CpuOps>(c, c.cpu, Precision::fp32, "cpu " + c.name()); });
     cpu++;
+    if (!at_precision(c)) continue;
+    for (bool emulated : {false, true}) {
+      if (!emulated && !bf16.native) continue;
+      std::string label = std::string(emulated ? "cpu-bf16-emulated " : "cpu-bf16 ") + c.name();
+      reg(label, [&c, emulated, label] { run_case<CpuOps>(c, c.cpu, Precision::bf16, label, emulated); });
+      cpu++;
+    }
   }
 #ifdef S2S_WITH_CUDA
   CudaStatus s = cuda_status();

@@ -34,3 +34,15 @@ export function worst(errs: Map<string, number>, what: string, top = 5): { err: 
   const list = sorted.slice(0, top).map(([n, e]) => `${n}: ${e.toExponential(2)}`).join(', ');
   return { err: sorted[0][1], msg: `${what}; worst tensors: ${list}` };
 }
+
+/** What make() returns, made while S2S_CPU_PRECISION is `precision` (the engine reads it when a model is made). */
+export async function withCpuPrecision<T>(precision: string, make: () => Promise<T>): Promise<T> {
+  const saved = process.env.S2S_CPU_PRECISION;
+  process.env.S2S_CPU_PRECISION = precision;
+  try {
+    return await make();
+  } finally {
+    if (saved === undefined) delete process.env.S2S_CPU_PRECISION;
+    else process.env.S2S_CPU_PRECISION = saved;
+  }
+}

@@ -44,7 +44,11 @@ struct Turn {
 
 }  // namespace
 
+// The products run in fp32 whatever the op set's matmul setting (cpu/matmul.h): oneDNN 2.6 has no
+// AMX kernel for these strided batches, and its bf16 fallback (gemm:jit) ran them 3x slower than
+// fp32 on an AMX Xeon, for a few percent of a step's FLOPs at T = 256.
 void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s) {
+  MatmulScope fp32(CpuMatmul::fp32, nullptr);
   const int B = s.B, T = s.T, NH = s.NH;
   const Turn u(s);
   float scale = 1.0f / std::sqrt((float)s.hd);
@@ -74,6 +78,7 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
 
 void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
                         const AttnShape& s) {
+  MatmulScope fp32(CpuMatmul::fp32, nullptr);  // as attention_forward
   const int B = s.B, T = s.T, NH = s.NH, KVH = s.KVH, hd = s.hd;
   const Turn u(s);
   float scale = 1.0f / std::sqrt((float)hd);

@@ -2,10 +2,12 @@
 // serve as its reference.
 #include "cpu/matmul.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +24,71 @@ namespace s2s {
 
 namespace {
 
+// The calling thread's matmul setting (MatmulScope).
+thread_local CpuMatmul tl_mode = CpuMatmul::fp32;
+thread_local WeightCache* tl_weights = nullptr;
+
+// 16 values at a time with AVX512-BF16's vcvtneps2bf16 (round to nearest even, as to_bf16; it
+// also flushes inputs below 2^-126 to zero, which no product here can tell). Every processor that
+// multiplies bf16 natively has it (AMX machines too); the scalar loop serves the rest.
+__attribute__((target("avx512f,avx512bf16,avx512vl"))) void convert_bf16_avx512(uint16_t* dst, const float* src,
+                                                                                 int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)h);
+  }
+  for (; i < n; i++) dst[i] = to_bf16(src[i]);
+}
+
+bool have_avx512_bf16() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return yes;
+}
+
+void convert_bf16(uint16_t* dst, const float* src, int64_t n) {
+  const bool vector = have_avx512_bf16();
+  const int64_t chunk = 1 << 14;  // per task: 64 KiB of source
+#pragma omp parallel for schedule(static) if (n >= kMinParallelWork)
+  for (int64_t c = 0; c < n; c += chunk) {
+    const int64_t m = std::min(chunk, n - c);
+    if (vector) convert_bf16_avx512(dst + c, src + c, m);
+    else
+      for (int64_t i = c; i < c + m; i++) dst[i] = to_bf16(src[i]);
+  }
+}
+
+void convert_rounded(float* dst, const float* src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kMinParallelWork)
+  for (int64_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+}
+
+// How many values a strided operand spans, from its first to its last (strides are >= 0).
+int64_t span(int64_t nb0, int64_t nb1, int64_t rows, int64_t cols, Strides s) {
+  return (nb0 - 1) * s.batch0 + (nb1 - 1) * s.batch1 + (rows - 1) * s.row + (cols - 1) * s.col + 1;
+}
+
+// The operand at p (n values from p, read through its strides) as a bf16 matmul reads it: the
+// weight cache's copy when p is a parameter, else a conversion into this slot's staging buffer,
+// laid out as p is (so the strides still apply).
+const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
+  if (tl_weights)
+    if (const void* w = tl_weights->lookup(p, (size_t)n, mode)) return w;
+  if (mode == CpuMatmul::bf16) {
+    thread_local HostArray<uint16_t> staged[2];
+    staged[slot].reserve((size_t)n);
+    convert_bf16(staged[slot].data(), p, n);
+    return staged[slot].data();
+  }
+  thread_local HostArray<float> staged[2];
+  staged[slot].reserve((size_t)n);
+  convert_rounded(staged[slot].data(), p, n);
+  return staged[slot].data();
+}
+
 #ifdef S2S_HAVE_ONEDNN
 using dnnl::memory;
 
@@ -30,14 +97,14 @@ dnnl::engine& cpu_engine() {
   return eng;
 }
 
-memory::desc strided_md(int64_t nb0, int64_t nb1, int64_t rows, int64_t cols, Strides s) {
-  return memory::desc({nb0, nb1, rows, cols}, memory::data_type::f32,
-                      {s.batch0, s.batch1, s.row, s.col});
+memory::desc strided_md(int64_t nb0, int64_t nb1, int64_t rows, int64_t cols, Strides s,
+                        memory::data_type t = memory::data_type::f32) {
+  return memory::desc({nb0, nb1, rows, cols}, t, {s.batch0, s.batch1, s.row, s.col});
 }
 
-// A primitive is specific to shapes, strides, alpha, accumulation, bias and the thread count
-// (oneDNN picks its blocking for the threads it will run on).
-using Key = std::tuple<std::vector<int64_t>, float, bool, bool, int>;
+// A primitive is specific to shapes, strides, alpha, accumulation, bias, the operands' type and
+// the thread count (oneDNN picks its blocking for the threads it will run on).
+using Key = std::tuple<std::vector<int64_t>, float, bool, bool, bool, int>;
 
 struct Gemm {
   dnnl::matmul prim;
@@ -48,16 +115,17 @@ std::mutex g_cache_mutex;
 std::map<Key, std::shared_ptr<Gemm>> g_cache;
 
 std::shared_ptr<Gemm> get_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, Strides sa,
-                               Strides sb, Strides sc, float alpha, bool accumulate, bool bias) {
+                               Strides sb, Strides sc, float alpha, bool accumulate, bool bias, bool bf16) {
   Key key{{nb0, nb1, M, N, K, sa.batch0, sa.batch1, sa.row, sa.col, sb.batch0, sb.batch1, sb.row,
            sb.col, sc.batch0, sc.batch1, sc.row, sc.col},
-          alpha, accumulate, bias, omp_get_max_threads()};
+          alpha, accumulate, bias, bf16, omp_get_max_threads()};
   std::lock_guard<std::mutex> lock(g_cache_mutex);
   auto it = g_cache.find(key);
   if (it != g_cache.end()) return it->second;
   auto g = std::make_shared<Gemm>();
-  g->a = strided_md(nb0, nb1, M, K, sa);
-  g->b = strided_md(nb0, nb1, K, N, sb);
+  const memory::data_type in = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  g->a = strided_md(nb0, nb1, M, K, sa, in);
+  g->b = strided_md(nb0, nb1, K, N, sb, in);
   g->c = strided_md(nb0, nb1, M, N, sc);
   if (bias) g->bias = memory::desc({1, 1, 1, N}, memory::data_type::f32, memory::format_tag::abcd);
   dnnl::primitive_attr attr;
@@ -72,7 +140,7 @@ std::shared_ptr<Gemm> get_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, i
                                 : dnnl::matmul::desc(g->a, g->b, g->c);
     g->prim = dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, cpu_engine()));
   } catch (const dnnl::error& e) {
-    throw Error(std::string("oneDNN could not build a matmul for this shape: ") + e.what());
+    throw Error(std::string("oneDNN could not build a") + (bf16 ? " bf16" : "n fp32") + " matmul for this shape: " + e.what());
   }
   if (g_cache.size() > 4096) g_cache.clear();  // shapes come from a few configs; this is a guard
   g_cache.emplace(key, g);
@@ -100,6 +168,19 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
   if (M == 0 || N == 0 || nb0 == 0 || nb1 == 0) return;
   bool small = 2.0 * nb0 * nb1 * M * N * K < kMinParallelGemmFlops;
   ScopedThreads threads(small ? 1 : omp_get_max_threads());
+  // bf16: the operands as the multiplication reads them (bf16, or bf16-rounded fp32 for the
+  // emulated twin, which then runs the fp32 path below over them)
+  const CpuMatmul mode = tl_mode;
+  const void* a_in = A;
+  const void* b_in = B;
+  if (mode != CpuMatmul::fp32 && K > 0) {
+    a_in = stage(A, span(nb0, nb1, M, K, sa), mode, 0);
+    b_in = stage(B, span(nb0, nb1, K, N, sb), mode, 1);
+    if (mode == CpuMatmul::bf16_emulated) {
+      A = static_cast<const float*>(a_in);
+      B = static_cast<const float*>(b_in);
+    }
+  }
 #ifndef S2S_HAVE_ONEDNN
   // Without oneDNN (a machine that builds only the C++ tests): row-parallel loops, i-k-j order so
   // the inner loop runs along C's and B's rows.
@@ -123,12 +204,13 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
       }
     }
 #else
-  auto g = get_gemm(nb0, nb1, M, N, K, sa, sb, sc, alpha, accumulate, bias != nullptr);
+  const bool bf16 = mode == CpuMatmul::bf16;
+  auto g = get_gemm(nb0, nb1, M, N, K, sa, sb, sc, alpha, accumulate, bias != nullptr, bf16);
   thread_local dnnl::stream strm(cpu_engine());
   auto& eng = cpu_engine();
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(g->a, eng, const_cast<float*>(A))},
-      {DNNL_ARG_WEIGHTS, memory(g->b, eng, const_cast<float*>(B))},
+      {DNNL_ARG_SRC, memory(g->a, eng, const_cast<void*>(bf16 ? a_in : A))},
+      {DNNL_ARG_WEIGHTS, memory(g->b, eng, const_cast<void*>(bf16 ? b_in : B))},
       {DNNL_ARG_DST, memory(g->c, eng, C)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(g->bias, eng, const_cast<float*>(bias)));
   g->prim.execute(strm, args);
@@ -178,6 +260,11 @@ namespace {
 // (a few rows) multiplies by it as it is.
 constexpr int64_t kTransposeRows = 256;
 bool rows_alias(int64_t cols) { return cols * (int64_t)sizeof(float) % 4096 == 0; }
+// In bf16 the operands are copies anyway (the weight cache's, the staged activations): the copy is
+// made for fp32 only.
+bool transpose_pays(int64_t rows, int64_t cols) {
+  return tl_mode == CpuMatmul::fp32 && rows >= kTransposeRows && rows_alias(cols);
+}
 
 // src [R, K] transposed into a per-thread buffer ([K, R]), in tiles of 8 source rows (a taller
 // tile would evict itself, for the reason above). Engine calls run one at a time on its thread.
@@ -215,7 +302,7 @@ void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC) {
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t C, int64_t OC) {
-  if (N >= kTransposeRows && rows_alias(OC))
+  if (transpose_pays(N, OC))
     run_gemm(1, 1, N, OC, C, inp, dense(N, C), transposed(weight, C, OC), dense_t(C, OC), out, dense(N, OC), 1.0f,
              false, bias);
   else
@@ -225,7 +312,7 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
   if (dinp) gemm(false, true, N, C, OC, dout, weight, dinp, 1.0f, false);
-  if (N >= kTransposeRows && rows_alias(OC))
+  if (transpose_pays(N, OC))
     run_gemm(1, 1, C, OC, N, inp, dense_t(C, N), transposed(dout, N, OC), dense_t(N, OC), dweight, dense(C, OC), 1.0f,
              true, nullptr);
   else
@@ -268,15 +355,115 @@ void matmul_forward_naive(float* out, const float* inp, const float* weight, con
     }
 }
 
-double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters) {
-  Buffer a(M * K), b(K * N), c(M * N);
-  for (size_t i = 0; i < a.size(); i++) a[i] = 0.001f * (float)(i % 97);
-  for (size_t i = 0; i < b.size(); i++) b[i] = 0.002f * (float)(i % 89);
-  for (int i = 0; i < 2; i++) gemm(false, false, M, N, K, a.data(), b.data(), c.data(), 1.0f, false);
+double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmul mode) {
+  check_cpu_matmul(mode);
+  // A and B in one buffer the weight cache holds, so a bf16 run measures the multiplication and
+  // not the conversion of its operands (as a model's weights are converted once per step).
+  Buffer ab(M * K + K * N), c(M * N);
+  for (int64_t i = 0; i < M * K; i++) ab[i] = 0.001f * (float)(i % 97);
+  for (int64_t i = 0; i < K * N; i++) ab[M * K + i] = 0.002f * (float)(i % 89);
+  WeightCache cache;
+  cache.changed(ab.data(), ab.size());
+  MatmulScope scope(mode, &cache);
+  const float* a = ab.data();
+  const float* b = ab.data() + M * K;
+  for (int i = 0; i < 2; i++) gemm(false, false, M, N, K, a, b, c.data(), 1.0f, false);
   auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; i++) gemm(false, false, M, N, K, a.data(), b.data(), c.data(), 1.0f, false);
+  for (int i = 0; i < iters; i++) gemm(false, false, M, N, K, a, b, c.data(), 1.0f, false);
   double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return 2.0 * M * N * K * iters / dt / 1e9;
+}
+
+// ---- precision ----
+
+const char* cpu_matmul_name(CpuMatmul m) {
+  return m == CpuMatmul::bf16 ? "bf16" : m == CpuMatmul::bf16_emulated ? "bf16-emulated" : "fp32";
+}
+
+const CpuBf16Support& cpu_bf16_support() {
+  static const CpuBf16Support support = [] {
+    CpuBf16Support r;
+#ifndef S2S_HAVE_ONEDNN
+    r.reason = "the engine was built without oneDNN";
+#else
+    __builtin_cpu_init();
+    const bool amx = __builtin_cpu_supports("amx-bf16"), avx = __builtin_cpu_supports("avx512bf16");
+    if (!amx && !avx) {
+      r.reason = "the processor has neither AMX-BF16 nor AVX512-BF16";
+      return r;
+    }
+    // oneDNN must also pick a bf16 kernel for it (an old kernel, or one without AMX permission,
+    // would fall back to a reference implementation that is far slower than fp32)
+    try {
+      memory::desc a({64, 64}, memory::data_type::bf16, memory::format_tag::ab);
+      memory::desc c({64, 64}, memory::data_type::f32, memory::format_tag::ab);
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), cpu_engine());
+      std::string impl = pd.impl_info_str();
+      if (impl.find("bf16") == std::string::npos) {
+        r.reason = "oneDNN has no native bf16 matmul for this processor (it chose " + impl + ")";
+        return r;
+      }
+    } catch (const dnnl::error& e) {
+      r.reason = std::string("oneDNN could not build a bf16 matmul: ") + e.what();
+      return r;
+    }
+    r.native = true;
+    r.isa = amx ? "AMX-BF16" : "AVX512-BF16";
+#endif
+    return r;
+  }();
+  return support;
+}
+
+CpuMatmul cpu_default_matmul() {
+  const char* env = std::getenv("S2S_CPU_PRECISION");
+  std::string v = env ? env : "auto";
+  CpuMatmul m;
+  if (v == "auto" || v.empty()) return cpu_bf16_support().native ? CpuMatmul::bf16 : CpuMatmul::fp32;
+  if (v == "fp32") m = CpuMatmul::fp32;
+  else if (v == "bf16") m = CpuMatmul::bf16;
+  else if (v == "bf16-emulated") m = CpuMatmul::bf16_emulated;
+  else throw Error("S2S_CPU_PRECISION must be 'auto', 'fp32', 'bf16' or 'bf16-emulated', got '" + v + "'");
+  check_cpu_matmul(m);
+  return m;
+}
+
+void check_cpu_matmul(CpuMatmul m) {
+  if (m != CpuMatmul::bf16) return;
+  const CpuBf16Support& s = cpu_bf16_support();
+  if (!s.native)
+    throw Error("bf16 matmuls on the CPU need AMX-BF16 or AVX512-BF16 and oneDNN's kernels for them: " + s.reason +
+                ". Use fp32 (S2S_CPU_PRECISION=fp32 or auto), or bf16-emulated to see bf16's numbers (slower than fp32)");
+}
+
+const void* WeightCache::lookup(const float* p, size_t n, CpuMatmul mode) {
+  if (!base_ || p < base_ || p + n > base_ + n_) return nullptr;
+  if (!fresh_ || made_for_ != mode) {
+    if (mode == CpuMatmul::bf16) {
+      rounded_.reset();
+      bf16_.resize(n_);
+      convert_bf16(bf16_.data(), base_, (int64_t)n_);
+    } else {
+      bf16_.reset();
+      rounded_.resize(n_);
+      convert_rounded(rounded_.data(), base_, (int64_t)n_);
+    }
+    fresh_ = true;
+    made_for_ = mode;
+  }
+  const size_t off = (size_t)(p - base_);
+  return mode == CpuMatmul::bf16 ? static_cast<const void*>(bf16_.data() + off)
+                                 : static_cast<const void*>(rounded_.data() + off);
+}
+
+MatmulScope::MatmulScope(CpuMatmul mode, WeightCache* weights) : saved_mode_(tl_mode), saved_weights_(tl_weights) {
+  tl_mode = mode;
+  tl_weights = weights;
+}
+
+MatmulScope::~MatmulScope() {
+  tl_mode = saved_mode_;
+  tl_weights = saved_weights_;
 }
 
 }  // namespace s2s

@@ -1,12 +1,93 @@
 // Matrix multiplication for the engine: linear layers (forward/backward) and a general strided,
 // batched GEMM used by attention and the LM head. Optimised path: oneDNN; reference: plain loops.
+// Every one of them multiplies at the calling thread's matmul setting (MatmulScope below).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
+#include "common.h"
 #include "ops/strides.h"
 
 namespace s2s {
+
+// ---- precision ----
+
+// How the CPU's matmuls multiply. fp32: fp32 throughout. bf16: the operands rounded to bf16, the
+// products accumulated in fp32 and written as fp32 (weights, activations, gradients and optimizer
+// state stay fp32), through oneDNN's AMX or AVX512-BF16 kernels. bf16_emulated: the same numbers
+// (up to summation order) on any processor, as an fp32 sgemm over operands rounded to bf16 (a
+// product of two bf16 values is exact in fp32): slower than fp32, for checking results only.
+enum class CpuMatmul { fp32, bf16, bf16_emulated };
+const char* cpu_matmul_name(CpuMatmul m);  // "fp32", "bf16", "bf16-emulated"
+
+// Whether this processor multiplies bf16 natively (AMX-BF16 or AVX512-BF16, and oneDNN builds a
+// bf16 matmul for it). Asked once.
+struct CpuBf16Support {
+  bool native = false;
+  std::string isa;     // "AMX-BF16", "AVX512-BF16" or ""
+  std::string reason;  // why not, when not
+};
+const CpuBf16Support& cpu_bf16_support();
+
+// The setting of new CPU models: S2S_CPU_PRECISION = auto (the default: bf16 where the processor
+// has it natively, else fp32) | fp32 | bf16 (refused where it is not native) | bf16-emulated.
+CpuMatmul cpu_default_matmul();
+// Checks that `m` can run here (bf16 needs native support); throws an Error that says what to use.
+void check_cpu_matmul(CpuMatmul m);
+
+// fp32 -> bf16, rounding to nearest even (NaN stays NaN), and bf16 -> fp32.
+inline uint16_t to_bf16(float x) {
+  uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+inline float from_bf16(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float x;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+}
+inline float round_bf16(float x) { return from_bf16(to_bf16(x)); }
+
+// A model's parameters as the bf16 matmuls read them, converted once after each change (a step, a
+// write) rather than at every matmul: bf16 values for CpuMatmul::bf16, bf16-rounded fp32 for the
+// emulated twin. A matmul operand that lies inside the tracked buffer is read from the copy.
+class WeightCache {
+ public:
+  // The parameter buffer changed (or moved): the copy is remade when a matmul next needs it.
+  void changed(const float* base, size_t n) {
+    base_ = base;
+    n_ = n;
+    fresh_ = false;
+  }
+  // The copy of the n values from p (same layout), or null when they are not inside the tracked
+  // buffer. The copy is remade here when the buffer changed since.
+  const void* lookup(const float* p, size_t n, CpuMatmul mode);
+
+ private:
+  const float* base_ = nullptr;
+  size_t n_ = 0;
+  bool fresh_ = false;
+  CpuMatmul made_for_ = CpuMatmul::fp32;
+  HostArray<uint16_t> bf16_;
+  HostArray<float> rounded_;
+};
+
+// The calling thread's matmul setting for one scope (CpuOps opens one around every op it runs, as
+// torch's autocast does); outside any scope matmuls run in fp32.
+class MatmulScope {
+ public:
+  MatmulScope(CpuMatmul mode, WeightCache* weights);
+  ~MatmulScope();
+  MatmulScope(const MatmulScope&) = delete;
+  MatmulScope& operator=(const MatmulScope&) = delete;
+
+ private:
+  CpuMatmul saved_mode_;
+  WeightCache* saved_weights_;
+};
 
 // C[b0,b1] = alpha * A[b0,b1] (M x K) @ B[b0,b1] (K x N), plus the old C when accumulate is true.
 void gemm_batched(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
@@ -42,7 +123,7 @@ void linear_forward_naive(float* out, const float* inp, const float* weight, con
 void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
                           int64_t N, int64_t C, int64_t OC);
 
-// Sustained sgemm rate of this machine through the same path the engine uses (GFLOP/s).
-double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters);
+// Sustained GEMM rate of this machine through the same path the engine uses (GFLOP/s), at `mode`.
+double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmul mode = CpuMatmul::fp32);
 
 }  // namespace s2s

@@ -1,6 +1,7 @@
 // The CPU's op set: the kernels of src/cpu/ over host memory, in the shape every device offers to
 // the one composition (src/model_impl.h, src/arch/). The composition is a template over this
-// struct, so each op inlines to the kernel itself.
+// struct, so each op inlines to the kernel itself. Matmuls run at the op set's setting: fp32, or
+// bf16 inputs with fp32 accumulation where the processor has it (S2S_CPU_PRECISION; cpu/matmul.h).
 #pragma once
 
 #include <cstdint>
@@ -30,18 +31,38 @@ struct CpuOps {
   template <typename T>
   using Array = HostArray<T>;
 
-  Precision precision() const { return Precision::fp32; }
-  void set_precision(Precision p) {
-    if (p != Precision::fp32) throw Error("the CPU backend computes in fp32 only (bf16 matmuls on the CPU are not built yet)");
+  CpuOps() : matmul_(cpu_default_matmul()) {}
+  // bf16 for both bf16 settings (native and emulated): what the composition and the tests ask.
+  Precision precision() const { return matmul_ == CpuMatmul::fp32 ? Precision::fp32 : Precision::bf16; }
+  // bf16 runs natively or is refused (check_cpu_matmul says what to use instead).
+  void set_precision(Precision p) { set_matmul(p == Precision::bf16 ? CpuMatmul::bf16 : CpuMatmul::fp32); }
+  CpuMatmul matmul() const { return matmul_; }
+  const char* precision_label() const { return cpu_matmul_name(matmul_); }
+  void set_matmul(CpuMatmul m) {
+    check_cpu_matmul(m);
+    matmul_ = m;
   }
+  // The parameters changed (a step, a write) or moved: bf16 matmuls convert them again, once.
+  void weights_changed(const float* base, size_t n) { weights_.changed(base, n); }
   void synchronize() {}
   // sqrt(sum of squares), accumulated in double.
   double grad_norm(const float* grads, size_t n) { return global_norm(grads, n); }
 
-#define S2S_CPU_OP(name) S2S_FORWARD_OP(::s2s, name)
+  // Every op runs in a MatmulScope of this op set's setting: the matmuls inside it (the linear
+  // layers, attention's, the LM head's) multiply at it, with the weights from the cache.
+#define S2S_CPU_OP(name)                 \
+  template <class... A>                  \
+  void name(A&&... a) {                  \
+    MatmulScope scope(matmul_, &weights_); \
+    ::s2s::name(std::forward<A>(a)...);  \
+  }
   S2S_DEVICE_OPS(S2S_CPU_OP)
   S2S_MATMUL_OPS(S2S_CPU_OP)
 #undef S2S_CPU_OP
+
+ private:
+  CpuMatmul matmul_;
+  WeightCache weights_;
 };
 
 }  // namespace s2s

@@ -24,6 +24,9 @@ struct CudaOps {
   CudaOps() : precision_(cuda_default_precision()) {}
   Precision precision() const { return precision_; }
   void set_precision(Precision p) { precision_ = p; }
+  const char* precision_label() const { return precision_name(precision_); }
+  // The bf16 kernels round their inputs as they stage them: no weight copy to keep.
+  void weights_changed(const float*, size_t) {}
   // A fault shows up here, in the engine call that caused it.
   void synchronize() { S2S_CUDA_CHECK(cudaDeviceSynchronize()); }
   // sqrt(sum of squares), in double and in a fixed order (deterministic).

@@ -22,17 +22,50 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), get_num_threads()); }
 
+CpuMatmul cpu_matmul_arg(Napi::Env env, const Napi::Value& v) {
+  std::string p = v.IsUndefined() ? "fp32" : v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (p == "fp32") return CpuMatmul::fp32;
+  if (p == "bf16") return CpuMatmul::bf16;
+  if (p == "bf16-emulated") return CpuMatmul::bf16_emulated;
+  throw Napi::TypeError::New(env, "precision must be 'fp32', 'bf16' or 'bf16-emulated'");
+}
+
 Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int m = get_int_arg(env, info, 0, "M", 1, 1 << 16);
   int n = get_int_arg(env, info, 1, "N", 1, 1 << 16);
   int k = get_int_arg(env, info, 2, "K", 1, 1 << 16);
   int iters = get_int_arg(env, info, 3, "iters", 1, 1 << 20);
+  CpuMatmul mode = cpu_matmul_arg(env, info[4]);
+  try {
+    check_cpu_matmul(mode);
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   // Sustained GFLOP/s through the engine's own matmul path: the peak benchmarks compare against.
   auto gflops = std::make_shared<double>(0.0);
   return engine_call(
-      env, [=] { *gflops = measure_sgemm_gflops(m, n, k, iters); },
+      env, [=] { *gflops = measure_sgemm_gflops(m, n, k, iters, mode); },
       [=](Napi::Env env) { return Napi::Number::New(env, *gflops); });
+}
+
+// The setting of new CPU models' matmuls, as the engine reads S2S_CPU_PRECISION (auto resolved).
+Napi::Value CpuPrecisionJs(const Napi::CallbackInfo& info) {
+  try {
+    return Napi::String::New(info.Env(), cpu_matmul_name(cpu_default_matmul()));
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+// Whether this processor multiplies bf16 natively, with which instructions, and why not.
+Napi::Value CpuBf16Js(const Napi::CallbackInfo& info) {
+  const CpuBf16Support& s = cpu_bf16_support();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("native", s.native);
+  o.Set("isa", s.isa);
+  o.Set("reason", s.reason);
+  return o;
 }
 
 // Whether the CUDA backend can run here (asked once: the first question initialises the driver).
@@ -97,6 +130,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("measureSgemm", Napi::Function::New(env, MeasureSgemm));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatusJs));
   exports.Set("cudaPrecision", Napi::Function::New(env, CudaPrecisionJs));
+  exports.Set("cpuPrecision", Napi::Function::New(env, CpuPrecisionJs));
+  exports.Set("cpuBf16", Napi::Function::New(env, CpuBf16Js));
   exports.Set("configSchema", Napi::Function::New(env, ConfigSchemaJs));
   return exports;
 }

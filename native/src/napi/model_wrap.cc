@@ -67,6 +67,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                          InstanceMethod("dispose", &ModelWrap::Dispose),
                          InstanceAccessor("numParams", &ModelWrap::NumParams, nullptr),
                          InstanceAccessor("device", &ModelWrap::Device, nullptr),
+                         InstanceAccessor("precision", &ModelWrap::MatmulPrecision, nullptr),
                          InstanceAccessor("config", &ModelWrap::Config, nullptr),
                          InstanceAccessor("adamStep", &ModelWrap::GetAdamStep, &ModelWrap::SetAdamStep),
                      });
@@ -381,6 +382,10 @@ Napi::Value ModelWrap::Divergence(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), model(info.Env())->device());
+}
+
+Napi::Value ModelWrap::MatmulPrecision(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), model(info.Env())->matmul_precision());
 }
 
 Napi::Value ModelWrap::ReadBuffer(const Napi::CallbackInfo& info) {

@@ -42,6 +42,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GreedyMatch(const Napi::CallbackInfo& info);
   Napi::Value Divergence(const Napi::CallbackInfo& info);
   Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value MatmulPrecision(const Napi::CallbackInfo& info);
   Napi::Value ReadBuffer(const Napi::CallbackInfo& info);
   Napi::Value WriteBuffer(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

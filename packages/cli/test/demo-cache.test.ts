@@ -9,6 +9,7 @@ import { engineKey, stageKey } from '../src/demo/cache.js';
 afterEach(() => {
   setDefaultDevice(undefined);
   delete process.env.S2S_CUDA_PRECISION;
+  process.env.S2S_CPU_PRECISION = 'fp32';
 });
 
 describe('demo stage keys', () => {
@@ -19,8 +20,9 @@ describe('demo stage keys', () => {
     expect(a).toMatch(/^[0-9a-f]{12}$/);
   });
 
-  it('leave CPU keys as they were and give each GPU precision its own', () => {
+  it('leave fp32 CPU keys as they were and give each GPU precision and CPU bf16 its own', () => {
     setDefaultDevice('cpu');
+    expect(process.env.S2S_CPU_PRECISION).toBe('fp32'); // the suite's setting (vitest.config.ts)
     expect(engineKey()).toEqual({});
     const parts = { stage: 'sft', seed: 1 };
     const cpu = stageKey({ ...parts, ...engineKey() });
@@ -30,6 +32,10 @@ describe('demo stage keys', () => {
     const bf16 = stageKey({ ...parts, ...engineKey() });
     process.env.S2S_CUDA_PRECISION = 'fp32';
     const fp32 = stageKey({ ...parts, ...engineKey() });
-    expect(new Set([cpu, bf16, fp32]).size).toBe(3);
+    setDefaultDevice('cpu');
+    process.env.S2S_CPU_PRECISION = 'bf16-emulated'; // bf16's numbers on any processor
+    expect(engineKey()).toEqual({ engine: { device: 'cpu', precision: 'bf16-emulated' } });
+    const cpuBf16 = stageKey({ ...parts, ...engineKey() });
+    expect(new Set([cpu, bf16, fp32, cpuBf16]).size).toBe(4);
   });
 });

@@ -1,7 +1,7 @@
 // Engine-wide settings and facts: thread count, default device, the machine's measured matmul
 // rate, CUDA state.
 import type { Device } from './model.js';
-import { native } from './native.js';
+import { type CpuPrecision, native } from './native.js';
 
 const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
 let defaultDevice: Device | undefined;
@@ -34,8 +34,8 @@ export function getNumThreads(): number {
 }
 
 /** Sustained fp32 GEMM rate (GFLOP/s) through the engine's own matmul path. */
-export function measureSgemm(M = 2048, N = 2048, K = 2048, iters = 10): Promise<number> {
-  return native.measureSgemm(M, N, K, iters);
+export async function measureSgemm(M = 2048, N = 2048, K = 2048, iters = 10, precision: CpuPrecision = 'fp32'): Promise<number> {
+  return native.measureSgemm(M, N, K, iters, precision);
 }
 
 /** Whether the CUDA backend can run here (and on which GPU), and why not when it cannot. */
@@ -47,6 +47,21 @@ export function cudaStatus(): { available: boolean; reason: string; device: stri
 export function resolveDevice(device: Device = getDefaultDevice()): 'cpu' | 'cuda' {
   if (device === 'auto') return cudaStatus().available ? 'cuda' : 'cpu';
   return device;
+}
+
+/**
+ * How new CPU models' matmuls multiply, as the engine reads S2S_CPU_PRECISION: 'auto' (the default)
+ * gives 'bf16' where the processor multiplies bf16 natively (AMX-BF16 or AVX512-BF16), else 'fp32';
+ * 'bf16' where it does not is refused with the engine's message; 'bf16-emulated' gives bf16's
+ * numbers on any processor, slower than fp32 (for checking results).
+ */
+export function cpuPrecision(): CpuPrecision {
+  return native.cpuPrecision();
+}
+
+/** Whether this processor multiplies bf16 natively, with which instructions, and why not. */
+export function cpuBf16(): { native: boolean; isa: string; reason: string } {
+  return native.cpuBf16();
 }
 
 /** The precision of CUDA models' matmuls, as the engine reads S2S_CUDA_PRECISION ('bf16' or 'fp32', else

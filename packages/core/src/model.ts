@@ -167,6 +167,11 @@ export class Model {
     return this.nat.device;
   }
 
+  /** How this model's matmuls multiply: 'fp32', 'bf16' (bf16 inputs, fp32 accumulation) or, on the CPU, 'bf16-emulated'. Fixed when it is made (cpuPrecision(), cudaPrecision()). */
+  get precision(): 'fp32' | 'bf16' | 'bf16-emulated' {
+    return this.nat.precision;
+  }
+
   /**
    * A new model holding this one's parameters: how reward models and the critic start from the SFT
    * model. `valueHead` adds (or drops) the scalar head; a new head starts as GPT-2 initialises

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import * as path from 'node:path';
 
-import { cudaPrecision, cudaStatus, getNumThreads, resolveDevice } from '@s2s/core';
+import { cpuPrecision, cudaPrecision, cudaStatus, getNumThreads, resolveDevice } from '@s2s/core';
 import { TESTBED_TEMPLATE, TASKS, testbedTokenizer } from '@s2s/tasks';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
@@ -89,7 +89,7 @@ changed, and after Ctrl-C a rerun continues where it stopped.`,
       machine:
         resolveDevice() === 'cuda'
           ? `${cudaStatus().device}, ${cudaPrecision()} matmuls (host: ${cpu})`
-          : `${cpu} (${os.cpus().length} cores, engine threads ${getNumThreads()})`,
+          : `${cpu} (${os.cpus().length} cores, engine threads ${getNumThreads()}, ${cpuPrecision()} matmuls)`,
       seconds: (performance.now() - started) / 1000,
     });
     console.log(`\nfindings${o.quick ? ' (quick run: too small to mean anything)' : ''}:`);

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { cudaPrecision, resolveDevice, writeDirAtomic, writeFileDurable } from '@s2s/core';
+import { cpuPrecision, cudaPrecision, resolveDevice, writeDirAtomic, writeFileDurable } from '@s2s/core';
 
 const RESULT_FILE = 'result.json';
 
@@ -29,11 +29,13 @@ export const STAGE_FORMAT = 3; // 3: reward models saved with s2s_reward_model.j
 
 /**
  * The engine's part of the stages' keys: models trained on the GPU differ from the CPU's (bf16
- * matmuls, other summation orders), so they get keys of their own; the CPU's part is empty, so
- * its keys are what they were before GPUs were counted.
+ * matmuls, other summation orders), and so do the CPU's in bf16, so they get keys of their own;
+ * the CPU's part in fp32 is empty, so its keys are what they were before either was counted.
  */
-export function engineKey(): { engine?: { device: 'cuda'; precision: string } } {
-  return resolveDevice() === 'cuda' ? { engine: { device: 'cuda', precision: cudaPrecision() } } : {};
+export function engineKey(): { engine?: { device: 'cuda' | 'cpu'; precision: string } } {
+  if (resolveDevice() === 'cuda') return { engine: { device: 'cuda', precision: cudaPrecision() } };
+  const precision = cpuPrecision();
+  return precision === 'fp32' ? {} : { engine: { device: 'cpu', precision } };
 }
 
 export function stageKey(parts: unknown): string {
