@@ -24,6 +24,8 @@ const workerSource = `
   }
   parentPort.postMessage('started');
   if (workerData.mode === 'exit') setTimeout(() => process.exit(3), workerData.delay);
+  // Alive until ended from outside, however fast its calls finish: its exit code then says how it ended.
+  else setInterval(() => {}, 1000);
 `;
 
 async function once(delay) {

@@ -9,7 +9,7 @@ import { exists } from './model-inputs.js';
 import { type OptionSchema, UsageError, type Values, flagName } from './options.js';
 import { type ParsedOptions, type PartialValues, withBase } from './parse-options.js';
 import { checkResumedPPOConfig, pickPPOConfig } from './ppo-options.js';
-import { type ResumePoint, checkFreshOutput, findResumePoint, savedRunConfig } from './run-dir.js';
+import { type ResumePoint, checkFreshOutput, checkResumable, findResumePoint, savedRunConfig } from './run-dir.js';
 
 export const PPO_CONFIG_FILE = 'ppo_config.json';
 /** what PPOTrainer appends to in its output folder, one JSON line per step */
@@ -42,6 +42,7 @@ export async function setUpPPORun<S extends OptionSchema>(schema: S, parsed: Par
   // a finished run's final/ has a trainer state too, but only the policy: nothing to continue from
   if (!(await exists(path.join(resume.checkpoint, 'policy'))))
     throw new Error(`--resume ${resume.checkpoint}: not a PPO checkpoint (it has no policy/ and critic/ folders); resume from a checkpoint-N folder`);
+  await checkResumable(resume, ['policy', 'critic']);
   const base = await savedRunConfig(schema, resume.checkpoint, PPO_CONFIG_FILE, 'ppo');
   // the reward is what the run optimises: another one would make it a different run
   for (const key of locked)

@@ -1,6 +1,6 @@
 // A training command's output folder: refusing to mix two runs in one, finding the checkpoint a
 // --resume continues, and the run's options saved beside its checkpoints.
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { TRAINER_STATE_FILE, type TrainerState, checkTrainerState, latestCheckpoint, requireOptimizerState, writeFileAtomic } from '@s2s/core';
@@ -48,10 +48,17 @@ export async function findResumePoint(resume: string, out: string | undefined): 
     throw new Error(`${path.join(dir, TRAINER_STATE_FILE)}: not valid JSON (${(e as Error).message})`);
   }
   checkTrainerState(state, path.join(dir, TRAINER_STATE_FILE));
-  // the optimizer state of each model the run trains (PPO's policy and critic live in subfolders)
-  const models = (await stat(path.join(dir, 'policy')).catch(() => undefined))?.isDirectory() ? ['policy', 'critic'] : [''];
-  for (const m of models) await requireOptimizerState(path.join(dir, m));
   return { checkpoint: dir, state };
+}
+
+/**
+ * The optimizer state of each model a resumed run trains (`models`: folders of the checkpoint;
+ * PPO's policy and critic) must be there, or the run would not continue (requireOptimizerState).
+ * Checked after the caller has made sure the checkpoint is of its kind, so that a wrong folder is
+ * named as that first.
+ */
+export async function checkResumable(resume: ResumePoint, models: readonly string[] = ['']): Promise<void> {
+  for (const m of models) await requireOptimizerState(path.join(resume.checkpoint, m));
 }
 
 /** Options that say where this run is, not what it is: they are not saved with it. */

@@ -7,7 +7,7 @@ import type { TrainConfig, TrainResult } from '@s2s/core';
 import { EXIT_INTERRUPTED } from './interrupt.js';
 import { type OptionSchema, UsageError, type Values } from './options.js';
 import { type ParsedOptions, type PartialValues, withBase } from './parse-options.js';
-import { type ResumePoint, checkFreshOutput, findResumePoint, savedRunConfig } from './run-dir.js';
+import { type ResumePoint, checkFreshOutput, checkResumable, findResumePoint, savedRunConfig } from './run-dir.js';
 import { checkedTrainConfig, pickTrainConfig, resumedTrainConfig } from './train-options.js';
 
 export interface RunSetup<S extends OptionSchema> {
@@ -36,6 +36,7 @@ export async function setUpRun<S extends OptionSchema>(
   if (resumeFlag !== undefined) {
     resume = await findResumePoint(resumeFlag, first.out as string | undefined);
     values = withBase(schema, parsed, await savedRunConfig(schema, resume.checkpoint, opts.configFile, opts.command)).values;
+    await checkResumable(resume);
   }
   const v = values as Record<string, unknown>;
   // a checkpoint named by --resume DIR belongs to the run folder it is in
