@@ -19,6 +19,7 @@ import {
   mix,
   permutation,
   scanSpecialTokenText,
+  scanUnknownTokens,
 } from '@s2s/core';
 
 import { UsageError } from './options.js';
@@ -62,6 +63,19 @@ export function checkSpecialTokenText(file: string, rows: readonly object[], tok
 }
 
 /**
+ * A warning with counts when `tok` maps some of the text of `file` to its unknown token: the model
+ * would read those words as <unk> (a word-level vocabulary made from other data lacks them).
+ */
+export function warnUnknownTokens(file: string, rows: readonly object[], tok: Tokenizer, fields: Record<string, string> = {}): void {
+  const r = scanUnknownTokens(rows, tok, fields);
+  if (r.unknown === 0) return;
+  console.error(
+    `warning: ${r.unknown} of ${r.tokens} tokens (${r.withUnknown} of ${r.rows} rows) of ${file} are the tokenizer's unknown token, ` +
+      `words its vocabulary lacks (${tok.source}); first: ${r.places[0]}. Build a tokenizer from your data, or use one that covers it`,
+  );
+}
+
+/**
  * All rows of `file`; an absent, empty or all-blank file is an error that says so. With a chat
  * template (`template.chat`) the file is read in TRL's conversational format (message lists,
  * {messages}, implicit prompts; a string field is one turn), else as text.
@@ -80,7 +94,10 @@ export async function readDataset<K extends DatasetKind>(
   const { rows, stats } = template?.chat ? await loadConversationalJsonl(file, kind, { fields: defined }) : await loadJsonl(file, kind, { fields: defined });
   console.log(describeDatasetStats(file, stats));
   if (rows.length === 0) throw new Error(`${file} has no ${WHAT[kind]}: ${stats.lines === 0 ? 'the file is empty' : 'every line is blank'}`);
-  if (tok) checkSpecialTokenText(file, rows, tok, template?.specialTokensInText, defined);
+  if (tok) {
+    checkSpecialTokenText(file, rows, tok, template?.specialTokensInText, defined);
+    warnUnknownTokens(file, rows, tok, defined);
+  }
   if (stats.identicalPairs > 0) {
     const w = stats.warnings.filter((x) => x.reason === 'identical-pair');
     console.error(

@@ -175,6 +175,9 @@ describe('s2s ppo refuses bad input', () => {
     await expectFailure([...ppoArgs('token', fresh), '--kl-estimator', 'k2'], 2, '--kl-estimator must be one of k1, k3, got "k2"');
     await expectFailure([...ppoArgs('token', fresh), '--whiten-advantages', '--no-whiten-advantages'], 2, '--whiten-advantages and --no-whiten-advantages contradict each other');
     await expectFailure([...ppoArgs('token', fresh), '--mini-batch-size', '3'], 2, '--batch-size (4) must be a multiple of --mini-batch-size (3)');
+    // truncated sampling would make the rollouts off-policy: the ratio and KL use the whole softmax
+    await expectFailure([...ppoArgs('token', fresh), '--top-k', '5'], 2, '--top-k must be 0 (all tokens), got 5');
+    await expectFailure([...ppoArgs('token', fresh), '--top-p', '0.9'], 2, '--top-p must be 1 (the whole distribution), got 0.9');
     await expectFailure([...ppoArgs('token', fresh), '--batch-size', '8', '--mini-batch-size', '4'], 2, 'has 4 prompts, fewer than --batch-size (8)');
     await expectFailure([...ppoArgs('token', fresh), '--max-new-tokens', '128'], 2, "--max-new-tokens 128 leaves no room for a prompt in the model's context (128 tokens)");
     // the policy's context holds it cut from the left; the scalar reward model would read it whole

@@ -61,3 +61,24 @@ describe('--special-tokens-in-text', () => {
     expect(bad.err).toContain('--special-tokens-in-text must be one of encode, literal, error');
   });
 });
+
+describe('words the tokenizer does not know', () => {
+  it('give one warning with the counts, the first place and the words, and the run goes on', async () => {
+    const unknown = path.join(root, 'unknown.jsonl');
+    const rows = [
+      { prompt: 'a b', completion: 'c' },
+      { prompt: 'a 17 b', completion: 'c 42' },
+      { prompt: 'b', completion: 'a zebra' },
+    ];
+    writeFileSync(unknown, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const r = await s2s(['sft', '--data', unknown, '--tokenizer', tokDir, '--out', path.join(root, 'unk'), ...TINY, '--max-steps', '1', '--batch-size', '2', '--eval-split', '0', '--threads', '1']);
+    expect(r.code, r.err).toBe(0);
+    const warnings = r.err.split('\n').filter((l) => l.includes('unknown token'));
+    expect(warnings).toEqual([
+      `warning: 3 of 11 tokens (2 of 3 rows) of ${unknown} are the tokenizer's unknown token, words its vocabulary lacks (${tokDir}); ` +
+        `first: ${unknown}:2 field "prompt": unknown "17". Build a tokenizer from your data, or use one that covers it`,
+    ]);
+    // data the vocabulary covers: no such warning
+    expect((await sft('known')).err).not.toContain('unknown token');
+  });
+});

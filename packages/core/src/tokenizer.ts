@@ -484,6 +484,32 @@ export class Tokenizer {
     return ids;
   }
 
+  /**
+   * Whether every string encodes without the unknown token: a byte-level BPE (GPT-2's, Llama 3's,
+   * Qwen's) or a BPE with byte fallback (Llama 2's, Mistral's) spells anything in bytes.
+   */
+  get coversEveryString(): boolean {
+    const model = this.json.model as { type?: unknown; byte_fallback?: unknown };
+    if (model.byte_fallback === true) return true;
+    const hasByteLevel = (x: unknown): boolean => {
+      if (x === null || typeof x !== 'object') return false;
+      const o = x as { type?: unknown; pretokenizers?: unknown };
+      return o.type === 'ByteLevel' || (Array.isArray(o.pretokenizers) && o.pretokenizers.some(hasByteLevel));
+    };
+    return model.type === 'BPE' && hasByteLevel(this.json.pre_tokenizer);
+  }
+
+  /** The pieces of `text` that encode() maps to the unknown token (words a word-level vocabulary lacks), each once, in order. */
+  unknownWords(text: string): string[] {
+    if (this.unkId === undefined) return [];
+    const { ids, tokens } = this.hf.encode(text, { add_special_tokens: false });
+    const words = new Set<string>();
+    ids.forEach((id: number | null | undefined, i: number) => {
+      if (id === null || id === undefined || id === this.unkId) words.add(tokens[i]);
+    });
+    return [...words];
+  }
+
   /** The text of `ids`; throws on an id outside the vocabulary. */
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     const list = Array.from(ids);

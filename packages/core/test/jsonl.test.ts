@@ -9,6 +9,9 @@ import {
   describeDatasetStats,
   gpt2Tokenizer,
   scanSpecialTokenText,
+  scanUnknownTokens,
+  Tokenizer,
+  wordLevelTokenizerJSON,
   loadConversationalJsonl,
   loadJsonl,
   readConversationalJsonl,
@@ -337,6 +340,33 @@ describe('readConversationalJsonl (TRL conversational format)', () => {
   it('points text readers at the conversational reader', async () => {
     const e = await errorOf(JSON.stringify({ prompt: [u('hi')], chosen: 'c', rejected: 'r' }));
     expect(e.message).toMatch(/field "prompt" is a list \(TRL's conversational format\), which is read with the model's chat template \(readConversationalJsonl\)/);
+  });
+});
+
+describe('scanUnknownTokens (words the tokenizer does not know)', () => {
+  it('counts the unknown tokens and their rows, naming the first places and the words', async () => {
+    const words = Tokenizer.fromJSON(wordLevelTokenizerJSON(['the', 'cat', 'sat', 'on', 'mat'], ['<pad>']), {}, 'words');
+    const f = await file(
+      [
+        JSON.stringify({ prompt: 'the cat', completion: 'sat on the mat' }),
+        JSON.stringify({ prompt: 'the 17 cats', completion: 'sat on 17 mats' }),
+        JSON.stringify({ prompt: 'the cat', completion: 'sat on the zebra' }),
+      ].join('\n'),
+    );
+    const { rows } = await loadJsonl(f, 'supervised');
+    const r = scanUnknownTokens(rows, words);
+    expect(r).toEqual({
+      rows: 3,
+      withUnknown: 2,
+      unknown: 5,
+      tokens: 19,
+      places: [`${f}:2 field "prompt": unknown "17", "cats"`, `${f}:3 field "completion": unknown "zebra"`],
+    });
+    // byte-level BPE covers every string: nothing unknown, nothing encoded to find out
+    const g = gpt2Tokenizer();
+    expect(g.coversEveryString && !words.coversEveryString).toBe(true);
+    expect(g.unknownWords('the 17 cats')).toEqual([]);
+    expect(scanUnknownTokens(rows, g)).toEqual({ rows: 3, withUnknown: 0, unknown: 0, tokens: 0, places: [] });
   });
 });
 

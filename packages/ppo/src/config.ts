@@ -40,7 +40,9 @@ export interface PPOConfig extends OptimizerConfig {
   /** generation */
   maxNewTokens: number;
   temperature: number;
+  /** 0 only: kept so saved configs read back; PPO samples from the whole distribution (see resolvePPOConfig) */
   topK: number;
+  /** 1 only, as topK */
   topP: number;
   seed: number;
   /** checkpoint every this many steps (0: only when stopped and at the end) */
@@ -115,6 +117,13 @@ export function resolvePPOConfig(c: Partial<PPOConfig> = {}): PPOConfig {
   num('lam', 0, 1);
   num('temperature', 0, Infinity, true);
   num('topP', 0, 1, true);
+  // The ratio, the KL penalty and the critic's targets all use softmax(logits / temperature): a
+  // rollout sampled from a truncated distribution would be off-policy without saying so (TRL's PPO
+  // samples with top_k 0 and top_p 1 for the same reason).
+  if (out.topK !== 0)
+    throw new RangeError(`PPO config: topK must be 0 (all tokens), got ${out.topK}: PPO's ratio and KL are computed from the whole softmax(logits / temperature), and top-k sampling would make every rollout off-policy; lower temperature to sample more narrowly`);
+  if (out.topP !== 1)
+    throw new RangeError(`PPO config: topP must be 1 (the whole distribution), got ${out.topP}: PPO's ratio and KL are computed from the whole softmax(logits / temperature), and nucleus sampling would make every rollout off-policy; lower temperature to sample more narrowly`);
   if (out.batchSize % out.miniBatchSize !== 0)
     throw new RangeError(`PPO config: batchSize (${out.batchSize}) must be a multiple of miniBatchSize (${out.miniBatchSize})`);
   if (out.klEstimator !== 'k1' && out.klEstimator !== 'k3') throw new RangeError(`PPO config: klEstimator must be 'k1' or 'k3', got ${JSON.stringify(out.klEstimator)}`);

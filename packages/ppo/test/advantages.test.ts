@@ -166,5 +166,7 @@ describe('PPO config', () => {
     expect(() => resolvePPOConfig({ clipRange: -1 })).toThrow('clipRange must be a number');
     expect(() => resolvePPOConfig({ klEstimator: 'k2' as never })).toThrow("klEstimator must be 'k1' or 'k3'");
     expect(() => resolvePPOConfig({ cliprange: 0.1 } as never)).toThrow('unknown field "cliprange"');
+    expect(() => resolvePPOConfig({ topK: 40 })).toThrow('topK must be 0 (all tokens), got 40');
+    expect(() => resolvePPOConfig({ topP: 0.95 })).toThrow('would make every rollout off-policy');
   });
 });

@@ -505,3 +505,63 @@ export async function writeJsonl(file: string, rows: Iterable<object>): Promise<
   await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
   await writeFileAtomic(file, chunks);
 }
+
+/** How much of a dataset's text its tokenizer maps to the unknown token (scanUnknownTokens). */
+export interface UnknownTokenReport {
+  /** rows scanned */
+  rows: number;
+  /** rows with at least one unknown token */
+  withUnknown: number;
+  /** unknown tokens, and all tokens, of the scanned text (0 when the tokenizer cannot produce one: not encoded) */
+  unknown: number;
+  tokens: number;
+  /** the first few: "file:line field "prompt": "... 17 ..."" (the words that became unknown, where the tokenizer says) */
+  places: string[];
+}
+
+/**
+ * Encodes every text field (and message content) of `rows` and counts the tokens that come out as
+ * the tokenizer's unknown token: text the model will see as <unk>, which a word-level vocabulary
+ * built from other data gives every word it lacks (numbers, names). Nothing to count for a
+ * tokenizer without an unknown token (byte-level BPE covers every string).
+ */
+export function scanUnknownTokens(
+  rows: readonly object[],
+  tokenizer: { encode(text: string): number[]; readonly unkId: number | undefined; readonly coversEveryString?: boolean; unknownWords?(text: string): string[] },
+  fields: Partial<Record<FieldRole, string>> = {},
+): UnknownTokenReport {
+  const report: UnknownTokenReport = { rows: 0, withUnknown: 0, unknown: 0, tokens: 0, places: [] };
+  const unk = tokenizer.unkId;
+  // nothing can come out unknown: not worth encoding the data twice
+  if (unk === undefined || tokenizer.coversEveryString) return { ...report, rows: rows.length };
+  for (const row of rows) {
+    report.rows++;
+    let first: { field: string; text: string } | undefined;
+    let inRow = 0;
+    const scan = (field: string, text: string) => {
+      const ids = tokenizer.encode(text);
+      report.tokens += ids.length;
+      const n = ids.reduce((c, id) => c + (id === unk ? 1 : 0), 0);
+      if (n > 0 && !first) first = { field, text };
+      inRow += n;
+    };
+    for (const [key, v] of Object.entries(row)) {
+      const field = fields[key as FieldRole] ?? key;
+      if (typeof v === 'string') scan(field, v);
+      else if (Array.isArray(v))
+        v.forEach((m, i) => {
+          const content = (m as { content?: unknown } | null)?.content;
+          if (typeof content === 'string') scan(v.length > 1 ? `${field} (message ${i + 1})` : field, content);
+        });
+    }
+    if (inRow === 0) continue;
+    report.withUnknown++;
+    report.unknown += inRow;
+    if (report.places.length < 5 && first) {
+      const words = tokenizer.unknownWords?.(first.text) ?? [];
+      const what = words.length ? `unknown ${words.slice(0, 5).map((w) => JSON.stringify(w)).join(', ')}` : JSON.stringify(first.text.slice(0, 60));
+      report.places.push(`${rowSource(row) ?? `row ${report.rows}`} field ${JSON.stringify(first.field)}: ${what}`);
+    }
+  }
+  return report;
+}
