@@ -28,6 +28,15 @@ const sftArgs = (out: string, steps: number) => [
 ];
 const weights = (dir: string) => readFileSync(path.join(dir, 'final', 'model.safetensors'));
 
+/** An sft run of 4 steps stopped at step 1 (exit 130): its folder and the checkpoint it left. */
+async function stoppedSft(name: string): Promise<{ out: string; ckpt: string }> {
+  const out = path.join(root, name);
+  const stop = new AbortController();
+  const r = await s2s(sftArgs(out, 4), { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
+  expect(r.code).toBe(130);
+  return { out, ckpt: path.join(out, readdirSync(out).find((n) => n.startsWith('checkpoint-'))!) };
+}
+
 describe('stop and --resume', () => {
   it('an aborted sft run checkpoints, exits 130, and resumes to the weights of an uninterrupted run', async () => {
     const straight = path.join(root, 'straight');
@@ -83,11 +92,7 @@ describe('stop and --resume', () => {
     });
 
   it('sft --resume refuses optimizer state with a NaN or a negative second moment, naming file, tensor and element, and trains nothing', async () => {
-    const out = path.join(root, 'bad-moments');
-    const stop = new AbortController();
-    const r = await s2s(sftArgs(out, 4), { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
-    expect(r.code).toBe(130);
-    const ckpt = path.join(out, readdirSync(out).find((n) => n.startsWith('checkpoint-'))!);
+    const { out, ckpt } = await stoppedSft('bad-moments');
     const file = path.join(ckpt, 'optimizer.safetensors');
     const good = readFileSync(file);
     const st = parseSafetensors(good, file);
@@ -112,11 +117,7 @@ describe('stop and --resume', () => {
   });
 
   it('--resume refuses a checkpoint without optimizer state, or with a trainer_state.json whose step is not a count, and trains nothing', async () => {
-    const out = path.join(root, 'no-moments');
-    const stop = new AbortController();
-    const r = await s2s(sftArgs(out, 4), { signal: stop.signal, onErr: (l) => void (l.startsWith('step 1/') && stop.abort()) });
-    expect(r.code).toBe(130);
-    const ckpt = path.join(out, readdirSync(out).find((n) => n.startsWith('checkpoint-'))!);
+    const { out, ckpt } = await stoppedSft('no-moments');
     const optimizer = path.join(ckpt, 'optimizer.safetensors');
     const moments = readFileSync(optimizer);
     rmSync(optimizer);
