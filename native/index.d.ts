@@ -72,6 +72,8 @@ export interface NativeGenerateOptions {
   topP?: number;
   eos?: Int32Array;
   seed?: number | bigint;
+  /** row b samples from stream firstRow + b (default 0) */
+  firstRow?: number;
 }
 
 export interface NativeGenerateResult {
@@ -134,6 +136,10 @@ export class NativeModel {
   readBuffer(kind: NativeBufferKind, offset?: number, length?: number): Promise<Float32Array>;
   writeBuffer(kind: NativeBufferKind, data: Float32Array, offset?: number): Promise<void>;
   dispose(): void;
+  /** The gradients summed over the group's ranks, times `scale` (1 / world size: their mean). */
+  allreduceGrads(group: ProcessGroup, scale?: number): Promise<void>;
+  /** root's parameters (and with `optimizer`, AdamW's moments and step count) on every rank. */
+  broadcastParams(group: ProcessGroup, root?: number, optimizer?: boolean): Promise<void>;
 }
 
 export function setNumThreads(n: number): void;
@@ -166,3 +172,34 @@ export interface NativeConfigField {
 }
 /** The model config's keys as the engine reads them (NativeModel's constructor) and reports them (.config). */
 export function configSchema(): NativeConfigField[];
+
+/** A data-parallel process group (Gloo over TCP); made by initProcessGroup. */
+export class ProcessGroup {
+  private constructor();
+  readonly rank: number;
+  readonly size: number;
+  readonly backend: 'gloo';
+  /** The element-wise sum over the ranks (a new array; bit-identical on every rank). */
+  allreduce<A extends Float32Array | Float64Array>(data: A): Promise<A>;
+  /** root's array on every rank (every rank passes the same length). */
+  broadcast<A extends Float32Array | Float64Array>(data: A, root: number): Promise<A>;
+  /** Every rank's array, rank 0's first. */
+  allgather(data: Float64Array): Promise<Float64Array>;
+  barrier(): Promise<void>;
+  /** Closes this rank's connections; the other ranks' next collective fails, naming this rank. */
+  destroy(): void;
+}
+export interface ProcessGroupOptions {
+  rank: number;
+  worldSize: number;
+  masterAddr?: string;
+  masterPort: number;
+  /** how long to wait for the other ranks, to join and in each collective (default 600000) */
+  timeoutMs?: number;
+  /** the network interface for Gloo's connections (GLOO_SOCKET_IFNAME) */
+  iface?: string;
+}
+/** Forms the group: resolves once every rank has joined (rank 0 serves the rendezvous at masterAddr:masterPort). */
+export function initProcessGroup(opts: ProcessGroupOptions): Promise<ProcessGroup>;
+/** Which collective libraries this build has. */
+export function distSupport(): { gloo: boolean; glooReason: string };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what s2s needs on a Debian 12 machine with Node 20, then builds the engine:
-# apt packages (cmake, g++, make, oneDNN), pnpm, the node modules and the native addon.
+# apt packages (cmake, g++, make, oneDNN, Gloo for data parallelism), pnpm, the node modules and
+# the native addon.
 # With --for-tests it also installs Chromium (the report's screenshot test opens it headless).
 # With --for-bench it also installs PyTorch for `pnpm bench`'s pytorch rows: Debian's python3-torch,
 # and libopenblas0-pthread (without it torch's matmuls run on the reference BLAS, ~30x slower).
@@ -27,7 +28,7 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-packages=(cmake g++ make libdnnl-dev)
+packages=(cmake g++ make libdnnl-dev libgloo-dev)
 for arg in "$@"; do
   case "$arg" in
     --for-tests) packages+=(chromium) ;;

@@ -44,6 +44,9 @@ struct GenerateOptions {
   SamplingConfig sampling;
   std::vector<int32_t> eos;  // any of these ends a row (the EOS token is kept in the output)
   uint64_t seed = 0;
+  // Row b samples from stream first_row + b: a batch split into parts (over data-parallel ranks)
+  // samples what the whole batch would, given each part's first row.
+  uint64_t first_row = 0;
 };
 
 struct GenerateResult {
@@ -70,6 +73,8 @@ struct DivergenceResult {
 };
 
 enum class BufferKind { params, grads, adam_m, adam_v };
+
+class ProcessGroup;  // src/comm/process_group.h
 
 class ModelBackend {
  public:
@@ -109,6 +114,12 @@ class ModelBackend {
   virtual void write_buffer(BufferKind k, size_t offset, size_t n, const float* src) = 0;
   virtual int64_t optimizer_step() const = 0;
   virtual void set_optimizer_step(int64_t step) = 0;
+
+  // Data parallelism: the gradient buffer summed over the group's ranks, then multiplied by
+  // `scale` (1 / world size: the ranks' mean), identical on every rank afterwards.
+  virtual void allreduce_grads(ProcessGroup& g, float scale) = 0;
+  // root's parameters (and, with `optimizer`, AdamW's moments and step count) on every rank.
+  virtual void broadcast_params(ProcessGroup& g, int root, bool optimizer) = 0;
 
   std::mutex mu;  // every entry point from another thread takes it
 

@@ -44,6 +44,8 @@ class Transformer final : public ModelBackend {
   void write_buffer(BufferKind k, size_t offset, size_t n, const float* src) override;
   int64_t optimizer_step() const override { return adam_step; }
   void set_optimizer_step(int64_t step) override { adam_step = step; }
+  void allreduce_grads(ProcessGroup& g, float scale) override;
+  void broadcast_params(ProcessGroup& g, int root, bool optimizer) override;
 
   // The device's precision for matmuls (bf16 inputs with fp32 accumulation, or fp32).
   Precision precision() const { return ops_.precision(); }
@@ -59,6 +61,10 @@ class Transformer final : public ModelBackend {
 
  private:
   Array<float>& buffer_of(BufferKind k);
+  // Runs a collective over buffer k in host memory: in place where the device's memory is the
+  // host's, else through a host copy in slices of kCollectiveSlice values.
+  template <class F>
+  void on_host(BufferKind k, bool write_back, F&& collective);
   // The architecture's named view of `b`, recomputed only when its memory moved.
   const Params& view(Array<float>& b);
   void invalidate_activations() { acts_valid_ = false; }

@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "comm/process_group.h"
 #include "cpu/sampling.h"  // the host sampler (sample_token), used by every device for top-k / top-p
 #include "arch/gpt2.h"
 #include "arch/llama.h"
@@ -310,7 +311,7 @@ GenerateResult Transformer<Arch, D>::generate(const std::vector<std::vector<int3
   r.lengths.assign(B, 0);
   r.eos.assign(B, 0);
   std::vector<Rng> rngs;
-  for (int b = 0; b < B; b++) rngs.emplace_back(o.seed, (uint64_t)b);
+  for (int b = 0; b < B; b++) rngs.emplace_back(o.seed, o.first_row + (uint64_t)b);
   std::vector<uint8_t> done(B, 0);
   std::vector<int32_t> cur(B), pos(B);
   std::vector<float> u(B, 0.0f), lp(B);
@@ -451,6 +452,46 @@ void Transformer<Arch, D>::read_buffer(BufferKind k, size_t offset, size_t n, fl
     b.download(dst, n, offset);
   else
     std::memset(dst, 0, n * sizeof(float));
+}
+
+// ---- data parallelism ----
+
+template <class Arch, class D>
+template <class F>
+void Transformer<Arch, D>::on_host(BufferKind k, bool write_back, F&& collective) {
+  float* b = buffer(k, true);
+  if constexpr (D::kTraits.host_memory) {
+    collective(b, num_params_);
+  } else {
+    // 64 MB slices: the staging copy stays small next to the model.
+    constexpr size_t kSlice = (size_t)16 << 20;
+    std::vector<float> host(std::min(kSlice, num_params_));
+    for (size_t at = 0; at < num_params_; at += kSlice) {
+      size_t n = std::min(kSlice, num_params_ - at);
+      buffer_of(k).download(host.data(), n, at);
+      collective(host.data(), n);
+      if (write_back) buffer_of(k).upload(host.data(), n, at);
+    }
+  }
+}
+
+template <class Arch, class D>
+void Transformer<Arch, D>::allreduce_grads(ProcessGroup& g, float scale) {
+  on_host(BufferKind::grads, true, [&](float* x, size_t n) {
+    g.allreduce_sum(x, n);
+    if (scale != 1.0f)
+      for (size_t i = 0; i < n; i++) x[i] *= scale;
+  });
+}
+
+template <class Arch, class D>
+void Transformer<Arch, D>::broadcast_params(ProcessGroup& g, int root, bool optimizer) {
+  params_changed();
+  on_host(BufferKind::params, true, [&](float* x, size_t n) { g.broadcast(x, n * sizeof(float), root); });
+  if (!optimizer) return;
+  on_host(BufferKind::adam_m, true, [&](float* x, size_t n) { g.broadcast(x, n * sizeof(float), root); });
+  on_host(BufferKind::adam_v, true, [&](float* x, size_t n) { g.broadcast(x, n * sizeof(float), root); });
+  g.broadcast(&adam_step, sizeof adam_step, root);
 }
 
 template <class Arch, class D>

@@ -7,6 +7,7 @@
 #include "common.h"
 #include "cpu/matmul.h"
 #include "napi/engine_call.h"
+#include "napi/group_wrap.h"
 #include "napi/model_wrap.h"
 #include "napi/util.h"
 
@@ -133,6 +134,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuPrecision", Napi::Function::New(env, CpuPrecisionJs));
   exports.Set("cpuBf16", Napi::Function::New(env, CpuBf16Js));
   exports.Set("configSchema", Napi::Function::New(env, ConfigSchemaJs));
+  exports.Set("ProcessGroup", GroupWrap::Init(env));
+  exports.Set("initProcessGroup", Napi::Function::New(env, InitProcessGroup));
+  exports.Set("distSupport", Napi::Function::New(env, DistSupportJs));
   return exports;
 }
 

@@ -1,5 +1,6 @@
 // Model binding: argument checking on the JavaScript thread, engine work through engine_call.
 #include "napi/model_wrap.h"
+#include "napi/group_wrap.h"
 
 #include <cmath>
 #include <functional>
@@ -65,6 +66,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                          InstanceMethod("readBuffer", &ModelWrap::ReadBuffer),
                          InstanceMethod("writeBuffer", &ModelWrap::WriteBuffer),
                          InstanceMethod("dispose", &ModelWrap::Dispose),
+                         InstanceMethod("allreduceGrads", &ModelWrap::AllreduceGrads),
+                         InstanceMethod("broadcastParams", &ModelWrap::BroadcastParams),
                          InstanceAccessor("numParams", &ModelWrap::NumParams, nullptr),
                          InstanceAccessor("device", &ModelWrap::Device, nullptr),
                          InstanceAccessor("precision", &ModelWrap::MatmulPrecision, nullptr),
@@ -305,7 +308,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   GenerateOptions o;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object opts = info[2].As<Napi::Object>();
-    check_keys(env, opts, "generate options", {"maxNewTokens", "temperature", "topK", "topP", "eos", "seed"});
+    check_keys(env, opts, "generate options", {"maxNewTokens", "temperature", "topK", "topP", "eos", "seed", "firstRow"});
     o.max_new_tokens = get_int(env, opts, "maxNewTokens", o.max_new_tokens, 1, 1 << 20);
     o.sampling.temperature = (float)get_number(env, opts, "temperature", 1.0);
     o.sampling.top_k = get_int(env, opts, "topK", 0, 0, std::numeric_limits<int>::max());
@@ -313,6 +316,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     if (opts.Has("eos") && !opts.Get("eos").IsUndefined() && !opts.Get("eos").IsNull())
       o.eos = copy_int32(env, opts.Get("eos"), "eos", 0);
     if (opts.Has("seed")) o.seed = get_seed(env, opts.Get("seed"), "seed");
+    if (opts.Has("firstRow") && !opts.Get("firstRow").IsUndefined()) o.first_row = get_seed(env, opts.Get("firstRow"), "firstRow");
   }
   auto result = std::make_shared<GenerateResult>();
   return Run(env, [=](ModelBackend& m) { *result = m.generate(prompts, o); },
@@ -423,6 +427,30 @@ Napi::Value ModelWrap::WriteBuffer(const Napi::CallbackInfo& info) {
   // array after the call does not change what is written.
   auto src = std::make_shared<std::vector<float>>(data.Data(), data.Data() + length);
   return Run(env, [=](ModelBackend& m) { m.write_buffer(kind, offset, length, src->data()); }, nullptr);
+}
+
+// allreduceGrads(group, scale): the gradients summed over the group's ranks, times scale.
+Napi::Value ModelWrap::AllreduceGrads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  auto g = GroupWrap::unwrap(env, info[0], "group");
+  double scale = info.Length() > 1 && !info[1].IsUndefined() ? (info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN) : 1.0;
+  if (!std::isfinite(scale)) throw Napi::TypeError::New(env, "scale must be a finite number");
+  return Run(env, [g, scale](ModelBackend& m) { m.allreduce_grads(*g, (float)scale); }, nullptr);
+}
+
+// broadcastParams(group, root = 0, optimizer = false): root's parameters (and AdamW state) everywhere.
+Napi::Value ModelWrap::BroadcastParams(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  model(env);
+  auto g = GroupWrap::unwrap(env, info[0], "group");
+  int root = info.Length() > 1 && !info[1].IsUndefined() ? get_int_arg(env, info, 1, "root", 0, g->size() - 1) : 0;
+  bool optimizer = false;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsBoolean()) throw Napi::TypeError::New(env, "optimizer must be a boolean");
+    optimizer = info[2].As<Napi::Boolean>().Value();
+  }
+  return Run(env, [g, root, optimizer](ModelBackend& m) { m.broadcast_params(*g, root, optimizer); }, nullptr);
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -46,6 +46,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ReadBuffer(const Napi::CallbackInfo& info);
   Napi::Value WriteBuffer(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value AllreduceGrads(const Napi::CallbackInfo& info);
+  Napi::Value BroadcastParams(const Napi::CallbackInfo& info);
 
   std::shared_ptr<ModelBackend> model_;
   int64_t external_bytes_ = 0;

@@ -1,11 +1,17 @@
 // What a subcommand is (its name, help, option schema and run function) and the option groups
 // several commands share.
+import type { Distributed } from '@s2s/core';
+
 import type { ParsedOptions } from './parse-options.js';
 import type { OptionSchema } from './options.js';
 
 export interface RunContext {
   /** aborted by Ctrl-C for interruptible commands (training: stop with a checkpoint) */
   signal: AbortSignal;
+  /** this process's rank of a data-parallel run (`s2s launch`, or WORLD_SIZE set), else the single rank */
+  dist: Distributed;
+  /** for a command with `passThrough`: the arguments after `--` */
+  args?: string[];
 }
 
 export interface Command<S extends OptionSchema = OptionSchema> {
@@ -18,6 +24,10 @@ export interface Command<S extends OptionSchema = OptionSchema> {
   examples?: string[];
   /** Ctrl-C aborts its signal (it then writes a checkpoint) instead of ending the process */
   interruptible?: boolean;
+  /** runs data parallel when started as several ranks (WORLD_SIZE > 1); other commands refuse that */
+  distributed?: boolean;
+  /** the arguments after `--` are not its options but are handed to run() (ctx.args) */
+  passThrough?: boolean;
   /** returns the exit status */
   run(parsed: ParsedOptions<S>, ctx: RunContext): Promise<number>;
 }

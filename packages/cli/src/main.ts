@@ -1,10 +1,11 @@
 // The `s2s` command: finds the subcommand, reads its options, runs it, and turns errors into a
 // message and an exit status (0 done, 1 failed, 2 usage error, 130 stopped by Ctrl-C).
-import { type Device, cudaStatus, getDefaultDevice, setDefaultDevice, setNumThreads } from '@s2s/core';
+import { type Device, Distributed, cudaStatus, getDefaultDevice, readDistributedEnv, setDefaultDevice, setNumThreads } from '@s2s/core';
 
 import type { Command } from './command.js';
 import { dataMakeCommand } from './commands/data-make.js';
 import { evalCommand } from './commands/eval.js';
+import { launchCommand } from './commands/launch.js';
 import { generateCommand } from './commands/generate.js';
 import { ppoCommand } from './commands/ppo.js';
 import { rmExplainCommand } from './commands/rm-explain.js';
@@ -18,7 +19,7 @@ import { onInterrupt } from './interrupt.js';
 import { UsageError } from './options.js';
 import { parseOptions } from './parse-options.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand, ppoCommand, generateCommand, evalCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand, ppoCommand, generateCommand, evalCommand, launchCommand];
 
 const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 3;
 const HELP = `s2s: RLHF with sequence-to-sequence reward models, on a native engine
@@ -72,6 +73,19 @@ function checkDevice(flag: unknown): void {
   throw new Error(`${flag ? '--device cuda' : 'S2S_DEVICE=cuda'}: the CUDA backend is unavailable: ${cudaStatus().reason}`);
 }
 
+// " [rank N]" in a data-parallel run's error messages
+let rankLabel = '';
+
+/**
+ * Ranks other than 0 print nothing but errors (rank 0 reports the run), as torchrun's users expect
+ * of their scripts; returns what undoes it.
+ */
+function quietConsole(): () => void {
+  const saved = { log: console.log, info: console.info, warn: console.warn };
+  console.log = console.info = console.warn = () => {};
+  return () => Object.assign(console, saved);
+}
+
 export interface MainOptions {
   /** aborting it stops a training command as Ctrl-C does (for callers that run s2s in-process) */
   signal?: AbortSignal;
@@ -96,7 +110,9 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     }
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
     helpHint = `s2s ${cmd.name} --help`;
-    const parsed = await parseOptions(cmd.options, rest, cmd.name);
+    const dd = cmd.passThrough ? rest.indexOf('--') : -1;
+    const parsed = await parseOptions(cmd.options, dd >= 0 ? rest.slice(0, dd) : rest, cmd.name);
+    const args = dd >= 0 ? rest.slice(dd + 1) : [];
     if (parsed.help) {
       console.log(helpText(cmd));
       return 0;
@@ -104,26 +120,43 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     const { threads, device } = parsed.values as Record<string, unknown>;
     if (typeof threads === 'number') setNumThreads(threads);
     setDefaultDevice(device as Device | undefined);
+    const ranks = readDistributedEnv();
+    if (ranks && ranks.worldSize > 1 && !cmd.distributed)
+      throw new UsageError(
+        `s2s ${cmd.name} does not run data parallel, and this process is rank ${ranks.rank} of WORLD_SIZE=${ranks.worldSize}: ` +
+          `the data-parallel commands are ${COMMANDS.filter((c) => c.distributed).map((c) => c.name).join(', ')}`,
+      );
+    let dist = Distributed.single;
+    let restoreConsole = () => {};
     try {
       if ('device' in cmd.options) checkDevice(device);
-      if (!cmd.interruptible) return await cmd.run(parsed, { signal: opts.signal ?? new AbortController().signal });
+      if (cmd.distributed) {
+        dist = await Distributed.fromEnv();
+        rankLabel = dist.worldSize > 1 ? ` [rank ${dist.rank}]` : '';
+        if (!dist.isMain) restoreConsole = quietConsole();
+      }
+      if (!cmd.interruptible) return await cmd.run(parsed, { signal: opts.signal ?? new AbortController().signal, dist, args });
       const interrupt = onInterrupt(opts.signal);
       try {
-        return await cmd.run(parsed, { signal: interrupt.signal });
+        return await cmd.run(parsed, { signal: interrupt.signal, dist, args });
       } finally {
         interrupt.dispose();
       }
     } finally {
+      dist.destroy();
+      restoreConsole();
       setDefaultDevice(undefined); // an in-process caller's next command starts from S2S_DEVICE again
     }
   } catch (e) {
     const err = e as Error & { code?: string };
     if (process.env.S2S_DEBUG) console.error(err.stack);
+    const label = rankLabel;
+    rankLabel = '';
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`s2s: ${e instanceof UsageError ? err.message : shortParseError(err.message)}\n(run \`${helpHint}\` for usage)`);
+      console.error(`s2s${label}: ${e instanceof UsageError ? err.message : shortParseError(err.message)}\n(run \`${helpHint}\` for usage)`);
       return 2;
     }
-    console.error(`s2s: ${err.message}`);
+    console.error(`s2s${label}: ${err.message}`);
     return 1;
   }
 }

@@ -3,6 +3,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
+import { Distributed } from '@s2s/core';
 import { PPO_LOG_FILES, type PPOConfig } from '@s2s/ppo';
 
 import { exists } from './model-inputs.js';
@@ -23,12 +24,19 @@ export interface PPORunSetup<S extends OptionSchema> {
 }
 
 /** `locked`: options a resumed run may not change (its reward type). */
-export async function setUpPPORun<S extends OptionSchema>(schema: S, parsed: ParsedOptions<S>, locked: readonly string[] = []): Promise<PPORunSetup<S>> {
+export async function setUpPPORun<S extends OptionSchema>(
+  schema: S,
+  parsed: ParsedOptions<S>,
+  locked: readonly string[] = [],
+  dist: Distributed = Distributed.single,
+): Promise<PPORunSetup<S>> {
   const first = parsed.values as Record<string, unknown>;
   const resumeFlag = first.resume as string | undefined;
   if (resumeFlag === undefined) {
     const out = first.out as string | undefined;
     if (out === undefined) throw new UsageError('--out DIR is required');
+    // (rank 0's check only: the others would see the files it starts writing)
+    if (!dist.isMain) return { values: parsed.values, explicit: parsed.explicit, out, config: pickPPOConfig(parsed.values) };
     await checkFreshOutput(out);
     // a run killed before its first checkpoint leaves only its logs, which a new run would append to
     const names = await readdir(out).catch(() => [] as string[]);

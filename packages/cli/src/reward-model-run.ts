@@ -1,6 +1,6 @@
 // What `rm train` has resolved before either kind of reward model trains: the run, its data, the
 // tokenizer and template, and where its files go.
-import { type Model, type Template, type Tokenizer, type TrainConfig, type TrainerOptions, type WeightDType, templateFiles } from '@s2s/core';
+import { type Distributed, type Model, type Template, type Tokenizer, type TrainConfig, type TrainerOptions, type WeightDType, templateFiles } from '@s2s/core';
 
 import type { DataRowOf } from './datasets.js';
 
@@ -26,6 +26,8 @@ export interface RewardModelRun {
   /** the final model's weights dtype (--save-dtype; default: the SFT model's) */
   saveDtype?: WeightDType;
   signal: AbortSignal;
+  /** the data-parallel ranks (rank 0 writes the files) */
+  dist: Distributed;
   /** writes the run's options into its folder (once all input has been checked) */
   saveConfig(): Promise<string>;
   /** writes eval_results.json into the run folder */
@@ -44,6 +46,7 @@ export function rewardTrainerOptions(run: RewardModelRun, model: Model, progress
     files: { ...templateFiles(run.template), ...run.finalFiles },
     saveDtype: run.saveDtype,
     signal: run.signal,
+    dist: run.dist,
     onEvent: (e) => progress.onEvent(e),
   };
 }

@@ -6,7 +6,7 @@ import { type EncodedPair, ScalarRewardTrainer, encodePairs } from '@s2s/rm';
 import { type DataRowOf, reportLengths } from './datasets.js';
 import { Progress } from './progress.js';
 import { type RewardModelRun, rewardTrainerOptions } from './reward-model-run.js';
-import { reportEnd } from './training-run.js';
+import { ranksText, reportEnd } from './training-run.js';
 
 /** Both sequences of each pair; a pair is left out when either side does not fit. */
 function encode(run: RewardModelRun, rows: DataRowOf<'preference'>[], what: string, required: boolean): EncodedPair[] {
@@ -38,11 +38,12 @@ export async function trainScalarRM(run: RewardModelRun): Promise<number> {
     if (run.resume) trainer.restore(run.resume.state, run.resume.checkpoint);
     console.log(
       `rm train (scalar, Bradley-Terry): ${run.resume ? `resuming ${run.resume.checkpoint} at step ${trainer.currentStep}` : `from ${run.from}`} on ${model.device}; ` +
-        `${trainer.totalSteps} steps of ${run.train.batchSize * run.train.gradAccumulation} pairs; ${train.length} training and ${evalPairs.length} held-out pairs; options saved to ${configFile}`,
+        `${trainer.totalSteps} steps of ${run.train.batchSize * run.train.gradAccumulation * run.dist.worldSize} pairs${ranksText(run.dist)}; ${train.length} training and ${evalPairs.length} held-out pairs; options saved to ${configFile}`,
     );
     const result = await trainer.train().finally(() => progress.done());
     const code = reportEnd(result, trainer.totalSteps, 'rm train', run.out);
-    if (code !== 0) return code;
+    // the evaluation after training is rank 0's (the others hold the same model)
+    if (code !== 0 || !run.dist.isMain) return code;
     const stats = trainer.rewardStats;
     if (stats) console.log(`reward over the training responses: mean ${stats.mean.toFixed(4)}, std ${stats.std.toFixed(4)} (saved as reward_stats.json)`);
     if (!result.eval) {

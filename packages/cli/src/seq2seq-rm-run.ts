@@ -8,7 +8,7 @@ import { type DataRowOf, reportLengths } from './datasets.js';
 import { EXIT_INTERRUPTED } from './interrupt.js';
 import { Progress } from './progress.js';
 import { type RewardModelRun, rewardTrainerOptions } from './reward-model-run.js';
-import { reportEnd } from './training-run.js';
+import { ranksText, reportEnd } from './training-run.js';
 
 export interface Seq2SeqOptions {
   correctionWeight: number;
@@ -54,11 +54,12 @@ export async function trainSeq2SeqRM(run: RewardModelRun, o: Seq2SeqOptions): Pr
     console.log(
       `rm train --seq2seq (correction weight ${o.correctionWeight}, identity weight ${o.identityWeight}): ` +
         `${run.resume ? `resuming ${run.resume.checkpoint} at step ${trainer.currentStep}` : `from ${run.from}`} on ${model.device}; ` +
-        `${trainer.totalSteps} steps of ${run.train.batchSize * run.train.gradAccumulation} examples; ${train.length} training and ${evalSet.length} held-out examples; options saved to ${configFile}`,
+        `${trainer.totalSteps} steps of ${run.train.batchSize * run.train.gradAccumulation * run.dist.worldSize} examples${ranksText(run.dist)}; ${train.length} training and ${evalSet.length} held-out examples; options saved to ${configFile}`,
     );
     const result = await trainer.train().finally(() => progress.done());
     const code = reportEnd(result, trainer.totalSteps, 'rm train', run.out);
-    if (code !== 0) return code;
+    // the evaluation after training is rank 0's (the others hold the same model)
+    if (code !== 0 || !run.dist.isMain) return code;
     if (result.eval) console.log(`held-out rewrite loss: ${result.eval.evalLoss.toFixed(4)}`);
     const pairs = run.evalRows.slice(0, o.evalRewrites);
     if (pairs.length === 0) {

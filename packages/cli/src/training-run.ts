@@ -2,7 +2,7 @@
 // training config it uses, and what it says when it ends or is stopped.
 import * as path from 'node:path';
 
-import type { TrainConfig, TrainResult } from '@s2s/core';
+import type { Distributed, TrainConfig, TrainResult } from '@s2s/core';
 
 import { EXIT_INTERRUPTED } from './interrupt.js';
 import { type OptionSchema, UsageError, type Values } from './options.js';
@@ -27,7 +27,7 @@ export interface RunSetup<S extends OptionSchema> {
 export async function setUpRun<S extends OptionSchema>(
   schema: S,
   parsed: ParsedOptions<S>,
-  opts: { command: string; configFile: string; defaults: TrainConfig | ((values: Values<S>) => TrainConfig) },
+  opts: { command: string; configFile: string; defaults: TrainConfig | ((values: Values<S>) => TrainConfig); dist: Distributed },
 ): Promise<RunSetup<S>> {
   const first = parsed.values as Record<string, unknown>;
   const resumeFlag = first.resume as string | undefined;
@@ -42,7 +42,8 @@ export async function setUpRun<S extends OptionSchema>(
   // a checkpoint named by --resume DIR belongs to the run folder it is in
   const out = (v.out as string | undefined) ?? (resume ? path.dirname(resume.checkpoint) : undefined);
   if (out === undefined) throw new UsageError('--out DIR is required');
-  if (!resume) await checkFreshOutput(out);
+  // (rank 0's check only: the others would see the files it starts writing)
+  if (!resume && opts.dist.isMain) await checkFreshOutput(out);
   const defaults = typeof opts.defaults === 'function' ? opts.defaults(values) : opts.defaults;
   // checked now, as the trainer would check it after the data and the model are read
   const picked = resume ? resumedTrainConfig(resume.state.config, parsed.explicit, resume.checkpoint) : pickTrainConfig(v, defaults);
@@ -59,4 +60,9 @@ export function reportEnd(result: TrainResult, totalSteps: number, command: stri
   }
   console.log(`trained ${result.steps} steps; final training loss ${result.loss.toFixed(4)}; model saved to ${result.savedTo}`);
   return 0;
+}
+
+/** " (2 ranks x 8)" after a step's example count in a data-parallel run; "" otherwise. */
+export function ranksText(dist: Distributed, perRank?: number): string {
+  return dist.worldSize > 1 ? ` (${dist.worldSize} data-parallel ranks${perRank ? ` x ${perRank}` : ''})` : '';
 }

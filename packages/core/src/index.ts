@@ -2,6 +2,7 @@
 export * from './config.js';
 export * from './engine.js';
 export * from './model.js';
+export * from './distributed.js';
 export * from './safetensors.js';
 export * from './fsutil.js';
 export * from './json-depth.js';

@@ -4,7 +4,7 @@
 import { inheritCheckpointSource } from './checkpoint.js';
 import { type GPTConfig, type GPTConfigInput, resolveConfig } from './config.js';
 import { getDefaultDevice } from './engine.js';
-import { native, type NativeModel, type NativeTensorInfo } from './native.js';
+import { native, type NativeModel, type NativeTensorInfo, type ProcessGroup } from './native.js';
 
 export type TensorInfo = NativeTensorInfo;
 
@@ -54,6 +54,11 @@ export interface GenerateOptions {
   eos?: number | number[];
   /** fixes the samples (same seed, same prompts, same model: same tokens) */
   seed?: number | bigint;
+  /**
+   * row b samples from the seed's stream firstRow + b (default 0): the rows of a batch split into
+   * parts (a data-parallel rank's share) sample what they would in the whole batch
+   */
+  firstRow?: number;
 }
 
 export interface Generation {
@@ -97,7 +102,7 @@ export interface DivergenceResult {
   argmax: Int32Array;
 }
 
-const GENERATE_KEYS = ['maxNewTokens', 'temperature', 'topK', 'topP', 'eos', 'seed'] as const;
+const GENERATE_KEYS = ['maxNewTokens', 'temperature', 'topK', 'topP', 'eos', 'seed', 'firstRow'] as const;
 
 /** Refuses an options object with a key outside `known`: a misspelt option is an error, not a default. */
 function checkKeys(what: string, opts: object, known: readonly string[]): void {
@@ -298,6 +303,7 @@ export class Model {
         topP: opts.topP ?? 1,
         eos,
         seed: opts.seed ?? 0,
+        ...(opts.firstRow ? { firstRow: opts.firstRow } : {}),
       }),
     );
     return prompts.map((_, b) => {
@@ -383,6 +389,16 @@ export class Model {
     return this.run(async () => {
       this.nat.adamStep = step;
     });
+  }
+
+  /** Data parallelism: the gradients summed over `group`'s ranks, times `scale` (1 / ranks: their mean). */
+  allreduceGrads(group: ProcessGroup, scale = 1): Promise<void> {
+    return this.run(() => this.nat.allreduceGrads(group, scale));
+  }
+
+  /** Data parallelism: `root`'s parameters (and AdamW's moments and step, with `optimizer`) on every rank of `group`. */
+  broadcastParams(group: ProcessGroup, opts: { root?: number; optimizer?: boolean } = {}): Promise<void> {
+    return this.run(() => this.nat.broadcastParams(group, opts.root ?? 0, opts.optimizer ?? false));
   }
 
   /** Frees the engine memory now instead of at garbage collection; the model is unusable after. */

@@ -99,6 +99,14 @@ describe('Model', () => {
     const greedy = await m.generate(prompts, { maxNewTokens: 6, temperature: 0 });
     const top1 = await m.generate(prompts, { maxNewTokens: 6, temperature: 1, topK: 1, seed: 99 });
     expect(top1.map((g) => g.tokens)).toEqual(greedy.map((g) => g.tokens));
+    // a batch split in two (a data-parallel rank's share) samples what the whole batch does when
+    // each part says where its rows start; without it, the second part repeats the first's streams
+    const head = await m.generate(prompts.slice(0, 1), opts);
+    const tail = await m.generate(prompts.slice(1), { ...opts, firstRow: 1 });
+    expect([...head, ...tail].map((g) => g.tokens)).toEqual(g1.map((g) => g.tokens));
+    const unshifted = await m.generate(prompts.slice(1), opts);
+    expect(unshifted.map((g) => g.tokens)).not.toEqual(g1.slice(1).map((g) => g.tokens));
+    await expect(m.generate(prompts, { ...opts, firstRow: -1 })).rejects.toThrow(/firstRow/);
     m.dispose();
   });
 

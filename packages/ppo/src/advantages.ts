@@ -40,7 +40,26 @@ export function whiten(rows: readonly (readonly number[])[], opts: { shiftMean?:
   if (all.length === 0) return rows.map(() => []);
   const mean = all.reduce((a, b) => a + b, 0) / all.length;
   const variance = all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length;
+  return whitenWith(rows, mean, variance, opts.shiftMean ?? true);
+}
+
+/** Sums over the ranks of a data-parallel run (the identity in one process). */
+export type SumOverRanks = (values: number[]) => Promise<number[]>;
+
+/**
+ * whiten() over the rows of every rank together (a data-parallel rollout's global batch): the mean
+ * and the variance are the whole batch's, computed in the same two passes.
+ */
+export async function whitenAcross(rows: readonly (readonly number[])[], sumOverRanks: SumOverRanks, opts: { shiftMean?: boolean } = {}): Promise<number[][]> {
+  const all = rows.flat();
+  const [total, n] = await sumOverRanks([all.reduce((a, b) => a + b, 0), all.length]);
+  if (n === 0) return rows.map(() => []);
+  const mean = total / n;
+  const [squares] = await sumOverRanks([all.reduce((a, b) => a + (b - mean) ** 2, 0)]);
+  return whitenWith(rows, mean, squares / n, opts.shiftMean ?? true);
+}
+
+function whitenWith(rows: readonly (readonly number[])[], mean: number, variance: number, shift: boolean): number[][] {
   const inv = 1 / Math.sqrt(variance + 1e-8);
-  const shift = opts.shiftMean ?? true;
   return rows.map((r) => r.map((x) => (x - mean) * inv + (shift ? 0 : mean)));
 }

@@ -3,7 +3,7 @@
 import { type Model, type Prompt, type Template, type Tokenizer, encodePrompt } from '@s2s/core';
 import { generationStopIds } from '@s2s/rm';
 
-import { gae, klPenalty, whiten } from './advantages.js';
+import { type SumOverRanks, gae, klPenalty, whitenAcross } from './advantages.js';
 import type { PPOConfig } from './config.js';
 import { type RewardSpec, computeRewards } from './rewards.js';
 
@@ -60,7 +60,23 @@ export interface RolloutModels {
   template: Template;
 }
 
-export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: readonly Prompt[], klCoef: number, seed: number): Promise<Rollout> {
+/** Where a rollout's rows sit in a data-parallel run's global batch, and how to sum over the ranks. */
+export interface RolloutShard {
+  /** the global index of this rank's first row: its sampling streams (GenerateOptions.firstRow) */
+  firstRow: number;
+  sumOverRanks: SumOverRanks;
+}
+
+const ONE_PROCESS: RolloutShard = { firstRow: 0, sumOverRanks: async (v) => v };
+
+export async function collectRollout(
+  m: RolloutModels,
+  c: PPOConfig,
+  prompts: readonly Prompt[],
+  klCoef: number,
+  seed: number,
+  shard: RolloutShard = ONE_PROCESS,
+): Promise<Rollout> {
   const tok = m.tokenizer;
   const queries = prompts.map((p, i) => {
     const q = encodePrompt(tok, m.template, p, { maxLength: m.policy.config.maxSeqLen - c.maxNewTokens });
@@ -75,6 +91,7 @@ export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: re
     // a response ends on any stop id: the template's (end-of-turn, EOS) and the model's generation_config ones
     eos: generationStopIds(m.policy, tok, m.template),
     seed,
+    firstRow: shard.firstRow,
   });
   const responses = gens.map((g) => g.tokens);
   const eos = gens.map((g) => g.finishReason === 'eos');
@@ -88,7 +105,7 @@ export async function collectRollout(m: RolloutModels, c: PPOConfig, prompts: re
   const values = batch.gather(val.values!);
 
   const r = await computeRewards(m.reward, tok, m.template, { prompts, responses });
-  const shaped = shapeRewards(r, eos, logprobs, refLogprobs, values, c, klCoef);
+  const shaped = await shapeRewards(r, eos, logprobs, refLogprobs, values, c, klCoef, shard.sumOverRanks);
   return {
     prompts: [...prompts],
     queries,
@@ -110,8 +127,9 @@ export type ShapingConfig = Pick<PPOConfig, 'rewardClip' | 'missingEosPenalty' |
  * [-rewardClip, rewardClip], the missing-EOS penalty taken off the last token (and the reported
  * score) of a response that did not stop, the KL penalty klCoef * KL_t subtracted at every token,
  * rewards optionally scaled to unit variance, then GAE and optional whitening of the advantages.
+ * Whitening is over the global batch: `sumOverRanks` adds the ranks' statistics (data parallel).
  */
-export function shapeRewards(
+export async function shapeRewards(
   r: { scores: readonly number[]; perToken: readonly (readonly number[])[] },
   eos: readonly boolean[],
   logprobs: readonly (readonly number[])[],
@@ -119,7 +137,8 @@ export function shapeRewards(
   values: readonly (readonly number[])[],
   c: ShapingConfig,
   klCoef: number,
-): Pick<Rollout, 'scores' | 'kl' | 'rewards' | 'advantages' | 'returns'> {
+  sumOverRanks: SumOverRanks = async (v) => v,
+): Promise<Pick<Rollout, 'scores' | 'kl' | 'rewards' | 'advantages' | 'returns'>> {
   const scores = [...r.scores];
   const scoreTokens = r.perToken.map((row) => (c.rewardClip > 0 ? row.map((x) => Math.max(-c.rewardClip, Math.min(c.rewardClip, x))) : [...row]));
   if (c.missingEosPenalty > 0)
@@ -130,8 +149,8 @@ export function shapeRewards(
     });
   const kl = logprobs.map((lp, i) => klPenalty(lp, refLogprobs[i], c.klEstimator));
   let rewards = scoreTokens.map((row, i) => row.map((s, t) => s - klCoef * kl[i][t]));
-  if (c.whitenRewards) rewards = whiten(rewards, { shiftMean: false });
+  if (c.whitenRewards) rewards = await whitenAcross(rewards, sumOverRanks, { shiftMean: false });
   const est = rewards.map((rw, i) => gae(rw, values[i], c.gamma, c.lam));
-  const advantages = c.whitenAdvantages ? whiten(est.map((e) => e.advantages)) : est.map((e) => e.advantages);
+  const advantages = c.whitenAdvantages ? await whitenAcross(est.map((e) => e.advantages), sumOverRanks) : est.map((e) => e.advantages);
   return { scores, kl, rewards, advantages, returns: est.map((e) => e.returns) };
 }

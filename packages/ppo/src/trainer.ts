@@ -1,11 +1,19 @@
 // The PPO trainer: rollouts from the policy, epochs of clipped-surrogate updates over minibatches
 // (the derivative w.r.t. the new log-probs goes to the engine as dlogprob, the critic's as
 // dvalue), KL control, TRL-named metrics per step, checkpoints and an exact resume.
+//
+// Data parallel (opts.dist with several ranks): batchSize and miniBatchSize are per rank. Every
+// rank draws the same global batch of prompts and rolls out its share (sampling the streams its
+// rows have in the global batch); whitening, the loss normalisers, the early-stop KL, the KL
+// controller and the metrics use the global batch; gradients are summed over the ranks before each
+// optimizer step, so the ranks' policies and critics stay identical. Rank 0 writes logs and
+// checkpoints.
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 import {
   BatchSampler,
+  Distributed,
   type Model,
   type Prompt,
   type SamplerState,
@@ -61,6 +69,8 @@ export interface PPOTrainerOptions extends RolloutModels {
   onEvent?: (e: PPOEvent) => void;
   /** when aborted, the trainer checkpoints (with an outputDir) and returns before the next step */
   signal?: AbortSignal;
+  /** the data-parallel ranks this trainer is one of (default: the single-rank run) */
+  dist?: Distributed;
 }
 
 export interface PPOResult {
@@ -78,6 +88,8 @@ interface PPOState {
   config: PPOConfig;
   sampler: SamplerState;
   kl: KLControlState;
+  /** how many data-parallel ranks trained it (absent: 1) */
+  worldSize?: number;
 }
 
 const STATE_FILE = 'trainer_state.json';
@@ -105,18 +117,14 @@ async function trimLogs(out: string, step: number): Promise<void> {
 }
 /** A prompt given alone, or as a row's `prompt`. */
 const promptOf = (p: Prompt | { prompt: Prompt }): Prompt => (typeof p !== 'string' && !Array.isArray(p) ? (p as { prompt: Prompt }).prompt : (p as Prompt));
-const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
-const variance = (xs: readonly number[]) => {
-  const m = mean(xs);
-  return mean(xs.map((x) => (x - m) ** 2));
-};
 
 export class PPOTrainer {
   readonly config: PPOConfig;
   readonly policy: Model;
   readonly critic: Model;
   private readonly opts: PPOTrainerOptions;
+  private readonly dist: Distributed;
   private readonly kl: KLController;
   private sampler?: BatchSampler;
   private samplerState?: SamplerState;
@@ -126,6 +134,7 @@ export class PPOTrainer {
 
   constructor(opts: PPOTrainerOptions) {
     this.opts = opts;
+    this.dist = opts.dist ?? Distributed.single;
     this.config = resolvePPOConfig(opts.config);
     this.policy = opts.policy;
     this.critic = opts.critic;
@@ -150,11 +159,19 @@ export class PPOTrainer {
     })) as PPOState;
     checkTrainerState(state, file);
     if (state.kind !== 'ppo') throw new Error(`${dir} holds a ${String(state.kind)} run, not a PPO one`);
+    const ranks = state.worldSize ?? 1;
+    const world = opts.dist?.worldSize ?? 1;
+    if (ranks !== world)
+      throw new Error(
+        `the run in ${dir} was trained on ${ranks} data-parallel rank${ranks > 1 ? 's' : ''} and this one has ${world}: ` +
+          `an exact resume needs the same world size (its global batch is batchSize x ranks); resume with ${ranks} rank${ranks > 1 ? 's' : ''}, ` +
+          'or start a new run from the checkpoint\'s policy',
+      );
     for (const part of ['policy', 'critic']) await requireOptimizerState(path.join(dir, part));
     const policy = await loadModel(path.join(dir, 'policy'));
     const critic = await loadModel(path.join(dir, 'critic'));
     const t = new PPOTrainer({ ...opts, policy, critic, config: { ...state.config, ...opts.config } });
-    if (opts.outputDir) await trimLogs(opts.outputDir, state.step);
+    if (opts.outputDir && (opts.dist?.isMain ?? true)) await trimLogs(opts.outputDir, state.step);
     t.step = state.step;
     t.episode = state.episode;
     t.kl.value = state.kl.value;
@@ -179,26 +196,37 @@ export class PPOTrainer {
   async *steps(prompts: readonly (Prompt | { prompt: Prompt })[]): AsyncGenerator<PPOStep, PPOResult> {
     const texts = prompts.map(promptOf);
     const c = this.config;
-    if (texts.length < c.batchSize) throw new RangeError(`PPO needs at least batchSize (${c.batchSize}) prompts; got ${texts.length}`);
-    this.sampler = new BatchSampler(texts.length, { batchSize: c.batchSize, seed: c.seed, dropLast: true });
+    const global = c.batchSize * this.dist.worldSize;
+    if (texts.length < global)
+      throw new RangeError(`PPO needs at least batchSize (${c.batchSize})${this.dist.worldSize > 1 ? ` x ${this.dist.worldSize} ranks` : ''} prompts; got ${texts.length}`);
+    this.sampler = new BatchSampler(texts.length, { batchSize: global, seed: c.seed, dropLast: true });
     if (this.samplerState) this.sampler.restore(this.samplerState);
+    // the ranks start from rank 0's policy and critic, as DDP does
+    await this.dist.syncModel(this.policy, { optimizer: true });
+    await this.dist.syncModel(this.critic, { optimizer: true });
+    const sumOverRanks = (v: number[]) => this.dist.sum(v);
     const started = performance.now();
     const startStep = this.step;
     while (this.step < c.steps) {
-      if (this.opts.signal?.aborted) return { steps: this.step, stopped: true, history: this.history, savedTo: await this.checkpoint() };
+      if (await this.dist.any(this.opts.signal?.aborted ?? false)) return { steps: this.step, stopped: true, history: this.history, savedTo: await this.checkpoint() };
       const position = this.sampler.state();
-      const batchPrompts = this.sampler.next().indices.map((i) => texts[i]);
+      const indices = this.sampler.next().indices;
+      const mine = this.dist.shard(indices);
+      const firstRow = this.dist.shard(indices.map((_, i) => i))[0] ?? 0;
       let rollout: Rollout;
       try {
         rollout = await collectRollout(
           { ...this.opts, policy: this.policy, critic: this.critic },
           c,
-          batchPrompts,
+          mine.map((i) => texts[i]),
           this.kl.value,
           mix(c.seed, this.step),
+          { firstRow, sumOverRanks },
         );
       } catch (e) {
-        // nothing was updated yet: checkpoint the run as it stands, so that it can resume from here
+        // Nothing was updated yet: checkpoint the run as it stands, so that it can resume from here.
+        // (Not with several ranks: the others are inside a collective this rank will not join.)
+        if (this.dist.worldSize > 1) throw e;
         this.sampler.restore(position);
         const dir = await this.checkpoint().catch(() => undefined);
         if (dir && e instanceof Error) e.message += ` (the run was checkpointed at step ${this.step} in ${dir})`;
@@ -206,7 +234,8 @@ export class PPOTrainer {
       }
       const data = await this.ppoStep(rollout);
       const elapsedMs = performance.now() - started;
-      this.opts.onEvent?.({
+      if (this.dist.isMain)
+        this.opts.onEvent?.({
         type: 'step',
         data,
         totalSteps: c.steps,
@@ -232,9 +261,10 @@ export class PPOTrainer {
     const prompts = rollout.prompts;
     const update = await this.update(rollout, mix(this.config.seed, this.step));
     this.step++;
-    this.episode += prompts.length;
-    const metrics = this.metrics(rollout, update);
-    this.kl.update(metrics['objective/kl'], prompts.length);
+    const episodes = prompts.length * this.dist.worldSize;
+    this.episode += episodes;
+    const metrics = await this.metrics(rollout, update);
+    this.kl.update(metrics['objective/kl'], episodes);
     this.history.push(metrics);
     const tok = this.opts.tokenizer;
     const responses = rollout.responses.map((r) => decodeGenerated(tok, r, { skipSpecialTokens: true }));
@@ -261,7 +291,8 @@ export class PPOTrainer {
         const idx = order.slice(m, m + c.miniBatchSize);
         const queries = idx.map((i) => ro.queries[i]);
         const batch = sequenceBatch(queries, idx.map((i) => ro.responses[i]), pad);
-        const count = sum(idx.map((i) => ro.responses[i].length));
+        // the minibatch's tokens over all ranks: each rank's loss is its share of their mean
+        const [count] = await this.dist.sum([sum(idx.map((i) => ro.responses[i].length))]);
         const at = (b: number, t: number) => b * batch.T + queries[b].length - 1 + t;
 
         // policy: the clipped surrogate, a mean over the minibatch's tokens
@@ -283,6 +314,7 @@ export class PPOTrainer {
         });
         acc.entropy += sum(batch.gather(out.entropy!).flat());
         await this.policy.backward({ dlogprob });
+        await this.dist.reduceGradients(this.policy);
         await this.policy.step(adamWOptions(c, lr));
 
         // critic: the clipped value loss
@@ -296,13 +328,19 @@ export class PPOTrainer {
           acc.vfClipfrac += vl.clipfrac * count;
         });
         await this.critic.backward({ dvalue });
+        await this.dist.reduceGradients(this.critic);
         await this.critic.step(adamWOptions(c, criticLr));
         acc.tokens += count;
         epochTokens += count;
       }
       // the policy moved too far from the one that sampled the rollout: stop this rollout's epochs
+      [epochKL] = await this.dist.sum([epochKL]);
       if (c.earlyStopKL > 0 && epochKL / epochTokens > c.earlyStopKL) break;
     }
+    // the token-weighted sums of every rank (acc.tokens already counts all ranks' tokens)
+    const keys = ['approxkl', 'clipfrac', 'pgLoss', 'vfLoss', 'vfClipfrac', 'ratio', 'ratioSq', 'entropy'] as const;
+    const summed = await this.dist.sum(keys.map((k) => acc[k]));
+    keys.forEach((k, i) => (acc[k] = summed[i]));
     const n = Math.max(1, acc.tokens);
     const ratio = acc.ratio / n;
     return {
@@ -319,17 +357,33 @@ export class PPOTrainer {
     };
   }
 
-  private metrics(ro: Rollout, u: Awaited<ReturnType<PPOTrainer['update']>>): PPOMetrics {
+  /** The step's metrics over the global batch (every rank's responses). */
+  private async metrics(ro: Rollout, u: Awaited<ReturnType<PPOTrainer['update']>>): Promise<PPOMetrics> {
     const lengths = ro.responses.map((r) => r.length);
     const nonScore = ro.kl.map((k) => -ro.klCoef * sum(k));
     // a response's content: its tokens less the stop token (EOS, end-of-turn, ...) it ended with
     const content = ro.responses.map((r, i) => r.length - (ro.eos[i] ? 1 : 0));
+    const local = [
+      ro.responses.length,
+      sum(ro.kl.map(sum)),
+      sum(ro.logprobs.map((lp) => -sum(lp))),
+      sum(nonScore),
+      sum(ro.scores),
+      ro.eos.filter(Boolean).length,
+      sum(content),
+      content.filter((n) => n === 0).length,
+      sum(lengths),
+    ];
+    const [n, kl, entropy, nonScoreSum, scores, eosCount, contentSum, empties, tokens] = await this.dist.sum(local);
+    const contentMean = contentSum / Math.max(1, n);
+    const [contentSq] = await this.dist.sum([sum(content.map((x) => (x - contentMean) ** 2))]);
+    const avg = (x: number) => (n > 0 ? x / n : 0);
     return {
-      'objective/kl': mean(ro.kl.map(sum)),
-      'objective/entropy': mean(ro.logprobs.map((lp) => -sum(lp))),
-      'objective/non_score_reward': mean(nonScore),
-      'objective/rlhf_reward': mean(ro.scores) + mean(nonScore),
-      'objective/scores': mean(ro.scores),
+      'objective/kl': avg(kl),
+      'objective/entropy': avg(entropy),
+      'objective/non_score_reward': avg(nonScoreSum),
+      'objective/rlhf_reward': avg(scores) + avg(nonScoreSum),
+      'objective/scores': avg(scores),
       'policy/approxkl_avg': u.approxkl,
       'policy/clipfrac_avg': u.clipfrac,
       'policy/entropy_avg': u.entropy,
@@ -338,11 +392,11 @@ export class PPOTrainer {
       'val/clipfrac_avg': u.vfClipfrac,
       'val/ratio': u.ratio,
       'val/ratio_var': u.ratioVar,
-      'val/num_eos_tokens': ro.eos.filter(Boolean).length,
-      'response_length/mean': mean(content),
-      'response_length/std': Math.sqrt(variance(content)),
-      'responses/empty_rate': mean(content.map((n) => (n === 0 ? 1 : 0))),
-      'responses/tokens_mean': mean(lengths),
+      'val/num_eos_tokens': eosCount,
+      'response_length/mean': avg(contentSum),
+      'response_length/std': Math.sqrt(avg(contentSq)),
+      'responses/empty_rate': avg(empties),
+      'responses/tokens_mean': avg(tokens),
       kl_coef: ro.klCoef,
       ppo_epochs_run: u.epochsRun,
       lr: u.lr,
@@ -352,7 +406,7 @@ export class PPOTrainer {
 
   private async log(data: PPOStep): Promise<void> {
     const dir = this.opts.outputDir;
-    if (!dir) return;
+    if (!dir || !this.dist.isMain) return;
     await fs.mkdir(dir, { recursive: true });
     await fs.appendFile(path.join(dir, 'log.jsonl'), JSON.stringify({ step: data.step, ...data.metrics }) + '\n');
     const c = this.config;
@@ -363,7 +417,23 @@ export class PPOTrainer {
   }
 
   private state(): PPOState {
-    return { kind: 'ppo', step: this.step, episode: this.episode, config: this.config, sampler: this.sampler!.state(), kl: this.kl.state() };
+    return {
+      kind: 'ppo',
+      step: this.step,
+      episode: this.episode,
+      config: this.config,
+      sampler: this.sampler!.state(),
+      kl: this.kl.state(),
+      worldSize: this.dist.worldSize,
+    };
+  }
+
+  /** Writes on rank 0 only, after checking that every rank holds the same policy and critic; the others wait. */
+  private async onMain(what: string, write: () => Promise<void>): Promise<void> {
+    await this.dist.checkSameWeights(this.policy, `${what} (policy)`);
+    await this.dist.checkSameWeights(this.critic, `${what} (critic)`);
+    if (this.dist.isMain) await write();
+    await this.dist.barrier();
   }
 
   private async checkpoint(): Promise<string | undefined> {
@@ -371,13 +441,15 @@ export class PPOTrainer {
     if (!out) return undefined;
     const dir = checkpointDir(out, this.step);
     const files = { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template) };
-    await writeDirAtomic(dir, async (tmp) => {
-      await saveModel(this.policy, path.join(tmp, 'policy'), { optimizer: true, files });
-      await saveModel(this.critic, path.join(tmp, 'critic'), { optimizer: true, files });
-      await writeFileDurable(path.join(tmp, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n');
+    await this.onMain(`the checkpoint at step ${this.step}`, async () => {
+      await writeDirAtomic(dir, async (tmp) => {
+        await saveModel(this.policy, path.join(tmp, 'policy'), { optimizer: true, files });
+        await saveModel(this.critic, path.join(tmp, 'critic'), { optimizer: true, files });
+        await writeFileDurable(path.join(tmp, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n');
+      });
+      await rotateCheckpoints(out, this.config.saveTotalLimit, dir);
     });
-    await rotateCheckpoints(out, this.config.saveTotalLimit, dir);
-    this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
+    if (this.dist.isMain) this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
     return dir;
   }
 
@@ -392,15 +464,17 @@ export class PPOTrainer {
     const dir = path.join(out, FINAL_DIR);
     const files = { ...this.opts.tokenizer.files(), ...templateFiles(this.opts.template) };
     const dtype = this.opts.saveDtype;
-    // Replacing a directory removes all of it: as saveModel does, refuse one that is not a checkpoint.
-    for (const name of [FINAL_DIR, FINAL_CRITIC_DIR]) {
-      const present = await fs.readdir(path.join(out, name)).catch(() => undefined);
-      if (present && present.length > 0 && !present.includes('config.json'))
-        throw new Error(`${path.join(out, name)} exists and is not a checkpoint (it has files but no config.json); refusing to replace it`);
-    }
-    await writeDirsAtomic(out, [FINAL_DIR, FINAL_CRITIC_DIR], async (tmp) => {
-      await saveModel(this.policy, path.join(tmp, FINAL_DIR), { dtype, files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
-      await saveModel(this.critic, path.join(tmp, FINAL_CRITIC_DIR), { dtype, files });
+    await this.onMain('the final model', async () => {
+      // Replacing a directory removes all of it: as saveModel does, refuse one that is not a checkpoint.
+      for (const name of [FINAL_DIR, FINAL_CRITIC_DIR]) {
+        const present = await fs.readdir(path.join(out, name)).catch(() => undefined);
+        if (present && present.length > 0 && !present.includes('config.json'))
+          throw new Error(`${path.join(out, name)} exists and is not a checkpoint (it has files but no config.json); refusing to replace it`);
+      }
+      await writeDirsAtomic(out, [FINAL_DIR, FINAL_CRITIC_DIR], async (tmp) => {
+        await saveModel(this.policy, path.join(tmp, FINAL_DIR), { dtype, files: { ...files, [STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n' } });
+        await saveModel(this.critic, path.join(tmp, FINAL_CRITIC_DIR), { dtype, files });
+      });
     });
     return dir;
   }

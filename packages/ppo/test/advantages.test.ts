@@ -36,8 +36,8 @@ describe('reward shaping', () => {
   const zeros = [[0, 0, 0], [0, 0]];
   const plain = { rewardClip: 0, missingEosPenalty: 0, klEstimator: 'k1', whitenRewards: false, whitenAdvantages: false, gamma: 1, lam: 1 } as const;
 
-  it('subtracts klCoef * KL at every token and sums the rest with GAE', () => {
-    const s = shapeRewards(r, eos, lp, ref, zeros, plain, 0.5);
+  it('subtracts klCoef * KL at every token and sums the rest with GAE', async () => {
+    const s = await shapeRewards(r, eos, lp, ref, zeros, plain, 0.5);
     expect(s.kl).toEqual([[0.5, 0, -0.25], [-0.5, 0]]);
     expect(s.rewards).toEqual([[-0.25, 0, 3.125], [-4.75, 1]]);
     // gamma = lambda = 1, no critic: each token's advantage is the sum of the rewards from it on
@@ -46,18 +46,18 @@ describe('reward shaping', () => {
     expect(s.scores).toEqual([3, -4]);
   });
 
-  it('clips each token score, and charges a response without EOS at its last token', () => {
-    const s = shapeRewards(r, eos, lp, lp, zeros, { ...plain, rewardClip: 2, missingEosPenalty: 1 }, 0.5);
+  it('clips each token score, and charges a response without EOS at its last token', async () => {
+    const s = await shapeRewards(r, eos, lp, lp, zeros, { ...plain, rewardClip: 2, missingEosPenalty: 1 }, 0.5);
     // the same log-probs: no KL; clipped to [-2, 2]; the second response pays 1 at its end
     expect(s.rewards).toEqual([[0, 0, 2], [-2, 0]]);
     expect(s.scores).toEqual([3, -5]);
   });
 
-  it('uses k3 when asked, and can scale the rewards to unit variance without moving their mean', () => {
-    const k3 = shapeRewards(r, eos, lp, ref, zeros, { ...plain, klEstimator: 'k3' }, 1);
+  it('uses k3 when asked, and can scale the rewards to unit variance without moving their mean', async () => {
+    const k3 = await shapeRewards(r, eos, lp, ref, zeros, { ...plain, klEstimator: 'k3' }, 1);
     expect(k3.kl[0][0]).toBeCloseTo(Math.expm1(-0.5) + 0.5, 12);
     expect(k3.kl.flat().every((x) => x >= 0)).toBe(true);
-    const w = shapeRewards(r, eos, lp, lp, zeros, { ...plain, whitenRewards: true }, 0);
+    const w = await shapeRewards(r, eos, lp, lp, zeros, { ...plain, whitenRewards: true }, 0);
     const raw = [0, 0, 3, -5, 1];
     const mean = raw.reduce((a, b) => a + b) / 5;
     const sd = Math.sqrt(raw.reduce((a, b) => a + (b - mean) ** 2, 0) / 5);

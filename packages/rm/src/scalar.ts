@@ -138,10 +138,11 @@ export class ScalarRewardTrainer extends Trainer<ScalarRMConfig> {
     return t;
   }
 
-  /** Bradley-Terry loss, accuracy (share of pairs ranked right) and mean margin on `pairs`. */
-  async pairMetrics(pairs: readonly EncodedPair[]): Promise<{ loss: number; accuracy: number; margin: number }> {
-    const rc = await sequenceRewards(this.model, pairs.map((p) => p.chosen), this.data.padId, this.config.batchSize);
-    const rr = await sequenceRewards(this.model, pairs.map((p) => p.rejected), this.data.padId, this.config.batchSize);
+  /** Bradley-Terry loss, accuracy (share of pairs ranked right) and mean margin on `pairs` (each rank scoring its shard). */
+  async pairMetrics(all: readonly EncodedPair[]): Promise<{ loss: number; accuracy: number; margin: number }> {
+    const pairs = this.dist.shard(all);
+    const rc = pairs.length ? await sequenceRewards(this.model, pairs.map((p) => p.chosen), this.data.padId, this.config.batchSize) : [];
+    const rr = pairs.length ? await sequenceRewards(this.model, pairs.map((p) => p.rejected), this.data.padId, this.config.batchSize) : [];
     let loss = 0;
     let right = 0;
     let margin = 0;
@@ -150,7 +151,9 @@ export class ScalarRewardTrainer extends Trainer<ScalarRMConfig> {
       right += c > rr[i] ? 1 : 0;
       margin += c - rr[i];
     });
-    const n = Math.max(1, rc.length);
+    let count = rc.length;
+    [loss, right, margin, count] = await this.dist.sum([loss, right, margin, count]);
+    const n = Math.max(1, count);
     return { loss: loss / n, accuracy: right / n, margin: margin / n };
   }
 
@@ -161,9 +164,11 @@ export class ScalarRewardTrainer extends Trainer<ScalarRMConfig> {
   }
 
   protected async gradients(parts: number[][]): Promise<{ loss: number; items: number }> {
-    const pairs = parts.reduce((n, p) => n + p.length, 0);
+    const local = parts.reduce((n, p) => n + p.length, 0);
+    const pairs = await this.globalCount(local);
     let loss = 0;
     for (const indices of parts) {
+      if (indices.length === 0) continue;  // a rank's shard of a short last batch
       // chosen rows first, then the rejected ones, in one batch
       const seqs = [...indices.map((i) => this.data.train[i].chosen), ...indices.map((i) => this.data.train[i].rejected)];
       const batch = collate(seqs.map((ids) => ({ ids, lossMask: ids.map(() => 0) })), this.data.padId);
@@ -178,7 +183,7 @@ export class ScalarRewardTrainer extends Trainer<ScalarRMConfig> {
       });
       await this.model.backward({ dvalue });
     }
-    return { loss: loss / pairs, items: pairs };
+    return { loss: loss / pairs, items: local };
   }
 
   /** Mean and std of the rewards of (a sample of) the training responses. */

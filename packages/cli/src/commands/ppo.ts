@@ -18,6 +18,7 @@ import { ppoOptions } from '../ppo-options.js';
 import { PPOProgress } from '../ppo-progress.js';
 import { PPO_CONFIG_FILE, readStepLog, setUpPPORun } from '../ppo-run.js';
 import { runConfigText, saveRunConfig } from '../run-dir.js';
+import { ranksText } from '../training-run.js';
 
 const options = {
   policy: { type: 'string', arg: 'SFT_DIR', required: true, group: 'models', help: 'the policy to start from (the final/ folder of `s2s sft`); its tokenizer and template are used throughout' },
@@ -92,8 +93,9 @@ controller, prompt order); --resume continues it exactly.`,
   ],
   options,
   interruptible: true,
+  distributed: true,
   async run(parsed, ctx) {
-    const { values: o, explicit, out, resume, config } = await setUpPPORun(options, parsed, ['reward']);
+    const { values: o, explicit, out, resume, config } = await setUpPPORun(options, parsed, ['reward'], ctx.dist);
     const reward = need(o.reward, 'reward', CLI_REWARD_TYPES.join('|'));
     const rewardModel = need(o.rewardModel, 'rewardModel', 'RM_DIR');
     const policyDir = need(o.policy, 'policy', 'SFT_DIR');
@@ -119,7 +121,11 @@ controller, prompt order); --resume continues it exactly.`,
 
     // with a chat template a prompt may be a conversation (a message list; text is one user turn)
     const prompts = (await readDataset(promptsFile, 'prompt', { prompt: o.promptField }, '--prompts', template, tok)).map((r) => r.prompt);
-    if (prompts.length < config.batchSize) throw new UsageError(`--prompts ${promptsFile} has ${prompts.length} prompts, fewer than --batch-size (${config.batchSize})`);
+    const globalBatch = config.batchSize * ctx.dist.worldSize;
+    if (prompts.length < globalBatch)
+      throw new UsageError(
+        `--prompts ${promptsFile} has ${prompts.length} prompts, fewer than --batch-size (${config.batchSize})${ctx.dist.worldSize > 1 ? ` x ${ctx.dist.worldSize} ranks` : ''}`,
+      );
     encodeQueries(tok, template, prompts, policyCfg.maxSeqLen, config.maxNewTokens, `--prompts ${promptsFile}`);
     if (reward === 'scalar') checkPromptsFitScalarRM(tok, template, prompts, rmCfg, config.maxNewTokens, `--prompts ${promptsFile}`);
 
@@ -141,6 +147,7 @@ controller, prompt order); --resume continues it exactly.`,
         outputDir: out,
         saveDtype: o.saveDtype,
         signal: ctx.signal,
+        dist: ctx.dist,
         onEvent: progress.onEvent,
       };
       let trainer: PPOTrainer;
@@ -155,7 +162,7 @@ controller, prompt order); --resume continues it exactly.`,
       }
 
       // every input has been checked: the run's folder may now be written
-      const configFile = await saveRunConfig(out, PPO_CONFIG_FILE, runConfigText(o));
+      const configFile = ctx.dist.isMain ? await saveRunConfig(out, PPO_CONFIG_FILE, runConfigText(o)) : path.join(out, PPO_CONFIG_FILE);
       const c = policyCfg;
       console.log(
         `ppo (--reward ${reward}${reward === 'sentence' ? `, ${o.sentenceAggregate}` : ''}, reward model ${rewardModel}): ` +
@@ -163,7 +170,7 @@ controller, prompt order); --resume continues it exactly.`,
           `ref ${ref}${resume ? '' : `; critic from ${critic}`}; template ${templateFrom}; tokenizer ${tok.source}`,
       );
       console.log(
-        `${config.steps} steps of ${config.batchSize} prompts (${config.ppoEpochs} epochs of minibatches of ${config.miniBatchSize}); ${prompts.length} prompts; options saved to ${configFile}`,
+        `${config.steps} steps of ${globalBatch} prompts${ranksText(ctx.dist, config.batchSize)} (${config.ppoEpochs} epochs of minibatches of ${config.miniBatchSize}${ctx.dist.worldSize > 1 ? ' per rank' : ''}); ${prompts.length} prompts; options saved to ${configFile}`,
       );
       const result = await trainer.train(prompts).finally(() => progress.done());
       if (result.stopped) {
@@ -171,6 +178,7 @@ controller, prompt order); --resume continues it exactly.`,
         console.error(`continue with: s2s ppo --out ${out} --resume`);
         return EXIT_INTERRUPTED;
       }
+      if (!ctx.dist.isMain) return 0;
       console.log(`trained ${result.steps} PPO steps; policy saved to ${result.savedTo} (critic: ${path.join(out, 'final-critic')})`);
       const samples = path.join(out, 'samples.jsonl');
       console.log(`per-step metrics: ${path.join(out, 'log.jsonl')}${(await exists(samples)) ? `; sample completions: ${samples}` : ''}`);

@@ -72,11 +72,13 @@ and the tokenizer. Ctrl-C stops with a checkpoint; --resume continues.`,
   ],
   options,
   interruptible: true,
+  distributed: true,
   async run(parsed, ctx) {
     const setup = await setUpRun(options, parsed, {
       command: 'rm train',
       configFile: RM_CONFIG_FILE,
       defaults: (v) => (v.seq2seq ? TRAIN_DEFAULTS : SCALAR_RM_DEFAULTS),
+      dist: ctx.dist,
     });
     const { values: o, resume, out, train } = setup;
     let kind: RewardModelKind = o.seq2seq ? 'seq2seq' : 'scalar';
@@ -121,8 +123,12 @@ and the tokenizer. Ctrl-C stops with a checkpoint; --resume continues.`,
       finalFiles: { [RM_CONFIG_FILE]: runConfig, ...rewardModelFiles({ kind, baseModel: sft && path.resolve(sft), data: path.resolve(data) }) },
       saveDtype: o.saveDtype,
       signal: ctx.signal,
-      saveConfig: () => saveRunConfig(out, RM_CONFIG_FILE, runConfig),
-      saveResults: (results) => writeFileAtomic(path.join(out, EVAL_RESULTS_FILE), JSON.stringify(results, null, 2) + '\n'),
+      dist: ctx.dist,
+      // rank 0 writes the run's files
+      saveConfig: async () => (ctx.dist.isMain ? saveRunConfig(out, RM_CONFIG_FILE, runConfig) : path.join(out, RM_CONFIG_FILE)),
+      saveResults: async (results) => {
+        if (ctx.dist.isMain) await writeFileAtomic(path.join(out, EVAL_RESULTS_FILE), JSON.stringify(results, null, 2) + '\n');
+      },
     };
     return kind === 'scalar'
       ? trainScalarRM(run)

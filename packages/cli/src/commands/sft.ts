@@ -26,7 +26,7 @@ import { type OptionSchema, UsageError, need } from '../options.js';
 import { Progress } from '../progress.js';
 import { runConfigText, saveRunConfig } from '../run-dir.js';
 import { trainOptions } from '../train-options.js';
-import { reportEnd, setUpRun } from '../training-run.js';
+import { ranksText, reportEnd, setUpRun } from '../training-run.js';
 
 export const SFT_CONFIG_FILE = 'sft_config.json';
 
@@ -74,8 +74,9 @@ Ctrl-C stops with a checkpoint.`,
   ],
   options,
   interruptible: true,
+  distributed: true,
   async run(parsed, ctx) {
-    const { values: o, explicit, out, resume, train } = await setUpRun(options, parsed, { command: 'sft', configFile: SFT_CONFIG_FILE, defaults: TRAIN_DEFAULTS });
+    const { values: o, explicit, out, resume, train } = await setUpRun(options, parsed, { command: 'sft', configFile: SFT_CONFIG_FILE, defaults: TRAIN_DEFAULTS, dist: ctx.dist });
     const data = need(o.data, 'data', 'FILE');
     if (!resume && o.model !== undefined)
       for (const k of ['layers', 'heads', 'channels', 'context'] as const)
@@ -123,7 +124,7 @@ Ctrl-C stops with a checkpoint.`,
 
     try {
       const runConfig = runConfigText({ ...o, ...train });
-      const configFile = await saveRunConfig(out, SFT_CONFIG_FILE, runConfig);
+      const configFile = ctx.dist.isMain ? await saveRunConfig(out, SFT_CONFIG_FILE, runConfig) : path.join(out, SFT_CONFIG_FILE);
       const progress = new Progress({ unit: 'tok' });
       const trainer = new SupervisedTrainer({
         model,
@@ -137,6 +138,7 @@ Ctrl-C stops with a checkpoint.`,
         files: { ...templateFiles(template), [SFT_CONFIG_FILE]: runConfig },
         saveDtype: o.saveDtype,
         signal: ctx.signal,
+        dist: ctx.dist,
         onEvent: (e) => progress.onEvent(e),
       });
       // training flags given now may differ from the saved run's (see resumedTrainConfig)
@@ -147,7 +149,7 @@ Ctrl-C stops with a checkpoint.`,
           `${(model.numParams / 1e6).toFixed(2)}M parameters, on ${model.device}); template ${templateFrom}; tokenizer ${tok.source} (${tok.vocabSize} ids)`,
       );
       console.log(
-        `${resume ? `resuming ${resume.checkpoint} at step ${trainer.currentStep}; ` : ''}${trainer.totalSteps} steps of ${train.batchSize * train.gradAccumulation} examples; ` +
+        `${resume ? `resuming ${resume.checkpoint} at step ${trainer.currentStep}; ` : ''}${trainer.totalSteps} steps of ${train.batchSize * train.gradAccumulation * ctx.dist.worldSize} examples${ranksText(ctx.dist)}; ` +
           `${trainSet.length} training and ${evalSet.length} evaluation examples; options saved to ${configFile}`,
       );
       const result = await trainer.train().finally(() => progress.done());

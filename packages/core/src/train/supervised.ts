@@ -44,19 +44,21 @@ export class SupervisedTrainer extends Trainer<SupervisedConfig> {
     return t;
   }
 
-  /** Mean NLL per target token over `examples` (default: the evaluation set). */
+  /** Mean NLL per target token over `examples` (default: the evaluation set), each rank scoring its shard. */
   async evalLoss(examples: readonly SupervisedExample[] = this.data.eval ?? []): Promise<number> {
     if (examples.length === 0) throw new RangeError('evalLoss: no evaluation examples');
     let nll = 0;
     let tokens = 0;
-    for (let i = 0; i < examples.length; i += this.config.batchSize) {
-      const batch = collate(examples.slice(i, i + this.config.batchSize), this.data.padId);
+    const mine = this.dist.shard(examples);
+    for (let i = 0; i < mine.length; i += this.config.batchSize) {
+      const batch = collate(mine.slice(i, i + this.config.batchSize), this.data.padId);
       const { logprob } = await this.model.forward(batch);
       for (let j = 0; j < logprob.length; j++) {
         nll -= batch.lossMask[j] * logprob[j];
         tokens += batch.lossMask[j];
       }
     }
+    [nll, tokens] = await this.dist.sum([nll, tokens]);
     return nll / Math.max(1, tokens);
   }
 
@@ -66,9 +68,11 @@ export class SupervisedTrainer extends Trainer<SupervisedConfig> {
 
   protected async gradients(parts: number[][]): Promise<{ loss: number; items: number }> {
     const { train, padId } = this.data;
-    const batches = parts.map((indices) => ({ batch: collate(indices.map((i) => train[i]), padId), indices }));
-    // One normaliser for the whole step, so that accumulation equals one big batch.
-    const tokens = batches.reduce((n, { batch }) => n + batch.lossMask.reduce((a, b) => a + b, 0), 0);
+    // (a rank's shard of a short last batch can be empty)
+    const batches = parts.filter((p) => p.length > 0).map((indices) => ({ batch: collate(indices.map((i) => train[i]), padId), indices }));
+    // One normaliser for the whole step (all ranks), so that accumulation equals one big batch.
+    const local = batches.reduce((n, { batch }) => n + batch.lossMask.reduce((a, b) => a + b, 0), 0);
+    const tokens = await this.globalCount(local);
     let loss = 0;
     for (const { batch, indices } of batches) {
       const { logprob } = await this.model.forward(batch);
@@ -83,6 +87,6 @@ export class SupervisedTrainer extends Trainer<SupervisedConfig> {
       }
       await this.model.backward({ dlogprob });
     }
-    return { loss: loss / Math.max(1, tokens), items: tokens };
+    return { loss: loss / Math.max(1, tokens), items: local };
   }
 }

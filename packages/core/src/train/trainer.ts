@@ -3,9 +3,16 @@
 // evaluation, checkpoints laid out as Hugging Face's Trainer does, an AbortSignal that stops with a
 // checkpoint, and an exact resume. A subclass says how a step's batches become gradients and what
 // its evaluation measures.
+//
+// Data parallel (opts.dist with several ranks): every rank draws the same global batch of
+// batchSize * worldSize examples and trains on its own shard of it; gradients are summed over the
+// ranks before the step (a subclass normalises by the step's global count, globalCount()), so every
+// rank takes the same step and holds the same weights. Rank 0 writes checkpoints and reports
+// events; the ranks agree each step on whether to stop.
 import * as path from 'node:path';
 
 import { type WeightDType, saveModel } from '../checkpoint.js';
+import { Distributed } from '../distributed.js';
 import { BatchSampler, type SamplerState } from '../data/batching.js';
 import type { FileData } from '../fsutil.js';
 import type { Model } from '../model.js';
@@ -19,7 +26,7 @@ import { learningRate } from './schedule.js';
  * `saveTotalLimit` is Hugging Face's save_total_limit, as rotateCheckpoints keeps it.
  */
 export interface TrainConfig extends OptimizerConfig {
-  /** examples per forward/backward */
+  /** examples per forward/backward on each rank (the global batch is batchSize * ranks) */
   batchSize: number;
   /** forward/backward passes per optimizer step */
   gradAccumulation: number;
@@ -86,6 +93,8 @@ export interface TrainerState<C extends TrainConfig = TrainConfig> {
   history: HistoryEntry[];
   /** the last logEvery step losses (the logged loss is their mean) */
   recentLosses: number[];
+  /** how many data-parallel ranks trained it (absent: 1) */
+  worldSize?: number;
 }
 
 export interface TrainerOptions<C extends TrainConfig> {
@@ -104,6 +113,8 @@ export interface TrainerOptions<C extends TrainConfig> {
   onEvent?: (e: TrainerEvent) => void;
   /** when aborted, the trainer checkpoints (if it has an outputDir) and returns before the next step */
   signal?: AbortSignal;
+  /** the data-parallel ranks this trainer is one of (default: the single-rank run) */
+  dist?: Distributed;
 }
 
 export interface TrainResult {
@@ -134,6 +145,7 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
   readonly model: Model;
   readonly totalSteps: number;
   protected readonly opts: TrainerOptions<C>;
+  protected readonly dist: Distributed;
   protected readonly sampler: BatchSampler;
   protected step = 0;
   protected history: HistoryEntry[] = [];
@@ -144,8 +156,10 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
 
   /**
    * Forward and backward over one optimizer step's batches (example indices, gradAccumulation of
-   * them), leaving the step's gradients accumulated in the model. Returns the step's loss and how
-   * many items (tokens, pairs) it processed.
+   * them: this rank's shards), leaving the step's gradients accumulated in the model. Returns this
+   * rank's share of the step's loss and how many items (tokens, pairs) it processed. A loss that is
+   * a mean divides by the whole step's count over all ranks (globalCount), so that the ranks'
+   * gradients and losses add up to the single-process step's.
    */
   protected abstract gradients(batches: number[][]): Promise<{ loss: number; items: number }>;
 
@@ -160,9 +174,11 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
   protected constructor(opts: TrainerOptions<C>, defaults: C, datasetSize: number, what: string) {
     this.opts = opts;
     this.model = opts.model;
+    this.dist = opts.dist ?? Distributed.single;
     this.config = checkTrainConfig({ ...defaults, ...opts.config }, what);
     if (datasetSize === 0) throw new RangeError(`${what} trainer: the training set is empty`);
-    this.sampler = new BatchSampler(datasetSize, { batchSize: this.config.batchSize, seed: this.config.seed });
+    // every rank draws the same global batch and takes its shard of it
+    this.sampler = new BatchSampler(datasetSize, { batchSize: this.config.batchSize * this.dist.worldSize, seed: this.config.seed });
     this.totalSteps =
       this.config.maxSteps > 0
         ? this.config.maxSteps
@@ -176,6 +192,13 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
    */
   restore(state: TrainerState<TrainConfig>, dir: string): void {
     if (state.kind !== this.kind) throw new Error(`${dir} holds a ${String(state.kind)} run, not a ${this.kind} one`);
+    const ranks = state.worldSize ?? 1;
+    if (ranks !== this.dist.worldSize)
+      throw new Error(
+        `the run in ${dir} was trained on ${ranks} data-parallel rank${ranks > 1 ? 's' : ''} and this one has ${this.dist.worldSize}: ` +
+          `an exact resume needs the same world size (its global batch is batchSize x ranks); resume with ${ranks} rank${ranks > 1 ? 's' : ''}, ` +
+          'or start a new run from the checkpoint as the model',
+      );
     if (state.sampler?.size !== this.sampler.size)
       throw new Error(`the run in ${dir} trained on ${state.sampler?.size} examples but this trainer has ${this.sampler.size}: a run continues on its own data`);
     this.sampler.restore(state.sampler);
@@ -197,19 +220,38 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
       sampler: this.sampler.state(),
       history: this.history,
       recentLosses: this.recent,
+      worldSize: this.dist.worldSize,
     };
+  }
+
+  /** The sum of a per-rank count (tokens, pairs) over the ranks: the step's normaliser. */
+  protected async globalCount(local: number): Promise<number> {
+    return (await this.dist.sum([local]))[0];
+  }
+
+  protected emit(e: TrainerEvent): void {
+    if (this.dist.isMain) this.opts.onEvent?.(e);
+  }
+
+  /** Writes on rank 0 only, after checking that every rank holds the same weights; the others wait. */
+  private async onMain(what: string, write: () => Promise<void>): Promise<void> {
+    await this.dist.checkSameWeights(this.model, what);
+    if (this.dist.isMain) await write();
+    await this.dist.barrier();
   }
 
   private async checkpoint(): Promise<string | undefined> {
     if (!this.opts.outputDir) return undefined;
     const dir = checkpointDir(this.opts.outputDir, this.step);
-    await saveTrainingCheckpoint(dir, this.model, this.state(), {
-      tokenizer: this.opts.tokenizer,
-      config: this.opts.hfConfig,
-      files: this.opts.files,
-      keep: this.config.saveTotalLimit,
-    });
-    this.opts.onEvent?.({ type: 'checkpoint', step: this.step, dir });
+    await this.onMain(`the checkpoint at step ${this.step}`, () =>
+      saveTrainingCheckpoint(dir, this.model, this.state(), {
+        tokenizer: this.opts.tokenizer,
+        config: this.opts.hfConfig,
+        files: this.opts.files,
+        keep: this.config.saveTotalLimit,
+      }),
+    );
+    this.emit({ type: 'checkpoint', step: this.step, dir });
     return dir;
   }
 
@@ -219,21 +261,25 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
     const started = performance.now();
     const startStep = this.step;
     let evalMetrics: Record<string, number> | undefined;
+    // the ranks start from rank 0's weights and optimizer state, as DDP does
+    await this.dist.syncModel(this.model, { optimizer: true });
     while (this.step < this.totalSteps) {
-      if (this.opts.signal?.aborted) {
+      if (await this.dist.any(this.opts.signal?.aborted ?? false)) {
         const savedTo = await this.checkpoint();
         return { steps: this.step, stopped: true, loss: mean(this.recent), eval: evalMetrics, history: this.history, savedTo };
       }
       const t0 = performance.now();
       const parts = Array.from({ length: c.gradAccumulation }, () => this.sampler.next());
-      const { loss, items } = await this.gradients(parts.map((p) => p.indices));
+      const mine = await this.gradients(parts.map((p) => this.dist.shard(p.indices)));
+      const [loss, items] = await this.dist.sum([mine.loss, mine.items]);
+      await this.dist.reduceGradients(this.model);
       this.step++;
       const lr = learningRate(this.step, schedule);
       const gradNorm = await this.model.step(adamWOptions(c, lr));
       this.recent.push(loss);
       if (this.recent.length > c.logEvery) this.recent.shift();
       const elapsedMs = performance.now() - started;
-      this.opts.onEvent?.({
+      this.emit({
         type: 'step',
         step: this.step,
         totalSteps: this.totalSteps,
@@ -251,7 +297,7 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
       const metrics = evalNow ? await this.evaluate() : undefined;
       if (metrics) {
         evalMetrics = metrics;
-        this.opts.onEvent?.({ type: 'eval', step: this.step, metrics });
+        this.emit({ type: 'eval', step: this.step, metrics });
       }
       if (logNow || metrics) this.history.push({ step: this.step, loss: mean(this.recent), lr, gradNorm, ...(metrics ? { eval: metrics } : {}) });
       if (c.saveEvery > 0 && this.step % c.saveEvery === 0 && !last) await this.checkpoint();
@@ -259,16 +305,19 @@ export abstract class Trainer<C extends TrainConfig = TrainConfig> {
     let savedTo: string | undefined;
     if (this.opts.outputDir) {
       savedTo = path.join(this.opts.outputDir, 'final');
-      await saveModel(this.model, savedTo, {
-        dtype: this.opts.saveDtype,
-        config: this.opts.hfConfig,
-        files: {
-          ...(this.opts.tokenizer?.files() ?? {}),
-          ...this.opts.files,
-          ...(await this.finalFiles()),
-          [TRAINER_STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n',
-        },
-      });
+      const finalFiles = await this.finalFiles();
+      await this.onMain('the final model', () =>
+        saveModel(this.model, savedTo!, {
+          dtype: this.opts.saveDtype,
+          config: this.opts.hfConfig,
+          files: {
+            ...(this.opts.tokenizer?.files() ?? {}),
+            ...this.opts.files,
+            ...finalFiles,
+            [TRAINER_STATE_FILE]: JSON.stringify(this.state(), null, 2) + '\n',
+          },
+        }),
+      );
     }
     return { steps: this.step, stopped: false, loss: mean(this.recent), eval: evalMetrics, history: this.history, savedTo };
   }
