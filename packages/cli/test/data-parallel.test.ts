@@ -9,7 +9,7 @@
 // rounding level moves by +-lr depending on its sign, which would hide a real difference under a
 // tolerance of lr; with eps 1e-3 the update is continuous in the gradient and the stated
 // tolerance (1e-5 absolute on weights after 3 steps) measures the sum order alone.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -148,30 +148,57 @@ describe('resuming a data-parallel run', () => {
 });
 
 describe('failures', () => {
-  it('a rank killed mid-run stops the other, which names it (ranks started as a scheduler would, without the launcher)', async () => {
+  /**
+   * Two ranks of a long sft run started as a scheduler would (no launcher); once rank 0 reports its
+   * first step, `fault` is done to rank 1. Resolves with rank 0's exit status and stderr.
+   */
+  async function faultRank1(name: string, timeoutS: number, fault: (rank1: ChildProcess) => void): Promise<{ code: number | null; err: string }> {
     const port = await freeTcpPort();
-    const out = path.join(root, 'killed');
+    const out = path.join(root, name);
     const start = (rank: number) =>
       spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'packages/cli/src/main.ts', ...sftArgs(out, 4, 100_000)], {
         cwd: repo,
-        env: { ...process.env, WORLD_SIZE: '2', RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), S2S_DIST_TIMEOUT: '60' },
+        env: { ...process.env, WORLD_SIZE: '2', RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), S2S_DIST_TIMEOUT: String(timeoutS) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
     const rank0 = start(0);
     const rank1 = start(1);
-    let err0 = '';
-    const started = Date.now();
-    const code0 = await new Promise<number | null>((resolve) => {
-      rank0.stderr.on('data', (b: Buffer) => {
-        const first = !err0.includes('step 1/');
-        err0 += b.toString();
-        if (first && err0.includes('step 1/')) setTimeout(() => rank1.kill('SIGKILL'), 500);
+    let err = '';
+    try {
+      const code = await new Promise<number | null>((resolve) => {
+        rank0.stderr.on('data', (b: Buffer) => {
+          const first = !err.includes('step 1/');
+          err += b.toString();
+          if (first && err.includes('step 1/')) setTimeout(() => fault(rank1), 300);
+        });
+        rank0.on('exit', (c) => resolve(c));
       });
-      rank0.on('exit', (c) => resolve(c));
+      return { code, err };
+    } finally {
+      rank1.kill('SIGKILL');
+    }
+  }
+
+  it('a rank killed mid-run stops the other, which names it (ranks started as a scheduler would, without the launcher)', async () => {
+    let killedAt = 0;
+    const r = await faultRank1('killed', 60, (rank1) => {
+      rank1.kill('SIGKILL');
+      killedAt = Date.now();
     });
-    expect(code0, err0).toBe(1);
-    expect(err0).toMatch(/s2s \[rank 0\]: .*failed on rank 0 of 2: rank 1 exited/);
-    expect(Date.now() - started).toBeLessThan(50_000); // at once, not at the 60 s timeout
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/s2s \[rank 0\]: .*failed on rank 0 of 2: rank 1 exited/);
+    expect(Date.now() - killedAt).toBeLessThan(30_000); // at once, not at the 60 s timeout
+  }, 90_000);
+
+  it('a rank that hangs (stopped with SIGSTOP) stops the other at S2S_DIST_TIMEOUT, which says so', async () => {
+    let stoppedAt = 0;
+    const r = await faultRank1('hung', 3, (rank1) => {
+      rank1.kill('SIGSTOP');
+      stoppedAt = Date.now();
+    });
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain('failed on rank 0 of 2: a peer did not take part within the timeout of 3 s');
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(2_500);
   }, 90_000);
 
   it('the launcher names a rank that died and stops the others', async () => {
