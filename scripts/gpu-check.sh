@@ -58,6 +58,10 @@ if [ $tests_rc -eq 0 ]; then
   S2S_LOGITS_MB=0 S2S_TEST_FILTER=whole_model timeout 120 "$build/test_cuda"
   tests_rc=$?
 fi
+echo "== data parallelism: 2 thread-ranks all-reducing CUDA models' gradients over Gloo (through host memory)"
+# skipped, with the reason, where the machine has no libgloo-dev
+timeout 120 env S2S_TEST_FILTER=cuda_model "$build/test_dist"
+dist_rc=$?
 echo "== CPU tests (reference build)"
 timeout 120 "$build/test_kernels" >/dev/null && timeout 120 "$build/test_model" >/dev/null &&
   timeout 120 env S2S_TEST_FILTER="cpu " "$build/test_ops" >/dev/null
@@ -76,6 +80,7 @@ echo "GEMMs:        $([ "$cublas" = on ] && [ "$found" = ON ] && echo "cuBLAS wh
 echo "build:        $([ $werror = on ] && echo "warnings as errors, as in CI" || echo "WARNINGS: the -Werror build failed; see the log")"
 echo "op cases:     $(verdict $ops_rc passed)"
 echo "parity tests: $(verdict $tests_rc passed)"
+echo "data parallel: $(verdict $dist_rc passed)"
 echo "CPU tests:    $([ $cpu_rc -eq 0 ] && echo passed || echo "FAILED (exit $cpu_rc)")"
 echo "benchmark:    $(verdict $bench_rc done)"
 sed -n '/^| measurement/,$p' "$logdir/bench.txt"

@@ -10,10 +10,12 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "backend.h"
 #include "cpu/model_cpu.h"
 #include "comm/process_group.h"
 #include "harness.h"
@@ -130,9 +132,16 @@ TEST(collectives_sum_broadcast_gather_and_agree_bit_for_bit) {
 
 // Two ranks, each with its own batch, averaging their gradients, take the step a single model
 // takes on both batches with each batch's loss weighted by one half; and rank 1's differently
-// initialised parameters and optimizer state become rank 0's through the broadcast.
-TEST(model_gradients_average_over_ranks_and_parameters_broadcast_from_rank_0) {
-  if (skip_without_gloo()) return;
+// initialised parameters and optimizer state become rank 0's through the broadcast. On `device`
+// ("cuda": the gradients go through host memory, Transformer::on_host).
+//
+// One rank computes at a time: oneDNN's library-managed scratchpad (its default) is shared by every
+// primitive, so two threads may not run matmuls at once (wrong gradients under load, seen here),
+// and the CUDA emulator runs one kernel at a time. The engine runs every call on its one thread,
+// so only these thread-ranks meet this; real ranks are processes.
+static std::mutex g_compute;
+
+static void check_gradient_allreduce(const char* device) {
   GPTConfig c{61, 32, 2, 4, 48, true};
   const int B = 2, T = 12;
   std::vector<std::vector<int32_t>> tok = {harness::random_tokens(B * T, c.vocab_size, 1),
@@ -145,44 +154,54 @@ TEST(model_gradients_average_over_ranks_and_parameters_broadcast_from_rank_0) {
   AdamWConfig adam;
   adam.lr = 1e-2f;
   adam.max_grad_norm = 1.0f;
-  const size_t P = GPT(c).num_params();
+  setenv("S2S_CUDA_PRECISION", "fp32", 1);
 
   // the reference: one model, both batches accumulated at weight 1/2
-  GPT ref(c);
-  ref.init_weights(7);
+  auto ref = make_backend(c, device);
+  const size_t P = ref->num_params();
+  ref->init_weights(7);
   Vec half_dlp(dlogprob), half_dv(dvalue);
   for (auto& x : half_dlp) x *= 0.5f;
   for (auto& x : half_dv) x *= 0.5f;
   for (int r = 0; r < 2; r++) {
-    ref.forward(tok[r].data(), tgt[r].data(), B, T, fo);
-    ref.backward(half_dlp.data(), half_dv.data());
+    ref->forward(tok[r].data(), tgt[r].data(), B, T, fo);
+    ref->backward(half_dlp.data(), half_dv.data());
   }
   Vec ref_grads(P), ref_params(P);
-  ref.read_buffer(BufferKind::grads, 0, P, ref_grads.data());
-  double ref_norm = ref.step(adam);
-  ref.read_buffer(BufferKind::params, 0, P, ref_params.data());
+  ref->read_buffer(BufferKind::grads, 0, P, ref_grads.data());
+  double ref_norm = ref->step(adam);
+  ref->read_buffer(BufferKind::params, 0, P, ref_params.data());
 
   std::vector<Vec> grads(2, Vec(P)), params(2, Vec(P)), moments(2, Vec(P));
   std::vector<double> norms(2);
   std::vector<int64_t> steps(2);
   auto errors = run_ranks(2, [&](int r, ProcessGroup& g) {
-    GPT m(c);
-    m.init_weights(r == 0 ? 7 : 8);  // rank 1 starts elsewhere: the broadcast must fix that
-    if (r == 1) {
-      m.forward(tok[1].data(), tgt[1].data(), B, T, fo);
-      m.backward(dlogprob.data(), dvalue.data());
-      m.step(adam);  // and it has optimizer state of its own
+    std::shared_ptr<ModelBackend> m;
+    {
+      std::lock_guard<std::mutex> lock(g_compute);
+      m = make_backend(c, device);
+      m->init_weights(r == 0 ? 7 : 8);  // rank 1 starts elsewhere: the broadcast must fix that
+      if (r == 1) {
+        m->forward(tok[1].data(), tgt[1].data(), B, T, fo);
+        m->backward(dlogprob.data(), dvalue.data());
+        m->step(adam);  // and it has optimizer state of its own
+      }
     }
-    m.broadcast_params(g, 0, true);
-    m.forward(tok[r].data(), tgt[r].data(), B, T, fo);
-    m.backward(dlogprob.data(), dvalue.data());
-    m.allreduce_grads(g, 0.5f);
-    m.read_buffer(BufferKind::grads, 0, P, grads[r].data());
-    norms[r] = m.step(adam);
-    steps[r] = m.optimizer_step();
-    m.read_buffer(BufferKind::params, 0, P, params[r].data());
-    m.read_buffer(BufferKind::adam_m, 0, P, moments[r].data());
+    m->broadcast_params(g, 0, true);
+    {
+      std::lock_guard<std::mutex> lock(g_compute);
+      m->forward(tok[r].data(), tgt[r].data(), B, T, fo);
+      m->backward(dlogprob.data(), dvalue.data());
+    }
+    m->allreduce_grads(g, 0.5f);
+    std::lock_guard<std::mutex> lock(g_compute);
+    m->read_buffer(BufferKind::grads, 0, P, grads[r].data());
+    norms[r] = m->step(adam);
+    steps[r] = m->optimizer_step();
+    m->read_buffer(BufferKind::params, 0, P, params[r].data());
+    m->read_buffer(BufferKind::adam_m, 0, P, moments[r].data());
   });
+  unsetenv("S2S_CUDA_PRECISION");
   expect_no_errors(errors);
   for (int r = 0; r < 2; r++) {
     EXPECT_CLOSE_EACH(grads[r].data(), ref_grads.data(), P, 1e-6, 1e-4);
@@ -192,6 +211,21 @@ TEST(model_gradients_average_over_ranks_and_parameters_broadcast_from_rank_0) {
   }
   EXPECT(std::memcmp(params[0].data(), params[1].data(), P * sizeof(float)) == 0);
   EXPECT(std::memcmp(moments[0].data(), moments[1].data(), P * sizeof(float)) == 0);
+}
+
+TEST(model_gradients_average_over_ranks_and_parameters_broadcast_from_rank_0) {
+  if (skip_without_gloo()) return;
+  check_gradient_allreduce("cpu");
+}
+
+TEST(cuda_model_gradients_average_over_ranks_through_host_memory) {
+  if (skip_without_gloo()) return;
+  CudaStatus s = cuda_status();
+  if (!s.available) {
+    std::printf("  skipped: no CUDA device (%s)\n", s.reason.c_str());
+    return;
+  }
+  check_gradient_allreduce("cuda");
 }
 
 TEST(a_rank_that_exits_is_named_by_the_others) {

@@ -213,6 +213,8 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
       {DNNL_ARG_WEIGHTS, memory(g->b, eng, const_cast<void*>(bf16 ? b_in : B))},
       {DNNL_ARG_DST, memory(g->c, eng, C)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(g->bias, eng, const_cast<float*>(bias)));
+  // (oneDNN's default library-managed scratchpad is shared by all primitives: matmuls must not run
+  // on two threads at once, which the engine's one thread guarantees)
   g->prim.execute(strm, args);
   strm.wait();
 #endif

@@ -1,6 +1,6 @@
 // The `s2s` command: finds the subcommand, reads its options, runs it, and turns errors into a
 // message and an exit status (0 done, 1 failed, 2 usage error, 130 stopped by Ctrl-C).
-import { type Device, Distributed, cudaStatus, getDefaultDevice, readDistributedEnv, setDefaultDevice, setNumThreads } from '@s2s/core';
+import { type Device, Distributed, cudaStatus, getDefaultDevice, pinGpuForRank, readDistributedEnv, setDefaultDevice, setNumThreads } from '@s2s/core';
 
 import type { Command } from './command.js';
 import { dataMakeCommand } from './commands/data-make.js';
@@ -128,6 +128,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       );
     let dist = Distributed.single;
     let restoreConsole = () => {};
+    // each rank its own GPU, before anything initialises CUDA
+    if (cmd.distributed) pinGpuForRank();
     try {
       if ('device' in cmd.options) checkDevice(device);
       if (cmd.distributed) {

@@ -4,6 +4,7 @@
 // start, a check that every rank holds the same weights, and a barrier. A run in one process has
 // the single-rank Distributed, whose collectives are the identity, so trainers use one code path.
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 import type { Model } from './model.js';
@@ -179,4 +180,36 @@ export async function freeTcpPort(host = '127.0.0.1'): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/**
+ * The GPU a data-parallel rank should see, as CUDA_VISIBLE_DEVICES: its LOCAL_RANK-th GPU (ranks
+ * share them round robin when there are fewer GPUs than ranks on the machine), or undefined when
+ * nothing should change: one process, no GPU, or CUDA_VISIBLE_DEVICES already chosen (by a
+ * scheduler, or the user).
+ */
+export function gpuForRank(env: NodeJS.ProcessEnv, gpuCount: number): string | undefined {
+  const e = readDistributedEnv(env);
+  if (!e || e.worldSize === 1 || gpuCount <= 0 || env.CUDA_VISIBLE_DEVICES !== undefined) return undefined;
+  return String(e.localRank % gpuCount);
+}
+
+/** NVIDIA GPUs the driver lists (/proc/driver/nvidia/gpus), without initialising CUDA; 0 without a driver. */
+export function nvidiaGpuCount(): number {
+  try {
+    return readdirSync('/proc/driver/nvidia/gpus').length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Gives this rank its own GPU (gpuForRank) by setting CUDA_VISIBLE_DEVICES: call it before anything
+ * touches CUDA (the first model, cudaStatus()), as `s2s` does for its data-parallel commands.
+ * Returns the GPU index set, if any.
+ */
+export function pinGpuForRank(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const gpu = gpuForRank(env, nvidiaGpuCount());
+  if (gpu !== undefined) env.CUDA_VISIBLE_DEVICES = gpu;
+  return gpu;
 }

@@ -210,7 +210,7 @@ describe('values are refused, not coerced', () => {
         "forward options: unknown key 'temprature' (known: logprob, values, entropy, temperature)",
       );
       await expect(m.generate([[1]], { maxNewTokens: 1, top_k: 5 } as never)).rejects.toThrow(
-        'generate options: unknown key "top_k" (known: maxNewTokens, temperature, topK, topP, eos, seed)',
+        'generate options: unknown key "top_k" (known: maxNewTokens, temperature, topK, topP, eos, seed, firstRow)',
       );
       await expect(m.divergence({ tokens, B, T }, [[1, 2], [1, 2]], { postive: 2 } as never)).rejects.toThrow("divergence scores: unknown key 'postive'");
     });

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { Distributed, freeTcpPort, readDistributedEnv } from '@s2s/core';
+import { Distributed, freeTcpPort, gpuForRank, readDistributedEnv } from '@s2s/core';
 
 const script = fileURLToPath(new URL('./distributed/rank.ts', import.meta.url));
 
@@ -61,6 +61,17 @@ describe('readDistributedEnv', () => {
     expect(() => readDistributedEnv({ WORLD_SIZE: '2', RANK: '0' })).toThrow('MASTER_PORT is not set');
     expect(() => readDistributedEnv({ WORLD_SIZE: '2', RANK: '0', MASTER_PORT: '70000' })).toThrow('MASTER_PORT="70000"');
     expect(() => readDistributedEnv({ WORLD_SIZE: '2', RANK: '0', MASTER_PORT: '1', S2S_DIST_TIMEOUT: '-1' })).toThrow('S2S_DIST_TIMEOUT="-1"');
+  });
+
+  it('gives each rank of a machine its own GPU, round robin when there are fewer, and keeps a chosen one', () => {
+    const rank = (r: number, extra: NodeJS.ProcessEnv = {}) => ({ WORLD_SIZE: '4', RANK: String(r), LOCAL_WORLD_SIZE: '4', MASTER_PORT: '1', ...extra });
+    expect([0, 1, 2, 3].map((r) => gpuForRank(rank(r), 4))).toEqual(['0', '1', '2', '3']);
+    expect([0, 1, 2, 3].map((r) => gpuForRank(rank(r), 2))).toEqual(['0', '1', '0', '1']);
+    expect(gpuForRank(rank(1), 0)).toBeUndefined();
+    expect(gpuForRank(rank(1, { CUDA_VISIBLE_DEVICES: '5' }), 4)).toBeUndefined();
+    expect(gpuForRank({}, 4)).toBeUndefined();
+    // node 1 of 2 (RANK 5 with 4 ranks per node): its LOCAL_RANK decides
+    expect(gpuForRank({ WORLD_SIZE: '8', RANK: '5', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '4', MASTER_PORT: '1' }, 4)).toBe('1');
   });
 
   it('the single-rank run: collectives are the identity', async () => {
