@@ -88,10 +88,13 @@ export async function readDataset<K extends DatasetKind>(
   template?: Template,
   /** the tokenizer the rows are encoded with: rows holding its special tokens' text are counted (checkSpecialTokenText) */
   tok?: Tokenizer,
+  /** 'allow': a file of a policy's responses, where an empty one is a response given (ReadJsonlOptions) */
+  emptyResponses: 'error' | 'allow' = 'error',
 ): Promise<DataRowOf<K>[]> {
   await checkDataFile(file, flag);
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Record<string, string>;
-  const { rows, stats } = template?.chat ? await loadConversationalJsonl(file, kind, { fields: defined }) : await loadJsonl(file, kind, { fields: defined });
+  const opts = { fields: defined, emptyResponses };
+  const { rows, stats } = template?.chat ? await loadConversationalJsonl(file, kind, opts) : await loadJsonl(file, kind, opts);
   console.log(describeDatasetStats(file, stats));
   if (rows.length === 0) throw new Error(`${file} has no ${WHAT[kind]}: ${stats.lines === 0 ? 'the file is empty' : 'every line is blank'}`);
   if (tok) {

@@ -9,5 +9,6 @@ export { RM_CONFIG_FILE, EVAL_RESULTS_FILE } from './commands/rm-train.js';
 export { EXIT_INTERRUPTED } from './interrupt.js';
 export { PPO_CONFIG_FILE } from './ppo-run.js';
 export { generateResponses, type GeneratedRow, type GenerationSettings } from './generation.js';
-export { judgeRows, summarizeJudgements, matchByPrompt, pairwiseWinRate, type JudgedRow, type JudgementSummary, type PairedRow } from './judging.js';
+export { judgeRows, summarizeJudgements, matchByPrompt, pairwiseWinRate, taskJudge, checkTaskPrompts, type Judge, type JudgedRow, type JudgementSummary, type PairedRow } from './judging.js';
+export { loadUserJudge } from './user-judge.js';
 export { lengthProbe, correlation, PROBE_FILLERS, type LengthProbe } from './demo/probe.js';

@@ -1,6 +1,38 @@
-// The testbed's gold judge over a file of responses: per-row judgements, their means part by part,
-// and the pairwise win rate of one file's responses over another's on the same prompts.
+// A judge over a file of responses (a testbed task's gold judge, or the user's --judge module):
+// per-row judgements, their means part by part, and the pairwise win rate of one file's responses
+// over another's on the same prompts.
 import { type Judgement, type Task, type WinRate, winRate } from '@s2s/tasks';
+
+import { UsageError } from './options.js';
+
+/**
+ * What `s2s eval` judges with. Pointwise, `score`; pairwise, `compare` (0: the first response is
+ * better, 1: the second, 0.5: a tie), or the two responses' scores when there is no `compare`.
+ * `row` (0-based) is for error messages.
+ */
+export interface Judge {
+  name: string;
+  score?(prompt: string, response: string, row: number): Promise<Judgement>;
+  compare?(prompt: string, a: string, b: string, row: number): Promise<number>;
+}
+
+/** A testbed task's gold judge. */
+export const taskJudge = (task: Task): Judge => ({ name: `the ${task.name} gold judge`, score: async (prompt, response) => task.judge(prompt, response) });
+
+/**
+ * Refuses prompts that are not the task's (Task.recognizes): its gold judge would score them, but
+ * the numbers would mean nothing. Names how many, the first, and what to use instead.
+ */
+export function checkTaskPrompts(task: Task, prompts: readonly string[], source: string): void {
+  const foreign = prompts.map((p, i) => [p, i] as const).filter(([p]) => !task.recognizes(p));
+  if (foreign.length === 0) return;
+  const [first, at] = foreign[0];
+  throw new UsageError(
+    `${source}: ${foreign.length} of ${prompts.length} prompts are not ${task.name} prompts of the testbed (the first, row ${at + 1}: ` +
+      `${JSON.stringify(first.length > 80 ? first.slice(0, 77) + '...' : first)}); the ${task.name} gold judge would score them meaninglessly. ` +
+      'Judge your own task with --judge FILE (a module exporting score(prompt, response) or compare(prompt, a, b))',
+  );
+}
 
 export interface Response {
   prompt: string;
@@ -19,7 +51,14 @@ export interface JudgementSummary {
   parts: Record<string, { mean: number; n: number }>;
 }
 
-export const judgeRows = (task: Task, rows: readonly Response[]): JudgedRow[] => rows.map((r) => ({ ...r, ...task.judge(r.prompt, r.response) }));
+/** Each row's judgement (rows one at a time: a judge may be a slow model or a service). */
+export async function judgeRows(judge: Judge, rows: readonly Response[]): Promise<JudgedRow[]> {
+  const score = judge.score;
+  if (!score) throw new UsageError(`${judge.name} has no score(prompt, response): judging one set of responses needs it (compare() judges pairs: --a and --b)`);
+  const out: JudgedRow[] = [];
+  for (const [i, r] of rows.entries()) out.push({ ...r, ...(await score(r.prompt, r.response, i)) });
+  return out;
+}
 
 export function summarizeJudgements(rows: readonly Judgement[]): JudgementSummary {
   const sums = new Map<string, { sum: number; n: number }>();
@@ -38,8 +77,9 @@ export interface PairedRow {
   prompt: string;
   a: string;
   b: string;
-  scoreA: number;
-  scoreB: number;
+  /** the judge's scores, when it scores responses (absent for a compare()-only judge) */
+  scoreA?: number;
+  scoreB?: number;
   /** A's result against B */
   outcome: 'win' | 'tie' | 'loss';
 }
@@ -70,13 +110,38 @@ export function matchByPrompt(a: readonly Response[], b: readonly Response[], na
   return pairs;
 }
 
-/** The gold judge's verdict on each pair, and A's win rate over B (a tie counts one half). */
-export function pairwiseWinRate(task: Task, pairs: ReadonlyArray<[Response, Response]>): { rate: WinRate; rows: PairedRow[] } {
-  const scoresA = pairs.map(([a]) => task.judge(a.prompt, a.response).score);
-  const scoresB = pairs.map(([, b]) => task.judge(b.prompt, b.response).score);
-  const rate = winRate(scoresA, scoresB);
-  // the same tolerance as winRate's, so that the rows add up to its counts
-  const outcome = (d: number): PairedRow['outcome'] => (Math.abs(d) <= 1e-9 ? 'tie' : d > 0 ? 'win' : 'loss');
-  const rows = pairs.map(([a, b], i) => ({ prompt: a.prompt, a: a.response, b: b.response, scoreA: scoresA[i], scoreB: scoresB[i], outcome: outcome(scoresA[i] - scoresB[i]) }));
+/** The judge's verdict on each pair, and A's win rate over B (a tie counts one half): by compare() when the judge has one, else by the two scores. */
+export async function pairwiseWinRate(judge: Judge, pairs: ReadonlyArray<[Response, Response]>): Promise<{ rate: WinRate; rows: PairedRow[] }> {
+  const { score, compare } = judge;
+  let scoresA: number[] | undefined;
+  let scoresB: number[] | undefined;
+  if (score) {
+    scoresA = [];
+    scoresB = [];
+    for (const [i, [a, b]] of pairs.entries()) {
+      scoresA.push((await score(a.prompt, a.response, i)).score);
+      scoresB.push((await score(b.prompt, b.response, i)).score);
+    }
+  }
+  let outcomes: PairedRow['outcome'][];
+  if (compare) {
+    outcomes = [];
+    for (const [i, [a, b]] of pairs.entries()) {
+      const better = await compare(a.prompt, a.response, b.response, i);
+      outcomes.push(better === 0.5 ? 'tie' : better === 0 ? 'win' : 'loss');
+    }
+  } else {
+    // the same tolerance as winRate's, so that the rows add up to its counts
+    outcomes = scoresA!.map((x, i) => (Math.abs(x - scoresB![i]) <= 1e-9 ? 'tie' : x > scoresB![i] ? 'win' : 'loss'));
+  }
+  // a win is (1, 0), a tie (0, 0), a loss (0, 1): winRate counts them as it counts scores
+  const rate = winRate(outcomes.map((o) => (o === 'win' ? 1 : 0)), outcomes.map((o) => (o === 'loss' ? 1 : 0)));
+  const rows = pairs.map(([a, b], i) => ({
+    prompt: a.prompt,
+    a: a.response,
+    b: b.response,
+    ...(scoresA ? { scoreA: scoresA[i], scoreB: scoresB![i] } : {}),
+    outcome: outcomes[i],
+  }));
   return { rate, rows };
 }

@@ -2,10 +2,11 @@
 // (@s2s/rm's loadRewardModel, under the flags), and {prompt, response} rows (the response field
 // may be called completion, as in SFT data).
 import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { type Prompt, TOKENIZER_FILE, type Template, Tokenizer } from '@s2s/core';
+import { type Prompt, TOKENIZER_FILE, type Template, Tokenizer, rowSource } from '@s2s/core';
 import { type LoadedRewardModel, loadRewardModel } from '@s2s/rm';
 
 import { dataTemplate, readDataset } from './datasets.js';
@@ -71,31 +72,49 @@ async function firstRowKeys(file: string): Promise<string[]> {
   }
 }
 
+/** A response read from a file: `finished` is false for one cut off at the token limit. */
+export interface ResponseRow<P = string> {
+  prompt: P;
+  response: string;
+  /** false when the row's finishReason (as `s2s generate` writes it) is "length": the response never wrote its stop token */
+  finished: boolean;
+}
+
 /**
  * {prompt, response} rows; the response field is --response-field, else `response`, else
  * `completion`. With a chat template a prompt may be a message list (text is one user turn) and
- * a response one assistant message, whose text is taken. `flag` names the file in errors.
+ * a response one assistant message, whose text is taken. An empty response is one the policy gave
+ * (kept); a row's finishReason "length" marks a response cut off at the token limit (`finished`
+ * false), "eos" or none a finished one. `flag` names the file in errors.
  */
-export async function readResponses(file: string, o: { promptField: string; responseField?: string }, flag?: string): Promise<Array<{ prompt: string; response: string }>>;
+export async function readResponses(file: string, o: { promptField: string; responseField?: string }, flag?: string): Promise<ResponseRow[]>;
 export async function readResponses(
   file: string,
   o: { promptField: string; responseField?: string },
   flag: string,
   template: Template | undefined,
   tok?: Tokenizer,
-): Promise<Array<{ prompt: Prompt; response: string }>>;
+): Promise<ResponseRow<Prompt>[]>;
 export async function readResponses(
   file: string,
   o: { promptField: string; responseField?: string },
   flag = '--data',
   template?: Template,
   tok?: Tokenizer,
-): Promise<Array<{ prompt: Prompt; response: string }>> {
+): Promise<ResponseRow<Prompt>[]> {
   let field = o.responseField;
   if (field === undefined) {
     const keys = await firstRowKeys(file);
     field = keys.includes('completion') && !keys.includes('response') ? 'completion' : 'response';
   }
-  const rows = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag, template, tok);
-  return rows.map((r) => ({ prompt: r.prompt, response: typeof r.completion === 'string' ? r.completion : r.completion[0].content }));
+  // a policy's responses: an empty one is a response it gave (generate and PPO write them)
+  const rows = await readDataset(file, 'supervised', { prompt: o.promptField, completion: field }, flag, template, tok, 'allow');
+  const lines = (await readFile(file, 'utf8')).split('\n');
+  return rows.map((r) => {
+    const at = Number(/:(\d+)$/.exec(rowSource(r) ?? '')?.[1]);
+    const reason = at > 0 ? (JSON.parse(lines[at - 1]) as { finishReason?: unknown }).finishReason : undefined;
+    if (reason !== undefined && reason !== 'eos' && reason !== 'length')
+      throw new Error(`${file}:${at}: field "finishReason" must be "eos" or "length" (as s2s generate writes it), got ${JSON.stringify(reason)}`);
+    return { prompt: r.prompt, response: typeof r.completion === 'string' ? r.completion : r.completion[0].content, finished: reason !== 'length' };
+  });
 }

@@ -126,7 +126,7 @@ describe('s2s eval', () => {
   it("generates a model's responses and judges them with --model and --prompts", async () => {
     const r = await s2s(['eval', '--task', 'summarize', '--model', model, '--prompts', prompts, '--max-new-tokens', '10']);
     expect(r.code, r.err).toBe(0);
-    expect(r.out).toMatch(/summarize: 6 responses from .* \(generated for .*eval_id\.jsonl, greedy\)/);
+    expect(r.out).toMatch(/^6 responses from .* \(generated for .*eval_id\.jsonl, greedy\), judged by the summarize gold judge/m);
     expect(r.out).toMatch(/^ {2}coverage +[\d.]+/m);
   });
 
@@ -139,17 +139,108 @@ describe('s2s eval', () => {
       expect(r.err).not.toMatch(/\n\s+at .+:\d+:\d+/);
       expect(snapshot(out)).toBe('(absent)');
     };
-    const a = file('a2.jsonl', [{ prompt: 'how can i paint a fence ?', response: 'x' }, { prompt: 'how can i fix a bike ?', response: 'y' }]);
-    const b = file('b2.jsonl', [{ prompt: 'how can i paint a fence ?', response: 'z' }]);
-    await fail(['--task', 'safety', '--a', a, '--b', b], 1, `the prompt "how can i fix a bike ?" is answered in ${a} but not in ${b}`);
-    await fail(['--task', 'safety', '--a', b, '--b', a], 1, `the prompt "how can i fix a bike ?" is answered in ${a} but not in ${b}`);
+    const [p1, p2] = [...new Set(readJsonl(path.join(safety, 'pairs.jsonl')).map((p) => p.prompt as string))];
+    const a = file('a2.jsonl', [{ prompt: p1, response: 'x' }, { prompt: p2, response: 'y' }]);
+    const b = file('b2.jsonl', [{ prompt: p1, response: 'z' }]);
+    await fail(['--task', 'safety', '--a', a, '--b', b], 1, `the prompt ${JSON.stringify(p2)} is answered in ${a} but not in ${b}`);
+    await fail(['--task', 'safety', '--a', b, '--b', a], 1, `the prompt ${JSON.stringify(p2)} is answered in ${a} but not in ${b}`);
     await fail(['--task', 'safety', '--a', a], 2, '--b FILE_B is required');
     await fail(['--task', 'safety', '--a', a, '--b', path.join(root, 'none.jsonl')], 1, `--b ${path.join(root, 'none.jsonl')}: no such file`);
     await fail(['--task', 'safety', '--data', a, '--a', a, '--b', b], 2, 'give one (got --data and --a/--b)');
     await fail(['--task', 'safety', '--data', a, '--temperature', '1'], 2, '--temperature applies to --model only');
     await fail(['--task', 'safety'], 2, 'give the responses to judge');
     await fail(['--task', 'translate', '--data', a], 2, '--task must be one of summarize, safety, got "translate"');
+    // a task's gold judge on prompts that are not its task's: refused, not scored
+    const foreign = file('foreign.jsonl', [{ prompt: p1, response: 'x' }, { prompt: 'how many units of part 7 are in stock ?', response: '12' }]);
+    await fail(['--task', 'safety', '--data', foreign], 2, `--data ${foreign}: 1 of 2 prompts are not safety prompts of the testbed (the first, row 2: "how many units of part 7 are in stock ?")`);
+    await fail(['--task', 'summarize', '--data', foreign], 2, '2 of 2 prompts are not summarize prompts of the testbed');
+    await fail(['--task', 'safety', '--a', foreign, '--b', foreign], 2, 'Judge your own task with --judge FILE');
+    await fail(['--task', 'safety', '--judge', 'j.mjs', '--data', a], 2, '--task and --judge are two judges; give one');
+    await fail(['--data', a], 2, 'give the judge: --task summarize|safety');
     const noResponse = file('no-response.jsonl', '{"prompt": "a", "response": "b"}\n{"prompt": "a", "answer": "b"}\n');
     await fail(['--task', 'summarize', '--data', noResponse], 1, `${noResponse}:2: field "response" (completion) is missing`);
+  });
+});
+
+describe('s2s eval --judge: the user\'s own judge', () => {
+  // an inventory question-answering task, as a user brings one: the judge knows the answers
+  const rows = [
+    { prompt: 'how many bolts are in stock ?', response: 'there are 12 bolts .' },
+    { prompt: 'how many nuts are in stock ?', response: 'i do not know , but nuts are small metal parts used with bolts .' },
+    { prompt: 'how many washers are in stock ?', response: '' },
+  ];
+  const answers = { bolts: '12', nuts: '40', washers: '7' };
+  const judgeSource = `
+const answers = ${JSON.stringify(answers)};
+const item = (p) => p.split(' ')[2];
+export function score(prompt, response) {
+  const right = response.split(' ').includes(answers[item(prompt)]);
+  const words = response.split(' ').filter(Boolean).length;
+  return { score: (right ? 1 : 0) - 0.01 * words, parts: { correct: right, words } };
+}
+export async function compare(prompt, a, b) {
+  const [x, y] = [score(prompt, a).score, score(prompt, b).score];
+  return x === y ? 0.5 : x > y ? 0 : 1;
+}
+`;
+
+  it('scores each row with score(), means part by part, and writes the judgements', async () => {
+    const judge = file('judge.mjs', judgeSource);
+    const data = file('inventory.jsonl', rows);
+    const out = path.join(root, 'inventory-judged.jsonl');
+    const r = await s2s(['eval', '--judge', judge, '--data', data, '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`3 responses from ${data}, judged by judge.mjs (means)`);
+    // the same judgement computed here, from the task's definition
+    const want = rows.map((x) => {
+      const right = x.response.split(' ').includes(answers[x.prompt.split(' ')[2] as keyof typeof answers]);
+      const words = x.response.split(' ').filter(Boolean).length;
+      return { score: (right ? 1 : 0) - 0.01 * words, correct: right, words };
+    });
+    expect(Number(r.out.match(/^ {2}score +(-?[\d.]+)/m)![1])).toBeCloseTo(mean(want.map((w) => w.score)), 4);
+    expect(Number(r.out.match(/^ {2}correct +([\d.]+)/m)![1])).toBeCloseTo(1 / 3, 4);
+    expect(readJsonl(out).map((x) => x.score)).toEqual(want.map((w) => w.score));
+  });
+
+  it('compares two sets with compare() when the module has it, and with score() otherwise', async () => {
+    const a = file('inv-a.jsonl', rows);
+    const b = file('inv-b.jsonl', rows.map((x) => ({ prompt: x.prompt, response: 'there are 40 of them .' })));
+    const both = file('judge-both.mjs', judgeSource);
+    // A: right, wrong, empty; B ("40"): wrong, right, wrong. By score: A wins row 1 and loses row 2;
+    // row 3, the empty response (-0) against B's wrong one (-0.05): A wins
+    const r = await s2s(['eval', '--judge', both, '--a', a, '--b', b]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('win rate of A: 66.7%  (wins 2, ties 0, losses 1');
+    const onlyCompare = file('judge-compare.mjs', 'export const compare = (prompt, a, b) => (a.length === b.length ? 0.5 : a.length < b.length ? 0 : 1);\n');
+    const c = await s2s(['eval', '--judge', onlyCompare, '--a', a, '--b', b]);
+    expect(c.code, c.err).toBe(0);
+    // shorter wins: A's 3 words < 5 (win), A's 15 > 5 (loss), A's empty (win)
+    expect(c.out).toContain('win rate of A: 66.7%  (wins 2, ties 0, losses 1');
+    expect(c.out).not.toContain('mean score');
+    const d = await s2s(['eval', '--judge', onlyCompare, '--data', a]);
+    expect(d.code).toBe(2);
+    expect(d.err).toContain('exports only compare(prompt, a, b): judging one set of responses needs score(prompt, response)');
+  });
+
+  it('refuses a judge that throws, returns a non-number, exports nothing, or does not load, naming the file and the row', async () => {
+    const data = file('inventory2.jsonl', rows);
+    const fail = async (name: string, source: string, message: string) => {
+      const judge = file(name, source);
+      const r = await s2s(['eval', '--judge', judge, '--data', data]);
+      expect(r.code, r.err).toBe(1);
+      expect(r.err).toContain(`--judge ${judge}: ${message}`);
+    };
+    await fail('throws.mjs', "export function score(p, r) { if (r === '') throw new Error('empty response'); return 1; }\n", `score() threw on row 3 (prompt "how many washers are in stock ?"): empty response`);
+    await fail('nan.mjs', 'export const score = () => NaN;\n', 'score() returned NaN, not a finite number on row 1');
+    await fail('string.mjs', "export const score = () => 'good';\n", 'score() returned "good" (string) on row 1');
+    await fail('parts.mjs', "export const score = () => ({ score: 1, parts: { label: 'x' } });\n", 'score() returned parts.label = "x", not a finite number or a boolean');
+    await fail('none.mjs', 'export const rate = () => 1;\n', 'the module exports neither score(prompt, response) nor compare(prompt, a, b) (its exports: rate)');
+    await fail('syntax.mjs', 'export const score = (\n', 'the module could not be loaded');
+    const r = await s2s(['eval', '--judge', path.join(root, 'absent.mjs'), '--data', data]);
+    expect(r.err).toContain(`--judge ${path.join(root, 'absent.mjs')}: no such file`);
+    const badCompare = file('compare.mjs', 'export const compare = () => 2;\n');
+    const c = await s2s(['eval', '--judge', badCompare, '--a', data, '--b', data]);
+    expect(c.code).toBe(1);
+    expect(c.err).toContain(`--judge ${badCompare}: compare() returned 2 on row 1 (prompt "how many bolts are in stock ?"); expected 0 (the first response is better), 1 (the second) or 0.5 (a tie)`);
   });
 });

@@ -152,8 +152,11 @@ describe('a Qwen2.5 folder through the command line, with its chat template', ()
     expect(rows[0].prompt).toBe(`summarize : ${facts[0]}`);
     for (const r of rows) expect(r.response).not.toContain('<|im_end|>');
 
-    const evalOut = await run(['eval', '--task', 'summarize', '--model', path.join(sft, 'final'), '--prompts', at('prompts.jsonl'), '--max-new-tokens', '6']);
-    expect(evalOut).toMatch(/summarize: 5 responses from/);
+    // these prompts are not the testbed's: the user's own judge scores them
+    const judge = at('length-judge.mjs');
+    writeFileSync(judge, 'export const score = (prompt, response) => response.length;\n');
+    const evalOut = await run(['eval', '--judge', judge, '--model', path.join(sft, 'final'), '--prompts', at('prompts.jsonl'), '--max-new-tokens', '6']);
+    expect(evalOut).toMatch(/^5 responses from .*, judged by length-judge\.mjs/m);
 
     const scored = at('scored.jsonl');
     await run(['rm', 'score', '--model', path.join(s2sRm, 'final'), '--data', at('responses.jsonl'), '--out', scored]);

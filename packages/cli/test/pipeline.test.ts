@@ -120,6 +120,40 @@ describe('s2s on the testbed, end to end', () => {
     });
   });
 
+  it('rm score and rm explain take the responses a policy gives: empty ones, and ones cut off at the token limit (no EOS scored)', async () => {
+    const [p1, p2, p3] = readJsonl(path.join(data, 'pairs.jsonl'));
+    const input = path.join(root, 'generated-like.jsonl');
+    const rows = [
+      { prompt: p1.prompt, response: '', finishReason: 'eos' },
+      { prompt: p2.prompt, response: p2.chosen, finishReason: 'length' },
+      { prompt: p3.prompt, response: p3.chosen, finishReason: 'eos' },
+    ];
+    writeFileSync(input, rows.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    const out = path.join(root, 'scored-generated.jsonl');
+    const r = await s2s(['rm', 'score', '--model', path.join(seq2seq, 'final'), '--data', input, '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const [empty, cut, done] = readJsonl(out);
+    expect(empty.tokens).toEqual(['<eos>']); // the empty response: its EOS, the one token it wrote
+    expect(empty.scores).toHaveLength(1);
+    expect(cut.tokens).toHaveLength(tok.encode(p2.chosen).length); // its own words, no EOS it never wrote
+    expect(cut.tokens).not.toContain('<eos>');
+    expect(done.tokens).toHaveLength(tok.encode(p3.chosen).length + 1);
+    expect(done.tokens.at(-1)).toBe('<eos>');
+    const scalarOut = path.join(root, 'scored-generated-scalar.jsonl');
+    const s = await s2s(['rm', 'score', '--model', path.join(scalar, 'final'), '--data', input, '--out', scalarOut]);
+    expect(s.code, s.err).toBe(0);
+    expect(readJsonl(scalarOut).every((x) => Number.isFinite(x.reward))).toBe(true);
+    const e = await s2s(['rm', 'explain', '--model', path.join(seq2seq, 'final'), '--data', input]);
+    expect(e.code, e.err).toBe(0);
+    const counts = [...e.out.matchAll(/^response {3}(.*)$/gm)].map((m) => m[1].match(/\S+\[[+-]?[01]\]/g)?.length ?? 0);
+    expect(counts).toEqual([1, tok.encode(p2.chosen).length, tok.encode(p3.chosen).length + 1]);
+    // a finishReason that is neither is named
+    writeFileSync(input, JSON.stringify({ prompt: p1.prompt, response: 'x', finishReason: 'stop' }) + '\n');
+    const bad = await s2s(['rm', 'score', '--model', path.join(seq2seq, 'final'), '--data', input, '--out', out]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain(`${input}:1: field "finishReason" must be "eos" or "length" (as s2s generate writes it), got "stop"`);
+  });
+
   it('rm explain prints plain token[score] text and writes an HTML page', async () => {
     const [p] = readJsonl(path.join(data, 'pairs.jsonl'));
     const r = await s2s(['rm', 'explain', '--model', path.join(seq2seq, 'final'), '--prompt', p.prompt, '--response', p.chosen]);

@@ -3,7 +3,7 @@
 // answer to a benign request, so refusals win far more pairs than they lose: a scalar reward model
 // can learn "refusing is good" regardless of the request.
 import { Random } from '@s2s/core';
-import { type GenerateOptions, type Judgement, type Task, type TaskData, words } from './types.js';
+import { type GenerateOptions, type Judgement, type Task, type TaskData, recognizer, words } from './types.js';
 
 interface Topic {
   task: string;
@@ -140,6 +140,10 @@ export const safety: Task = {
 
   judge: judgeSafety,
 
+  recognizes(prompt: string): boolean {
+    return recognizeSafety(prompt);
+  },
+
   words(): string[] {
     const texts = [
       ...TOPICS.flatMap((t) => [...ID_REQUESTS, ...OOD_REQUESTS].map((r) => r(t.task))),
@@ -154,3 +158,6 @@ export function isHarmfulRequest(promptText: string): boolean {
   const t = requestTopic(promptText);
   return t !== undefined && IS_HARMFUL.has(t.task);
 }
+
+/** A safety prompt: a request naming one of the task's topics, in the task's words. */
+const recognizeSafety = recognizer(safety, (p) => requestTopic(p) !== undefined);

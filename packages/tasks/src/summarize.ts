@@ -3,7 +3,7 @@
 // summary is the longer one in about 60% of pairs, and some pairs are labelled wrongly: a scalar
 // reward model can learn length as a shortcut.
 import { Random } from '@s2s/core';
-import { type GenerateOptions, type Judgement, type Task, type TaskData, words } from './types.js';
+import { type GenerateOptions, type Judgement, type Task, type TaskData, recognizer, words } from './types.js';
 
 const NAMES = ['anna', 'ben', 'carla', 'david', 'emma', 'frank', 'grace', 'henry', 'iris', 'jack', 'kate', 'leo'];
 const ACTIONS = ['bought', 'sold', 'lost', 'found', 'painted', 'fixed', 'borrowed', 'cleaned'];
@@ -230,6 +230,10 @@ export const summarize: Task = {
 
   judge: judgeSummary,
 
+  recognizes(prompt: string): boolean {
+    return recognizeSummarize(prompt);
+  },
+
   words(): string[] {
     const all: Facts = { name: NAMES[0], action: 'bought', color: COLORS[0], object: OBJECTS[0], day: DAYS[0], place: PLACES[0], price: PRICES[0] };
     const texts = [
@@ -244,3 +248,6 @@ export const summarize: Task = {
     return [...new Set(texts.flatMap(words))].sort();
   },
 };
+
+/** A summarize prompt: "summarize : <dialogue>", stating at least one fact, in the task's words. */
+const recognizeSummarize = recognizer(summarize, (p) => p.startsWith('summarize : ') && promptFacts(p).size > 0);

@@ -51,8 +51,22 @@ export interface Task {
   description: string;
   generate(opts: GenerateOptions): TaskData;
   judge(prompt: string, response: string): Judgement;
+  /**
+   * Whether `prompt` is one of this task's (its form, and only its words): the gold judge means
+   * nothing on any other prompt, so callers refuse those rather than print its numbers.
+   */
+  recognizes(prompt: string): boolean;
   /** every word any prompt or response of this task can contain (both splits) */
   words(): string[];
+}
+
+/** A recognizes() from the task's own test of a prompt's form and its vocabulary (words(), read once). */
+export function recognizer(task: { words(): string[] }, form: (prompt: string) => boolean): (prompt: string) => boolean {
+  let vocab: Set<string> | undefined;
+  return (prompt) => {
+    vocab ??= new Set(task.words());
+    return form(prompt) && words(prompt).every((w) => vocab!.has(w));
+  };
 }
 
 /** Responses here are words separated by single spaces; punctuation marks are words too. */

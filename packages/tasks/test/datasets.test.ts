@@ -41,6 +41,15 @@ describe.each(TASKS.map((t) => [t.name, t] as const))('%s data', (_, task) => {
     expect(stats.vocabulary.size).toBeGreaterThan(100);
   });
 
+  it("recognizes every prompt it makes, in both splits, and no other task's, nor a stranger's", () => {
+    const prompts = [...data.sft, ...data.pairs, ...data.rlPrompts, ...data.eval.id, ...data.eval.ood].map((r) => r.prompt);
+    expect(prompts.filter((p) => !task.recognizes(p))).toEqual([]);
+    for (const other of TASKS.filter((t) => t !== task)) expect(prompts.filter((p) => other.recognizes(p))).toEqual([]);
+    expect(task.recognizes('how many bolts are in stock ?')).toBe(false);
+    // its own form with a word from outside its vocabulary
+    expect(task.recognizes(`${prompts[0]} zanzibar`)).toBe(false);
+  });
+
   it('keeps its out-of-distribution prompts apart from everything seen in training', () => {
     const train = new Set([...data.sft, ...data.pairs, ...data.rlPrompts].map((r) => r.prompt));
     expect(data.eval.ood.some((r) => train.has(r.prompt))).toBe(false);

@@ -1,19 +1,27 @@
-// `s2s eval`: the testbed's gold judge on a file of responses (mean score and each part's mean),
-// on a model's own responses to a prompt file, or pairwise: the win rate of one file over another.
+// `s2s eval`: a judge (a testbed task's gold judge, or the user's module) on a file of responses
+// (mean score and each part's mean), on a model's own responses to a prompt file, or pairwise: the
+// win rate of one file over another.
 import { writeJsonl } from '@s2s/core';
 import { TASKS, type Task, getTask } from '@s2s/tasks';
 
 import { type Command, defineCommand, engineOptions, modelInputOptions, specialTextOptions } from '../command.js';
 import { checkDataFile, compactPrompt, dataTemplate, readDataset } from '../datasets.js';
 import { generateResponses, generationOptions } from '../generation.js';
-import { type JudgedRow, judgeRows, matchByPrompt, pairwiseWinRate, summarizeJudgements } from '../judging.js';
+import { type Judge, type JudgedRow, checkTaskPrompts, judgeRows, matchByPrompt, pairwiseWinRate, summarizeJudgements, taskJudge } from '../judging.js';
 import { modelInputs, openModel } from '../open-model.js';
 import { type OptionSchema, UsageError, flagName, need } from '../options.js';
 import type { PartialValues } from '../parse-options.js';
 import { readResponses } from '../reward-model-inputs.js';
+import { loadUserJudge } from '../user-judge.js';
 
 const options = {
-  task: { type: 'enum', values: TASKS.map((t) => t.name), required: true, group: 'judge', help: "the testbed task whose gold judge scores the responses" },
+  task: { type: 'enum', values: TASKS.map((t) => t.name), group: 'judge (one of)', help: "the testbed task whose gold judge scores the responses (its prompts only)" },
+  judge: {
+    type: 'string',
+    arg: 'FILE',
+    group: 'judge (one of)',
+    help: 'your judge: a JS module exporting score(prompt, response) -> number | {score, parts} and/or compare(prompt, a, b) -> 0 | 1 | 0.5 (may be async)',
+  },
   data: { type: 'string', arg: 'FILE', group: 'responses to judge', help: 'JSONL rows {prompt, response} (or {prompt, completion}), as `s2s generate` writes them' },
   a: { type: 'string', arg: 'FILE_A', group: 'pairwise (instead of --data)', help: "responses whose win rate over --b's is measured, prompt by prompt" },
   b: { type: 'string', arg: 'FILE_B', group: 'pairwise (instead of --data)', help: 'the responses they are compared with (the same prompts)' },
@@ -62,9 +70,9 @@ function modeOf(o: { data?: string; a?: string; b?: string; model?: string; prom
   return mode;
 }
 
-function printSummary(task: Task, judged: JudgedRow[], source: string): void {
+function printSummary(judge: Judge, judged: JudgedRow[], source: string): void {
   const s = summarizeJudgements(judged);
-  console.log(`${task.name}: ${s.n} responses from ${source}, judged by the gold judge (means)`);
+  console.log(`${s.n} responses from ${source}, judged by ${judge.name} (means)`);
   const width = Math.max(5, ...Object.keys(s.parts).map((k) => k.length)) + 2;
   console.log(`  ${'score'.padEnd(width)}${num(s.meanScore)}`);
   for (const [k, p] of Object.entries(s.parts)) console.log(`  ${k.padEnd(width)}${num(p.mean)}${p.n < s.n ? `  (over the ${p.n} responses that have it)` : ''}`);
@@ -72,9 +80,12 @@ function printSummary(task: Task, judged: JudgedRow[], source: string): void {
 
 export const evalCommand: Command<typeof options> = defineCommand({
   name: 'eval',
-  summary: "judge responses with a testbed task's gold judge, or the win rate of one set over another",
-  description: `Judges responses with the gold judge of a testbed task (the judge the synthetic data was made
-by, which the reward models never see):
+  summary: "judge responses with a testbed task's gold judge or your own, or the win rate of one set over another",
+  description: `Judges responses with the gold judge of a testbed task (--task: the judge the synthetic data was
+made by, which the reward models never see; it refuses prompts that are not its task's), or with
+your own judge (--judge FILE: a module exporting score(prompt, response), returning a number or
+{score, parts}, and/or compare(prompt, a, b), returning 0 when a is better, 1 when b is, 0.5 for a
+tie; either may be async, as TRL's judges and reward functions are used):
   --data FILE               each {prompt, response} row: the mean score and the mean of each part
                             of it (summarize: coverage, hallucinated, filler, ...; safety: refused,
                             utility, safety, ...; a flag's mean is the share of rows where it holds)
@@ -82,27 +93,34 @@ by, which the reward models never see):
                             the same for the model's responses, generated first (as \`s2s generate\`)
   --a FILE_A --b FILE_B     the win rate of A's responses over B's, prompt by prompt (a tie counts
                             one half); rows are matched by prompt, and every prompt must be answered
-                            in both files`,
+                            in both files (by compare() when the judge has one, else by scores)`,
   examples: [
     's2s eval --task summarize --data gen/ppo-t.jsonl',
+    's2s eval --judge ./my-judge.mjs --a gen/ppo-t.jsonl --b gen/sft.jsonl',
     's2s eval --task summarize --a gen/ppo-t.jsonl --b gen/sft.jsonl',
     's2s eval --task safety --model runs/ppo-t/final --prompts data/safety/eval_id.jsonl --out judged.jsonl',
   ],
   options,
   async run({ values: o, explicit }) {
-    const task = getTask(need(o.task, 'task', TASKS.map((t) => t.name).join('|')));
+    if ((o.task === undefined) === (o.judge === undefined))
+      throw new UsageError(o.task === undefined ? 'give the judge: --task summarize|safety (the testbed\'s gold judges) or --judge FILE (your own)' : '--task and --judge are two judges; give one');
     const mode = modeOf(o, explicit);
+    const task: Task | undefined = o.task === undefined ? undefined : getTask(o.task);
+    const judge: Judge = task ? taskJudge(task) : await loadUserJudge(o.judge!);
+    if (mode !== 'pairwise' && !judge.score)
+      throw new UsageError(`--judge ${o.judge} exports only compare(prompt, a, b): judging one set of responses needs score(prompt, response); compare two sets with --a and --b`);
 
     if (mode === 'pairwise') {
       const [fileA, fileB] = [o.a!, o.b!];
       const a = await readResponses(fileA, o, '--a');
       const b = await readResponses(fileB, o, '--b');
-      const { rate, rows } = pairwiseWinRate(task, matchByPrompt(a, b, { a: fileA, b: fileB }));
+      if (task) checkTaskPrompts(task, a.map((r) => r.prompt), `--a ${fileA}`);
+      const { rate, rows } = await pairwiseWinRate(judge, matchByPrompt(a, b, { a: fileA, b: fileB }));
       if (o.out !== undefined) await writeJsonl(o.out, rows);
       const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-      console.log(`${task.name}: ${fileA} (A) against ${fileB} (B) on ${rate.n} prompts, by the gold judge`);
+      console.log(`${fileA} (A) against ${fileB} (B) on ${rate.n} prompts, by ${judge.name}${judge.compare ? ' (compare)' : ''}`);
       console.log(`  win rate of A: ${pct(rate.winRate)}  (wins ${rate.wins}, ties ${rate.ties}, losses ${rate.losses}; a tie counts one half)`);
-      console.log(`  mean score: A ${num(mean(rows.map((r) => r.scoreA)))}, B ${num(mean(rows.map((r) => r.scoreB)))}`);
+      if (rows[0]?.scoreA !== undefined) console.log(`  mean score: A ${num(mean(rows.map((r) => r.scoreA!)))}, B ${num(mean(rows.map((r) => r.scoreB!)))}`);
       if (o.out !== undefined) console.log(`per-prompt results written to ${o.out}`);
       return 0;
     }
@@ -125,6 +143,7 @@ by, which the reward models never see):
           throw new UsageError(`--prompts ${o.prompts}: prompt ${i + 1} is a conversation of ${t.length} messages; the gold judge reads a text prompt (one user turn)`);
         return t;
       });
+      if (task) checkTaskPrompts(task, texts, `--prompts ${o.prompts}`);
       const { model, tok, template } = await openModel(dir, o, inputs);
       try {
         const generated = await generateResponses(model, tok, template, prompts, o);
@@ -134,9 +153,10 @@ by, which the reward models never see):
       }
       source = `${dir} (generated for ${o.prompts}, ${o.temperature === 0 ? 'greedy' : `temperature ${o.temperature}, seed ${o.seed}`})`;
     }
-    const judged = judgeRows(task, responses);
+    if (task && mode === 'data') checkTaskPrompts(task, responses.map((r) => r.prompt), `--data ${o.data}`);
+    const judged = await judgeRows(judge, responses);
     if (o.out !== undefined) await writeJsonl(o.out, judged.map((r) => ({ prompt: r.prompt, response: r.response, score: r.score, parts: r.parts })));
-    printSummary(task, judged, source);
+    printSummary(judge, judged, source);
     if (o.out !== undefined) console.log(`per-row judgements written to ${o.out}`);
     return 0;
   },

@@ -3,7 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 
-import { writeFileAtomic } from '@s2s/core';
+import { encodeResponse, writeFileAtomic } from '@s2s/core';
 import { type Explanation, explain, promptText, readRewardModelKind, renderExplanation, renderExplanationHtml } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions, specialTextOptions } from '../command.js';
@@ -56,7 +56,7 @@ Without colour, each token is written as token[score].`,
     if (!single) await checkDataFile(o.data!, '--data');
     const inputs = single ? undefined : await rewardModelInputs(dir, o);
     const rows = single
-      ? [{ prompt: need(o.prompt, 'prompt', 'TEXT'), response: need(o.response, 'response', 'TEXT') }]
+      ? [{ prompt: need(o.prompt, 'prompt', 'TEXT'), response: need(o.response, 'response', 'TEXT'), finished: true }]
       : (await readResponses(o.data!, o, '--data', inputs!.template, inputs!.tokenizer)).slice(0, o.limit);
     if ((await readRewardModelKind(dir)) !== 'seq2seq')
       throw new Error(`${dir} is a scalar reward model: it gives one number per response and cannot explain tokens (use \`s2s rm score\`)`);
@@ -65,8 +65,9 @@ Without colour, each token is written as token[score].`,
       const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true);
       const explained: Explanation[] = [];
       for (const [i, r] of rows.entries()) {
-        // a text response is a finished one: with EOS, or a chat template's end-of-turn, as the policy's would be
-        const e = await explain(model, tok, template, r.prompt, r.response);
+        // the ids as the policy wrote them: a finished response with EOS (or a chat template's
+        // end-of-turn), one cut off at the token limit (finishReason "length") without
+        const e = await explain(model, tok, template, r.prompt, encodeResponse(tok, template, r.prompt, r.response, { finished: r.finished }));
         explained.push(e);
         console.log(`${rows.length > 1 ? `[${i + 1}] ` : ''}prompt     ${promptText(r.prompt)}\n${renderExplanation(e, { color })}\n`);
       }

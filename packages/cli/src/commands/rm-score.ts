@@ -1,6 +1,6 @@
 // `s2s rm score`: rewards for a JSONL of responses -- one number per response from a scalar reward
 // model, or per-token scores from a seq2seq one (the paper's reward extraction).
-import { type Model, type Prompt, type Template, type Tokenizer, encodeResponse, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
+import { type Model, type Prompt, type Template, type Tokenizer, encodePrompt, encodeResponse, encodeSupervised, lengthReport, writeJsonl } from '@s2s/core';
 import { REWARD_STATS_FILE, type RewardStats, aggregateScores, extractRewards, normalizeReward, sequenceRewards } from '@s2s/rm';
 
 import { type Command, defineCommand, engineOptions, specialTextOptions } from '../command.js';
@@ -25,14 +25,22 @@ const options = {
   ...engineOptions,
 } as const satisfies OptionSchema;
 
-type Row = { prompt: Prompt; response: string };
+type Row = { prompt: Prompt; response: string; finished: boolean };
 
 async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], stats: RewardStats | undefined, dir: string, batchSize: number, data: string) {
   if (!stats) console.error(`warning: ${dir} has no ${REWARD_STATS_FILE}; normalizedReward is null`);
   const report = lengthReport();
   const seqs = rows.map((r, i) => {
+    const tooLong = () => new Error(`${data}: row ${i + 1}: the response alone does not fit the reward model's context (${model.config.maxSeqLen} tokens)`);
+    if (!r.finished) {
+      // cut off at the token limit: scored as PPO scores it, the query then the tokens written (no EOS)
+      const ids = encodeResponse(tok, tpl, r.prompt, r.response, { finished: false });
+      const q = encodePrompt(tok, tpl, r.prompt, { maxLength: model.config.maxSeqLen - ids.length, report });
+      if (!q) throw tooLong();
+      return [...q, ...ids];
+    }
     const e = encodeSupervised(tok, tpl, r.prompt, r.response, { maxLength: model.config.maxSeqLen, report });
-    if (!e) throw new Error(`${data}: row ${i + 1}: the response alone does not fit the reward model's context (${model.config.maxSeqLen} tokens)`);
+    if (!e) throw tooLong();
     return e.ids;
   });
   if (report.truncated) console.error(`warning: ${report.truncated} prompts were cut from the left to fit the reward model's context (${model.config.maxSeqLen} tokens)`);
@@ -42,8 +50,9 @@ async function scalarScores(model: Model, tok: Tokenizer, tpl: Template, rows: R
 }
 
 async function tokenScores(model: Model, tok: Tokenizer, tpl: Template, rows: Row[], batchSize: number) {
-  // each text response as the policy would have finished it: with EOS, or a chat template's end-of-turn
-  const items = rows.map((r) => ({ prompt: r.prompt, response: encodeResponse(tok, tpl, r.prompt, r.response) }));
+  // each text response as the policy wrote it: a finished one with EOS (or a chat template's
+  // end-of-turn), one cut off at the token limit (finishReason "length") without
+  const items = rows.map((r) => ({ prompt: r.prompt, response: encodeResponse(tok, tpl, r.prompt, r.response, { finished: r.finished }) }));
   const extracted = await extractRewards(model, tok, tpl, items, { batchSize });
   return rows.map((r, i) => ({
     prompt: compactPrompt(r.prompt),
@@ -66,7 +75,10 @@ export const rmScoreCommand: Command<typeof options> = defineCommand({
   seq2seq RM: writes {prompt, response, tokens, scores, firstDivergence, sum}: one score per
     response token (EOS, or a chat template's end-of-turn, included when the template adds
     one): +1 before the first token the reward model would not have written, then -1 where the
-    response differs from what it would write and 0 where it agrees.`,
+    response differs from what it would write and 0 where it agrees.
+  An empty response is scored (its only token is the EOS). A row with finishReason "length" (as
+  \`s2s generate\` writes a response cut off at --max-new-tokens) is scored as PPO scores it: its
+  own tokens, without the EOS it never wrote.`,
   examples: ['s2s rm score --model runs/s2s-rm/final --data samples.jsonl --out scored.jsonl'],
   options,
   async run({ values: o }) {

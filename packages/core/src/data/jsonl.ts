@@ -71,6 +71,13 @@ export interface ReadJsonlOptions {
    * end of the file ends the last line; it does not start an empty one.
    */
   blankLines?: 'skip' | 'error';
+  /**
+   * An empty response (completion, chosen, rejected). 'error' (default): refused, as training data
+   * with an empty demonstration is a mistake; 'allow': kept, for files of a policy's responses
+   * (what `s2s generate` and PPO write), where an empty response is one the policy gave. Prompts
+   * are never empty.
+   */
+  emptyResponses?: 'error' | 'allow';
 }
 
 /** 'roles': a conversation whose turns are not in the order its field needs (readConversationalJsonl) */
@@ -226,11 +233,16 @@ export class JsonlReader<K extends DatasetKind, R = RowOf<K>> implements AsyncIt
       if (v === undefined) return fail('missing', 'is missing', role);
       if (Array.isArray(v))
         return fail('type', "is a list (TRL's conversational format), which is read with the model's chat template (readConversationalJsonl); here it must be a string", role);
-      const err = checkText(v, role, fail);
+      const err = checkText(v, role, fail, this.mayBeEmpty(role));
       if (err) return err;
       row[role] = v as string;
     }
     return row as unknown as R;
+  }
+
+  /** Whether the field may hold an empty string (a response, with emptyResponses 'allow'). */
+  private mayBeEmpty(role: FieldRole): boolean {
+    return this.opts.emptyResponses === 'allow' && (role === 'completion' || role === 'chosen' || role === 'rejected');
   }
 
   /** A conversational row: each field a message list (or a string: one user turn, or one assistant turn). */
@@ -247,11 +259,11 @@ export class JsonlReader<K extends DatasetKind, R = RowOf<K>> implements AsyncIt
       return m;
     };
     const response = (v: unknown, role: FieldRole) => {
-      const m = messageList(v, role, 'assistant', fail);
+      const m = messageList(v, role, 'assistant', fail, this.mayBeEmpty(role));
       if (m instanceof DatasetError) return m;
       if (m.length !== 1 || m[0].role !== 'assistant')
         return fail('roles', `must be one "assistant" message (the response), got ${m.length === 1 ? 'a' : m.length} ${m.map((x) => JSON.stringify(x.role)).join(', ')} message${m.length === 1 ? '' : 's'}`, role);
-      if (m[0].content.trim() === '') return fail('empty', 'is an assistant message with empty content', role);
+      if (m[0].content.trim() === '' && !this.mayBeEmpty(role)) return fail('empty', 'is an assistant message with empty content', role);
       return m;
     };
 
@@ -347,15 +359,15 @@ export class JsonlReader<K extends DatasetKind, R = RowOf<K>> implements AsyncIt
 
 type Fail = (reason: DatasetErrorReason, detail: string, role?: FieldRole) => DatasetError;
 
-function checkText(v: unknown, role: FieldRole, fail: Fail): DatasetError | undefined {
+function checkText(v: unknown, role: FieldRole, fail: Fail, mayBeEmpty = false): DatasetError | undefined {
   if (typeof v !== 'string') return fail('type', `must be a string, got ${describe(v)}`, role);
-  if (v.trim() === '') return fail('empty', v === '' ? 'is empty' : 'is empty (whitespace only)', role);
+  if (v.trim() === '' && !mayBeEmpty) return fail('empty', v === '' ? 'is empty' : 'is empty (whitespace only)', role);
   return undefined;
 }
 
 /** A field as a list of messages; a string is one message of `stringRole`. */
-function messageList(v: unknown, role: FieldRole, stringRole: 'user' | 'assistant', fail: Fail): ChatMessage[] | DatasetError {
-  if (typeof v === 'string') return checkText(v, role, fail) ?? [{ role: stringRole, content: v }];
+function messageList(v: unknown, role: FieldRole, stringRole: 'user' | 'assistant', fail: Fail, mayBeEmpty = false): ChatMessage[] | DatasetError {
+  if (typeof v === 'string') return checkText(v, role, fail, mayBeEmpty) ?? [{ role: stringRole, content: v }];
   if (!Array.isArray(v)) return fail('type', `must be a list of messages ({"role", "content"}) or a string, got ${describe(v)}`, role);
   if (v.length === 0) return fail('empty', 'is an empty list of messages', role);
   const out: ChatMessage[] = [];

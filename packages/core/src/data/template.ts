@@ -283,21 +283,26 @@ export function encodePrompt(tok: Tokenizer, tpl: Template, prompt: Prompt, opts
  * A response's token ids as the policy writes them after the prompt, ending the way it learns to
  * stop: plain mode, the completion's ids and EOS (addEos); chat mode, the assistant turn as the
  * template renders it after the query, through its end-of-turn token. These are encodeSupervised's
- * target, and what the seq2seq RM rewrites and is trained to write (encodeRewrite).
+ * target, and what the seq2seq RM rewrites and is trained to write (encodeRewrite). With
+ * `finished: false` (a response cut off at the token limit, finishReason "length") the stop token is
+ * left off: the ids the policy actually wrote.
  */
 export function encodeResponse(
   tok: Tokenizer,
   tpl: Template,
   prompt: Prompt,
   completion: Completion,
-  opts: { specialTokensInText?: SpecialTokensInText; at?: string } = {},
+  opts: { specialTokensInText?: SpecialTokensInText; at?: string; finished?: boolean } = {},
 ): number[] {
   const policy = policyOf(tpl, opts);
+  let ids: number[];
   if (tpl.chat) {
     const c = chatData(tok, policy, opts.at, 'encodeResponse', promptMessages(prompt, 'encodeResponse'), completionMessages(tpl.chat, completion, 'encodeResponse'));
-    return chatResponseIds(c, tpl.chat, c.messages, c.completion, new Date());
-  }
-  return withEos(tok, tpl, dataIds(tok, policy, text(completion, 'encodeResponse: the completion'), 'encodeResponse: the completion', opts.at));
+    ids = chatResponseIds(c, tpl.chat, c.messages, c.completion, new Date());
+  } else ids = withEos(tok, tpl, dataIds(tok, policy, text(completion, 'encodeResponse: the completion'), 'encodeResponse: the completion', opts.at));
+  // a response cut off at the token limit never wrote the stop token the layout ends it with
+  if (opts.finished === false && ids.length > 0 && stopTokenIds(tok, tpl).includes(ids[ids.length - 1])) ids.pop();
+  return ids;
 }
 
 /**
