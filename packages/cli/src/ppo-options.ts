@@ -37,6 +37,13 @@ export const ppoOptions = {
   lam: { type: 'float', min: 0, max: 1, default: d.lam, group: U, help: "GAE's lambda" },
   whitenAdvantages: { type: 'bool', default: d.whitenAdvantages, group: U, help: 'whiten the advantages of each rollout (on by default; --no-whiten-advantages turns it off)' },
   earlyStopKl: { type: 'float', min: 0, default: d.earlyStopKL, group: U, help: "stop a rollout's epochs when the approximate KL exceeds this (0: never)" },
+  lossAveraging: {
+    type: 'enum',
+    values: ['token', 'sequence'],
+    default: d.lossAveraging,
+    group: U,
+    help: "the losses' mean over a minibatch: over its tokens (TRL), or each response's mean then over responses (safe-rlhf, the paper authors')",
+  },
   ...optimizerOptions(d),
   ...checkpointOptions(d),
   sampleEvery: { type: 'int', min: 0, default: d.sampleEvery, group: S, help: 'log sample completions to samples.jsonl every N steps (0: never)' },

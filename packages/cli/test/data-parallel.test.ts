@@ -106,6 +106,8 @@ describe('s2s launch: PPO on 2 ranks equals one process over the combined batch'
       'ppo', '--reward', 'token', '--policy', path.join(root, 'sft-1', 'final'), '--reward-model', path.join(root, 's2s-rm-1', 'final'),
       '--prompts', path.join(data, 'rl_prompts.jsonl'), '--out', out, '--steps', '3', '--batch-size', String(batch), '--mini-batch-size', String(batch),
       '--ppo-epochs', '1', '--temperature', '1', '--max-new-tokens', '12', '--eps', '1e-3',
+      // per-sequence averaging: each rank's normaliser needs the responses of every rank
+      '--loss-averaging', 'sequence',
     ];
     const one = path.join(root, 'ppo-1');
     const two = path.join(root, 'ppo-2');
@@ -124,7 +126,9 @@ describe('s2s launch: PPO on 2 ranks equals one process over the combined batch'
     });
     expect(maxDiff(path.join(one, 'final'), path.join(two, 'final'))).toBeLessThan(1e-5);
     expect(maxDiff(path.join(one, 'final-critic'), path.join(two, 'final-critic'))).toBeLessThan(1e-5);
-    expect(readJson(path.join(two, 'final', 'trainer_state.json')).worldSize).toBe(2);
+    const state = readJson(path.join(two, 'final', 'trainer_state.json'));
+    expect(state.worldSize).toBe(2);
+    expect(state.config.lossAveraging).toBe('sequence');
   }, 180_000);
 });
 

@@ -5,6 +5,8 @@ import { OPTIMIZER_DEFAULTS, type OptimizerConfig, optimizerFieldProblem, resolv
 
 import type { KLEstimator } from './advantages.js';
 
+export type LossAveraging = 'token' | 'sequence';
+
 /** `lr` is the policy's learning rate; the critic has criticLr on the same schedule, over `steps`. */
 export interface PPOConfig extends OptimizerConfig {
   /** optimizer steps (each: one rollout batch, then ppoEpochs passes over it) */
@@ -35,6 +37,13 @@ export interface PPOConfig extends OptimizerConfig {
   klHorizon: number;
   /** stop a rollout's epochs early when the approximate KL to the rollout policy exceeds this (0: never) */
   earlyStopKL: number;
+  /**
+   * How the policy and value losses average over a minibatch: 'token', over all its response tokens
+   * (TRL's masked_mean), so a long response weighs more; 'sequence', each response's mean over its
+   * tokens, then the mean over responses (safe-rlhf's and align-anything's, the paper authors' own
+   * trainers), so every response weighs the same whatever its length.
+   */
+  lossAveraging: LossAveraging;
   /** subtracted from the score of a response that ends without EOS (0: none) */
   missingEosPenalty: number;
   /** generation */
@@ -80,6 +89,7 @@ export const PPO_DEFAULTS: PPOConfig = {
   targetKL: 0,
   klHorizon: 10000,
   earlyStopKL: 0,
+  lossAveraging: 'token',
   missingEosPenalty: 0,
   maxNewTokens: 53,
   temperature: 0.7,
@@ -127,5 +137,7 @@ export function resolvePPOConfig(c: Partial<PPOConfig> = {}): PPOConfig {
   if (out.batchSize % out.miniBatchSize !== 0)
     throw new RangeError(`PPO config: batchSize (${out.batchSize}) must be a multiple of miniBatchSize (${out.miniBatchSize})`);
   if (out.klEstimator !== 'k1' && out.klEstimator !== 'k3') throw new RangeError(`PPO config: klEstimator must be 'k1' or 'k3', got ${JSON.stringify(out.klEstimator)}`);
+  if (out.lossAveraging !== 'token' && out.lossAveraging !== 'sequence')
+    throw new RangeError(`PPO config: lossAveraging must be 'token' or 'sequence', got ${JSON.stringify(out.lossAveraging)}`);
   return out;
 }

@@ -68,3 +68,14 @@ export function valueLoss(values: readonly number[], oldValues: readonly number[
   });
   return { loss: loss / count, grad, clipfrac: clipped / count };
 }
+
+/**
+ * Each response's normaliser for policyLoss/valueLoss (their `count`) in a minibatch of responses
+ * of `lengths` tokens, where `tokens` and `responses` count the whole minibatch over every
+ * data-parallel rank: 'token' averages over all the tokens (every token weighs 1 / tokens);
+ * 'sequence' averages each response over its own tokens, then over the responses (a token of a
+ * response of n tokens weighs 1 / (n * responses)).
+ */
+export function lossNormalisers(lengths: readonly number[], averaging: 'token' | 'sequence', tokens: number, responses: number): number[] {
+  return lengths.map((n) => (averaging === 'token' ? tokens : Math.max(1, n) * responses));
+}

@@ -40,7 +40,7 @@ import { decodeGenerated } from '@s2s/rm';
 
 import { type PPOConfig, resolvePPOConfig } from './config.js';
 import { KLController, type KLControlState } from './kl-control.js';
-import { policyLoss, valueLoss } from './losses.js';
+import { lossNormalisers, policyLoss, valueLoss } from './losses.js';
 import { type Rollout, type RolloutModels, collectRollout, sequenceBatch } from './rollout.js';
 
 /** One step's statistics, under TRL's metric names plus response-length and empty-response ones. */
@@ -291,8 +291,9 @@ export class PPOTrainer {
         const idx = order.slice(m, m + c.miniBatchSize);
         const queries = idx.map((i) => ro.queries[i]);
         const batch = sequenceBatch(queries, idx.map((i) => ro.responses[i]), pad);
-        // the minibatch's tokens over all ranks: each rank's loss is its share of their mean
-        const [count] = await this.dist.sum([sum(idx.map((i) => ro.responses[i].length))]);
+        // the minibatch's tokens (and responses) over all ranks: each rank's loss is its share of their mean
+        const [count, responses] = await this.dist.sum([sum(idx.map((i) => ro.responses[i].length)), idx.length]);
+        const norms = lossNormalisers(idx.map((i) => ro.responses[i].length), c.lossAveraging, count, responses);
         const at = (b: number, t: number) => b * batch.T + queries[b].length - 1 + t;
 
         // policy: the clipped surrogate, a mean over the minibatch's tokens
@@ -300,12 +301,14 @@ export class PPOTrainer {
         const newLp = batch.gather(out.logprob);
         const dlogprob = new Float32Array(batch.B * batch.T);
         idx.forEach((i, b) => {
-          const pl = policyLoss(newLp[b], ro.logprobs[i], ro.advantages[i], c.clipRange, count);
+          const n = norms[b];
+          const pl = policyLoss(newLp[b], ro.logprobs[i], ro.advantages[i], c.clipRange, n);
           pl.grad.forEach((g, t) => (dlogprob[at(b, t)] = g));
-          acc.pgLoss += pl.loss * count;
-          acc.clipfrac += pl.clipfrac * count;
-          acc.approxkl += pl.approxKL * count;
-          epochKL += pl.approxKL * count;
+          // (token sums, for the token-weighted statistics reported whichever way the loss averages)
+          acc.pgLoss += pl.loss * n;
+          acc.clipfrac += pl.clipfrac * n;
+          acc.approxkl += pl.approxKL * n;
+          epochKL += pl.approxKL * n;
           newLp[b].forEach((lp, t) => {
             const r = Math.exp(lp - ro.logprobs[i][t]);
             acc.ratio += r;
@@ -322,10 +325,11 @@ export class PPOTrainer {
         const v = batch.gather(vout.values!);
         const dvalue = new Float32Array(batch.B * batch.T);
         idx.forEach((i, b) => {
-          const vl = valueLoss(v[b], ro.values[i], ro.returns[i], c.clipRangeValue, count);
+          const n = norms[b];
+          const vl = valueLoss(v[b], ro.values[i], ro.returns[i], c.clipRangeValue, n);
           vl.grad.forEach((g, t) => (dvalue[at(b, t)] = g));
-          acc.vfLoss += vl.loss * count;
-          acc.vfClipfrac += vl.clipfrac * count;
+          acc.vfLoss += vl.loss * n;
+          acc.vfClipfrac += vl.clipfrac * n;
         });
         await this.critic.backward({ dvalue });
         await this.dist.reduceGradients(this.critic);

@@ -2,7 +2,7 @@
 // KL estimators, the clipped surrogate and the clipped value loss, and the KL controller.
 import { describe, expect, it } from 'vitest';
 
-import { KLController, gae, klPenalty, policyLoss, resolvePPOConfig, shapeRewards, valueLoss, whiten } from '@s2s/ppo';
+import { KLController, gae, klPenalty, lossNormalisers, policyLoss, resolvePPOConfig, shapeRewards, valueLoss, whiten } from '@s2s/ppo';
 
 describe('GAE', () => {
   it('matches the recursion worked by hand', () => {
@@ -121,6 +121,43 @@ describe('the clipped surrogate', () => {
       const fd = (policyLoss(up, oldLp, adv2, 0.2).loss - policyLoss(down, oldLp, adv2, 0.2).loss) / (2 * h);
       expect(grad[t]).toBeCloseTo(fd, 6);
     });
+  });
+});
+
+describe('loss averaging over a minibatch', () => {
+  // a minibatch of three responses: 1 token (an empty response's EOS), 2 and 5 tokens
+  const rows = [
+    { lp: [-0.5], old: [-0.6], adv: [1.0] },
+    { lp: [-1, -2], old: [-1.1, -1.9], adv: [-0.5, 0.25] },
+    { lp: [-1, -1, -1, -1, -1], old: [-1, -1, -1, -1, -1], adv: [0.1, 0.2, 0.3, 0.4, 0.5] },
+  ];
+  const lengths = rows.map((r) => r.lp.length);
+  const tokens = 8;
+  const total = (norms: number[]) => rows.reduce((a, r, i) => a + policyLoss(r.lp, r.old, r.adv, 0.2, norms[i]).loss, 0);
+  // the definitions, written out: the mean over every token; the mean over responses of each one's token mean
+  const surrogate = (r: (typeof rows)[number], t: number) => {
+    const ratio = Math.exp(r.lp[t] - r.old[t]);
+    return Math.max(-r.adv[t] * ratio, -r.adv[t] * Math.min(1.2, Math.max(0.8, ratio)));
+  };
+  const perToken = rows.flatMap((r) => r.lp.map((_, t) => surrogate(r, t)));
+
+  it("'token': every token weighs the same (TRL's masked mean)", () => {
+    const norms = lossNormalisers(lengths, 'token', tokens, 3);
+    expect(norms).toEqual([8, 8, 8]);
+    expect(total(norms)).toBeCloseTo(perToken.reduce((a, b) => a + b, 0) / tokens, 12);
+  });
+
+  it("'sequence': every response weighs the same whatever its length (safe-rlhf's), an empty one included", () => {
+    const norms = lossNormalisers(lengths, 'sequence', tokens, 3);
+    expect(norms).toEqual([3, 6, 15]);
+    const want = rows.reduce((a, r) => a + r.lp.reduce((x, _, t) => x + surrogate(r, t), 0) / r.lp.length, 0) / rows.length;
+    expect(total(norms)).toBeCloseTo(want, 12);
+    // the one-token response's gradient is 8/3 times its weight under token averaging
+    const g = (n: number[]) => policyLoss(rows[0].lp, rows[0].old, rows[0].adv, 0.2, n[0]).grad[0];
+    expect(g(norms) / g(lossNormalisers(lengths, 'token', tokens, 3))).toBeCloseTo(8 / 3, 12);
+    // data parallel: the counts are the whole minibatch's over the ranks
+    expect(lossNormalisers([2], 'sequence', 16, 6)).toEqual([12]);
+    expect(() => resolvePPOConfig({ lossAveraging: 'response' as never })).toThrow("lossAveraging must be 'token' or 'sequence'");
   });
 });
 
