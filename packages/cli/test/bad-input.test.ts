@@ -246,5 +246,7 @@ describe('demo', () => {
     await expectFailure(['demo', '--quick', '--out', out, '--methods', 'token,dpo'], 2, '--methods takes a comma-separated list of', [out]);
     await expectFailure(['demo', '--quick', '--out', out, '--seeds', '1,x'], 2, '--seeds takes a comma-separated list of non-negative integers', [out]);
     await expectFailure(['demo', '--quick', '--out', out, '--fast'], 2, "'--fast'", [out]);
+    await expectFailure(['demo', '--quick', '--out', out, '--size', 'large'], 2, '--quick has its own CI-sized models; --size applies to the full demo', [out]);
+    await expectFailure(['demo', '--out', out, '--size', 'huge'], 2, '--size must be one of', [out]);
   });
 });

@@ -9,7 +9,7 @@ import { TESTBED_TEMPLATE, TASKS, testbedTokenizer } from '@s2s/tasks';
 
 import { type Command, defineCommand, engineOptions } from '../command.js';
 import { analyse } from '../demo/analysis.js';
-import { DEMO_FULL, DEMO_QUICK, type DemoConfig, METHODS, type Method } from '../demo/config.js';
+import { DEMO_FULL, DEMO_QUICK, DEMO_SIZES, DEMO_SIZE_NAMES, type DemoConfig, METHODS, type Method } from '../demo/config.js';
 import { explainResponses } from '../demo/explanations.js';
 import { Stopped, runDemo } from '../demo/pipeline.js';
 import { DemoProgress } from '../demo/progress.js';
@@ -23,6 +23,12 @@ const options = {
   seeds: { type: 'string', arg: 'N,N,...', help: 'seeds (default 1,2,3; --quick: 1,2)' },
   tasks: { type: 'string', arg: 'T,T', help: `tasks (default: ${TASKS.map((t) => t.name).join(',')})` },
   methods: { type: 'string', arg: 'M,M', help: `PPO rewards to compare (default: ${METHODS.join(',')})` },
+  size: {
+    type: 'enum',
+    values: DEMO_SIZE_NAMES,
+    default: 'small',
+    help: 'model size: small (2 layers, width 128: minutes on 2 cores), base (4 x 192), large (6 x 384: for a GPU, or hours of CPU)',
+  },
   ...engineOptions,
 } as const satisfies OptionSchema;
 
@@ -50,11 +56,12 @@ all), and judge every policy with the gold judge on in- and out-of-distribution 
 report/results.json, report/report.md and report/report.html (plots, token-score views) under
 --out. Every stage is cached by the hash of its settings and inputs: a second run redoes only what
 changed, and after Ctrl-C a rerun continues where it stopped.`,
-  examples: ['s2s demo', 's2s demo --quick --out runs/demo-quick', 's2s demo --tasks summarize --seeds 1'],
+  examples: ['s2s demo', 's2s demo --quick --out runs/demo-quick', 's2s demo --tasks summarize --seeds 1', 's2s demo --size large --device cuda --out runs/demo-large'],
   options,
   interruptible: true,
   async run({ values: o }, ctx) {
-    const base = o.quick ? DEMO_QUICK : DEMO_FULL;
+    if (o.quick && o.size !== 'small') throw new UsageError('--quick has its own CI-sized models; --size applies to the full demo');
+    const base = o.quick ? DEMO_QUICK : { ...DEMO_FULL, ...DEMO_SIZES[o.size] };
     const cfg: DemoConfig = {
       ...base,
       seeds: seedList(o.seeds, base.seeds),

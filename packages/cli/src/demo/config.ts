@@ -70,3 +70,26 @@ export const DEMO_QUICK: DemoConfig = {
   eval: { temperature: 1, maxNewTokens: 24 },
   explanations: 2,
 };
+
+/**
+ * Model sizes for the full demo (--size): small is the default (minutes on 2 cores); base and
+ * large are for machines that have the time or a GPU (the demo runs on CUDA when it is usable).
+ * Each scales the model and the supervised stages' lengths; data, PPO and evaluation are the same.
+ */
+export const DEMO_SIZES = {
+  small: { model: DEMO_FULL.model, sft: DEMO_FULL.sft, scalarRM: DEMO_FULL.scalarRM, seq2seqRM: DEMO_FULL.seq2seqRM },
+  base: {
+    model: { maxSeqLen: 128, numLayers: 4, numHeads: 4, channels: 192 },
+    sft: { batchSize: 32, maxSteps: 800, lr: 1e-3 },
+    scalarRM: { batchSize: 32, epochs: 1, lr: 3e-4 },
+    seq2seqRM: { batchSize: 32, maxSteps: 800, lr: 7e-4 },
+  },
+  large: {
+    model: { maxSeqLen: 128, numLayers: 6, numHeads: 6, channels: 384 },
+    sft: { batchSize: 32, maxSteps: 1500, lr: 5e-4 },
+    scalarRM: { batchSize: 32, epochs: 1, lr: 1e-4 },
+    seq2seqRM: { batchSize: 32, maxSteps: 1500, lr: 5e-4 },
+  },
+} as const satisfies Record<string, Pick<DemoConfig, 'model' | 'sft' | 'scalarRM' | 'seq2seqRM'>>;
+export type DemoSize = keyof typeof DEMO_SIZES;
+export const DEMO_SIZE_NAMES = Object.keys(DEMO_SIZES) as DemoSize[];
