@@ -29,6 +29,10 @@ const VARIANTS: Variant[] = [
   { name: 'per-sequence + EOS penalty', why: 'both', ppo: { lossAveraging: 'sequence', missingEosPenalty: 1 } },
   { name: 'advantages not whitened', why: 'raw GAE advantages: every positive score pushes up', ppo: { whitenAdvantages: false } },
   { name: 'KL 0.2', why: 'four times the KL coefficient', ppo: { klCoef: 0.2 } },
+  { name: 'lr x10', why: 'the policy learning rate 5e-4 (the critic 1e-3): the same steps move it further', ppo: { lr: 5e-4, criticLr: 1e-3 } },
+  { name: 'lr x10 + per-sequence', why: 'both', ppo: { lr: 5e-4, criticLr: 1e-3, lossAveraging: 'sequence' } },
+  { name: 'lr x10 + not whitened', why: 'both', ppo: { lr: 5e-4, criticLr: 1e-3, whitenAdvantages: false } },
+  { name: '200 steps', why: 'four times as long', ppo: { steps: 200 } },
 ];
 
 function arg(name: string, def?: string): string {
@@ -44,15 +48,15 @@ async function main(): Promise<void> {
   const demo = arg('demo');
   const seeds = arg('seeds', '1,2').split(',').map(Number);
   const out = arg('out', path.join(demo, 'positive-only-study.json'));
-  const only = process.argv.includes('--variants') ? arg('variants').split(',') : undefined;
-  const results = JSON.parse(readFileSync(path.join(demo, 'report', 'results.json'), 'utf8')) as { results: Array<{ task: string; seed: number; models: { sft: string; seq2seqRM: string } }>; config: typeof DEMO_FULL };
+  const only = process.argv.includes('--variants') ? arg('variants').split(';') : undefined;
+  const results = JSON.parse(readFileSync(path.join(demo, 'report', 'results.json'), 'utf8')) as { runs: Array<{ task: string; seed: number; models: { sft: string; seq2seqRM: string } }>; config: typeof DEMO_FULL };
   const cfg = results.config ?? DEMO_FULL;
   const task = getTask('summarize');
   const tok = testbedTokenizer();
   const tpl = TESTBED_TEMPLATE;
   const rows: Array<Record<string, unknown>> = [];
   for (const seed of seeds) {
-    const run = results.results.find((r) => r.task === 'summarize' && r.seed === seed);
+    const run = results.runs.find((r) => r.task === 'summarize' && r.seed === seed);
     if (!run) throw new Error(`${demo} has no summarize run for seed ${seed}`);
     const data = task.generate({ seed, ...cfg.data });
     const prompts = { id: data.eval.id.map((r) => r.prompt), ood: data.eval.ood.map((r) => r.prompt) };
