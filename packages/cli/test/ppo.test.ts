@@ -81,7 +81,7 @@ describe('s2s ppo', () => {
     }
     const judged = await s2s(['eval', '--task', 'summarize', '--data', ppoGen]);
     expect(judged.code, judged.err).toBe(0);
-    expect(judged.out).toMatch(/summarize: 4 responses from .*ppo-t\.jsonl/);
+    expect(judged.out).toMatch(/^4 responses from .*ppo-t\.jsonl, judged by the summarize gold judge/m);
     for (const part of ['score', 'coverage', 'hallucinated', 'filler']) expect(judged.out).toMatch(new RegExp(`^  ${part} +-?\\d`, 'm'));
     const pair = await s2s(['eval', '--task', 'summarize', '--a', ppoGen, '--b', sftGen]);
     expect(pair.code, pair.err).toBe(0);
