@@ -3,6 +3,7 @@
 import { type Device, Distributed, cudaStatus, getDefaultDevice, pinGpuForRank, readDistributedEnv, setDefaultDevice, setNumThreads } from '@s2s/core';
 
 import type { Command } from './command.js';
+import { compareCommand } from './commands/compare.js';
 import { dataMakeCommand } from './commands/data-make.js';
 import { dataTokenizerCommand } from './commands/data-tokenizer.js';
 import { evalCommand } from './commands/eval.js';
@@ -20,7 +21,7 @@ import { onInterrupt } from './interrupt.js';
 import { UsageError } from './options.js';
 import { parseOptions } from './parse-options.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, dataTokenizerCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand, ppoCommand, generateCommand, evalCommand, launchCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, trainTextCommand, dataMakeCommand, dataTokenizerCommand, sftCommand, rmTrainCommand, rmScoreCommand, rmExplainCommand, ppoCommand, generateCommand, evalCommand, compareCommand, launchCommand];
 
 const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 3;
 const HELP = `s2s: RLHF with sequence-to-sequence reward models, on a native engine

@@ -83,6 +83,11 @@ describe('s2s data tokenizer', () => {
     const rare = await s2s(['data', 'tokenizer', '--data', data, '--out', path.join(root, 'word-rare'), '--min-frequency', '2']);
     expect(rare.code, rare.err).toBe(0);
     expect(rare.out).toMatch(/words seen fewer than 2 times become <unk> \(\d+\.\d+% of the words in the data\)/);
+    // data without ":" (which the default template's "Response:" and "Rewrite:" both need): added once
+    const plain = file('plain.jsonl', jsonl([{ prompt: 'how many bolts', completion: 'twelve' }]));
+    const p = await s2s(['data', 'tokenizer', '--data', plain, '--out', path.join(root, 'word-plain')]);
+    expect(p.code, p.err).toBe(0);
+    expect((await Tokenizer.load(path.join(root, 'word-plain'))).tokenToId(':')).toBeDefined();
   });
 
   it("byte-level BPE: the merges of the algorithm's definition, any text exactly, the same on every run", async () => {

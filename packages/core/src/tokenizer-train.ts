@@ -60,7 +60,7 @@ export function trainWordLevel(texts: Iterable<string>, opts: WordLevelTrainOpti
   const kept = [...counts].filter(([w, n]) => n >= min && !specials.has(w));
   kept.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const words = kept.map(([w]) => w);
-  for (const w of opts.alwaysWords ?? []) if (!specials.has(w) && !counts.has(w)) words.push(w);
+  for (const w of new Set(opts.alwaysWords ?? [])) if (!specials.has(w) && !counts.has(w)) words.push(w);
   const json = wordLevelTokenizerJSON(words, opts.specials, { unkToken: opts.unkToken });
   json.pre_tokenizer = WORD_PRE_TOKENIZER;
   return { json, words: words.length, dropped: counts.size - kept.length - [...counts.keys()].filter((w) => specials.has(w)).length };

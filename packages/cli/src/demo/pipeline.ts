@@ -13,7 +13,6 @@ import {
   saveModel,
   templateFiles,
 } from '@s2s/core';
-import { PPOTrainer, type RewardSpec } from '@s2s/ppo';
 import {
   type Mapping,
   type RewardStats,
@@ -31,6 +30,7 @@ import { StageCache, engineKey, stageKey } from './cache.js';
 import type { DemoConfig, Method } from './config.js';
 import { type SplitResults, judgePolicy } from './evaluate.js';
 import { type LengthProbe, lengthProbe } from './probe.js';
+import { comparisonPPO } from './ppo-start.js';
 
 /** One point of a PPO run's curves: the rollout batch's gold score, length and KL at that step. */
 export interface CurvePoint {
@@ -220,25 +220,12 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
   for (const method of cfg.methods) {
     const rmKey = method === 'scalar' ? scalarKey : s2sKey;
     const ppo = await stage(ctx, `${tag}: PPO ${method}`, stageKey({ stage: 'ppo', method, sftKey, rmKey, ppo: cfg.ppo, eval: cfg.eval }), async (dir) => {
-      const policy = await sftModel.clone();
-      const ref = await sftModel.clone();
-      // the critic starts from the scalar RM for ordinary PPO (as TRL does), else from SFT
-      const critic = await (method === 'scalar' ? scalarModel : sftModel).clone({ valueHead: true, seed });
-      const reward: RewardSpec =
-        method === 'scalar'
-          ? { type: 'scalar', model: scalarModel, stats: scalar.result.stats }
-          : method === 'sentence'
-            ? { type: 'sentence', model: s2sModel, aggregate: 'sum' }
-            : { type: method, model: s2sModel };
       const curve: CurvePoint[] = [];
-      const trainer = new PPOTrainer({
-        policy,
-        ref,
-        critic,
-        reward,
-        tokenizer: tok,
-        template: tpl,
-        config: { ...cfg.ppo, seed },
+      const { trainer, dispose } = await comparisonPPO(method, { sft: sftModel, scalarRM: scalarModel, seq2seqRM: s2sModel, stats: scalar.result.stats }, {
+        tok,
+        tpl,
+        config: cfg.ppo,
+        seed,
         signal: ctx.signal,
         onEvent: (e) => {
           if (e.type !== 'step') return;
@@ -258,9 +245,9 @@ async function runOne(ctx: Context, taskName: string, seed: number): Promise<Run
       });
       const r = await trainer.train(data.rlPrompts);
       if (r.stopped) throw new Stopped();
-      const result = { curve, eval: await judgePolicy(policy, task, tok, tpl, prompts, evalOpts) };
-      await saveModel(policy, path.join(dir, 'model'), { files });
-      for (const m of [policy, ref, critic]) m.dispose();
+      const result = { curve, eval: await judgePolicy(trainer.policy, task, tok, tpl, prompts, evalOpts) };
+      await saveModel(trainer.policy, path.join(dir, 'model'), { files });
+      dispose();
       return result;
     });
     seconds[`ppo ${method}`] = ppo.seconds;
