@@ -26,18 +26,26 @@ using ms = std::chrono::milliseconds;
 
 namespace {
 
-// A port nobody listens on right now.
-int free_port() {
+// A socket listening on a port the system chose (any interface); its port in *port.
+int listening_socket(int* port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
   a.sin_port = 0;
   ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::listen(fd, 1);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+// A port nobody listens on right now.
+int free_port() {
+  int port = 0;
+  ::close(listening_socket(&port));
+  return port;
 }
 
 GroupOptions opts(int rank, int world, int port, ms timeout = ms(20000)) {
@@ -312,16 +320,9 @@ TEST(joining_names_the_missing_rank_the_world_size_mismatch_and_a_taken_port) {
   EXPECT(contains(e0, "rank 1 was started with WORLD_SIZE=3 and rank 0 with WORLD_SIZE=2"));
 
   // the port is taken
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_ANY);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::listen(fd, 1);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  EXPECT_THROWS_WITH(make_process_group(opts(0, 2, ntohs(a.sin_port), ms(500))), "cannot listen on port");
+  int taken = 0;
+  int fd = listening_socket(&taken);
+  EXPECT_THROWS_WITH(make_process_group(opts(0, 2, taken, ms(500))), "cannot listen on port");
   ::close(fd);
 }
 

@@ -111,11 +111,16 @@ export function matchByPrompt(a: readonly Response[], b: readonly Response[], na
 }
 
 /** The judge's verdict on each pair, and A's win rate over B (a tie counts one half): by compare() when the judge has one, else by the two scores. */
-export async function pairwiseWinRate(judge: Judge, pairs: ReadonlyArray<[Response, Response]>): Promise<{ rate: WinRate; rows: PairedRow[] }> {
+export async function pairwiseWinRate(
+  judge: Judge,
+  pairs: ReadonlyArray<[Response, Response]>,
+  /** the two sides' scores when they were judged already (not judged again) */
+  known?: { a: readonly number[]; b: readonly number[] },
+): Promise<{ rate: WinRate; rows: PairedRow[] }> {
   const { score, compare } = judge;
-  let scoresA: number[] | undefined;
-  let scoresB: number[] | undefined;
-  if (score) {
+  let scoresA: number[] | undefined = known && [...known.a];
+  let scoresB: number[] | undefined = known && [...known.b];
+  if (score && !known) {
     scoresA = [];
     scoresB = [];
     for (const [i, [a, b]] of pairs.entries()) {

@@ -15,7 +15,6 @@ import {
   type Template,
   type Tokenizer,
   type TrainConfig,
-  encodePrompt,
   encodeSupervised,
   loadModel,
   permutation,
@@ -23,10 +22,11 @@ import {
   templateFiles,
 } from '@s2s/core';
 import type { PPOConfig } from '@s2s/ppo';
-import { ScalarRewardTrainer, decodeGenerated, encodePairs, evaluateRewrites, generationStopIds, rewardModelFiles, rewardStatsFiles, rewriteExamples } from '@s2s/rm';
+import { ScalarRewardTrainer, encodePairs, evaluateRewrites, rewardModelFiles, rewardStatsFiles, rewriteExamples } from '@s2s/rm';
 
 import { StageCache, engineKey, stageKey } from '../demo/cache.js';
-import type { Judge } from '../judging.js';
+import { type Judge, type Response, pairwiseWinRate } from '../judging.js';
+import { sampleResponses } from '../demo/evaluate.js';
 import { comparisonPPO } from '../demo/ppo-start.js';
 import { padIdOf } from '../model-inputs.js';
 
@@ -132,37 +132,12 @@ async function judgeResponses(ctx: Ctx, policy: Model, seed: number): Promise<Pa
   const { tok, tpl, judge, settings } = ctx.in;
   const out: Partial<Record<EvalSplit, JudgedResponse[]>> = {};
   for (const [split, prompts] of Object.entries(ctx.in.evalPrompts) as Array<[EvalSplit, string[]]>) {
-    const queries = prompts.map((p, i) => {
-      const q = encodePrompt(tok, tpl, p, { maxLength: policy.config.maxSeqLen - settings.eval.maxNewTokens });
-      if (!q) throw new RangeError(`evaluation prompt ${i + 1} does not fit the model's context (${policy.config.maxSeqLen}) with ${settings.eval.maxNewTokens} new tokens`);
-      return q;
-    });
-    const gens = await policy.generate(queries, { maxNewTokens: settings.eval.maxNewTokens, temperature: settings.eval.temperature, eos: generationStopIds(policy, tok, tpl), seed: 7919 * seed + 17 });
     const rows: JudgedResponse[] = [];
-    for (const [i, g] of gens.entries()) {
-      const response = decodeGenerated(tok, g.tokens, { skipSpecialTokens: true });
-      const finished = g.finishReason === 'eos';
-      const score = judge.score ? (await judge.score(prompts[i], response, i)).score : Number.NaN;
-      rows.push({ prompt: prompts[i], response, score, tokens: g.tokens.length - (finished ? 1 : 0), finished });
-    }
+    for (const [i, r] of (await sampleResponses(policy, tok, tpl, prompts, { ...settings.eval, seed: 7919 * seed + 17 })).entries())
+      rows.push({ ...r, score: judge.score ? (await judge.score(r.prompt, r.response, i)).score : Number.NaN });
     out[split] = rows;
   }
   return out;
-}
-
-/** A's win rate over B, prompt by prompt: by the judge's compare() when it has one, else by the scores (a tie counts one half). */
-async function winRateOver(judge: Judge, a: JudgedResponse[], b: JudgedResponse[]): Promise<number> {
-  let points = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (judge.compare) {
-      const better = await judge.compare(a[i].prompt, a[i].response, b[i].response, i);
-      points += better === 0 ? 1 : better === 0.5 ? 0.5 : 0;
-    } else {
-      const d = a[i].score - b[i].score;
-      points += Math.abs(d) <= 1e-9 ? 0.5 : d > 0 ? 1 : 0;
-    }
-  }
-  return points / Math.max(1, a.length);
 }
 
 async function runSeed(ctx: Ctx, seed: number): Promise<CompareRun> {
@@ -273,8 +248,12 @@ async function runSeed(ctx: Ctx, seed: number): Promise<CompareRun> {
       evals[method] = ppo.result.eval;
       models[method] = path.join(ppo.dir, 'model');
       winRates[method] = {};
-      for (const split of Object.keys(ppo.result.eval) as EvalSplit[])
-        winRates[method]![split] = await winRateOver(ctx.in.judge, ppo.result.eval[split]!, evals.sft![split]!);
+      for (const split of Object.keys(ppo.result.eval) as EvalSplit[]) {
+        // prompt by prompt against SFT's responses, by the judge's compare() or the scores already given
+        const [mine, sftRows] = [ppo.result.eval[split]!, evals.sft![split]!];
+        const pairs = mine.map((x, i): [Response, Response] => [x, sftRows[i]]);
+        winRates[method]![split] = (await pairwiseWinRate(ctx.in.judge, pairs, { a: mine.map((x) => x.score), b: sftRows.map((x) => x.score) })).rate.winRate;
+      }
     }
   } finally {
     for (const m of [sftModel, scalarModel, s2sModel]) m.dispose();
