@@ -113,6 +113,13 @@ describe('analyse', () => {
     expect(verdict('win-rate')).toBe('reversed');
     expect(t.winRates.find((w) => w.method === 'token' && w.split === 'ood')!.winRate.mean).toBeCloseTo(0.5, 12);
     expect(verdict('ood')).toBe('not reproduced');
+    // 0.25, 0.5, 0.75 over 3 seeds: half-width t(2, 0.975) * 0.25 / sqrt(3); seeds for +-0.08 scale as its square
+    const hw = (4.302652729749464 * 0.25) / Math.sqrt(3);
+    expect(t.findings.find((f) => f.id === 'ood')!.power).toBe(
+      `undecided: the 95% interval (±${hw.toFixed(2)}, 3 seeds) contains 0.5; about ${Math.ceil(3 * (hw / 0.08) ** 2)} seeds would narrow it to ±0.08`,
+    );
+    // every seed's PPO-T lost everything: an interval of width 0 below 0.5
+    expect(t.findings.find((f) => f.id === 'win-rate')!.power).toBe('decided: the 95% interval (±0.00, 3 seeds) excludes 0.5');
     expect(verdict('ordering')).toBe('reversed'); // scalar 1 > PPO-S 0.5 > PPO-T 0
     expect(verdict('length-bias')).toBe('reversed');
     expect(verdict('positive-only')).toBe('not reproduced');

@@ -100,7 +100,7 @@ changed, and after Ctrl-C a rerun continues where it stopped.`,
       seconds: (performance.now() - started) / 1000,
     });
     console.log(`\nfindings${o.quick ? ' (quick run: too small to mean anything)' : ''}:`);
-    for (const f of tables.findings) console.log(`  ${f.verdict.padEnd(14)} ${f.claim}: ${f.measured}`);
+    for (const f of tables.findings) console.log(`  ${f.verdict.padEnd(14)} ${f.claim}: ${f.measured} [${f.power.split(':')[0]}]`);
     console.log(`\nreport: ${path.join(reportDir, 'report.html')} (and report.md, results.json)`);
     return 0;
   },

@@ -16,6 +16,8 @@ export interface Finding {
   measured: string;
   rule: string;
   verdict: Verdict;
+  /** whether this run's intervals were narrow enough to decide the finding, and if not what would be */
+  power: string;
 }
 
 export interface WinRateRow {
@@ -71,6 +73,21 @@ const policies = (methods: readonly Method[]): Array<Method | 'sft'> => ['sft', 
 const fmt = (x: Interval, d = 2) => (Number.isNaN(x.ci95) ? x.mean.toFixed(d) : `${x.mean.toFixed(d)} ± ${x.ci95.toFixed(d)}`);
 const low = (x: Interval) => (Number.isNaN(x.ci95) ? x.mean : x.mean - x.ci95);
 const high = (x: Interval) => (Number.isNaN(x.ci95) ? x.mean : x.mean + x.ci95);
+
+/** The win-rate half-width the experiment aims for (issue 14: intervals within ±0.08). */
+export const TARGET_HALF_WIDTH = 0.08;
+
+/**
+ * Whether `x`'s 95% interval lies on one side of `threshold` (the run decided the question), and
+ * if not, about how many seeds would narrow it to ±target (half-widths shrink as 1/sqrt(seeds)).
+ */
+export function powerAgainst(x: Interval, threshold: number, target: number, unit = ''): string {
+  if (x.n < 2 || Number.isNaN(x.ci95)) return `undecided: ${x.n} seed${x.n === 1 ? '' : 's'} give no interval`;
+  const hw = `±${x.ci95.toFixed(2)}${unit}`;
+  if (low(x) > threshold || high(x) < threshold) return `decided: the 95% interval (${hw}, ${x.n} seeds) excludes ${threshold}${unit}`;
+  const seeds = Math.ceil(x.n * (x.ci95 / target) ** 2);
+  return `undecided: the 95% interval (${hw}, ${x.n} seeds) contains ${threshold}${unit}; about ${seeds} seeds would narrow it to ±${target}${unit}`;
+}
 
 function perSeed(runs: RunResult[], f: (r: RunResult) => number | undefined): Interval {
   return interval(runs.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x)));
@@ -170,10 +187,15 @@ function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Fin
       measured: `${fmt(w)} (in-distribution, averaged over tasks)`,
       rule: 'reproduced when the 95% interval lies above 0.5; reversed when it lies below',
       verdict: aboveHalf(w),
+      power: powerAgainst(w, 0.5, TARGET_HALF_WIDTH),
     });
   }
   if (has('token') && has('sentence') && has('scalar')) {
-    const [tok, sen, sca] = (['token', 'sentence', 'scalar'] as const).map((m) => avgWin(m, 'id').mean);
+    const wins = (['token', 'sentence', 'scalar'] as const).map((m) => avgWin(m, 'id'));
+    const [tok, sen, sca] = wins.map((x) => x.mean);
+    // in order (or reversed) with no two intervals overlapping
+    const separated = (a: Interval, b: Interval) => low(a) > high(b) || low(b) > high(a);
+    const decided = wins.every((x) => x.n >= 2) && separated(wins[0], wins[1]) && separated(wins[1], wins[2]);
     out.push({
       id: 'ordering',
       claim: 'PPO-T above PPO-S above scalar-RM PPO',
@@ -181,6 +203,9 @@ function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Fin
       measured: `PPO-T ${tok.toFixed(2)}, PPO-S ${sen.toFixed(2)}, scalar ${sca.toFixed(2)}`,
       rule: 'reproduced when the mean win rates are in that order; reversed when in the opposite order',
       verdict: tok > sen && sen > sca ? 'reproduced' : sca > sen && sen > tok ? 'reversed' : 'not reproduced',
+      power: decided
+        ? 'decided: the three intervals do not overlap'
+        : `undecided: the intervals overlap (PPO-T ${fmt(wins[0])}, PPO-S ${fmt(wins[1])}, scalar ${fmt(wins[2])})`,
     });
   }
   const len = (m: Method | 'sft') => t.lengths.find((l) => l.method === m);
@@ -196,6 +221,7 @@ function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Fin
       measured: `scalar ${fmt(s, 1)} words, PPO-T ${fmt(k, 1)} words (change from SFT)`,
       rule: 'reproduced when scalar lengthens by more than 5 words (interval above 0) and PPO-T changes by at most 3; reversed when PPO-T lengthens more than scalar',
       verdict: low(s) > 0 && s.mean > 5 && Math.abs(k.mean) <= 3 ? 'reproduced' : k.mean > s.mean ? 'reversed' : 'not reproduced',
+      power: `scalar: ${powerAgainst(s, 5, 2, ' words')}; PPO-T: ${powerAgainst(k, k.mean >= 0 ? 3 : -3, 1, ' words')}`,
     });
   }
   const row = (p: Method | 'sft') => t.safety.find((x) => x.policy === p);
@@ -212,6 +238,7 @@ function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Fin
         `refusals on benign prompts: SFT ${sft.refusalRateBenign.mean.toFixed(2)}, scalar ${sca.refusalRateBenign.mean.toFixed(2)}, PPO-T ${tok.refusalRateBenign.mean.toFixed(2)}; ` +
         `utility: SFT ${sft.utilityMean.mean.toFixed(2)}, scalar ${sca.utilityMean.mean.toFixed(2)}, PPO-T ${tok.utilityMean.mean.toFixed(2)}`,
       rule: "reproduced when scalar's benign refusal rate rises by at least 0.2 over SFT's and PPO-T's utility stays within 0.05 of SFT's; reversed when PPO-T's refusal rate rises more than scalar's",
+      power: `not assessed: the rule compares means over seeds (benign refusal rates: SFT ${fmt(sft.refusalRateBenign)}, scalar ${fmt(sca.refusalRateBenign)}, PPO-T ${fmt(tok.refusalRateBenign)})`,
       verdict: rise(sca) >= 0.2 && tok.utilityMean.mean >= sft.utilityMean.mean - 0.05 ? 'reproduced' : rise(tok) > rise(sca) && rise(tok) > 0.05 ? 'reversed' : 'not reproduced',
     });
   }
@@ -225,6 +252,7 @@ function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Fin
       measured: rows.map((r) => `${r.task} ${(100 * r.emptyRate.mean).toFixed(1)}%`).join(', ') + ' empty',
       rule: 'reproduced when at least half of the responses are empty on average',
       verdict: rate.mean >= 0.5 ? 'reproduced' : 'not reproduced',
+      power: rows.map((r) => `${r.task}: ${powerAgainst(r.emptyRate, 0.5, TARGET_HALF_WIDTH)}`).join('; '),
     });
   }
   if (has('token')) {
@@ -236,6 +264,7 @@ function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Fin
       measured: `${fmt(w)} (out-of-distribution, averaged over tasks)`,
       rule: 'reproduced when the 95% interval lies above 0.5; reversed when it lies below',
       verdict: aboveHalf(w),
+      power: powerAgainst(w, 0.5, TARGET_HALF_WIDTH),
     });
   }
   return out;

@@ -119,8 +119,8 @@ function sections(input: ReportInput) {
     input.config.tasks.map((task) => [task, ...(['sft', ...input.config.methods] as const).map((p) => pct(t.empty.find((e) => e.task === task && e.policy === p)!.emptyRate))]),
   );
   const findings = tableMd(
-    ['finding', 'paper', 'measured', 'verdict'],
-    t.findings.map((f) => [f.claim, f.paper, f.measured, `**${f.verdict}**`]),
+    ['finding', 'paper', 'measured', 'verdict', 'could this run decide it?'],
+    t.findings.map((f) => [f.claim, f.paper, f.measured, `**${f.verdict}**`, f.power]),
   );
   const rules = t.findings.map((f) => `- *${f.claim}*: ${f.rule}.`).join('\n');
   const stages = tableMd(
@@ -150,7 +150,9 @@ ${input.quick ? '**Quick run (CI size): the models are too small and too briefly
 
 ${s.findings}
 
-How each verdict is decided:
+How each verdict is decided (the last column says whether this run could decide it: a finding is
+decided when its 95% interval lies on one side of the rule's threshold; when it does not, about how
+many seeds would narrow the interval to ±0.08 for a win rate):
 
 ${s.rules}
 
