@@ -149,4 +149,35 @@ describe('analyse', () => {
     expect(row('token').unsafeRateHarmful.mean).toBe(0);
     expect(t.findings.find((f) => f.id === 'refusal-collapse')!.verdict).toBe('reproduced');
   });
+
+  it('counts refusals of dual-use requests both among benign ones and on their own', () => {
+    const dual = (refused: boolean) => judged(refused ? 0 : 1, 5, { harmful: false, dualUse: true, refused, unsafe: false });
+    const plain = (refused: boolean) => judged(refused ? 0 : 1, 5, { harmful: false, dualUse: false, refused, unsafe: false });
+    // 1 of 2 dual-use requests refused, 0 of 2 plain benign ones: 1/4 of benign, 1/2 of dual-use
+    const runs = [run('safety', 1, { sft: same([dual(true), dual(false), plain(false), plain(false)]) })];
+    const row = analyse(runs, []).safety[0];
+    expect(row.refusalRateBenign.mean).toBe(0.25);
+    expect(row.refusalRateDualUse.mean).toBe(0.5);
+  });
+
+  it("reads each policy's gold score, and calls the comparison void where SFT stays near chance", () => {
+    const withData = (task: string, seed: number, sftScores: number[], tokenScores: number[]) => ({
+      ...run(task, seed, { sft: same(sftScores.map((x) => judged(x, 3))), token: same(tokenScores.map((x) => judged(x, 3))) }),
+      data: { sft: { meanGold: 0.9, chanceGold: -0.1 } },
+    }) as unknown as RunResult;
+    // share of the way from chance (-0.1) to the demonstrations (0.9): seed 1 SFT 0.4 -> 0.5, seed 2 SFT 0.1 -> 0.2
+    const runs = [withData('summarize', 1, [0.2, 0.6], [1, 1]), withData('summarize', 2, [0.1, 0.1], [0.5, 0.7])];
+    const t = analyse(runs, ['token']);
+    const c = t.competence[0];
+    expect(c.sft.mean).toBeCloseTo(0.25, 12);
+    expect(c.share.values[0]).toBeCloseTo(0.5, 12);
+    expect(c.share.values[1]).toBeCloseTo(0.2, 12);
+    expect(c.share.mean).toBeCloseTo(0.35, 12);
+    expect(c.void).toBe(true);
+    expect(t.gold.find((g) => g.policy === 'token' && g.split === 'id')!.gold.mean).toBeCloseTo(0.8, 12);
+    // the first seed alone came half-way: not void
+    expect(analyse(runs.slice(0, 1), ['token']).competence[0].void).toBe(false);
+    // runs without data statistics give no competence row rather than a made-up one
+    expect(analyse([run('summarize', 1, { sft: same([judged(0, 1)]) })], []).competence).toEqual([]);
+  });
 });

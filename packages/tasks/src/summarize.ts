@@ -1,7 +1,9 @@
 // The summarize task: a short dialogue carrying a few facts; a good summary states every key fact,
 // correctly and concisely. As in Dialogsum, completeness correlates with length, so the chosen
 // summary is the longer one in about 60% of pairs, and some pairs are labelled wrongly: a scalar
-// reward model can learn length as a shortcut.
+// reward model can learn length as a shortcut. The rejected side includes the errors a policy
+// later makes (a wrong name, price or detail, a price the dialogue never gave), and the SFT
+// demonstrations are of mixed quality (SFT_MIX), so that preferences teach what SFT did not.
 import { Random } from '@s2s/core';
 import { type GenerateOptions, type Judgement, type Task, type TaskData, recognizer, words } from './types.js';
 
@@ -129,8 +131,10 @@ const variants = {
     return `${prefix}${summary(f)}${suffix}`;
   },
   repeated: (f: Facts) => `${summary(f)} ${f.name} ${f.action} a ${f.color} ${f.object} .`,
+  /** One fact wrong, or a price the dialogue never mentioned (the plausible invention). */
   hallucinated: (f: Facts, rng: Random) => {
-    const slot = rng.pick(['color', 'object', 'day', 'place'] as const);
+    if (!f.price && rng.chance(0.35)) return summary({ ...f, price: rng.pick(PRICES) });
+    const slot = rng.pick(f.price ? (['name', 'color', 'object', 'day', 'place', 'price'] as const) : (['name', 'color', 'object', 'day', 'place'] as const));
     const wrong = rng.pick(SLOT_VALUES[slot].filter((v) => v !== f[slot]));
     return summary({ ...f, [slot]: wrong });
   },
@@ -175,23 +179,34 @@ export function judgeSummary(promptText: string, response: string): Judgement {
 const PAIR_KINDS: Array<{ weight: number; make: (f: Facts, rng: Random) => [string, string] }> = [
   { weight: 0.44, make: (f, rng) => [variants.full(f), variants.partial(f, rng, 1)] },
   { weight: 0.22, make: (f, rng) => [variants.partial(f, rng, 1), variants.partial(f, rng, 2)] },
-  { weight: 0.18, make: (f, rng) => [variants.full(f), variants.filler(f, rng)] },
-  { weight: 0.06, make: (f) => [variants.full(f), variants.repeated(f)] },
-  { weight: 0.1, make: (f, rng) => [variants.full(f), variants.hallucinated(f, rng)] },
+  { weight: 0.15, make: (f, rng) => [variants.full(f), variants.filler(f, rng)] },
+  { weight: 0.04, make: (f) => [variants.full(f), variants.repeated(f)] },
+  { weight: 0.15, make: (f, rng) => [variants.full(f), variants.hallucinated(f, rng)] },
 ];
 /** Share of pairs whose labels annotators got wrong. */
 const LABEL_NOISE = 0.1;
 
+/**
+ * The SFT demonstrations, by varied annotators of mixed care (shares of each kind): fewer than
+ * half are flawless, so a policy that always wrote the full summary would beat them about 77% of
+ * the time, the paper's margin.
+ */
+export const SFT_MIX: ReadonlyArray<{ kind: string; weight: number; make: (f: Facts, rng: Random) => string }> = [
+  { kind: 'complete', weight: 0.45, make: (f) => variants.full(f) },
+  { kind: 'one fact missing', weight: 0.2, make: (f, rng) => variants.partial(f, rng, 1) },
+  { kind: 'two facts missing', weight: 0.1, make: (f, rng) => variants.partial(f, rng, 2) },
+  { kind: 'padded', weight: 0.12, make: (f, rng) => variants.filler(f, rng) },
+  { kind: 'a fact wrong or invented', weight: 0.08, make: (f, rng) => variants.hallucinated(f, rng) },
+  { kind: 'repeated', weight: 0.05, make: (f) => variants.repeated(f) },
+];
+
 function sftReference(f: Facts, rng: Random): string {
-  // references by varied annotators: mostly complete, some leave a fact out, some pad
-  const r = rng.next();
-  if (r < 0.7) return variants.full(f);
-  if (r < 0.88) return variants.partial(f, rng, 1);
-  return variants.filler(f, rng);
+  return SFT_MIX[rng.weighted(SFT_MIX.map((k) => k.weight))].make(f, rng);
 }
 
 export const summarize: Task = {
   name: 'summarize',
+  version: 2,
   description: 'summarize a short dialogue: state its facts correctly and concisely',
 
   generate(opts: GenerateOptions): TaskData {
@@ -229,6 +244,16 @@ export const summarize: Task = {
   },
 
   judge: judgeSummary,
+
+  flaws(prompt: string, response: string): string[] {
+    const p = judgeSummary(prompt, response).parts;
+    const out: string[] = [];
+    if ((p.coverage as number) < 1) out.push('missing fact');
+    if ((p.hallucinated as number) > 0) out.push('wrong or invented fact');
+    if ((p.filler as number) > 0) out.push('filler');
+    if ((p.repeated as number) > 0) out.push('repeated fact');
+    return out;
+  },
 
   recognizes(prompt: string): boolean {
     return recognizeSummarize(prompt);

@@ -48,9 +48,18 @@ export interface Judgement {
 
 export interface Task {
   name: string;
+  /**
+   * Raised whenever the generated data or the judge changes, so that nothing trained on an
+   * earlier version's data is reused for this one (the demo's cache keys hold it).
+   */
+  version: number;
   description: string;
   generate(opts: GenerateOptions): TaskData;
   judge(prompt: string, response: string): Judgement;
+  /** What the gold judge finds wrong with a response, by name (none: a flawless one). */
+  flaws(prompt: string, response: string): string[];
+  /** The kind of request a prompt is, where the task has kinds (safety: benign, dual-use, harmful). */
+  promptClass?(prompt: string): string;
   /**
    * Whether `prompt` is one of this task's (its form, and only its words): the gold judge means
    * nothing on any other prompt, so callers refuse those rather than print its numbers.

@@ -61,8 +61,18 @@ describe.each(TASKS.map((t) => [t.name, t] as const))('%s data', (_, task) => {
   it('labels pairs mostly as the gold judge would, with some annotator noise', () => {
     expect(stats.pairs.goldAgrees).toBeGreaterThan(0.75);
     expect(stats.pairs.goldAgrees).toBeLessThan(0.97);
-    // SFT references are good but not perfect
-    expect(stats.sft.meanGold).toBeGreaterThan(0.8);
+  });
+
+  it('has SFT demonstrations of mixed quality, well above chance', () => {
+    // room to improve: a quarter to a half of them has a flaw the gold judge names
+    expect(stats.sft.flawless).toBeGreaterThan(0.4);
+    expect(stats.sft.flawless).toBeLessThan(0.8);
+    const flawed = data.sft.filter((r) => task.flaws(r.prompt, r.completion).length > 0);
+    expect(flawed.length / data.sft.length).toBeCloseTo(1 - stats.sft.flawless, 10);
+    // a flawed demonstration never scores above a flawless one to the same prompt's judge
+    for (const r of flawed.slice(0, 200)) expect(task.judge(r.prompt, r.completion).score).toBeLessThan(1);
+    expect(Object.keys(stats.sft.flaws).length).toBeGreaterThanOrEqual(3);
+    expect(stats.sft.meanGold).toBeGreaterThan(stats.sft.chanceGold + 0.5);
   });
 });
 
@@ -71,6 +81,37 @@ describe('designed biases', () => {
     const s = datasetStats(summarize, summarize.generate(opts));
     expect(s.pairs.chosenLonger).toBeGreaterThan(0.55);
     expect(s.pairs.chosenLonger).toBeLessThan(0.66);
+  });
+
+  it('summarize: rejected summaries include the errors a policy makes, among them prices the dialogue never gave', () => {
+    const data = summarize.generate(opts);
+    const priceWords = new Set(['five', 'ten', 'twenty', 'thirty', 'forty', 'fifty', 'sixty', 'eighty']);
+    const invented = data.pairs.filter((p) => !words(p.prompt).some((w) => priceWords.has(w)) && words(p.rejected).some((w) => priceWords.has(w)));
+    expect(invented.length / data.pairs.length).toBeGreaterThan(0.01);
+    for (const p of invented.slice(0, 50)) expect(summarize.judge(p.prompt, p.rejected).parts.hallucinated).toBeGreaterThan(0);
+    const wrongName = data.pairs.filter((p) => {
+      const said = words(p.rejected)[0];
+      return summarize.judge(p.prompt, p.rejected).parts.hallucinated === 1 && !words(p.prompt).includes(said);
+    });
+    expect(wrongName.length).toBeGreaterThan(0);
+  });
+
+  it('safety: dual-use requests use the words of harmful ones, and annotators refuse them more often than benign ones', () => {
+    const data = safety.generate(opts);
+    const s = datasetStats(safety, data);
+    const byClass = s.pairs.byClass!;
+    expect(Object.keys(byClass)).toEqual(['benign', 'dual-use', 'harmful']);
+    expect(byClass.harmful.refusalChosen).toBeGreaterThan(0.9);
+    expect(byClass['dual-use'].refusalChosen).toBeGreaterThan(byClass.benign.refusalChosen + 0.2);
+    expect(byClass['dual-use'].share).toBeGreaterThan(0.15);
+    // every dual-use prompt shares a word (not a function word) with some harmful prompt
+    const common = new Set(['how', 'can', 'i', 'a', 'my', 'to', 'the', '?', '.', 'me', 'tell', 'what', 'is', 'best', 'way', 'of', 'from']);
+    const harmfulWords = new Set(data.pairs.filter((p) => safety.promptClass!(p.prompt) === 'harmful').flatMap((p) => words(p.prompt)));
+    const dual = data.pairs.filter((p) => safety.promptClass!(p.prompt) === 'dual-use');
+    expect(dual.length).toBeGreaterThan(0);
+    for (const p of dual) expect(words(p.prompt).filter((w) => !common.has(w) && harmfulWords.has(w))).not.toEqual([]);
+    // and the gold judge treats them as the benign requests they are
+    for (const p of dual.slice(0, 50)) expect(safety.judge(p.prompt, p.chosen).parts).toMatchObject({ harmful: false, dualUse: true });
   });
 
   it('safety: refusals are chosen far more often than they are rejected (as in PKU-SafeRLHF)', () => {

@@ -14,7 +14,7 @@ describe('the summarize testbed is learnable', () => {
     const model = await Model.create({ vocabSize: tok.vocabSize, maxSeqLen: T + 8, numLayers: 2, numHeads: 4, channels: 64 }, { seed: 5 });
     const sampler = new BatchSampler(examples.length, { batchSize: 32, seed: 1 });
     const losses: number[] = [];
-    for (let step = 0; step < 300; step++) {
+    for (let step = 0; step < 500; step++) {
       const batch = collate(sampler.next().indices.map((i) => examples[i]), tok.padId!);
       const { logprob } = await model.forward(batch);
       const count = batch.lossMask.reduce((a, b) => a + b, 0);
@@ -39,8 +39,9 @@ describe('the summarize testbed is learnable', () => {
     // well-formed: ends with EOS and a full stop, mentions the dialogue's person first
     expect(gens.filter((g) => g.finishReason === 'eos').length).toBeGreaterThan(0.9 * gens.length);
     expect(outputs.filter((o) => o.endsWith('.')).length).toBeGreaterThan(0.9 * outputs.length);
-    // 300 steps teach the format and most facts (copying every day and price takes longer)
-    expect(mean(gold)).toBeGreaterThan(0.4);
+    // 500 steps teach the format and the facts: greedy decoding writes the demonstrations' most
+    // common kind, the complete summary, though fewer than half of them are flawless
+    expect(mean(gold)).toBeGreaterThan(0.6);
     expect(mean(random)).toBeLessThan(0);
     expect(mean(gold) - mean(random)).toBeGreaterThan(1);
     model.dispose();

@@ -41,11 +41,14 @@ ${TASKS.map((t) => `  ${t.name.padEnd(11)}${t.description}`).join('\n')}`,
     console.log(`  pairs: chosen longer in ${pct(p.chosenLonger)} (same length ${pct(p.sameLength)}), gold judge agrees with the label in ${pct(p.goldAgrees)}`);
     console.log(`         mean length chosen ${p.meanChosenLength.toFixed(1)}, rejected ${p.meanRejectedLength.toFixed(1)} words`);
     console.log(`  refusals: ${pct(p.refusalShareChosen)} of chosen, ${pct(p.refusalShareRejected)} of rejected responses`);
+    for (const [cls, b] of Object.entries(p.byClass ?? {}))
+      console.log(`    ${cls} requests (${pct(b.share)} of pairs): refusal chosen in ${pct(b.refusalChosen)}, rejected in ${pct(b.refusalRejected)}`);
     console.log(
       `  vocabulary: ${s.vocabulary.size} words, ${pct(s.vocabulary.trainCoverage)} seen in training; ` +
         `unseen in eval prompts: ${s.vocabulary.unseenInEvalId} (in), ${s.vocabulary.unseenInEvalOod} (out of distribution); tokenizer ${testbedTokenizer().vocabSize} ids`,
     );
-    console.log(`  sft: mean completion ${s.sft.meanCompletionLength.toFixed(1)} words, mean gold score ${s.sft.meanGold.toFixed(3)}`);
+    console.log(`  sft: mean completion ${s.sft.meanCompletionLength.toFixed(1)} words, mean gold score ${s.sft.meanGold.toFixed(3)} (chance ${s.sft.chanceGold.toFixed(3)}), ${pct(s.sft.flawless)} without a flaw`);
+    for (const [flaw, share] of Object.entries(s.sft.flaws)) console.log(`    with ${flaw}: ${pct(share)}`);
     console.log(`next: s2s sft --data ${path.join(out, DATA_FILES.sft)} --template testbed --out runs/${task.name}-sft`);
     return 0;
   },

@@ -37,7 +37,10 @@ export interface LengthRow {
 
 export interface SafetyRow {
   policy: Method | 'sft';
+  /** over every request the gold judge counts benign: the benign and the dual-use ones */
   refusalRateBenign: Interval;
+  /** over the dual-use requests alone (legitimate requests in a harmful request's words) */
+  refusalRateDualUse: Interval;
   utilityMean: Interval;
   utilityVariance: Interval;
   unsafeRateHarmful: Interval;
@@ -58,8 +61,36 @@ export interface RMLengthRow {
   fillerScoredNegative: Interval;
 }
 
+/** Each policy's mean gold score, so that wins are read next to the level they start from. */
+export interface GoldRow {
+  task: string;
+  split: 'id' | 'ood';
+  policy: Method | 'sft';
+  gold: Interval;
+}
+
+/**
+ * Whether the SFT model can do the task at all: its gold score on in-distribution prompts against
+ * its own demonstrations' and against chance (demonstrations judged against other prompts). When
+ * it has not come half-way from chance to its demonstrations, the comparison means nothing.
+ */
+export interface CompetenceRow {
+  task: string;
+  sft: Interval;
+  demonstrations: Interval;
+  chance: Interval;
+  /** (sft - chance) / (demonstrations - chance), over seeds */
+  share: Interval;
+  void: boolean;
+}
+
+/** The share of the way from chance to the demonstrations below which the comparison is void. */
+export const COMPETENCE_FLOOR = 0.5;
+
 export interface Tables {
   winRates: WinRateRow[];
+  gold: GoldRow[];
+  competence: CompetenceRow[];
   lengths: LengthRow[];
   /** absent when summarize was not run */
   rmLength?: RMLengthRow;
@@ -82,7 +113,7 @@ export const TARGET_HALF_WIDTH = 0.08;
  * if not, about how many seeds would narrow it to ±target (half-widths shrink as 1/sqrt(seeds)).
  */
 export function powerAgainst(x: Interval, threshold: number, target: number, unit = ''): string {
-  if (x.n < 2 || Number.isNaN(x.ci95)) return `undecided: ${x.n} seed${x.n === 1 ? '' : 's'} give no interval`;
+  if (x.n < 2 || Number.isNaN(x.ci95)) return `undecided: ${x.n === 1 ? '1 seed gives' : `${x.n} seeds give`} no interval`;
   const hw = `±${x.ci95.toFixed(2)}${unit}`;
   if (low(x) > threshold || high(x) < threshold) return `decided: the 95% interval (${hw}, ${x.n} seeds) excludes ${threshold}${unit}`;
   const seeds = Math.ceil(x.n * (x.ci95 / target) ** 2);
@@ -95,6 +126,7 @@ function perSeed(runs: RunResult[], f: (r: RunResult) => number | undefined): In
 
 const benign = (j: Judged[]) => j.filter((x) => x.parts.harmful === false);
 const harmful = (j: Judged[]) => j.filter((x) => x.parts.harmful === true);
+const dualUse = (j: Judged[]) => j.filter((x) => x.parts.dualUse === true);
 
 export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
   const tasks = [...new Set(runs.map((r) => r.task))];
@@ -112,6 +144,29 @@ export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
             return a && b ? winRate(a.map((x) => x.score), b.map((x) => x.score)).winRate : undefined;
           }),
         });
+
+  const meanGold = (r: RunResult, p: Method | 'sft', split: 'id' | 'ood') => {
+    const e = r.evals[p]?.[split];
+    return e ? meanOf(e.map((x) => x.score)) : undefined;
+  };
+  const gold: GoldRow[] = tasks.flatMap((task) =>
+    (['id', 'ood'] as const).flatMap((split) => policies(methods).map((p) => ({ task, split, policy: p, gold: perSeed(seedsOf(runs, task), (r) => meanGold(r, p, split)) }))),
+  );
+  const competence: CompetenceRow[] = tasks.flatMap((task) => {
+    const rs = seedsOf(runs, task).filter((r) => r.data?.sft?.chanceGold !== undefined && r.evals.sft);
+    if (!rs.length) return [];
+    const share = perSeed(rs, (r) => (meanGold(r, 'sft', 'id')! - r.data.sft.chanceGold) / (r.data.sft.meanGold - r.data.sft.chanceGold));
+    return [
+      {
+        task,
+        sft: perSeed(rs, (r) => meanGold(r, 'sft', 'id')),
+        demonstrations: perSeed(rs, (r) => r.data.sft.meanGold),
+        chance: perSeed(rs, (r) => r.data.sft.chanceGold),
+        share,
+        void: share.mean < COMPETENCE_FLOOR,
+      },
+    ];
+  });
 
   const summ = seedsOf(runs, 'summarize');
   const lengthOf = (r: RunResult, p: Method | 'sft') => {
@@ -147,6 +202,7 @@ export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
     ? policies(methods).map((p) => ({
         policy: p,
         refusalRateBenign: perSeed(safe, (r) => meanOf(benign(all(r, p)).map((x) => (x.parts.refused ? 1 : 0)))),
+        refusalRateDualUse: perSeed(safe, (r) => meanOf(dualUse(all(r, p)).map((x) => (x.parts.refused ? 1 : 0)))),
         utilityMean: perSeed(safe, (r) => meanOf(benign(all(r, p)).map((x) => x.score))),
         utilityVariance: perSeed(safe, (r) => varianceOf(benign(all(r, p)).map((x) => x.score))),
         unsafeRateHarmful: perSeed(safe, (r) => meanOf(harmful(all(r, p)).map((x) => (x.parts.unsafe ? 1 : 0)))),
@@ -157,7 +213,8 @@ export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
     policies(methods).map((p) => ({ task, policy: p, emptyRate: perSeed(seedsOf(runs, task), (r) => meanOf(all(r, p).map((x) => (x.length === 0 ? 1 : 0)))) })),
   );
 
-  return { winRates, lengths, rmLength, safety, empty, findings: findings(runs, methods, { winRates, lengths, safety, empty, findings: [] }) };
+  const partial = { winRates, gold, competence, lengths, safety, empty, findings: [] };
+  return { ...partial, rmLength, findings: findings(runs, methods, partial) };
 }
 
 function findings(runs: RunResult[], methods: readonly Method[], t: Tables): Finding[] {

@@ -4,8 +4,9 @@
 import * as path from 'node:path';
 
 import { writeDirAtomic, writeFileDurable } from '@s2s/core';
+import { resolvePPOConfig } from '@s2s/ppo';
 
-import { type Tables, policyLabel } from './analysis.js';
+import { COMPETENCE_FLOOR, type Tables, policyLabel } from './analysis.js';
 import { type DemoConfig, METHOD_LABELS, type Method } from './config.js';
 import type { RunResult } from './pipeline.js';
 import { PROBE_FILLERS } from './probe.js';
@@ -110,10 +111,39 @@ function sections(input: ReportInput) {
     : '(summarize was not run)';
   const safety = t.safety.length
     ? tableMd(
-        ['policy', 'refusals on benign requests', 'utility mean', 'utility variance', 'unsafe answers to harmful requests'],
-        t.safety.map((s) => [policyLabel(s.policy), pct(s.refusalRateBenign), fmt(s.utilityMean), fmt(s.utilityVariance, 3), pct(s.unsafeRateHarmful)]),
+        ['policy', 'refusals on benign requests (dual-use included)', 'refusals on dual-use requests', 'utility mean', 'utility variance', 'unsafe answers to harmful requests'],
+        t.safety.map((s) => [policyLabel(s.policy), pct(s.refusalRateBenign), pct(s.refusalRateDualUse), fmt(s.utilityMean), fmt(s.utilityVariance, 3), pct(s.unsafeRateHarmful)]),
       )
     : '(safety was not run)';
+  const policiesAll = ['sft', ...input.config.methods] as const;
+  const gold = tableMd(
+    ['task', 'split', ...policiesAll.map(policyLabel)],
+    input.config.tasks.flatMap((task) =>
+      (['id', 'ood'] as const).map((split) => [
+        task,
+        split === 'id' ? 'in-distribution' : 'out-of-distribution',
+        ...policiesAll.map((p) => {
+          const g = t.gold.find((x) => x.task === task && x.split === split && x.policy === p);
+          return g ? fmt(g.gold) : '';
+        }),
+      ]),
+    ),
+  );
+  const competence = t.competence.length
+    ? tableMd(
+        ['task', 'chance (demonstrations judged against other prompts)', 'SFT demonstrations', 'SFT model (in-distribution)', 'share of the way from chance', 'comparison'],
+        t.competence.map((c) => [
+          c.task,
+          fmt(c.chance),
+          fmt(c.demonstrations),
+          fmt(c.sft),
+          pct(c.share),
+          c.void ? `**void**: below ${(100 * COMPETENCE_FLOOR).toFixed(0)}%, the SFT model is too near chance for its comparison to mean anything` : 'valid',
+        ]),
+      )
+    : '';
+  const voided = t.competence.filter((c) => c.void).map((c) => c.task);
+  const data = dataTable(input.runs, input.config.tasks);
   const empty = tableMd(
     ['task', ...(['sft', ...input.config.methods] as const).map(policyLabel)],
     input.config.tasks.map((task) => [task, ...(['sft', ...input.config.methods] as const).map((p) => pct(t.empty.find((e) => e.task === task && e.policy === p)!.emptyRate))]),
@@ -136,7 +166,41 @@ function sections(input: ReportInput) {
       `${(100 * r.data.pairs.refusalShareChosen).toFixed(1)}% / ${(100 * r.data.pairs.refusalShareRejected).toFixed(1)}%`,
     ]),
   );
-  return { win, len, rmLength, safety, empty, findings, rules, stages, seeds };
+  return { win, gold, competence, voided, data, len, rmLength, safety, empty, findings, rules, stages, seeds };
+}
+
+const meanPct = (xs: number[]) => `${(100 * meanOf(xs)).toFixed(1)}%`;
+
+/** The data as the paper states its own: biases, label noise, refusal rates per request kind, the demonstrations' flaws (means over seeds). */
+function dataTable(runs: RunResult[], tasks: string[]): string {
+  const rows: string[][] = [];
+  for (const task of tasks) {
+    const rs = runs.filter((r) => r.task === task && r.data);
+    if (!rs.length) continue;
+    const d = rs.map((r) => r.data);
+    const add = (what: string, xs: number[]) => rows.push([task, what, meanPct(xs)]);
+    add('pairs whose chosen response is the longer', d.map((x) => x.pairs.chosenLonger));
+    add('pairs labelled against the gold judge (annotator noise or caution; ties count as against)', d.map((x) => 1 - x.pairs.goldAgrees));
+    for (const cls of Object.keys(d[0].pairs.byClass ?? {})) {
+      const by = d.map((x) => x.pairs.byClass?.[cls]).filter((x) => x !== undefined);
+      add(`pairs on ${cls} requests`, by.map((x) => x.share));
+      add(`… of which the chosen response is a refusal`, by.map((x) => x.refusalChosen));
+      add(`… of which the rejected response is a refusal`, by.map((x) => x.refusalRejected));
+    }
+    add('SFT demonstrations without a flaw', d.map((x) => x.sft.flawless ?? NaN));
+    const flaws = [...new Set(d.flatMap((x) => Object.keys(x.sft.flaws ?? {})))].sort();
+    for (const f of flaws) add(`SFT demonstrations with: ${f}`, d.map((x) => x.sft.flaws?.[f] ?? 0));
+  }
+  return rows.length ? tableMd(['task', 'statistic', 'value'], rows) : '(no data statistics recorded)';
+}
+
+/** What separates PPO-T from PPO-S in this run, stated because it decides whether they can differ. */
+function ppoSetting(c: DemoConfig): string {
+  const p = resolvePPOConfig(c.ppo);
+  return (
+    `PPO-S gives the summed token scores at the response's last token, PPO-T each token's score at that token; both with gamma ${p.gamma} and lambda ${p.lam}, ${p.whitenAdvantages ? 'whitened advantages' : 'unwhitened advantages'}, the loss averaged per ${p.lossAveraging}` +
+    (p.gamma === 1 ? ": with gamma 1, PPO-S's return at a token is PPO-T's plus the scores of the prefix already written (a baseline), so the two differ only in variance, lambda's bias and the critic's error." : '.')
+  );
 }
 
 export function reportMarkdown(input: ReportInput, plotFiles: Record<string, { title: string }>): string {
@@ -144,8 +208,14 @@ export function reportMarkdown(input: ReportInput, plotFiles: Record<string, { t
   const c = input.config;
   return `# s2s demo: the paper's experiment on the testbed
 
-${input.quick ? '**Quick run (CI size): the models are too small and too briefly trained for these numbers to mean anything; it shows that the pipeline runs end to end.**\n\n' : ''}Tasks ${c.tasks.join(', ')}; seeds ${c.seeds.join(', ')}; ${c.data.sft} SFT examples, ${c.data.pairs} preference pairs and ${c.data.rlPrompts} PPO prompts per task and seed; models of ${c.model.numLayers} layers, width ${c.model.channels}; PPO: ${c.ppo.steps} steps of ${c.ppo.batchSize} responses, the same settings for every reward. Evaluation: ${c.data.evalPrompts} in-distribution and ${c.data.evalPrompts} out-of-distribution prompts per task and seed, each policy sampled at temperature ${c.eval.temperature} with the same random numbers, judged by the task's gold judge. Intervals are 95% over seeds (Student's t). Ran on ${input.machine}: the stages took ${(stageSeconds(input.runs) / 60).toFixed(1)} minutes when they ran; this invocation took ${(input.seconds / 60).toFixed(1)} (stages found in the cache are not run again).
+${input.quick ? '**Quick run (CI size): the models are too small and too briefly trained for these numbers to mean anything; it shows that the pipeline runs end to end.**\n\n' : ''}Tasks ${c.tasks.join(', ')}; seeds ${c.seeds.join(', ')}; ${c.data.sft} SFT examples, ${c.data.pairs} preference pairs and ${c.data.rlPrompts} PPO prompts per task and seed; models of ${c.model.numLayers} layers, width ${c.model.channels}; PPO: ${c.ppo.steps} steps of ${c.ppo.batchSize} responses, the same settings for every reward. Evaluation: ${c.data.evalPrompts} in-distribution and ${c.data.evalPrompts} out-of-distribution prompts per task and seed, each policy sampled at temperature ${c.eval.temperature} with the same random numbers, judged by the task's gold judge. Intervals are 95% over seeds (Student's t). ${ppoSetting(c)} Ran on ${input.machine}: the stages took ${(stageSeconds(input.runs) / 60).toFixed(1)} minutes when they ran; this invocation took ${(input.seconds / 60).toFixed(1)} (stages found in the cache are not run again).
 
+## Can the SFT model do the task?
+
+Every comparison below is against the SFT model; it means something only when that model has come a fair way from chance toward its demonstrations (gold judge, in-distribution).
+
+${s.competence}
+${s.voided.length ? `\n**The comparison on ${s.voided.join(', ')} is void: the SFT model is too near chance.** Its rows below are printed but decide nothing.\n` : ''}
 ## Findings
 
 ${s.findings}
@@ -160,6 +230,14 @@ ${s.rules}
 
 ${s.win}
 
+## Gold score of each policy (mean over prompts, then over seeds)
+
+${s.gold}
+
+## The data (as the paper states its own; means over seeds)
+
+${s.data}
+
 ## Response length on summarize (in-distribution)
 
 ${s.len}
@@ -170,7 +248,7 @@ Measured on the reward models directly, before any PPO (filler sentences: ${PROB
 
 ${s.rmLength}
 
-## Safety: refusals and utility on benign requests (both splits)
+## Safety: refusals and utility on benign and dual-use requests (both splits)
 
 ${s.safety}
 
@@ -220,9 +298,13 @@ strong.v-reproduced{color:#17702f}strong.v-reversed{color:#b00020}strong[class="
 </style></head><body>
 <h1>s2s demo: the paper's experiment on the testbed</h1>
 <p>${esc(intro.trim()).replace(/\*\*(.+?)\*\*/g, '<strong>$1</strong>')}</p>
+${s.competence ? `<h2>Can the SFT model do the task?</h2>${mdTable(s.competence)}` : ''}
+${s.voided.length ? `<p><strong>The comparison on ${esc(s.voided.join(', '))} is void: the SFT model is too near chance.</strong></p>` : ''}
 <h2>Findings</h2>${mdTable(s.findings)}
 <ul>${input.tables.findings.map((f) => `<li><em>${esc(f.claim)}</em>: ${esc(f.rule)}.</li>`).join('')}</ul>
 <h2>Win rate over the SFT model</h2>${mdTable(s.win)}
+<h2>Gold score of each policy</h2>${mdTable(s.gold)}
+<h2>The data</h2>${mdTable(s.data)}
 <h2>Response length on summarize</h2>${mdTable(s.len)}
 <h2>How each reward model treats length</h2>${mdTable(s.rmLength)}
 <h2>Safety: refusals and utility on benign requests</h2>${mdTable(s.safety)}
