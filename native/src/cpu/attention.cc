@@ -1,11 +1,14 @@
-// Causal attention, multi-head and grouped-query. The optimised path does the four products per
-// head as strided batched GEMMs (computing the full T x T square and masking is cheaper than a
-// hand-written causal loop), with the softmax and its backward as row-parallel loops.
+// Causal attention, multi-head and grouped-query. The optimised path copies the heads out of qkv
+// into head-major [B, NH, T, hd] operands (in the matmul setting's type: bf16 values where the CPU
+// multiplies bf16) and does the four products per head as dense batched GEMMs over B NH, computing
+// the full T x T square and masking it (cheaper than a hand-written causal loop); the softmax and
+// its backward are row-parallel loops that also write the probabilities as the next product reads
+// them. Dense operands are what oneDNN's fastest kernels take (AMX's for bf16: strided heads fell
+// back to a generic kernel 3x slower than fp32's; in fp32 the dense copy also doubles the rate).
 //
-// Grouped-query attention (G = NH / KVH query heads per key/value head) reads each key/value head
-// in place, without repeating it (HF's repeat_kv): turn g = 0..G-1 batches the query heads
-// kvh G + g over [B, KVH], whose heads lie G hd apart in qkv, G T T apart in att. Multi-head
-// attention (G = 1) is the one turn batched over [B, NH].
+// Grouped-query attention (G = NH / KVH query heads per key/value head) repeats each key/value head
+// for the G query heads of its group in the copies (HF's repeat_kv), and sums the group's
+// gradients when it writes them back; query head h reads key/value head h / G.
 #include "cpu/attention.h"
 #include "ops/strides.h"
 
@@ -23,40 +26,81 @@ namespace s2s {
 
 namespace {
 
-// Where turn g's operands start and how they stride (see the top of the file).
-struct Turn {
-  int G, KVH, T, hd;
-  int64_t W, QW;  // qkv's row width; the output's (NH hd)
-  int64_t koff, voff;
-  int NH;
-  explicit Turn(const AttnShape& s)
-      : G(s.group()), KVH(s.KVH), T(s.T), hd(s.hd), W(s.qkv_width()), QW(s.q_width()), koff(s.q_width()),
-        voff(s.q_width() + s.kv_width()), NH(s.NH) {}
-  int64_t q(int g) const { return (int64_t)g * hd; }       // in qkv (and in out / dout)
-  int64_t att(int g) const { return (int64_t)g * T * T; }  // in att / datt
-  Strides qv() const { return head_rows(T, W, (int64_t)G * hd); }
-  Strides kvv() const { return head_rows(T, W, hd); }
-  Strides kvv_t() const { return head_rows_t(T, W, hd); }
-  Strides outv() const { return head_rows(T, QW, (int64_t)G * hd); }
-  Strides attv() const { return att_heads(NH, T, G); }
-  Strides attv_t() const { return att_heads_t(NH, T, G); }
+// Per-thread operand buffers: engine calls run one at a time on its thread.
+struct Scratch {
+  HostArray<char> q, k, v, dout, p;
+  HostArray<float> grad;
 };
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+void* room(HostArray<char>& a, int64_t values, CpuMatmul mode) {
+  a.reserve((size_t)values * operand_size(mode));
+  return a.data();
+}
+
+// dst [B, NH, T, hd] <- the heads of src [B, T, width] starting at column `off`, head h reading
+// source head h / rep (rep = G repeats a key/value head for its group), converted to `mode`.
+void pack_heads(void* dst, const float* src, int64_t width, int64_t off, int rep, const AttnShape& s, CpuMatmul mode) {
+  const int B = s.B, NH = s.NH, T = s.T, hd = s.hd;
+  const size_t esz = operand_size(mode);
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * NH * T * hd >= kMinParallelWork)
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++)
+        to_operand(static_cast<char*>(dst) + ((((int64_t)b * NH + h) * T + t) * hd) * esz,
+                   src + ((int64_t)b * T + t) * width + off + (int64_t)(h / rep) * hd, hd, mode);
+}
+
+// The heads of dst [B, T, width] from column `off` (NH / rep of them) <- src [B, NH, T, hd], head j
+// the sum of src heads j rep .. j rep + rep - 1 (a key/value head's group); overwrites.
+void unpack_heads(float* dst, int64_t width, int64_t off, const float* src, int rep, const AttnShape& s) {
+  const int B = s.B, NH = s.NH, T = s.T, hd = s.hd, nh = NH / rep;
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * NH * T * hd >= kMinParallelWork)
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++)
+      for (int j = 0; j < nh; j++) {
+        float* d = dst + ((int64_t)b * T + t) * width + off + (int64_t)j * hd;
+        const float* first = src + (((int64_t)b * NH + (int64_t)j * rep) * T + t) * hd;
+        std::memcpy(d, first, hd * sizeof(float));
+        for (int r = 1; r < rep; r++) {
+          const float* o = first + (int64_t)r * T * hd;
+          for (int i = 0; i < hd; i++) d[i] += o[i];
+        }
+      }
+}
+
+// Views over B NH dense matrices, batched as [1, B NH]: [T, hd] as is and transposed, [T, T] as is
+// and transposed. (The outer batch stride is the whole tensor's size, as a dense layout's would be:
+// oneDNN takes a 0 there for a broadcast and runs its reference kernel.)
+Strides heads(int64_t BH, int T, int hd) { return {BH * T * hd, (int64_t)T * hd, hd, 1}; }
+Strides heads_t(int64_t BH, int T, int hd) { return {BH * T * hd, (int64_t)T * hd, 1, hd}; }
+Strides squares(int64_t BH, int T) { return {BH * T * T, (int64_t)T * T, T, 1}; }
+Strides squares_t(int64_t BH, int T) { return {BH * T * T, (int64_t)T * T, 1, T}; }
 
 }  // namespace
 
-// The products run in fp32 whatever the op set's matmul setting (cpu/matmul.h): oneDNN 2.6 has no
-// AMX kernel for these strided batches, and its bf16 fallback (gemm:jit) ran them 3x slower than
-// fp32 on an AMX Xeon, for a few percent of a step's FLOPs at T = 256.
 void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s) {
-  MatmulScope fp32(CpuMatmul::fp32, nullptr);
-  const int B = s.B, T = s.T, NH = s.NH;
-  const Turn u(s);
-  float scale = 1.0f / std::sqrt((float)s.hd);
-  for (int g = 0; g < u.G; g++)
-    gemm_batched(B, s.KVH, T, T, s.hd, qkv + u.q(g), u.qv(), qkv + u.koff, u.kvv_t(), att + u.att(g), u.attv(),
-                 scale, false);
-#pragma omp parallel for schedule(static) if ((int64_t)B * NH * T * T >= kMinParallelWork)
-  for (int64_t row = 0; row < (int64_t)B * NH * T; row++) {
+  const CpuMatmul mode = current_matmul();
+  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
+  const int64_t W = s.qkv_width(), QW = s.q_width(), BH = (int64_t)B * NH;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  Scratch& x = scratch();
+  void* q = room(x.q, BH * T * hd, mode);
+  void* k = room(x.k, BH * T * hd, mode);
+  void* v = room(x.v, BH * T * hd, mode);
+  pack_heads(q, qkv, W, 0, 1, s, mode);
+  pack_heads(k, qkv, W, s.q_width(), G, s, mode);
+  pack_heads(v, qkv, W, s.q_width() + s.kv_width(), G, s, mode);
+  gemm_batched_prepared(1, BH, T, T, hd, q, heads(BH, T, hd), k, heads_t(BH, T, hd), att, squares(BH, T), scale, false);
+  // the probabilities as the product with v reads them (att itself in fp32)
+  const bool convert = mode != CpuMatmul::fp32;
+  void* p = convert ? room(x.p, BH * T * T, mode) : att;
+  const size_t esz = operand_size(mode);
+#pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
+  for (int64_t row = 0; row < BH * T; row++) {
     int i = (int)(row % T);
     float* a = att + row * T;
     float mx = a[0];
@@ -70,28 +114,50 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
     float inv = 1.0f / sum;
     for (int j = 0; j <= i; j++) a[j] *= inv;
     for (int j = i + 1; j < T; j++) a[j] = 0.0f;
+    if (convert) to_operand(static_cast<char*>(p) + row * T * esz, a, T, mode);
   }
-  for (int g = 0; g < u.G; g++)
-    gemm_batched(B, s.KVH, T, s.hd, T, att + u.att(g), u.attv(), qkv + u.voff, u.kvv(), out + u.q(g), u.outv(), 1.0f,
-                 false);
+  // out [B, T, NH hd] written in place: head h of row (b, t) at (b T + t) QW + h hd
+  gemm_batched_prepared(B, NH, T, hd, T, p, {(int64_t)NH * T * T, (int64_t)T * T, T, 1}, v,
+                        {(int64_t)NH * T * hd, (int64_t)T * hd, hd, 1}, out, {(int64_t)T * QW, hd, QW, 1}, 1.0f, false);
 }
 
 void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
                         const AttnShape& s) {
-  MatmulScope fp32(CpuMatmul::fp32, nullptr);  // as attention_forward
-  const int B = s.B, T = s.T, NH = s.NH, KVH = s.KVH, hd = s.hd;
-  const Turn u(s);
-  float scale = 1.0f / std::sqrt((float)hd);
-  // datt = dout_h @ v^T ;  dv = sum over the group of att^T @ dout_h (the first turn overwrites)
-  for (int g = 0; g < u.G; g++) {
-    gemm_batched(B, KVH, T, T, hd, dout + u.q(g), u.outv(), qkv + u.voff, u.kvv_t(), datt + u.att(g), u.attv(), 1.0f,
-                 false);
-    gemm_batched(B, KVH, T, hd, T, att + u.att(g), u.attv_t(), dout + u.q(g), u.outv(), dqkv + u.voff, u.kvv(), 1.0f,
-                 g > 0);
+  const CpuMatmul mode = current_matmul();
+  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
+  const int64_t W = s.qkv_width(), QW = s.q_width(), BH = (int64_t)B * NH;
+  const int64_t koff = s.q_width(), voff = s.q_width() + s.kv_width();
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const bool convert = mode != CpuMatmul::fp32;
+  const size_t esz = operand_size(mode);
+  Scratch& x = scratch();
+  void* q = room(x.q, BH * T * hd, mode);
+  void* k = room(x.k, BH * T * hd, mode);
+  void* v = room(x.v, BH * T * hd, mode);
+  void* dout_h = room(x.dout, BH * T * hd, mode);
+  x.grad.reserve((size_t)(BH * T * hd));
+  float* grad = x.grad.data();
+  pack_heads(q, qkv, W, 0, 1, s, mode);
+  pack_heads(k, qkv, W, koff, G, s, mode);
+  pack_heads(v, qkv, W, voff, G, s, mode);
+  pack_heads(dout_h, dout, QW, 0, 1, s, mode);
+  // the probabilities as the products read them
+  const void* p = att;
+  if (convert) {
+    void* pc = room(x.p, BH * T * T, mode);
+#pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
+    for (int64_t row = 0; row < BH * T; row++) to_operand(static_cast<char*>(pc) + row * T * esz, att + row * T, T, mode);
+    p = pc;
   }
-  // softmax backward, in place: dpre = att * (datt - sum_j att * datt)
-#pragma omp parallel for schedule(static) if ((int64_t)B * NH * T * T >= kMinParallelWork)
-  for (int64_t row = 0; row < (int64_t)B * NH * T; row++) {
+  // datt = dout_h @ v^T ;  dv = att^T @ dout_h, summed over each group
+  gemm_batched_prepared(1, BH, T, T, hd, dout_h, heads(BH, T, hd), v, heads_t(BH, T, hd), datt, squares(BH, T), 1.0f, false);
+  gemm_batched_prepared(1, BH, T, hd, T, p, squares_t(BH, T), dout_h, heads(BH, T, hd), grad, heads(BH, T, hd), 1.0f, false);
+  unpack_heads(dqkv, W, voff, grad, G, s);
+  // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
+  // (the probabilities' copy is no longer needed, so dpre's takes its room)
+  void* dpre = convert ? const_cast<void*>(p) : datt;
+#pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
+  for (int64_t row = 0; row < BH * T; row++) {
     int i = (int)(row % T);
     const float* a = att + row * T;
     float* d = datt + row * T;
@@ -100,14 +166,13 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
     for (int j = 0; j <= i; j++) dot += a[j] * d[j];
     for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
     for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+    if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);
   }
-  // dq = scale * dpre @ k ;  dk = scale * sum over the group of dpre^T @ q
-  for (int g = 0; g < u.G; g++) {
-    gemm_batched(B, KVH, T, hd, T, datt + u.att(g), u.attv(), qkv + u.koff, u.kvv(), dqkv + u.q(g), u.qv(), scale,
-                 false);
-    gemm_batched(B, KVH, T, hd, T, datt + u.att(g), u.attv_t(), qkv + u.q(g), u.qv(), dqkv + u.koff, u.kvv(), scale,
-                 g > 0);
-  }
+  // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q, summed over each group
+  gemm_batched_prepared(1, BH, T, hd, T, dpre, squares(BH, T), k, heads(BH, T, hd), grad, heads(BH, T, hd), scale, false);
+  unpack_heads(dqkv, W, 0, grad, 1, s);
+  gemm_batched_prepared(1, BH, T, hd, T, dpre, squares_t(BH, T), q, heads(BH, T, hd), grad, heads(BH, T, hd), scale, false);
+  unpack_heads(dqkv, W, koff, grad, G, s);
 }
 
 void attention_forward_naive(float* out, float* att, const float* qkv, const AttnShape& s) {

@@ -71,8 +71,9 @@ void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, cons
       for (int v = 0; v < V; v++) l[v] = -g * fast_exp(l[v] - m);
       if (tgt >= 0) l[tgt] += g;
     }
-    gemm(false, false, rows, a.C, V, lg, a.wte, dlnf + r0 * a.C, a.inv_temp, false);
-    gemm(true, false, V, a.C, rows, lg, a.lnf + r0 * a.C, dwte, a.inv_temp, true);
+    const void* d = shared_operand(lg, rows * V);  // both products read the logits' gradient
+    gemm_prepared(false, false, rows, a.C, V, lg, d, a.wte, nullptr, dlnf + r0 * a.C, a.inv_temp, false);
+    gemm_prepared(true, false, V, a.C, rows, lg, d, a.lnf + r0 * a.C, nullptr, dwte, a.inv_temp, true);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,12 +79,12 @@ const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
   if (tl_weights)
     if (const void* w = tl_weights->lookup(p, (size_t)n, mode)) return w;
   if (mode == CpuMatmul::bf16) {
-    thread_local HostArray<uint16_t> staged[2];
+    thread_local HostArray<uint16_t> staged[3];
     staged[slot].reserve((size_t)n);
     convert_bf16(staged[slot].data(), p, n);
     return staged[slot].data();
   }
-  thread_local HostArray<float> staged[2];
+  thread_local HostArray<float> staged[3];
   staged[slot].reserve((size_t)n);
   convert_rounded(staged[slot].data(), p, n);
   return staged[slot].data();
@@ -162,28 +163,20 @@ struct ScopedThreads {
   ~ScopedThreads() { omp_set_num_threads(saved); }
 };
 
-void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
-              const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate,
-              const float* bias) {
+// C = alpha * A @ B (+ C) (+ bias) with the operands as the multiplication reads them: bf16 values
+// when `bf16`, else fp32 (bf16-rounded for the emulated twin).
+void execute_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const void* a_in, Strides sa,
+                  const void* b_in, Strides sb, float* C, Strides sc, float alpha, bool accumulate, const float* bias,
+                  bool bf16) {
   if (M == 0 || N == 0 || nb0 == 0 || nb1 == 0) return;
   bool small = 2.0 * nb0 * nb1 * M * N * K < kMinParallelGemmFlops;
   ScopedThreads threads(small ? 1 : omp_get_max_threads());
-  // bf16: the operands as the multiplication reads them (bf16, or bf16-rounded fp32 for the
-  // emulated twin, which then runs the fp32 path below over them)
-  const CpuMatmul mode = tl_mode;
-  const void* a_in = A;
-  const void* b_in = B;
-  if (mode != CpuMatmul::fp32 && K > 0) {
-    a_in = stage(A, span(nb0, nb1, M, K, sa), mode, 0);
-    b_in = stage(B, span(nb0, nb1, K, N, sb), mode, 1);
-    if (mode == CpuMatmul::bf16_emulated) {
-      A = static_cast<const float*>(a_in);
-      B = static_cast<const float*>(b_in);
-    }
-  }
 #ifndef S2S_HAVE_ONEDNN
   // Without oneDNN (a machine that builds only the C++ tests): row-parallel loops, i-k-j order so
-  // the inner loop runs along C's and B's rows.
+  // the inner loop runs along C's and B's rows. (bf16 operands need oneDNN: check_cpu_matmul.)
+  if (bf16) throw Error("bf16 matmuls need the engine built with oneDNN");
+  const float* A = static_cast<const float*>(a_in);
+  const float* B = static_cast<const float*>(b_in);
   for (int64_t b0 = 0; b0 < nb0; b0++)
     for (int64_t b1 = 0; b1 < nb1; b1++) {
       const float* a = A + b0 * sa.batch0 + b1 * sa.batch1;
@@ -204,13 +197,12 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
       }
     }
 #else
-  const bool bf16 = mode == CpuMatmul::bf16;
   auto g = get_gemm(nb0, nb1, M, N, K, sa, sb, sc, alpha, accumulate, bias != nullptr, bf16);
   thread_local dnnl::stream strm(cpu_engine());
   auto& eng = cpu_engine();
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(g->a, eng, const_cast<void*>(bf16 ? a_in : A))},
-      {DNNL_ARG_WEIGHTS, memory(g->b, eng, const_cast<void*>(bf16 ? b_in : B))},
+      {DNNL_ARG_SRC, memory(g->a, eng, const_cast<void*>(a_in))},
+      {DNNL_ARG_WEIGHTS, memory(g->b, eng, const_cast<void*>(b_in))},
       {DNNL_ARG_DST, memory(g->c, eng, C)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(g->bias, eng, const_cast<float*>(bias)));
   // (oneDNN's default library-managed scratchpad is shared by all primitives: matmuls must not run
@@ -220,11 +212,64 @@ void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const f
 #endif
 }
 
+// The same from fp32 operands, staged into the calling thread's matmul setting first, unless the
+// caller staged one already (a_pre / b_pre: an operand two products share, converted once).
+constexpr int kSharedSlot = 2;
+void run_gemm(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
+              const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate,
+              const float* bias, const void* a_pre = nullptr, const void* b_pre = nullptr) {
+  if (M == 0 || N == 0 || nb0 == 0 || nb1 == 0) return;
+  const CpuMatmul mode = tl_mode;
+  const void* a_in = A;
+  const void* b_in = B;
+  if (mode != CpuMatmul::fp32 && K > 0) {
+    a_in = a_pre ? a_pre : stage(A, span(nb0, nb1, M, K, sa), mode, 0);
+    b_in = b_pre ? b_pre : stage(B, span(nb0, nb1, K, N, sb), mode, 1);
+  }
+  execute_gemm(nb0, nb1, M, N, K, a_in, sa, b_in, sb, C, sc, alpha, accumulate, bias, mode == CpuMatmul::bf16);
+}
+
 }  // namespace
 
 void gemm_batched(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A, Strides sa,
                   const float* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate) {
   run_gemm(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate, nullptr);
+}
+
+CpuMatmul current_matmul() { return tl_mode; }
+
+size_t operand_size(CpuMatmul mode) { return mode == CpuMatmul::bf16 ? sizeof(uint16_t) : sizeof(float); }
+
+void to_operand(void* dst, const float* src, int64_t n, CpuMatmul mode) {
+  switch (mode) {
+    case CpuMatmul::fp32:
+      std::memcpy(dst, src, (size_t)n * sizeof(float));
+      break;
+    case CpuMatmul::bf16:
+      if (have_avx512_bf16()) convert_bf16_avx512(static_cast<uint16_t*>(dst), src, n);
+      else
+        for (int64_t i = 0; i < n; i++) static_cast<uint16_t*>(dst)[i] = to_bf16(src[i]);
+      break;
+    case CpuMatmul::bf16_emulated:
+      for (int64_t i = 0; i < n; i++) static_cast<float*>(dst)[i] = round_bf16(src[i]);
+      break;
+  }
+}
+
+const void* shared_operand(const float* p, int64_t n) {
+  return tl_mode == CpuMatmul::fp32 || n == 0 ? p : stage(p, n, tl_mode, kSharedSlot);
+}
+
+void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
+                   const float* B, const void* b_pre, float* C, float alpha, bool accumulate) {
+  Strides sa = transA ? dense_t(M, K) : dense(M, K);
+  Strides sb = transB ? dense_t(K, N) : dense(K, N);
+  run_gemm(1, 1, M, N, K, A, sa, B, sb, C, dense(M, N), alpha, accumulate, nullptr, a_pre, b_pre);
+}
+
+void gemm_batched_prepared(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const void* A, Strides sa,
+                           const void* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate) {
+  execute_gemm(nb0, nb1, M, N, K, A, sa, B, sb, C, sc, alpha, accumulate, nullptr, tl_mode == CpuMatmul::bf16);
 }
 
 void gemm_batched_naive(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const float* A,
@@ -313,12 +358,13 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
-  if (dinp) gemm(false, true, N, C, OC, dout, weight, dinp, 1.0f, false);
+  const void* d = shared_operand(dout, N * OC);  // both products read dout: converted once
+  if (dinp) gemm_prepared(false, true, N, C, OC, dout, d, weight, nullptr, dinp, 1.0f, false);
   if (transpose_pays(N, OC))
     run_gemm(1, 1, C, OC, N, inp, dense_t(C, N), transposed(dout, N, OC), dense_t(N, OC), dweight, dense(C, OC), 1.0f,
              true, nullptr);
   else
-    gemm(true, false, C, OC, N, inp, dout, dweight, 1.0f, true);
+    gemm_prepared(true, false, C, OC, N, inp, nullptr, dout, d, dweight, 1.0f, true);
   if (dbias) add_column_sums(dbias, dout, N, OC);
 }
 
@@ -331,9 +377,10 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
-  if (dinp) run_gemm(1, 1, N, C, OC, dout, dense(N, OC), weight, dense(OC, C), dinp, dense(N, C), 1.0f, false, nullptr);
+  const void* d = shared_operand(dout, N * OC);  // both products read dout: converted once
+  if (dinp) run_gemm(1, 1, N, C, OC, dout, dense(N, OC), weight, dense(OC, C), dinp, dense(N, C), 1.0f, false, nullptr, d);
   // dweight [OC, C] += dout^T @ inp
-  run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, true, nullptr);
+  run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, true, nullptr, d);
   if (dbias) add_column_sums(dbias, dout, N, OC);
 }
 

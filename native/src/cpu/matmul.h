@@ -96,6 +96,25 @@ void gemm_batched_naive(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t 
                         Strides sa, const float* B, Strides sb, float* C, Strides sc, float alpha,
                         bool accumulate);
 
+// Operands converted ahead of a GEMM (attention's head-major copies, made once and multiplied
+// several times): in the calling thread's matmul setting a value takes operand_size() bytes (bf16:
+// 2; fp32 and the emulated twin, whose values are rounded to bf16: 4). to_operand converts n
+// contiguous fp32 values on the calling thread (callers parallelise over rows);
+// gemm_batched_prepared multiplies such operands as gemm_batched does fp32 ones, without staging.
+CpuMatmul current_matmul();
+size_t operand_size(CpuMatmul mode);
+void to_operand(void* dst, const float* src, int64_t n, CpuMatmul mode);
+void gemm_batched_prepared(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64_t K, const void* A, Strides sa,
+                           const void* B, Strides sb, float* C, Strides sc, float alpha, bool accumulate);
+
+// An fp32 operand that two products share (a gradient both a layer's products read), converted
+// once into the calling thread's setting: pass it with the fp32 pointer to gemm_prepared. Valid
+// until the next shared_operand on this thread; in fp32 it is p itself.
+const void* shared_operand(const float* p, int64_t n);
+// gemm with either operand already converted by shared_operand (null: converted as gemm does).
+void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
+                   const float* B, const void* b_pre, float* C, float alpha, bool accumulate);
+
 // One matrix: C = alpha * op(A) @ op(B) (+ C). A is M x K (K x M when transA), B is K x N (N x K
 // when transB), all dense row-major.
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const float* B,

@@ -15,6 +15,7 @@
 #include "cpu/gelu.h"
 #include "cpu/layernorm.h"
 #include "cpu/matmul.h"
+#include "cpu/op_profile.h"
 #include "cpu/residual.h"
 #include "cpu/rmsnorm.h"
 #include "cpu/rope.h"
@@ -49,12 +50,14 @@ struct CpuOps {
   double grad_norm(const float* grads, size_t n) { return global_norm(grads, n); }
 
   // Every op runs in a MatmulScope of this op set's setting: the matmuls inside it (the linear
-  // layers, attention's, the LM head's) multiply at it, with the weights from the cache.
-#define S2S_CPU_OP(name)                 \
-  template <class... A>                  \
-  void name(A&&... a) {                  \
+  // layers, attention's, the LM head's) multiply at it, with the weights from the cache. (OpTimer:
+  // S2S_PROFILE_OPS=1 times each op.)
+#define S2S_CPU_OP(name)                   \
+  template <class... A>                    \
+  void name(A&&... a) {                    \
     MatmulScope scope(matmul_, &weights_); \
-    ::s2s::name(std::forward<A>(a)...);  \
+    OpTimer timer(#name);                  \
+    ::s2s::name(std::forward<A>(a)...);    \
   }
   S2S_DEVICE_OPS(S2S_CPU_OP)
   S2S_MATMUL_OPS(S2S_CPU_OP)
