@@ -188,7 +188,17 @@ export async function checkPytorchParity(cfg: BenchConfig): Promise<PytorchParit
   const { Model, resolveConfig } = await import('@s2s/core');
   const { makeBatch } = await import('./train-step.js');
   const lr = 1e-3;
-  const model = await Model.create({ ...cfg.model }, { seed: 1 });
+  // fp32, as the check says: the engine's default (auto) is bf16 where the processor has it
+  const saved = process.env.S2S_CPU_PRECISION;
+  process.env.S2S_CPU_PRECISION = 'fp32';
+  let model: Awaited<ReturnType<typeof Model.create>>;
+  try {
+    model = await Model.create({ ...cfg.model }, { seed: 1 });
+  } finally {
+    if (saved === undefined) delete process.env.S2S_CPU_PRECISION;
+    else process.env.S2S_CPU_PRECISION = saved;
+  }
+  if (model.precision !== 'fp32') throw new Error(`the engine ran the parity check in ${model.precision}, not fp32`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 's2s-pytorch-parity-'));
   try {
     const batch = makeBatch(cfg);
