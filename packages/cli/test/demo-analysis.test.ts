@@ -65,9 +65,10 @@ describe('analyse', () => {
         'token-positive': same([-1, -1, -1, -1].map((s) => judged(s, 0))),
       }),
     );
-    runs.forEach((r) => (r.lengthProbe = { scalarVsLength: 0.1 * r.seed, goldVsLength: 0, references: 10, fillerRaisesScalar: { a: 0, b: 0.5 }, fillerScoredNegative: 1 }));
+    runs.forEach((r) => (r.lengthProbe = { scalarVsLength: 0.1 * r.seed, seq2seqVsLength: -0.1 * r.seed, goldVsLength: 0, references: 10, fillerRaisesScalar: { a: 0, b: 0.5 }, fillerScoredNegative: 1 }));
     const t = analyse(runs, ALL);
     expect(t.rmLength!.scalarVsLength.mean).toBeCloseTo(0.2, 12);
+    expect(t.rmLength!.seq2seqVsLength.mean).toBeCloseTo(-0.2, 12);
     expect(t.rmLength!.fillerRaisesScalar.mean).toBe(0.25); // the mean over fillers, then over seeds
     expect(t.rmLength!.fillerScoredNegative.n).toBe(3);
     const win = (m: Method, split: 'id' | 'ood') => t.winRates.find((w) => w.method === m && w.split === split)!.winRate;

@@ -55,6 +55,7 @@ export interface EmptyRow {
 /** The reward models' length probe on summarize (probe.ts), over seeds. */
 export interface RMLengthRow {
   scalarVsLength: Interval;
+  seq2seqVsLength: Interval;
   goldVsLength: Interval;
   /** mean over the probe's filler sentences */
   fillerRaisesScalar: Interval;
@@ -190,6 +191,7 @@ export function analyse(runs: RunResult[], methods: readonly Method[]): Tables {
   const rmLength: RMLengthRow | undefined = probed.length
     ? {
         scalarVsLength: probe((p) => p.scalarVsLength),
+        seq2seqVsLength: perSeed(probed, (r) => r.lengthProbe!.seq2seqVsLength),
         goldVsLength: probe((p) => p.goldVsLength),
         fillerRaisesScalar: probe((p) => meanOf(Object.values(p.fillerRaisesScalar))),
         fillerScoredNegative: probe((p) => p.fillerScoredNegative),

@@ -1,6 +1,6 @@
 // How the two reward models treat length, measured directly rather than through PPO: the scalar
-// RM's reward against response length (beside the gold judge's, which says how much length the
-// true preference carries), and what appending a filler sentence to a clean response does to each
+// RM's reward and the seq2seq RM's summed token scores against response length (beside the gold
+// judge's, which says how much length the true preference carries), and what appending a filler sentence to a clean response does to each
 // model -- does the scalar reward rise, and does the seq2seq RM score the filler tokens down?
 import { type Model, type PreferenceRow, type SupervisedRow, type Template, type Tokenizer, encodeSupervised } from '@s2s/core';
 import { extractRewards, sequenceRewards } from '@s2s/rm';
@@ -16,6 +16,8 @@ export interface LengthProbe {
   scalarVsLength: number;
   /** the gold judge's score against length over the same responses */
   goldVsLength: number;
+  /** the seq2seq RM's summed token scores (PPO-S's reward) against length over the same responses */
+  seq2seqVsLength?: number;
   /** clean responses probed (references the gold judge finds no filler in) */
   references: number;
   /** per filler: the share of references whose scalar reward rises when it is appended */
@@ -62,6 +64,9 @@ export async function lengthProbe(
   const rewards = await sequenceRewards(scalar, responses.map((r) => ids(r.prompt, r.text)), pad);
   const lengths = responses.map((r) => words(r.text).length);
   const gold = responses.map((r) => task.judge(r.prompt, r.text).score);
+  const summed = (await extractRewards(seq2seq, tok, tpl, responses.map((r) => ({ prompt: r.prompt, response: [...tok.encode(r.text), tok.eosId!] })))).map((s) =>
+    s.scores.reduce((a, b) => a + b, 0),
+  );
 
   const refs = held.references.filter((r) => !task.judge(r.prompt, r.completion).parts.filler).slice(0, maxReferences);
   const base = await sequenceRewards(scalar, refs.map((r) => ids(r.prompt, r.completion)), pad);
@@ -79,6 +84,7 @@ export async function lengthProbe(
   return {
     scalarVsLength: correlation(rewards, lengths),
     goldVsLength: correlation(gold, lengths),
+    seq2seqVsLength: correlation(summed, lengths),
     references: refs.length,
     fillerRaisesScalar,
     fillerScoredNegative: negative / (refs.length * PROBE_FILLERS.length),

@@ -103,6 +103,7 @@ function sections(input: ReportInput) {
         ['measure', 'value'],
         [
           ["correlation of the scalar RM's reward with length (held-out chosen and rejected)", fmt(r.scalarVsLength)],
+          ["correlation of the seq2seq RM's summed token scores (PPO-S's reward) with length (the same responses)", fmt(r.seq2seqVsLength)],
           ["correlation of the gold judge's score with length (the same responses)", fmt(r.goldVsLength)],
           ['clean summaries whose scalar reward rises when a filler sentence is appended', pct(r.fillerRaisesScalar)],
           ['clean summaries + filler whose seq2seq token scores over the filler sum below zero', pct(r.fillerScoredNegative)],
