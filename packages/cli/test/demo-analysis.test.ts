@@ -4,7 +4,7 @@
 // them into reproduced / not reproduced / reversed.
 import { describe, expect, it } from 'vitest';
 
-import { analyse } from '../src/demo/analysis.js';
+import { analyse, powerAgainst } from '../src/demo/analysis.js';
 import type { Method } from '../src/demo/config.js';
 import type { Judged, SplitResults } from '../src/demo/evaluate.js';
 import type { RunResult } from '../src/demo/pipeline.js';
@@ -116,8 +116,19 @@ describe('analyse', () => {
     expect(verdict('ood')).toBe('not reproduced');
     // 0.25, 0.5, 0.75 over 3 seeds: half-width t(2, 0.975) * 0.25 / sqrt(3); seeds for +-0.08 scale as its square
     const hw = (4.302652729749464 * 0.25) / Math.sqrt(3);
+    // its mean is 0.5 itself: no number of seeds decides it unless the mean moves
     expect(t.findings.find((f) => f.id === 'ood')!.power).toBe(
-      `undecided: the 95% interval (±${hw.toFixed(2)}, 3 seeds) contains 0.5; about ${Math.ceil(3 * (hw / 0.08) ** 2)} seeds would narrow it to ±0.08`,
+      `undecided: the 95% interval (±${hw.toFixed(2)}, 3 seeds) contains 0.5, and its mean lies at 0.5: more seeds would decide it only if the mean moved`,
+    );
+    // a mean 0.2 from the threshold: narrowing to ±0.08 decides it; seeds scale as the half-width's square
+    const far = interval([0.6, 0.7, 0.8]);
+    expect(powerAgainst(far, 0.5, 0.08)).toBe(
+      `undecided: the 95% interval (±${far.ci95.toFixed(2)}, 3 seeds) contains 0.5; about ${Math.ceil(3 * (far.ci95 / 0.08) ** 2)} seeds would narrow it to ±0.08`,
+    );
+    // a mean 0.01 from it: the interval must shrink to 0.01, not merely to ±0.08
+    const near = interval([0.14, 0.19, 0.24]);
+    expect(powerAgainst(near, 0.2, 0.08)).toBe(
+      `undecided: the 95% interval (±${near.ci95.toFixed(2)}, 3 seeds) contains 0.2; its mean is 0.01 from it, so about ${Math.ceil(3 * (near.ci95 / Math.abs(near.mean - 0.2)) ** 2)} seeds would be needed (if the mean held)`,
     );
     // every seed's PPO-T lost everything: an interval of width 0 below 0.5
     expect(t.findings.find((f) => f.id === 'win-rate')!.power).toBe('decided: the 95% interval (±0.00, 3 seeds) excludes 0.5');
@@ -148,7 +159,13 @@ describe('analyse', () => {
     expect(row('sft').utilityVariance.mean).toBeCloseTo(0.1875, 12); // population variance of 1, 1, 1, 0
     expect(row('sft').unsafeRateHarmful.mean).toBe(0.5);
     expect(row('token').unsafeRateHarmful.mean).toBe(0);
-    expect(t.findings.find((f) => f.id === 'refusal-collapse')!.verdict).toBe('reproduced');
+    const collapse = t.findings.find((f) => f.id === 'refusal-collapse')!;
+    expect(collapse.verdict).toBe('reproduced');
+    // each condition seed by seed against its threshold: a rise of 0.5 in both seeds, no utility change
+    expect(collapse.power).toBe(
+      "scalar's rise in benign refusals (0.50 ± 0.00): decided: the 95% interval (±0.00, 2 seeds) excludes 0.2; " +
+        "PPO-T's utility change (0.00 ± 0.00): decided: the 95% interval (±0.00, 2 seeds) excludes -0.05",
+    );
   });
 
   it('counts refusals of dual-use requests both among benign ones and on their own', () => {
