@@ -1901,6 +1901,52 @@ TEST(cpu_bf16_native_and_emulated_implement_the_same_products) {
   }
 }
 
+// The weight cache's copy written by the optimizer's own sweep (fill_target): a sweep of slices in
+// order, each once, makes the copy fresh without a conversion pass of its own (lookup then returns
+// what the sweep wrote even when the parameters changed behind its back, which only a fresh copy
+// does); a slice out of order or missing leaves the copy to lookup, which remakes it whole from the
+// parameters as they are; fp32 gets no target.
+TEST(the_optimizer_fills_the_weight_cache_in_one_ordered_sweep) {
+  std::vector<CpuMatmul> modes = {CpuMatmul::bf16_emulated};
+  if (cpu_bf16_support().native) modes.push_back(CpuMatmul::bf16);
+  const size_t n = 1000;
+  const size_t slices[] = {0, 300, 301, 1000};  // three slices, one of a single value
+  for (CpuMatmul mode : modes) {
+    const size_t esz = operand_size(mode);
+    std::vector<float> params(n), later(n);
+    harness::fill_uniform(params.data(), n, 21);
+    harness::fill_uniform(later.data(), n, 22);
+    auto converted = [&](const std::vector<float>& src) {
+      std::vector<char> out(n * esz);
+      to_operand(out.data(), src.data(), (int64_t)n, mode);
+      return out;
+    };
+    const std::string name = cpu_matmul_name(mode);
+    // in order: fresh after the last slice
+    WeightCache cache;
+    cache.changed(params.data(), n);
+    EXPECT(cache.fill_target(params.data(), n, CpuMatmul::fp32) == nullptr);
+    cache.changed(params.data(), n);
+    for (int s = 0; s < 3; s++) {
+      void* dst = cache.fill_target(params.data() + slices[s], slices[s + 1] - slices[s], mode);
+      if (!dst) fail(name, "no target for slice " + std::to_string(s) + " of an ordered sweep");
+      to_operand(dst, params.data() + slices[s], (int64_t)(slices[s + 1] - slices[s]), mode);
+    }
+    std::vector<char> want = converted(params);
+    std::memcpy(params.data(), later.data(), n * sizeof(float));  // unannounced: a fresh copy ignores it
+    const void* got = cache.lookup(params.data(), n, mode);
+    if (std::memcmp(got, want.data(), n * esz) != 0) fail(name, "the swept copy was not used as it was written");
+    // out of order (the middle slice skipped): lookup remakes the copy from the parameters as they are
+    WeightCache skipped;
+    skipped.changed(params.data(), n);
+    EXPECT(skipped.fill_target(params.data(), 300, mode) != nullptr);
+    EXPECT(skipped.fill_target(params.data() + 301, 699, mode) == nullptr);
+    std::vector<char> now = converted(params);
+    if (std::memcmp(skipped.lookup(params.data(), n, mode), now.data(), n * esz) != 0)
+      fail(name, "an incomplete sweep's copy was used instead of a fresh conversion");
+  }
+}
+
 TEST(every_op_of_the_op_set_has_cases) {
   std::map<std::string, int> count;
   for (const OpCase& c : table()) count[c.op]++;

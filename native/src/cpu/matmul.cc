@@ -485,6 +485,29 @@ void check_cpu_matmul(CpuMatmul m) {
                 ". Use fp32 (S2S_CPU_PRECISION=fp32 or auto), or bf16-emulated to see bf16's numbers (slower than fp32)");
 }
 
+void* WeightCache::fill_target(const float* p, size_t n, CpuMatmul mode) {
+  if (mode == CpuMatmul::fp32 || !base_ || p != base_ + filled_ || filled_ + n > n_) {
+    filled_ = n_ + 1;  // out of order: this sweep fills nothing more
+    return nullptr;
+  }
+  void* dst;
+  if (mode == CpuMatmul::bf16) {
+    rounded_.reset();
+    bf16_.reserve(n_);
+    dst = bf16_.data() + filled_;
+  } else {
+    bf16_.reset();
+    rounded_.reserve(n_);
+    dst = rounded_.data() + filled_;
+  }
+  filled_ += n;
+  if (filled_ == n_) {
+    fresh_ = true;
+    made_for_ = mode;
+  }
+  return dst;
+}
+
 const void* WeightCache::lookup(const float* p, size_t n, CpuMatmul mode) {
   if (!base_ || p < base_ || p + n > base_ + n_) return nullptr;
   if (!fresh_ || made_for_ != mode) {

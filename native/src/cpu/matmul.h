@@ -61,14 +61,21 @@ class WeightCache {
     base_ = base;
     n_ = n;
     fresh_ = false;
+    filled_ = 0;
   }
   // The copy of the n values from p (same layout), or null when they are not inside the tracked
   // buffer. The copy is remade here when the buffer changed since.
   const void* lookup(const float* p, size_t n, CpuMatmul mode);
+  // Where an optimizer step that rewrites parameters [p, p + n) writes their copy itself (in
+  // `mode`), so that no separate pass converts them: null in fp32, or when p is not the next slice
+  // of a sweep from the buffer's start. A sweep that reaches the buffer's end, each slice once and
+  // in order, leaves the copy fresh; anything else leaves it for lookup() to remake whole.
+  void* fill_target(const float* p, size_t n, CpuMatmul mode);
 
  private:
   const float* base_ = nullptr;
   size_t n_ = 0;
+  size_t filled_ = 0;  // values the current sweep has written, from base_
   bool fresh_ = false;
   CpuMatmul made_for_ = CpuMatmul::fp32;
   HostArray<uint16_t> bf16_;

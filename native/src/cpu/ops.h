@@ -59,9 +59,19 @@ struct CpuOps {
     OpTimer timer(#name);                  \
     ::s2s::name(std::forward<A>(a)...);    \
   }
-  S2S_DEVICE_OPS(S2S_CPU_OP)
+  S2S_DEVICE_OPS_EXCEPT_ADAMW(S2S_CPU_OP)
   S2S_MATMUL_OPS(S2S_CPU_OP)
 #undef S2S_CPU_OP
+
+  // AdamW writes the weight cache's copy of what it updates as it goes (bf16 settings): the copy
+  // the next forward's matmuls read is made without a pass of its own.
+  void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
+    OpTimer timer("adamw_update");
+    void* copy = weights_.fill_target(params, n, matmul_);
+    ::s2s::adamw_update_with_copy(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale, copy,
+                                  (int)matmul_);
+  }
 
  private:
   CpuMatmul matmul_;

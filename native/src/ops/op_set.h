@@ -25,13 +25,15 @@ struct DeviceTraits {
 
 }  // namespace s2s
 
-// Ops whose arguments are the same on every device.
-#define S2S_DEVICE_OPS(X)                                                                                  \
+// Ops whose arguments are the same on every device. (The CPU writes its own adamw_update, which
+// also fills the bf16 weight cache, hence the list without it.)
+#define S2S_DEVICE_OPS_EXCEPT_ADAMW(X)                                                                     \
   X(embedding_forward) X(embedding_backward) X(layernorm_forward) X(layernorm_backward) X(attention_decode) \
   X(kv_cache_write) X(kv_cache_prefill) X(gelu_forward) X(gelu_backward) X(residual_forward) X(gather_rows) \
-  X(classifier_forward) X(classifier_backward) X(value_head_forward) X(value_head_backward) X(adamw_update) \
+  X(classifier_forward) X(classifier_backward) X(value_head_forward) X(value_head_backward)                 \
   X(divergence_score) X(rmsnorm_forward) X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(swiglu_forward) \
   X(swiglu_backward)
+#define S2S_DEVICE_OPS(X) S2S_DEVICE_OPS_EXCEPT_ADAMW(X) X(adamw_update)
 
 // The matmul family: a device that multiplies at a precision of its own (CUDA: bf16 or fp32) takes
 // it as one more, last argument; the composition never passes it.
