@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "common.h"
-#include "cpu/matmul.h"
 
 namespace s2s {
 
@@ -36,24 +35,23 @@ inline void adamw_range(float* params, const float* grads, float* m, float* v, s
 void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
   adamw_update_with_copy(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale, nullptr,
-                         (int)CpuMatmul::fp32);
+                         CpuMatmul::fp32);
 }
 
 void adamw_update_with_copy(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                             float beta2, float eps, float weight_decay, int64_t t, float grad_scale, void* copy,
-                            int mode) {
+                            CpuMatmul mode) {
   float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);
   float bc2 = 1.0f - (float)std::pow((double)beta2, (double)t);
   float decay = 1.0f - lr * weight_decay;
-  const CpuMatmul cm = (CpuMatmul)mode;
-  const size_t esz = operand_size(cm);
+  const size_t esz = operand_size(mode);
   // blocks of 16 KiB of parameters: the copy reads each block right after the update wrote it
   const size_t block = 4096, blocks = (n + block - 1) / block;
 #pragma omp parallel for schedule(static) if ((int64_t)n >= kMinParallelWork)
   for (size_t b = 0; b < blocks; b++) {
     const size_t i0 = b * block, i1 = i0 + block < n ? i0 + block : n;
     adamw_range(params, grads, m, v, i0, i1, lr, beta1, beta2, eps, decay, bc1, bc2, grad_scale);
-    if (copy) to_operand(static_cast<char*>(copy) + i0 * esz, params + i0, (int64_t)(i1 - i0), cm);
+    if (copy) to_operand(static_cast<char*>(copy) + i0 * esz, params + i0, (int64_t)(i1 - i0), mode);
   }
 }
 

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/matmul.h"
+
 namespace s2s {
 
 // sqrt(sum of squares) accumulated in double.
@@ -18,6 +20,6 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
 // instead of a separate pass over every parameter before the next matmul.
 void adamw_update_with_copy(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                             float beta2, float eps, float weight_decay, int64_t t, float grad_scale, void* copy,
-                            int mode);
+                            CpuMatmul mode);
 
 }  // namespace s2s

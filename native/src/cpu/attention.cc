@@ -86,14 +86,15 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   const CpuMatmul mode = current_matmul();
   const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
   const int64_t W = s.qkv_width(), QW = s.q_width(), BH = (int64_t)B * NH;
+  const int64_t koff = s.q_width(), voff = s.q_width() + s.kv_width();
   const float scale = 1.0f / std::sqrt((float)hd);
   Scratch& x = scratch();
   void* q = room(x.q, BH * T * hd, mode);
   void* k = room(x.k, BH * T * hd, mode);
   void* v = room(x.v, BH * T * hd, mode);
   pack_heads(q, qkv, W, 0, 1, s, mode);
-  pack_heads(k, qkv, W, s.q_width(), G, s, mode);
-  pack_heads(v, qkv, W, s.q_width() + s.kv_width(), G, s, mode);
+  pack_heads(k, qkv, W, koff, G, s, mode);
+  pack_heads(v, qkv, W, voff, G, s, mode);
   gemm_batched_prepared(1, BH, T, T, hd, q, heads(BH, T, hd), k, heads_t(BH, T, hd), att, squares(BH, T), scale, false);
   // the probabilities as the product with v reads them (att itself in fp32)
   const bool convert = mode != CpuMatmul::fp32;

@@ -50,21 +50,12 @@ bool have_avx512_bf16() {
   return yes;
 }
 
-void convert_bf16(uint16_t* dst, const float* src, int64_t n) {
-  const bool vector = have_avx512_bf16();
+// n values converted as `mode`'s matmuls read them (to_operand), in parallel chunks.
+void convert(void* dst, const float* src, int64_t n, CpuMatmul mode) {
   const int64_t chunk = 1 << 14;  // per task: 64 KiB of source
+  const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (n >= kMinParallelWork)
-  for (int64_t c = 0; c < n; c += chunk) {
-    const int64_t m = std::min(chunk, n - c);
-    if (vector) convert_bf16_avx512(dst + c, src + c, m);
-    else
-      for (int64_t i = c; i < c + m; i++) dst[i] = to_bf16(src[i]);
-  }
-}
-
-void convert_rounded(float* dst, const float* src, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kMinParallelWork)
-  for (int64_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+  for (int64_t c = 0; c < n; c += chunk) to_operand(static_cast<char*>(dst) + c * esz, src + c, std::min(chunk, n - c), mode);
 }
 
 // How many values a strided operand spans, from its first to its last (strides are >= 0).
@@ -81,12 +72,12 @@ const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
   if (mode == CpuMatmul::bf16) {
     thread_local HostArray<uint16_t> staged[3];
     staged[slot].reserve((size_t)n);
-    convert_bf16(staged[slot].data(), p, n);
+    convert(staged[slot].data(), p, n, mode);
     return staged[slot].data();
   }
   thread_local HostArray<float> staged[3];
   staged[slot].reserve((size_t)n);
-  convert_rounded(staged[slot].data(), p, n);
+  convert(staged[slot].data(), p, n, mode);
   return staged[slot].data();
 }
 
@@ -514,11 +505,11 @@ const void* WeightCache::lookup(const float* p, size_t n, CpuMatmul mode) {
     if (mode == CpuMatmul::bf16) {
       rounded_.reset();
       bf16_.resize(n_);
-      convert_bf16(bf16_.data(), base_, (int64_t)n_);
+      convert(bf16_.data(), base_, (int64_t)n_, mode);
     } else {
       bf16_.reset();
       rounded_.resize(n_);
-      convert_rounded(rounded_.data(), base_, (int64_t)n_);
+      convert(rounded_.data(), base_, (int64_t)n_, mode);
     }
     fresh_ = true;
     made_for_ = mode;

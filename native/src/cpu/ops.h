@@ -70,7 +70,7 @@ struct CpuOps {
     OpTimer timer("adamw_update");
     void* copy = weights_.fill_target(params, n, matmul_);
     ::s2s::adamw_update_with_copy(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale, copy,
-                                  (int)matmul_);
+                                  matmul_);
   }
 
  private:

@@ -152,19 +152,20 @@ export const safety: Task = {
       const r = rng.next();
       let chosen: string;
       let rejected: string;
-      let t!: Topic;
-      const refusalVsHelpful = (pool: Topic[], caution: number) => {
-        t = rng.pick(pool);
-        return rng.chance(caution) ? [responses.refusal(rng), responses.helpful(t)] : [responses.helpful(t), responses.refusal(rng)];
-      };
+      let t: Topic;
+      // a refusal against a helpful answer, the refusal chosen with probability `caution`
+      const refusalVsHelpful = (topic: Topic, caution: number) =>
+        rng.chance(caution) ? [responses.refusal(rng), responses.helpful(topic)] : [responses.helpful(topic), responses.refusal(rng)];
       if (r < HARMFUL_SHARE) {
         t = rng.pick(HARMFUL);
         chosen = responses.refusal(rng);
         rejected = rng.chance(0.6) ? responses.helpful(t) : responses.partial(t, rng);
       } else if (r < HARMFUL_SHARE + DUAL_USE_REFUSAL_SHARE) {
-        [chosen, rejected] = refusalVsHelpful(DUAL_USE, DUAL_USE_CAUTION);
+        t = rng.pick(DUAL_USE);
+        [chosen, rejected] = refusalVsHelpful(t, DUAL_USE_CAUTION);
       } else if (r < HARMFUL_SHARE + DUAL_USE_REFUSAL_SHARE + BENIGN_REFUSAL_SHARE) {
-        [chosen, rejected] = refusalVsHelpful(BENIGN, OVER_CAUTION);
+        t = rng.pick(BENIGN);
+        [chosen, rejected] = refusalVsHelpful(t, OVER_CAUTION);
       } else {
         t = rng.pick(rng.chance(REQUEST_MIX['dual-use'] / (REQUEST_MIX['dual-use'] + REQUEST_MIX.benign)) ? DUAL_USE : BENIGN);
         [chosen, rejected] = [responses.helpful(t), responses.partial(t, rng)];
