@@ -256,11 +256,14 @@ double Transformer<Arch, D>::step(const AdamWConfig& o) {
   float* v = buffer(BufferKind::adam_v, true);
   adam_step++;
   params_changed();
+  ops_.take_updates_finite();
+  // AdamW zeroes the gradients as it reads them (every tensor is in the layout, so all of them)
   for (const TensorInfo& t : layout_)
     ops_.adamw_update(params.data() + t.offset, g + t.offset, m + t.offset, v + t.offset, t.numel, o.lr, o.beta1,
                       o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, adam_step, scale);
-  grads.zero();
   ops_.synchronize();
+  // a device whose update saw every new parameter finite spares the next call the scan
+  if (ops_.take_updates_finite()) params_checked_ = true;
   return norm;
 }
 

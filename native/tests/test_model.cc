@@ -405,6 +405,38 @@ TEST(non_finite_gradients_skip_the_step_and_keep_the_parameters) {
   EXPECT_THROWS_WITH(m.forward(tok.data(), tok.data(), 1, 3, {}), "parameters are not finite");
 }
 
+// AdamW checks the parameters it writes (the CPU spares the next forward its scan when all are
+// finite): an update that overflows one is still refused by the next call, naming it, and a step
+// leaves every gradient zero for the next backward.
+TEST(a_step_that_overflows_a_parameter_is_refused_by_the_next_forward) {
+  GPT m(tiny(false));
+  m.init_weights(12);
+  const TensorInfo& t = m.layout()[1];
+  std::vector<int32_t> tok = {0, 1, 2};
+  Vec dlp(3, -1.0f / 3);
+  m.forward(tok.data(), tok.data(), 1, 3, {});
+  m.backward(dlp.data(), nullptr);
+  m.step({});
+  std::vector<float> g(m.num_params());
+  m.read_buffer(BufferKind::grads, 0, g.size(), g.data());
+  EXPECT(std::all_of(g.begin(), g.end(), [](float x) { return x == 0.0f; }));
+  m.forward(tok.data(), tok.data(), 1, 3, {});  // finite: runs
+  // parameter 4 of tensor 1 at 3.3e38 with a gradient of -1 there alone: AdamW's first step moves
+  // it by lr (mhat / sqrt(vhat) = -1), past float's largest value
+  GPT f(tiny(false));
+  f.init_weights(12);
+  float big = 3.3e38f, minus_one = -1.0f;
+  f.write_buffer(BufferKind::params, t.offset + 4, 1, &big);
+  f.buffer(BufferKind::grads, true)[t.offset + 4] = minus_one;
+  AdamWConfig o;
+  o.lr = 1e38f;
+  o.weight_decay = 0.0f;
+  f.step(o);
+  EXPECT(std::isinf(f.params[t.offset + 4]));
+  EXPECT_THROWS_WITH(f.forward(tok.data(), tok.data(), 1, 3, {}),
+                     ("parameters are not finite (tensor '" + t.name + "', index 4 is inf)").c_str());
+}
+
 TEST(confident_log_probs_over_a_gpt2_vocabulary_match_float64) {
   // One logit at 0, 50,256 near -20: the denominator is 1 + ~1e-4 made of terms of ~2e-9, each
   // below float's rounding at 1. Summed in float they vanish (log-probs off by ~1e-4); the

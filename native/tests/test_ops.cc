@@ -1670,16 +1670,18 @@ void optimizer_cases() {
     add("adamw_update", shape,
         [=](Host& h) {
           h.uniform("params", n, -1, 1, Role::inout);
-          h.uniform("grads", n);
+          h.uniform("grads", n, -1, 1, Role::inout);
           h.uniform("m", n, 0, 0.1f, Role::inout);
           h.uniform("v", n, 0, 0.01f, Role::inout);
         },
         [=](Host& h) {
           // AdamW (torch.optim.AdamW): p -= lr wd p; p -= lr mhat / (sqrt(vhat) + eps), g scaled first
-          std::vector<float>&p = h.F("params"), &m = h.F("m"), &v = h.F("v");
+          // the step consumes the gradients: zero after the first update, so later steps see 0
+          std::vector<float>&p = h.F("params"), &m = h.F("m"), &v = h.F("v"), &grads = h.F("grads");
           for (int64_t t = t0; t < t0 + steps; t++)
             for (size_t i = 0; i < n; i++) {
-              double g = (double)h.F("grads")[i] * scale;
+              double g = (double)grads[i] * scale;
+              grads[i] = 0.0f;
               double mi = b1 * (double)m[i] + (1.0 - b1) * g, vi = b2 * (double)v[i] + (1.0 - b2) * g * g;
               m[i] = (float)mi;
               v[i] = (float)vi;

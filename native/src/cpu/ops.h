@@ -65,17 +65,26 @@ struct CpuOps {
 
   // AdamW writes the weight cache's copy of what it updates as it goes (bf16 settings): the copy
   // the next forward's matmuls read is made without a pass of its own.
-  void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
+  void adamw_update(float* params, float* grads, float* m, float* v, size_t n, float lr, float beta1, float beta2,
+                    float eps, float weight_decay, int64_t t, float grad_scale) {
     OpTimer timer("adamw_update");
     void* copy = weights_.fill_target(params, n, matmul_);
-    ::s2s::adamw_update_with_copy(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale, copy,
-                                  matmul_);
+    if (!::s2s::adamw_update_with_copy(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale,
+                                       copy, matmul_))
+      updates_finite_ = false;
+  }
+  // Whether every parameter the adamw_update calls since the last call wrote is finite (the update
+  // checks as it writes them): when so, the next forward need not scan the parameters again.
+  bool take_updates_finite() {
+    bool r = updates_finite_;
+    updates_finite_ = true;
+    return r;
   }
 
  private:
   CpuMatmul matmul_;
   WeightCache weights_;
+  bool updates_finite_ = true;
 };
 
 }  // namespace s2s

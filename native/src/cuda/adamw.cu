@@ -31,11 +31,12 @@ __global__ void add_partials_kernel(double* acc, const double* partials, unsigne
   if (threadIdx.x == 0) *acc += s;
 }
 
-__global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+__global__ void adamw_kernel(float* params, float* grads, float* m, float* v, size_t n, float lr, float beta1,
                              float beta2, float eps, float decay, float bc1, float bc2, float grad_scale) {
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
   float g = grads[i] * grad_scale;
+  grads[i] = 0.0f;  // the step consumes the gradient (kernels.h)
   float mi = beta1 * m[i] + (1.0f - beta1) * g;
   float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
   m[i] = mi;
@@ -54,7 +55,7 @@ void sum_squares(double* acc, const float* grads, size_t n) {
   S2S_CUDA_LAUNCHED("sum_squares (partials)");
 }
 
-void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+void adamw_update(float* params, float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_scale) {
   if (n == 0) return;
   float bc1 = 1.0f - (float)std::pow((double)beta1, (double)t);

@@ -116,7 +116,8 @@ void value_head_backward(float* dlnf, float* dweight, const float* dvalues, cons
 // 1 + kSumSquaresBlocks doubles on the device (the rest is scratch for the per-block partials).
 constexpr int kSumSquaresBlocks = 4096;
 void sum_squares(double* acc, const float* grads, size_t n);
-void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+// One AdamW update (cpu/adamw.h's): the gradients are zeroed as they are read.
+void adamw_update(float* params, float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t, float grad_scale);
 
 // ---- sampling.cu ----

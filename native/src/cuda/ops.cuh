@@ -38,6 +38,9 @@ struct CudaOps {
     norm_.download(&sq, 1);
     return std::sqrt(sq);
   }
+  // Whether the updates since the last call left every parameter finite: not tracked here (false),
+  // so the next forward checks the parameters with grad_norm.
+  bool take_updates_finite() { return false; }
   void sample_rows(int32_t* token, float* logprob, const float* logits, const float* u, const uint8_t* done, int B,
                    int V, float temperature) {
     cuda::sample_rows(token, logprob, logits, u, done, B, V, temperature);
