@@ -105,6 +105,7 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
     int i = (int)(row % T);
     float* a = att + row * T;
     float mx = a[0];
+#pragma omp simd reduction(max : mx)
     for (int j = 1; j <= i; j++) mx = a[j] > mx ? a[j] : mx;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)

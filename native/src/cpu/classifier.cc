@@ -1,6 +1,8 @@
 // Fused LM head. Each chunk of rows: one GEMM for its logits, then one row-parallel pass for the
-// log-softmax, the gathered log-prob and the entropy; the backward turns the logits into dlogits in
-// place and runs the two GEMMs of the tied embedding.
+// log-softmax, the gathered log-prob and the entropy; the backward turns the logits into dlogits (in
+// place in fp32; with bf16 matmuls straight into the operand the products read, a row at a time
+// through the cache, so the fp32 dlogits never reach memory) and runs the two GEMMs of the tied
+// embedding.
 #include "cpu/classifier.h"
 
 #include <cmath>
@@ -60,18 +62,29 @@ void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, cons
   for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
     int64_t rows = std::min(chunk_rows(a), a.N - r0);
     float* lg = chunk_logits(a, r0, rows, a.logits == nullptr);
+    // both products read the logits' gradient: converted once, as it is made
+    void* target = shared_operand_target(rows * V);
+    const CpuMatmul mode = current_matmul();
+    const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (rows * V >= kMinParallelWork)
     for (int64_t i = 0; i < rows; i++) {
       int64_t n = r0 + i;
-      float* l = lg + i * V;
+      const float* l = lg + i * V;
+      float* d = lg + i * V;
+      if (target) {
+        thread_local HostArray<float> row;
+        row.reserve(V);
+        d = row.data();
+      }
       int32_t tgt = a.targets ? a.targets[n] : -1;
       float g = tgt >= 0 ? dlogprob[n] : 0.0f;
       float m = lse[n];
 #pragma omp simd
-      for (int v = 0; v < V; v++) l[v] = -g * fast_exp(l[v] - m);
-      if (tgt >= 0) l[tgt] += g;
+      for (int v = 0; v < V; v++) d[v] = -g * fast_exp(l[v] - m);
+      if (tgt >= 0) d[tgt] += g;
+      if (target) to_operand(static_cast<char*>(target) + i * V * esz, d, V, mode);
     }
-    const void* d = shared_operand(lg, rows * V);  // both products read the logits' gradient
+    const void* d = target ? target : lg;
     gemm_prepared(false, false, rows, a.C, V, lg, d, a.wte, nullptr, dlnf + r0 * a.C, a.inv_temp, false);
     gemm_prepared(true, false, V, a.C, rows, lg, d, a.lnf + r0 * a.C, nullptr, dwte, a.inv_temp, true);
   }

@@ -63,22 +63,27 @@ int64_t span(int64_t nb0, int64_t nb1, int64_t rows, int64_t cols, Strides s) {
   return (nb0 - 1) * s.batch0 + (nb1 - 1) * s.batch1 + (rows - 1) * s.row + (cols - 1) * s.col + 1;
 }
 
+// This thread's staging buffer `slot`, with room for n values of `mode`'s operands.
+void* staging(int64_t n, CpuMatmul mode, int slot) {
+  if (mode == CpuMatmul::bf16) {
+    thread_local HostArray<uint16_t> staged[3];
+    staged[slot].reserve((size_t)n);
+    return staged[slot].data();
+  }
+  thread_local HostArray<float> staged[3];
+  staged[slot].reserve((size_t)n);
+  return staged[slot].data();
+}
+
 // The operand at p (n values from p, read through its strides) as a bf16 matmul reads it: the
 // weight cache's copy when p is a parameter, else a conversion into this slot's staging buffer,
 // laid out as p is (so the strides still apply).
 const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
   if (tl_weights)
     if (const void* w = tl_weights->lookup(p, (size_t)n, mode)) return w;
-  if (mode == CpuMatmul::bf16) {
-    thread_local HostArray<uint16_t> staged[3];
-    staged[slot].reserve((size_t)n);
-    convert(staged[slot].data(), p, n, mode);
-    return staged[slot].data();
-  }
-  thread_local HostArray<float> staged[3];
-  staged[slot].reserve((size_t)n);
-  convert(staged[slot].data(), p, n, mode);
-  return staged[slot].data();
+  void* dst = staging(n, mode, slot);
+  convert(dst, p, n, mode);
+  return dst;
 }
 
 #ifdef S2S_HAVE_ONEDNN
@@ -251,6 +256,10 @@ const void* shared_operand(const float* p, int64_t n) {
   return tl_mode == CpuMatmul::fp32 || n == 0 ? p : stage(p, n, tl_mode, kSharedSlot);
 }
 
+void* shared_operand_target(int64_t n) {
+  return tl_mode == CpuMatmul::fp32 || n == 0 ? nullptr : staging(n, tl_mode, kSharedSlot);
+}
+
 void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
                    const float* B, const void* b_pre, float* C, float alpha, bool accumulate) {
   Strides sa = transA ? dense_t(M, K) : dense(M, K);
@@ -320,9 +329,12 @@ const float* transposed(const float* src, int64_t R, int64_t K) {
 }
 
 // dbias[c] += sum over n of dout[n, c], in blocks of 64 columns: each thread owns its columns, so
-// no reduction races.
-void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC) {
+// no reduction races. With `converted`, the same pass also writes dout [N, OC] as the matmuls read
+// it (to_operand in `mode`), so the gradient is read once for both.
+void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC, void* converted = nullptr,
+                     CpuMatmul mode = CpuMatmul::fp32) {
   const int64_t BLK = 64;
+  const size_t esz = operand_size(mode);
   int64_t nblk = (OC + BLK - 1) / BLK;
 #pragma omp parallel for schedule(static) if (N * OC >= kMinParallelWork)
   for (int64_t blk = 0; blk < nblk; blk++) {
@@ -331,9 +343,19 @@ void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC) {
     for (int64_t n = 0; n < N; n++) {
       const float* row = dout + n * OC;
       for (int64_t c = c0; c < c1; c++) acc[c - c0] += row[c];
+      if (converted) to_operand(static_cast<char*>(converted) + (n * OC + c0) * esz, row + c0, c1 - c0, mode);
     }
     for (int64_t c = c0; c < c1; c++) dbias[c] += acc[c - c0];
   }
+}
+
+// A layer's output gradient as both its products read it (converted once), with the bias gradient
+// summed in the same pass when there is a bias.
+const void* dout_operand(float* dbias, const float* dout, int64_t N, int64_t OC) {
+  if (!dbias) return shared_operand(dout, N * OC);
+  void* target = shared_operand_target(N * OC);
+  add_column_sums(dbias, dout, N, OC, target, tl_mode);
+  return target ? target : dout;
 }
 
 }  // namespace
@@ -349,14 +371,13 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
-  const void* d = shared_operand(dout, N * OC);  // both products read dout: converted once
+  const void* d = dout_operand(dbias, dout, N, OC);
   if (dinp) gemm_prepared(false, true, N, C, OC, dout, d, weight, nullptr, dinp, 1.0f, false);
   if (transpose_pays(N, OC))
     run_gemm(1, 1, C, OC, N, inp, dense_t(C, N), transposed(dout, N, OC), dense_t(N, OC), dweight, dense(C, OC), 1.0f,
              true, nullptr);
   else
     gemm_prepared(true, false, C, OC, N, inp, nullptr, dout, d, dweight, 1.0f, true);
-  if (dbias) add_column_sums(dbias, dout, N, OC);
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
@@ -368,11 +389,10 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
-  const void* d = shared_operand(dout, N * OC);  // both products read dout: converted once
+  const void* d = dout_operand(dbias, dout, N, OC);
   if (dinp) run_gemm(1, 1, N, C, OC, dout, dense(N, OC), weight, dense(OC, C), dinp, dense(N, C), 1.0f, false, nullptr, d);
   // dweight [OC, C] += dout^T @ inp
   run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, true, nullptr, d);
-  if (dbias) add_column_sums(dbias, dout, N, OC);
 }
 
 void linear_forward_naive(float* out, const float* inp, const float* weight, const float* bias, int64_t N,

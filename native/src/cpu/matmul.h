@@ -118,6 +118,10 @@ void gemm_batched_prepared(int64_t nb0, int64_t nb1, int64_t M, int64_t N, int64
 // once into the calling thread's setting: pass it with the fp32 pointer to gemm_prepared. Valid
 // until the next shared_operand on this thread; in fp32 it is p itself.
 const void* shared_operand(const float* p, int64_t n);
+// Where a caller that computes such an operand writes it itself (n values, to_operand in the calling
+// thread's setting) instead of writing fp32 and converting it: the buffer shared_operand would
+// return, or null in fp32 (then the fp32 values are the operand). Valid as shared_operand's.
+void* shared_operand_target(int64_t n);
 // gemm with either operand already converted by shared_operand (null: converted as gemm does).
 void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
                    const float* B, const void* b_pre, float* C, float alpha, bool accumulate);
