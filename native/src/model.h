@@ -50,6 +50,8 @@ class Transformer final : public ModelBackend {
   // The device's precision for matmuls (bf16 inputs with fp32 accumulation, or fp32).
   Precision precision() const { return ops_.precision(); }
   void set_precision(Precision p) { ops_.set_precision(p); }
+  // The device's op set (the C++ tests read its counters).
+  const D& ops() const { return ops_; }
 
   // A flat buffer in the device's memory for direct use (the C++ tests): null while not
   // allocated, unless `allocate`, which allocates it zeroed. Parameters given out for writing
@@ -67,7 +69,10 @@ class Transformer final : public ModelBackend {
   void on_host(BufferKind k, bool write_back, F&& collective);
   // The architecture's named view of `b`, recomputed only when its memory moved.
   const Params& view(Array<float>& b);
-  void invalidate_activations() { acts_valid_ = false; }
+  void invalidate_activations() {
+    acts_valid_ = false;
+    ops_.drop_operands();
+  }
   // The architecture's forward over `tokens` [B, T] (host memory) into acts_.
   void run_body(const int32_t* tokens, int B, int T);
   // logits [B, V] = hidden [B, C] @ lm_head^T

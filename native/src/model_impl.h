@@ -133,6 +133,12 @@ ForwardResult Transformer<Arch, D>::forward(const int32_t* tokens, const int32_t
   const int64_t N = (int64_t)B * T, V = cfg_.vocab_size;
   const int C = cfg_.channels;
   invalidate_activations();
+  // the matmuls' converted operands are kept for the backward this forward's activations serve
+  struct Keep {
+    D& ops;
+    explicit Keep(D& o) : ops(o) { ops.keep_operands(true); }
+    ~Keep() { ops.keep_operands(false); }
+  } keep(ops_);
   run_body(tokens, B, T);
   Head& h = head_;
   h.targets.reserve(N);

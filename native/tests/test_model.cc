@@ -624,3 +624,68 @@ TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
     EXPECT(std::memcmp(rewritten.logprob.data(), b.logprob.data(), b.logprob.size() * sizeof(float)) == 0);
   }
 }
+
+// A training forward keeps its bf16 matmul operands for the backward's weight gradients (the
+// OperandCache): the gradients are bit for bit those of the same model converting every operand
+// afresh (S2S_OPERAND_CACHE_MB=0), for GPT-2 and Llama (GQA, a fused gate/up), through two
+// forwards of different shapes before the backward and a second backward of the same forward.
+TEST(kept_bf16_operands_give_the_gradients_of_fresh_conversions) {
+  std::vector<const char*> modes = {"bf16-emulated"};
+  if (cpu_bf16_support().native) modes.push_back("bf16");
+  ModelConfig llama;
+  llama.arch = "llama";
+  llama.vocab_size = 41;
+  llama.max_seq_len = 32;
+  llama.num_layers = 2;
+  llama.num_heads = 6;
+  llama.num_kv_heads = 2;
+  llama.channels = 24;
+  llama.head_dim = 4;
+  llama.ffn_size = 40;
+  llama.value_head = true;
+  ForwardOptions o;
+  o.values = true;
+  for (const char* mode : modes)
+    for (bool is_llama : {false, true}) {
+      auto make = [&](const char* budget_mb) -> std::unique_ptr<ModelBackend> {
+        setenv("S2S_CPU_PRECISION", mode, 1);
+        setenv("S2S_OPERAND_CACHE_MB", budget_mb, 1);
+        std::unique_ptr<ModelBackend> m;
+        if (is_llama) m = std::make_unique<LlamaCpu>(llama);
+        else m = std::make_unique<GPT>(GPTConfig{97, 32, 2, 4, 64, true});
+        setenv("S2S_CPU_PRECISION", "fp32", 1);
+        unsetenv("S2S_OPERAND_CACHE_MB");
+        return m;
+      };
+      auto kept = make("512"), fresh = make("0");
+      const int V = is_llama ? 41 : 97;
+      const std::string name = std::string(mode) + (is_llama ? " llama" : " gpt2");
+      auto fail = [](const std::string& who, const std::string& what) {
+        std::printf("  FAIL %s: %s\n", who.c_str(), what.c_str());
+        harness::failures()++;
+      };
+      Vec gk, gf;
+      for (auto* m : {kept.get(), fresh.get()}) {
+        m->init_weights(8);
+        auto other = tokens_for(2, 9, V, 5);
+        m->forward(other.data(), other.data(), 2, 9, o);  // another shape first: its copies must not serve
+        const int B = 3, T = 20;
+        auto tok = tokens_for(B, T, V, 6);
+        Vec dlogprob(B * T, 1.0f / (B * T)), dvalue(B * T, 0.25f / (B * T));
+        m->forward(tok.data(), tok.data(), B, T, o);
+        m->backward(dlogprob.data(), dvalue.data());
+        m->backward(dlogprob.data(), dvalue.data());  // the same forward's activations, twice
+        Vec g(m->num_params());
+        m->read_buffer(BufferKind::grads, 0, g.size(), g.data());
+        (m == kept.get() ? gk : gf) = g;
+      }
+      auto hits = [&](ModelBackend* m) {
+        return is_llama ? static_cast<LlamaCpu*>(m)->ops().operand_cache_hits()
+                        : static_cast<GPT*>(m)->ops().operand_cache_hits();
+      };
+      if (hits(kept.get()) == 0) fail(name, "the backward took no kept operand");
+      if (hits(fresh.get()) != 0) fail(name, "a zero budget still kept operands");
+      if (std::memcmp(gk.data(), gf.data(), gk.size() * sizeof(float)) != 0)
+        fail(name, "kept operands changed the gradients");
+    }
+}

@@ -28,6 +28,7 @@ namespace {
 // The calling thread's matmul setting (MatmulScope).
 thread_local CpuMatmul tl_mode = CpuMatmul::fp32;
 thread_local WeightCache* tl_weights = nullptr;
+thread_local OperandCache* tl_operands = nullptr;
 
 // 16 values at a time with AVX512-BF16's vcvtneps2bf16 (round to nearest even, as to_bf16; it
 // also flushes inputs below 2^-126 to zero, which no product here can tell). Every processor that
@@ -81,7 +82,14 @@ void* staging(int64_t n, CpuMatmul mode, int slot) {
 const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
   if (tl_weights)
     if (const void* w = tl_weights->lookup(p, (size_t)n, mode)) return w;
-  void* dst = staging(n, mode, slot);
+  void* dst = nullptr;
+  if (tl_operands) {
+    if (tl_operands->recording())
+      dst = tl_operands->keep(p, (size_t)n, mode);
+    else if (const void* kept = tl_operands->find(p, (size_t)n, mode))
+      return kept;
+  }
+  if (!dst) dst = staging(n, mode, slot);
   convert(dst, p, n, mode);
   return dst;
 }
@@ -539,14 +547,55 @@ const void* WeightCache::lookup(const float* p, size_t n, CpuMatmul mode) {
                                  : static_cast<const void*>(rounded_.data() + off);
 }
 
-MatmulScope::MatmulScope(CpuMatmul mode, WeightCache* weights) : saved_mode_(tl_mode), saved_weights_(tl_weights) {
+void OperandCache::record(bool on) {
+  if (on == recording_) return;
+  recording_ = on;
+  if (on) {
+    drop();
+    pass_++;
+    used_ = 0;
+    return;
+  }
+  // copies this recording did not write belong to shapes no longer in use: their memory goes
+  for (auto it = entries_.begin(); it != entries_.end();)
+    it = it->second.pass == pass_ ? std::next(it) : entries_.erase(it);
+}
+
+void OperandCache::drop() {
+  for (auto& [p, e] : entries_) e.valid = false;
+}
+
+void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode) {
+  const size_t bytes = n * operand_size(mode);
+  if (used_ + bytes > budget_) return nullptr;
+  Entry& e = entries_[p];
+  used_ += bytes;
+  e.n = n;
+  e.mode = mode;
+  e.valid = true;
+  e.pass = pass_;
+  e.data.reserve(bytes);
+  return e.data.data();
+}
+
+const void* OperandCache::find(const float* p, size_t n, CpuMatmul mode) {
+  auto it = entries_.find(p);
+  if (it == entries_.end() || !it->second.valid || it->second.n != n || it->second.mode != mode) return nullptr;
+  hits_++;
+  return it->second.data.data();
+}
+
+MatmulScope::MatmulScope(CpuMatmul mode, WeightCache* weights, OperandCache* operands)
+    : saved_mode_(tl_mode), saved_weights_(tl_weights), saved_operands_(tl_operands) {
   tl_mode = mode;
   tl_weights = weights;
+  tl_operands = operands;
 }
 
 MatmulScope::~MatmulScope() {
   tl_mode = saved_mode_;
   tl_weights = saved_weights_;
+  tl_operands = saved_operands_;
 }
 
 }  // namespace s2s

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include "common.h"
 #include "ops/strides.h"
@@ -82,11 +83,46 @@ class WeightCache {
   HostArray<float> rounded_;
 };
 
+// Activations as the bf16 matmuls read them, converted once for a training step rather than twice:
+// while recording (a forward that a backward may follow), each matmul operand that is not a
+// parameter is converted into a copy kept under its address; until the copies are dropped, a
+// matmul that reads the same values (the backward's weight gradients read the forward's inputs
+// again) takes the copy. The composition records only buffers that stay unchanged until the
+// backward has read them (each layer's own, src/arch/) and drops the copies whenever activations
+// are invalidated. At most budget_bytes are kept; operands past it are converted as before.
+class OperandCache {
+ public:
+  explicit OperandCache(size_t budget_bytes) : budget_(budget_bytes) {}
+  void record(bool on);
+  void drop();
+  bool recording() const { return recording_; }
+  // While recording: where the n values from p are converted to (kept), or null past the budget.
+  void* keep(const float* p, size_t n, CpuMatmul mode);
+  // Otherwise: the kept copy of the n values from p, or null.
+  const void* find(const float* p, size_t n, CpuMatmul mode);
+  uint64_t hits() const { return hits_; }
+
+ private:
+  struct Entry {
+    size_t n = 0;
+    CpuMatmul mode = CpuMatmul::fp32;
+    bool valid = false;
+    uint64_t pass = 0;  // the recording that last wrote it
+    HostArray<char> data;
+  };
+  std::unordered_map<const float*, Entry> entries_;
+  bool recording_ = false;
+  uint64_t pass_ = 0;
+  size_t used_ = 0;  // bytes the current recording has kept
+  size_t budget_;
+  uint64_t hits_ = 0;
+};
+
 // The calling thread's matmul setting for one scope (CpuOps opens one around every op it runs, as
 // torch's autocast does); outside any scope matmuls run in fp32.
 class MatmulScope {
  public:
-  MatmulScope(CpuMatmul mode, WeightCache* weights);
+  MatmulScope(CpuMatmul mode, WeightCache* weights, OperandCache* operands = nullptr);
   ~MatmulScope();
   MatmulScope(const MatmulScope&) = delete;
   MatmulScope& operator=(const MatmulScope&) = delete;
@@ -94,6 +130,7 @@ class MatmulScope {
  private:
   CpuMatmul saved_mode_;
   WeightCache* saved_weights_;
+  OperandCache* saved_operands_;
 };
 
 // C[b0,b1] = alpha * A[b0,b1] (M x K) @ B[b0,b1] (K x N), plus the old C when accumulate is true.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "common.h"
 #include "cpu/adamw.h"
@@ -55,7 +56,7 @@ struct CpuOps {
 #define S2S_CPU_OP(name)                   \
   template <class... A>                    \
   void name(A&&... a) {                    \
-    MatmulScope scope(matmul_, &weights_); \
+    MatmulScope scope(matmul_, &weights_, &operands_); \
     OpTimer timer(#name);                  \
     ::s2s::name(std::forward<A>(a)...);    \
   }
@@ -73,6 +74,13 @@ struct CpuOps {
                                        copy, matmul_))
       updates_finite_ = false;
   }
+  // A training forward's matmul operands are kept as the matmuls read them, for its backward's
+  // weight gradients (OperandCache, cpu/matmul.h): on around the forward, dropped with the
+  // activations. S2S_OPERAND_CACHE_MB bounds the memory (default 512; 0 turns it off).
+  void keep_operands(bool on) { operands_.record(on); }
+  void drop_operands() { operands_.drop(); }
+  // How many matmul operands were taken from kept copies (the tests check the path runs).
+  uint64_t operand_cache_hits() const { return operands_.hits(); }
   // Whether every parameter the adamw_update calls since the last call wrote is finite (the update
   // checks as it writes them): when so, the next forward need not scan the parameters again.
   bool take_updates_finite() {
@@ -82,8 +90,13 @@ struct CpuOps {
   }
 
  private:
+  static size_t operand_budget() {
+    const char* env = std::getenv("S2S_OPERAND_CACHE_MB");
+    return (env ? (size_t)std::strtoull(env, nullptr, 10) : (size_t)512) << 20;
+  }
   CpuMatmul matmul_;
   WeightCache weights_;
+  OperandCache operands_{operand_budget()};
   bool updates_finite_ = true;
 };
 

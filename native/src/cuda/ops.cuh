@@ -38,6 +38,9 @@ struct CudaOps {
     norm_.download(&sq, 1);
     return std::sqrt(sq);
   }
+  // The CPU keeps a forward's bf16 matmul operands for its backward; the kernels here stage their own.
+  void keep_operands(bool) {}
+  void drop_operands() {}
   // Whether the updates since the last call left every parameter finite: not tracked here (false),
   // so the next forward checks the parameters with grad_norm.
   bool take_updates_finite() { return false; }
