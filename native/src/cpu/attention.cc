@@ -41,6 +41,14 @@ void* room(HostArray<char>& a, int64_t values, CpuMatmul mode) {
   return a.data();
 }
 
+// A training forward's head-major copies and probabilities in the matmuls' type, kept for its
+// backward (kept_operand_room, cpu/matmul.h) under qkv's and att's addresses: each its own layout.
+enum Layout { kQ = 1, kK, kV, kP };
+void* kept_or(HostArray<char>& scratch, const float* src, Layout layout, int64_t values, CpuMatmul mode) {
+  if (void* kept = kept_operand_room(src, layout, values)) return kept;
+  return room(scratch, values, mode);
+}
+
 // dst [B, NH, T, hd] <- the heads of src [B, T, width] starting at column `off`, head h reading
 // source head h / rep (rep = G repeats a key/value head for its group), converted to `mode`.
 void pack_heads(void* dst, const float* src, int64_t width, int64_t off, int rep, const AttnShape& s, CpuMatmul mode) {
@@ -89,16 +97,16 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   const int64_t koff = s.q_width(), voff = s.q_width() + s.kv_width();
   const float scale = 1.0f / std::sqrt((float)hd);
   Scratch& x = scratch();
-  void* q = room(x.q, BH * T * hd, mode);
-  void* k = room(x.k, BH * T * hd, mode);
-  void* v = room(x.v, BH * T * hd, mode);
+  void* q = kept_or(x.q, qkv, kQ, BH * T * hd, mode);
+  void* k = kept_or(x.k, qkv, kK, BH * T * hd, mode);
+  void* v = kept_or(x.v, qkv, kV, BH * T * hd, mode);
   pack_heads(q, qkv, W, 0, 1, s, mode);
   pack_heads(k, qkv, W, koff, G, s, mode);
   pack_heads(v, qkv, W, voff, G, s, mode);
   gemm_batched_prepared(1, BH, T, T, hd, q, heads(BH, T, hd), k, heads_t(BH, T, hd), att, squares(BH, T), scale, false);
   // the probabilities as the product with v reads them (att itself in fp32)
   const bool convert = mode != CpuMatmul::fp32;
-  void* p = convert ? room(x.p, BH * T * T, mode) : att;
+  void* p = convert ? kept_or(x.p, att, kP, BH * T * T, mode) : att;
   const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < BH * T; row++) {
@@ -133,31 +141,39 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const bool convert = mode != CpuMatmul::fp32;
   const size_t esz = operand_size(mode);
   Scratch& x = scratch();
-  void* q = room(x.q, BH * T * hd, mode);
-  void* k = room(x.k, BH * T * hd, mode);
-  void* v = room(x.v, BH * T * hd, mode);
   void* dout_h = room(x.dout, BH * T * hd, mode);
   x.grad.reserve((size_t)(BH * T * hd));
   float* grad = x.grad.data();
-  pack_heads(q, qkv, W, 0, 1, s, mode);
-  pack_heads(k, qkv, W, koff, G, s, mode);
-  pack_heads(v, qkv, W, voff, G, s, mode);
+  // the forward's copies where it kept them, else made again
+  auto heads_of = [&](HostArray<char>& scratch, Layout layout, int64_t off, int rep) {
+    if (const void* kept = kept_operand(qkv, layout, BH * T * hd)) return kept;
+    void* h = room(scratch, BH * T * hd, mode);
+    pack_heads(h, qkv, W, off, rep, s, mode);
+    return static_cast<const void*>(h);
+  };
+  const void* q = heads_of(x.q, kQ, 0, 1);
+  const void* k = heads_of(x.k, kK, koff, G);
+  const void* v = heads_of(x.v, kV, voff, G);
   pack_heads(dout_h, dout, QW, 0, 1, s, mode);
   // the probabilities as the products read them
   const void* p = att;
   if (convert) {
-    void* pc = room(x.p, BH * T * T, mode);
+    p = kept_operand(att, kP, BH * T * T);
+    if (!p) {
+      void* pc = room(x.p, BH * T * T, mode);
 #pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
-    for (int64_t row = 0; row < BH * T; row++) to_operand(static_cast<char*>(pc) + row * T * esz, att + row * T, T, mode);
-    p = pc;
+      for (int64_t row = 0; row < BH * T; row++)
+        to_operand(static_cast<char*>(pc) + row * T * esz, att + row * T, T, mode);
+      p = pc;
+    }
   }
   // datt = dout_h @ v^T ;  dv = att^T @ dout_h, summed over each group
   gemm_batched_prepared(1, BH, T, T, hd, dout_h, heads(BH, T, hd), v, heads_t(BH, T, hd), datt, squares(BH, T), 1.0f, false);
   gemm_batched_prepared(1, BH, T, hd, T, p, squares_t(BH, T), dout_h, heads(BH, T, hd), grad, heads(BH, T, hd), 1.0f, false);
   unpack_heads(dqkv, W, voff, grad, G, s);
   // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
-  // (the probabilities' copy is no longer needed, so dpre's takes its room)
-  void* dpre = convert ? const_cast<void*>(p) : datt;
+  // (in the probabilities' scratch: a kept copy of them stays for another backward of the forward)
+  void* dpre = convert ? room(x.p, BH * T * T, mode) : datt;
 #pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < BH * T; row++) {
     int i = (int)(row % T);

@@ -264,6 +264,16 @@ const void* shared_operand(const float* p, int64_t n) {
   return tl_mode == CpuMatmul::fp32 || n == 0 ? p : stage(p, n, tl_mode, kSharedSlot);
 }
 
+void* kept_operand_room(const float* src, int layout, int64_t n) {
+  if (tl_mode == CpuMatmul::fp32 || !tl_operands || !tl_operands->recording()) return nullptr;
+  return tl_operands->keep(src, (size_t)n, tl_mode, layout);
+}
+
+const void* kept_operand(const float* src, int layout, int64_t n) {
+  if (tl_mode == CpuMatmul::fp32 || !tl_operands || tl_operands->recording()) return nullptr;
+  return tl_operands->find(src, (size_t)n, tl_mode, layout);
+}
+
 void* shared_operand_target(int64_t n) {
   return tl_mode == CpuMatmul::fp32 || n == 0 ? nullptr : staging(n, tl_mode, kSharedSlot);
 }
@@ -565,10 +575,10 @@ void OperandCache::drop() {
   for (auto& [p, e] : entries_) e.valid = false;
 }
 
-void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode) {
+void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode, int layout) {
   const size_t bytes = n * operand_size(mode);
   if (used_ + bytes > budget_) return nullptr;
-  Entry& e = entries_[p];
+  Entry& e = entries_[Key{p, layout}];
   used_ += bytes;
   e.n = n;
   e.mode = mode;
@@ -578,8 +588,8 @@ void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode) {
   return e.data.data();
 }
 
-const void* OperandCache::find(const float* p, size_t n, CpuMatmul mode) {
-  auto it = entries_.find(p);
+const void* OperandCache::find(const float* p, size_t n, CpuMatmul mode, int layout) {
+  auto it = entries_.find(Key{p, layout});
   if (it == entries_.end() || !it->second.valid || it->second.n != n || it->second.mode != mode) return nullptr;
   hits_++;
   return it->second.data.data();

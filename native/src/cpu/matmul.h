@@ -97,9 +97,11 @@ class OperandCache {
   void drop();
   bool recording() const { return recording_; }
   // While recording: where the n values from p are converted to (kept), or null past the budget.
-  void* keep(const float* p, size_t n, CpuMatmul mode);
+  // `layout` tells apart copies of one buffer laid out differently (0: as p is; attention's
+  // head-major copies of qkv have their own, cpu/attention.cc).
+  void* keep(const float* p, size_t n, CpuMatmul mode, int layout = 0);
   // Otherwise: the kept copy of the n values from p, or null.
-  const void* find(const float* p, size_t n, CpuMatmul mode);
+  const void* find(const float* p, size_t n, CpuMatmul mode, int layout = 0);
   uint64_t hits() const { return hits_; }
 
  private:
@@ -110,7 +112,15 @@ class OperandCache {
     uint64_t pass = 0;  // the recording that last wrote it
     HostArray<char> data;
   };
-  std::unordered_map<const float*, Entry> entries_;
+  struct Key {
+    const float* p;
+    int layout;
+    bool operator==(const Key& o) const { return p == o.p && layout == o.layout; }
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<const float*>()(k.p) ^ (size_t)k.layout; }
+  };
+  std::unordered_map<Key, Entry, KeyHash> entries_;
   bool recording_ = false;
   uint64_t pass_ = 0;
   size_t used_ = 0;  // bytes the current recording has kept
@@ -159,6 +169,13 @@ const void* shared_operand(const float* p, int64_t n);
 // thread's setting) instead of writing fp32 and converting it: the buffer shared_operand would
 // return, or null in fp32 (then the fp32 values are the operand). Valid as shared_operand's.
 void* shared_operand_target(int64_t n);
+// Operands derived from a buffer in a layout of their own (`layout` > 0 names it), kept from a
+// training forward for its backward like the matmuls' own (OperandCache), in the calling thread's
+// bf16 setting: kept_operand_room is where the forward writes such a copy (null when it is not
+// kept: fp32, outside a training forward, past the budget), kept_operand the copy a backward finds
+// (null when there is none: then it makes its own).
+void* kept_operand_room(const float* src, int layout, int64_t n);
+const void* kept_operand(const float* src, int layout, int64_t n);
 // gemm with either operand already converted by shared_operand (null: converted as gemm does).
 void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
                    const float* B, const void* b_pre, float* C, float alpha, bool accumulate);
