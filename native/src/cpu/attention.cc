@@ -122,6 +122,7 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
       sum += a[j];
     }
     float inv = 1.0f / sum;
+#pragma omp simd
     for (int j = 0; j <= i; j++) a[j] *= inv;
     for (int j = i + 1; j < T; j++) a[j] = 0.0f;
     if (convert) to_operand(static_cast<char*>(p) + row * T * esz, a, T, mode);
@@ -182,6 +183,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
     float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
     for (int j = 0; j <= i; j++) dot += a[j] * d[j];
+#pragma omp simd
     for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
     for (int j = i + 1; j < T; j++) d[j] = 0.0f;
     if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);

@@ -27,6 +27,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     }
     float r = 1.0f / std::sqrt(v / C + kLayerNormEps);
     float* o = out + n * C;
+#pragma omp simd
     for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * weight[c] + bias[c];
     mean[n] = m;
     rstd[n] = r;
@@ -57,6 +58,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
       }
       float mean_dn = sum_dn / C, mean_dn_norm = sum_dn_norm / C;
       float* dx = dinp + n * C;
+#pragma omp simd
       for (int c = 0; c < C; c++) {
         float norm = (x[c] - m) * r;
         float dn = weight[c] * d[c];
