@@ -701,6 +701,26 @@ void gemm_cases() {
         });
 }
 
+// A Conv1D layer's three gradients in double from the gradient at its output (dout(i), i over
+// [N, OC]): dinp written (when has_dinp), dweight and dbias (when has_bias) accumulated.
+template <class Dout>
+void ref_matmul_backward(Host& h, Dout&& dout, int64_t N, int64_t C, int64_t OC, bool has_dinp, bool has_bias) {
+  const float *inp = h.F("inp").data(), *w = h.F("weight").data();
+  VecD dinp(N * C), dw(C * OC), db(OC);
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t o = 0; o < OC; o++) {
+      double d = dout(n * OC + o);
+      db[o] += d;
+      for (int64_t c = 0; c < C; c++) {
+        dinp[n * C + c] += d * w[c * OC + o];
+        dw[c * OC + o] += (double)inp[n * C + c] * d;
+      }
+    }
+  if (has_dinp) assign(h.F("dinp"), dinp);
+  add_to(h.F("dweight"), dw);
+  if (has_bias) add_to(h.F("dbias"), db);
+}
+
 void matmul_cases() {
   struct S {
     int64_t N, C, OC;
@@ -741,20 +761,8 @@ void matmul_cases() {
           h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
         },
         [=](Host& h) {
-          const float *inp = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
-          VecD dinp(N * C), dw(C * OC), db(OC);
-          for (int64_t n = 0; n < N; n++)
-            for (int64_t o = 0; o < OC; o++) {
-              double d = dout[n * OC + o];
-              db[o] += d;
-              for (int64_t c = 0; c < C; c++) {
-                dinp[n * C + c] += d * w[c * OC + o];
-                dw[c * OC + o] += (double)inp[n * C + c] * d;
-              }
-            }
-          if (has_dinp) assign(h.F("dinp"), dinp);
-          add_to(h.F("dweight"), dw);
-          if (has_bias) add_to(h.F("dbias"), db);
+          const float* dout = h.F("dout").data();
+          ref_matmul_backward(h, [&](int64_t i) { return (double)dout[i]; }, N, C, OC, has_dinp, has_bias);
         },
         [=](auto& ops, auto& t) {
           ops.matmul_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
@@ -768,6 +776,55 @@ void matmul_cases() {
       b.grads = {{"weight", "dweight"}};
       if (has_dinp) b.grads.push_back({"inp", "dinp"});
       if (has_bias) b.grads.push_back({"bias", "dbias"});
+    }
+  }
+}
+
+// GPT-2's MLP up-projection backward through GELU (gelu_matmul_backward): GELU's gradient at the
+// layer's output, then the layer's three gradients, all in double from the definitions; dpre in
+// place over dact as the composition passes it, and apart.
+void gelu_matmul_cases() {
+  struct S {
+    int64_t N, C, OC;
+    bool in_place, dinp;
+  };
+  for (S s : {S{37, 53, 71, true, true}, S{64, 32, 96, false, true}, S{5, 24, 130, true, false}, S{1, 1, 1, false, true},
+              S{300, 48, 192, true, true}}) {
+    int64_t N = s.N, C = s.C, OC = s.OC;
+    bool in_place = s.in_place, has_dinp = s.dinp;
+    std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC) +
+                        (in_place ? " in place" : "") + (has_dinp ? "" : " no dinp");
+    OpCase& b = add("gelu_matmul_backward", shape,
+        [=](Host& h) {
+          h.uniform("bias", OC);  // the layer's, for the finite differences' forward
+          h.uniform("inp", N * C);
+          h.uniform("weight", C * OC);
+          h.uniform("pre", N * OC, -4, 4);
+          h.uniform("dact", N * OC, -1, 1, in_place ? Role::scratch : Role::in);
+          if (!in_place) h.scratch("dpre", N * OC);
+          if (has_dinp) h.out("dinp", N * C);
+          h.uniform("dweight", C * OC, -1, 1, Role::inout);
+          h.uniform("dbias", OC, -1, 1, Role::inout);
+        },
+        [=](Host& h) {
+          const float *pre = h.F("pre").data(), *dact = h.F("dact").data();
+          ref_matmul_backward(h, [&](int64_t i) { return gelu_grad(pre[i]) * dact[i]; }, N, C, OC, has_dinp, true);
+        },
+        [=](auto& ops, auto& t) {
+          float* dpre = in_place ? t.F("dact") : t.F("dpre");
+          ops.gelu_matmul_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), t.F("dbias"), dpre, t.F("pre"),
+                                   t.F("dact"), t.F("inp"), t.F("weight"), N, C, OC);
+        });
+    if (N * C * OC < 100000) {
+      // the layer's loss with GELU's gradient at its output held fixed
+      b.loss = [=](const Host& h) {
+        VecD out = ref_matmul(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC);
+        double s = 0;
+        for (int64_t i = 0; i < N * OC; i++) s += gelu_grad(h.F("pre")[i]) * h.F("dact")[i] * out[i];
+        return s;
+      };
+      b.grads = {{"weight", "dweight"}, {"bias", "dbias"}};
+      if (has_dinp) b.grads.push_back({"inp", "dinp"});
     }
   }
 }
@@ -1827,6 +1884,7 @@ std::deque<OpCase>& table() {
 void build_table() {
   gemm_cases();
   matmul_cases();
+  gelu_matmul_cases();
   linear_cases();
   attention_cases();
   kv_cache_cases();

@@ -156,8 +156,9 @@ struct GPT2 {
       // MLP branch
       ops.matmul_backward(d4c, gw.fcprojw, gw.fcprojb, dres, a.fch_gelu.data() + l * N * 4 * C, w.fcprojw, N, 4 * C,
                           C);
-      ops.gelu_backward(d4c, a.fch.data() + l * N * 4 * C, d4c, N * 4 * C);
-      ops.matmul_backward(dc, gw.fcw, gw.fcb, d4c, a.ln2.data() + l * N * C, w.fcw, N, C, 4 * C);
+      // through GELU into the up-projection (d4c: its gradient in, scratch after)
+      ops.gelu_matmul_backward(dc, gw.fcw, gw.fcb, d4c, a.fch.data() + l * N * 4 * C, d4c, a.ln2.data() + l * N * C,
+                               w.fcw, N, C, 4 * C);
       ops.layernorm_backward(dres, gw.ln2w, gw.ln2b, dc, a.res2.data() + l * N * C, w.ln2w, a.ln2_mean.data() + l * N,
                              a.ln2_rstd.data() + l * N, N, C);
       // attention branch

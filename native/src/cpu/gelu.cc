@@ -20,14 +20,7 @@ void gelu_forward(float* out, const float* inp, int64_t N) {
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N >= kMinParallelWork)
-  for (int64_t i = 0; i < N; i++) {
-    float x = inp[i];
-    float u = kGeluScale * (x + 0.044715f * x * x * x);
-    float th = fast_tanh(u);
-    float sech2 = 1.0f - th * th;
-    float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] = grad * dout[i];
-  }
+  for (int64_t i = 0; i < N; i++) dinp[i] = gelu_grad_times(inp[i], dout[i]);
 }
 
 void gelu_forward_naive(float* out, const float* inp, int64_t N) {

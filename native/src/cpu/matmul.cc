@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu/gelu.h"
 
 namespace s2s {
 
@@ -346,25 +347,40 @@ const float* transposed(const float* src, int64_t R, int64_t K) {
   return d;
 }
 
-// dbias[c] += sum over n of dout[n, c], in blocks of 64 columns: each thread owns its columns, so
-// no reduction races. With `converted`, the same pass also writes dout [N, OC] as the matmuls read
-// it (to_operand in `mode`), so the gradient is read once for both.
+// One pass over a layer's output gradient [N, OC], each thread owning one contiguous range of
+// columns (so no reduction races, and each column summed over the rows in order): rows(n, c0, c1,
+// scratch) gives row n's values c0..c1 (a pointer to them, or to scratch where it computed them),
+// dbias[c] += their sum over n (unless dbias is null) and, with `converted`, the same pass writes
+// them as the matmuls read them (to_operand in `mode`), so the gradient is read once for both.
+// (A range spans whole rows' worth of a thread's share: narrower blocks, read a few hundred bytes a
+// row several KiB apart, defeat the prefetcher.)
+template <class Rows>
+void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul mode, Rows&& rows) {
+  const size_t esz = operand_size(mode);
+  const bool parallel = N * OC >= kMinParallelWork;
+  const int64_t parts = parallel ? omp_get_max_threads() : 1;
+  const int64_t width = ((OC + parts - 1) / parts + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t part = 0; part < parts; part++) {
+    const int64_t c0 = part * width, c1 = c0 + width < OC ? c0 + width : OC;
+    if (c0 >= c1) continue;
+    std::vector<float> acc(dbias ? c1 - c0 : 0, 0.0f), scratch(c1 - c0);
+    for (int64_t n = 0; n < N; n++) {
+      const float* row = rows(n, c0, c1, scratch.data());
+      if (dbias)
+        for (int64_t c = 0; c < c1 - c0; c++) acc[c] += row[c];
+      if (converted) to_operand(static_cast<char*>(converted) + (n * OC + c0) * esz, row, c1 - c0, mode);
+    }
+    if (dbias)
+      for (int64_t c = c0; c < c1; c++) dbias[c] += acc[c - c0];
+  }
+}
+
+// dbias[c] += sum over n of dout[n, c] (and dout converted, see column_pass).
 void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC, void* converted = nullptr,
                      CpuMatmul mode = CpuMatmul::fp32) {
-  const int64_t BLK = 64;
-  const size_t esz = operand_size(mode);
-  int64_t nblk = (OC + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static) if (N * OC >= kMinParallelWork)
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    int64_t c0 = blk * BLK, c1 = c0 + BLK < OC ? c0 + BLK : OC;
-    float acc[BLK] = {0};
-    for (int64_t n = 0; n < N; n++) {
-      const float* row = dout + n * OC;
-      for (int64_t c = c0; c < c1; c++) acc[c - c0] += row[c];
-      if (converted) to_operand(static_cast<char*>(converted) + (n * OC + c0) * esz, row + c0, c1 - c0, mode);
-    }
-    for (int64_t c = c0; c < c1; c++) dbias[c] += acc[c - c0];
-  }
+  column_pass(dbias, N, OC, converted, mode,
+              [=](int64_t n, int64_t c0, int64_t, float*) { return dout + n * OC + c0; });
 }
 
 // A layer's output gradient as both its products read it (converted once), with the bias gradient
@@ -411,6 +427,28 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dinp) run_gemm(1, 1, N, C, OC, dout, dense(N, OC), weight, dense(OC, C), dinp, dense(N, C), 1.0f, false, nullptr, d);
   // dweight [OC, C] += dout^T @ inp
   run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, true, nullptr, d);
+}
+
+void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC) {
+  const CpuMatmul mode = tl_mode;
+  if (mode == CpuMatmul::fp32) {  // the products read dpre itself: write it, then as matmul_backward
+    gelu_backward(dpre, pre, dact, N * OC);
+    matmul_backward(dinp, dweight, dbias, dpre, inp, weight, N, C, OC);
+    return;
+  }
+  // GELU's gradient made a block of a row at a time, summed into dbias and written as the products
+  // read it: the fp32 gradient never reaches memory (dpre is left as it was)
+  void* d = shared_operand_target(N * OC);
+  column_pass(dbias, N, OC, d, mode, [=](int64_t n, int64_t c0, int64_t c1, float* out) {
+    const float* x = pre + n * OC;
+    const float* g = dact + n * OC;
+#pragma omp simd
+    for (int64_t c = c0; c < c1; c++) out[c - c0] = gelu_grad_times(x[c], g[c]);
+    return static_cast<const float*>(out);
+  });
+  if (dinp) gemm_prepared(false, true, N, C, OC, dpre, d, weight, nullptr, dinp, 1.0f, false);
+  gemm_prepared(true, false, C, OC, N, inp, nullptr, dpre, d, dweight, 1.0f, true);
 }
 
 void linear_forward_naive(float* out, const float* inp, const float* weight, const float* bias, int64_t N,

@@ -193,6 +193,14 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC);
 
+// The backward of a Conv1D layer whose output went through GELU (GPT-2's MLP up-projection): with
+// dpre = gelu'(pre) * dact, the gradient at the layer's output, as matmul_backward(dinp, dweight,
+// dbias, dpre, inp, weight, ...). dpre is scratch [N, OC], and may be dact itself: its contents
+// afterwards are unspecified (with bf16 matmuls the CPU never writes it: the gradient goes straight
+// into the operand the products read).
+void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC);
+
 // Linear layer with torch.nn.Linear's weight layout [OC, C] (Llama's projections):
 // out[N,OC] = inp[N,C] @ weight^T + bias (bias may be null).
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,

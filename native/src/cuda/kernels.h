@@ -40,6 +40,9 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
                     int64_t OC, Precision p);
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
+// The CPU's gelu_matmul_backward (cpu/matmul.h): here GELU's backward into dpre, then matmul_backward.
+void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
 // torch.nn.Linear's layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias (bias may be null); backward as
 // the CPU's linear_backward (dinp overwritten unless null, dweight and dbias accumulate).
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,

@@ -367,6 +367,12 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dbias) add_column_sums(dbias, dout, nullptr, N, OC);
 }
 
+void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, Precision p) {
+  gelu_backward(dpre, pre, dact, N * OC);
+  matmul_backward(dinp, dweight, dbias, dpre, inp, weight, N, C, OC, p);
+}
+
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
                     int64_t OC, Precision p) {
   gemm(false, true, N, OC, C, inp, weight, out, 1.0f, false, p);  // weight [OC, C] read transposed

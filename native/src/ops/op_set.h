@@ -38,8 +38,8 @@ struct DeviceTraits {
 // The matmul family: a device that multiplies at a precision of its own (CUDA: bf16 or fp32) takes
 // it as one more, last argument; the composition never passes it.
 #define S2S_MATMUL_OPS(X)                                                                                  \
-  X(gemm) X(matmul_forward) X(matmul_backward) X(linear_forward) X(linear_backward) X(attention_forward) \
-  X(attention_backward)
+  X(gemm) X(matmul_forward) X(matmul_backward) X(gelu_matmul_backward) X(linear_forward) X(linear_backward) \
+  X(attention_forward) X(attention_backward)
 
 // A member that calls NS::name with the same arguments (inlined: static dispatch).
 #define S2S_FORWARD_OP(NS, name) \
