@@ -917,7 +917,9 @@ void attention_cases() {
   for (S c : {S{{2, 17, 3, 3, 8}, false}, S{{2, 21, 3, 3, 16}, false}, S{{1, 150, 3, 3, 16}, false},
               S{{3, 1, 2, 2, 4}, false}, S{{2, 9, 3, 3, 4}, false}, S{{2, 17, 6, 2, 8}, false},
               S{{2, 13, 9, 3, 64}, false}, S{{2, 21, 4, 1, 8}, false}, S{{1, 70, 6, 3, 16}, false},
-              S{{3, 1, 4, 2, 8}, false}, S{{2, 256, 4, 4, 32}, true}, S{{2, 256, 8, 2, 64}, true}}) {
+              S{{3, 1, 4, 2, 8}, false}, S{{2, 256, 4, 4, 32}, true}, S{{2, 256, 8, 2, 64}, true},
+              // over 4 MiB of fp32 squares: the CPU takes the batch rows in several groups
+              S{{3, 300, 6, 6, 16}, true}, S{{3, 260, 8, 2, 8}, true}}) {
     AttnShape s = c.s;
     int B = s.B, T = s.T, NH = s.NH;
     size_t nqkv = (size_t)B * T * s.qkv_width(), natt = (size_t)B * NH * T * T, nout = (size_t)B * T * s.q_width();

@@ -14,6 +14,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -28,7 +29,7 @@ namespace {
 
 // Per-thread operand buffers: engine calls run one at a time on its thread.
 struct Scratch {
-  HostArray<char> q, k, v, dout, p;
+  HostArray<char> q, k, v, dout, p, dpre;
   HostArray<float> grad;
 };
 Scratch& scratch() {
@@ -90,24 +91,35 @@ Strides squares_t(int64_t BH, int T) { return {BH * T * T, (int64_t)T * T, 1, T}
 
 }  // namespace
 
-void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s) {
-  const CpuMatmul mode = current_matmul();
-  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
-  const int64_t W = s.qkv_width(), QW = s.q_width(), BH = (int64_t)B * NH;
-  const int64_t koff = s.q_width(), voff = s.q_width() + s.kv_width();
+namespace {
+
+// Batch rows go through attention a few at a time, so that each group's T x T squares (scores,
+// their gradient, the probabilities as the products read them) stay in the cores' caches between
+// the product that writes them, the softmax and the product that reads them: at most this many
+// bytes of fp32 squares a group (the two cores' L2 caches; always at least one row).
+constexpr int64_t kSquaresBudget = 4 << 20;
+int rows_per_group(const AttnShape& s) {
+  const int64_t per_row = (int64_t)s.NH * s.T * s.T * (int64_t)sizeof(float);
+  return (int)std::max<int64_t>(1, std::min<int64_t>(s.B, kSquaresBudget / per_row));
+}
+AttnShape rows_of(const AttnShape& s, int nb) {
+  AttnShape r = s;
+  r.B = nb;
+  return r;
+}
+const void* at(const void* base, int64_t i, size_t esz) { return static_cast<const char*>(base) + i * (int64_t)esz; }
+void* at(void* base, int64_t i, size_t esz) { return static_cast<char*>(base) + i * (int64_t)esz; }
+
+// Forward for batch rows whose heads are packed already: scores, softmax (att in fp32, p as the
+// product reads the probabilities: att itself in fp32), out.
+void forward_rows(float* out, float* att, const void* q, const void* k, const void* v, void* p, const AttnShape& s,
+                  CpuMatmul mode) {
+  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd;
+  const int64_t QW = s.q_width(), BH = (int64_t)B * NH;
   const float scale = 1.0f / std::sqrt((float)hd);
-  Scratch& x = scratch();
-  void* q = kept_or(x.q, qkv, kQ, BH * T * hd, mode);
-  void* k = kept_or(x.k, qkv, kK, BH * T * hd, mode);
-  void* v = kept_or(x.v, qkv, kV, BH * T * hd, mode);
-  pack_heads(q, qkv, W, 0, 1, s, mode);
-  pack_heads(k, qkv, W, koff, G, s, mode);
-  pack_heads(v, qkv, W, voff, G, s, mode);
-  gemm_batched_prepared(1, BH, T, T, hd, q, heads(BH, T, hd), k, heads_t(BH, T, hd), att, squares(BH, T), scale, false);
-  // the probabilities as the product with v reads them (att itself in fp32)
   const bool convert = mode != CpuMatmul::fp32;
-  void* p = convert ? kept_or(x.p, att, kP, BH * T * T, mode) : att;
   const size_t esz = operand_size(mode);
+  gemm_batched_prepared(1, BH, T, T, hd, q, heads(BH, T, hd), k, heads_t(BH, T, hd), att, squares(BH, T), scale, false);
 #pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
   for (int64_t row = 0; row < BH * T; row++) {
     int i = (int)(row % T);
@@ -132,6 +144,36 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
                         {(int64_t)NH * T * hd, (int64_t)T * hd, hd, 1}, out, {(int64_t)T * QW, hd, QW, 1}, 1.0f, false);
 }
 
+}  // namespace
+
+void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s) {
+  const CpuMatmul mode = current_matmul();
+  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
+  const int64_t W = s.qkv_width(), QW = s.q_width(), BH = (int64_t)B * NH;
+  const int64_t koff = s.q_width(), voff = s.q_width() + s.kv_width();
+  const size_t esz = operand_size(mode);
+  Scratch& x = scratch();
+  void* q = kept_or(x.q, qkv, kQ, BH * T * hd, mode);
+  void* k = kept_or(x.k, qkv, kK, BH * T * hd, mode);
+  void* v = kept_or(x.v, qkv, kV, BH * T * hd, mode);
+  pack_heads(q, qkv, W, 0, 1, s, mode);
+  pack_heads(k, qkv, W, koff, G, s, mode);
+  pack_heads(v, qkv, W, voff, G, s, mode);
+  // the probabilities as the products read them: kept whole for the backward, else a group's room
+  const bool convert = mode != CpuMatmul::fp32;
+  const int group = rows_per_group(s);
+  void* kept_p = convert ? kept_operand_room(att, kP, BH * T * T) : nullptr;
+  void* p_room = convert && !kept_p ? room(x.p, (int64_t)group * NH * T * T, mode) : nullptr;
+  const int64_t heads_per_row = (int64_t)NH * T * hd, squares_per_row = (int64_t)NH * T * T;
+  for (int b0 = 0; b0 < B; b0 += group) {
+    const int nb = std::min(group, B - b0);
+    float* att_b = att + b0 * squares_per_row;
+    void* p = !convert ? static_cast<void*>(att_b) : kept_p ? at(kept_p, b0 * squares_per_row, esz) : p_room;
+    forward_rows(out + (int64_t)b0 * T * QW, att_b, at(q, b0 * heads_per_row, esz), at(k, b0 * heads_per_row, esz),
+                 at(v, b0 * heads_per_row, esz), p, rows_of(s, nb), mode);
+  }
+}
+
 void attention_backward(float* dqkv, float* datt, const float* dout, const float* qkv, const float* att,
                         const AttnShape& s) {
   const CpuMatmul mode = current_matmul();
@@ -142,9 +184,6 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const bool convert = mode != CpuMatmul::fp32;
   const size_t esz = operand_size(mode);
   Scratch& x = scratch();
-  void* dout_h = room(x.dout, BH * T * hd, mode);
-  x.grad.reserve((size_t)(BH * T * hd));
-  float* grad = x.grad.data();
   // the forward's copies where it kept them, else made again
   auto heads_of = [&](HostArray<char>& scratch, Layout layout, int64_t off, int rep) {
     if (const void* kept = kept_operand(qkv, layout, BH * T * hd)) return kept;
@@ -155,44 +194,70 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const void* q = heads_of(x.q, kQ, 0, 1);
   const void* k = heads_of(x.k, kK, koff, G);
   const void* v = heads_of(x.v, kV, voff, G);
-  pack_heads(dout_h, dout, QW, 0, 1, s, mode);
-  // the probabilities as the products read them
-  const void* p = att;
-  if (convert) {
-    p = kept_operand(att, kP, BH * T * T);
-    if (!p) {
-      void* pc = room(x.p, BH * T * T, mode);
-#pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
-      for (int64_t row = 0; row < BH * T; row++)
-        to_operand(static_cast<char*>(pc) + row * T * esz, att + row * T, T, mode);
-      p = pc;
+  const void* kept_p = convert ? kept_operand(att, kP, BH * T * T) : nullptr;
+  // a group of batch rows at a time (rows_per_group): its squares stay in cache from the product
+  // that writes datt to the two that read dpre
+  const int group = rows_per_group(s);
+  const int64_t gh = (int64_t)group * NH * T * hd, gsq = (int64_t)group * NH * T * T;
+  void* dout_h = room(x.dout, gh, mode);
+  void* p_room = convert && !kept_p ? room(x.p, gsq, mode) : nullptr;
+  // dpre in its own room: a kept copy of the probabilities stays for another backward of the forward
+  void* dpre_room = convert ? room(x.dpre, gsq, mode) : nullptr;
+  x.grad.reserve((size_t)gh);
+  float* grad = x.grad.data();
+  const int64_t heads_per_row = (int64_t)NH * T * hd, squares_per_row = (int64_t)NH * T * T;
+  for (int b0 = 0; b0 < B; b0 += group) {
+    const int nb = std::min(group, B - b0);
+    const AttnShape r = rows_of(s, nb);
+    const int64_t bh = (int64_t)nb * NH;
+    const float* att_b = att + b0 * squares_per_row;
+    float* datt_b = datt + b0 * squares_per_row;
+    float* dqkv_b = dqkv + (int64_t)b0 * T * W;
+    const void* q_b = at(q, b0 * heads_per_row, esz);
+    const void* k_b = at(k, b0 * heads_per_row, esz);
+    const void* v_b = at(v, b0 * heads_per_row, esz);
+    pack_heads(dout_h, dout + (int64_t)b0 * T * QW, QW, 0, 1, r, mode);
+    // the probabilities as the products read them
+    const void* p = att_b;
+    if (convert) {
+      if (kept_p) {
+        p = at(kept_p, b0 * squares_per_row, esz);
+      } else {
+#pragma omp parallel for schedule(static) if (bh * T * T >= kMinParallelWork)
+        for (int64_t row = 0; row < bh * T; row++)
+          to_operand(static_cast<char*>(p_room) + row * T * esz, att_b + row * T, T, mode);
+        p = p_room;
+      }
     }
-  }
-  // datt = dout_h @ v^T ;  dv = att^T @ dout_h, summed over each group
-  gemm_batched_prepared(1, BH, T, T, hd, dout_h, heads(BH, T, hd), v, heads_t(BH, T, hd), datt, squares(BH, T), 1.0f, false);
-  gemm_batched_prepared(1, BH, T, hd, T, p, squares_t(BH, T), dout_h, heads(BH, T, hd), grad, heads(BH, T, hd), 1.0f, false);
-  unpack_heads(dqkv, W, voff, grad, G, s);
-  // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
-  // (in the probabilities' scratch: a kept copy of them stays for another backward of the forward)
-  void* dpre = convert ? room(x.p, BH * T * T, mode) : datt;
-#pragma omp parallel for schedule(static) if (BH * T * T >= kMinParallelWork)
-  for (int64_t row = 0; row < BH * T; row++) {
-    int i = (int)(row % T);
-    const float* a = att + row * T;
-    float* d = datt + row * T;
-    float dot = 0.0f;
+    // datt = dout_h @ v^T ;  dv = att^T @ dout_h, summed over each group
+    gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b, squares(bh, T),
+                          1.0f, false);
+    gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd), 1.0f,
+                          false);
+    unpack_heads(dqkv_b, W, voff, grad, G, r);
+    // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
+    void* dpre = convert ? dpre_room : datt_b;
+#pragma omp parallel for schedule(static) if (bh * T * T >= kMinParallelWork)
+    for (int64_t row = 0; row < bh * T; row++) {
+      int i = (int)(row % T);
+      const float* a = att_b + row * T;
+      float* d = datt_b + row * T;
+      float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-    for (int j = 0; j <= i; j++) dot += a[j] * d[j];
+      for (int j = 0; j <= i; j++) dot += a[j] * d[j];
 #pragma omp simd
-    for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
-    for (int j = i + 1; j < T; j++) d[j] = 0.0f;
-    if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);
+      for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
+      for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+      if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);
+    }
+    // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q, summed over each group
+    gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
+                          false);
+    unpack_heads(dqkv_b, W, 0, grad, 1, r);
+    gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
+                          false);
+    unpack_heads(dqkv_b, W, koff, grad, G, r);
   }
-  // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q, summed over each group
-  gemm_batched_prepared(1, BH, T, hd, T, dpre, squares(BH, T), k, heads(BH, T, hd), grad, heads(BH, T, hd), scale, false);
-  unpack_heads(dqkv, W, 0, grad, 1, s);
-  gemm_batched_prepared(1, BH, T, hd, T, dpre, squares_t(BH, T), q, heads(BH, T, hd), grad, heads(BH, T, hd), scale, false);
-  unpack_heads(dqkv, W, koff, grad, G, s);
 }
 
 void attention_forward_naive(float* out, float* att, const float* qkv, const AttnShape& s) {
