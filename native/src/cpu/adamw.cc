@@ -58,12 +58,6 @@ inline float adamw_range(float* params, float* grads, float* m, float* v, size_t
 
 }  // namespace
 
-bool adamw_update(float* params, float* grads, float* m, float* v, size_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, int64_t t, float grad_scale) {
-  return adamw_update_with_copy(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale, nullptr,
-                                CpuMatmul::fp32);
-}
-
 bool adamw_update_with_copy(float* params, float* grads, float* m, float* v, size_t n, float lr, float beta1,
                             float beta2, float eps, float weight_decay, int64_t t, float grad_scale, void* copy,
                             CpuMatmul mode) {
