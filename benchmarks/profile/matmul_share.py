@@ -40,5 +40,5 @@ print(f"oneDNN matmuls: {g:.1f} ms ({100*g/total:.1f}% of the step), {gf/1e9:.2f
 for ph in ('forward', 'backward', 'step_opt'):
     print(f"  {ph}: matmuls {gemm_by_phase[ph]:.1f} ms of {times[ph]:.1f} ms; other {times[ph]-gemm_by_phase[ph]:.1f} ms")
 print("largest matmul shapes:")
-for k, v in sorted(ms.items(), key=lambda kv: -kv[1])[:14]:
+for k, v in sorted(ms.items(), key=lambda kv: -kv[1])[:int(os.environ.get("TOPN","14"))]:
     print(f"  {k}: {v:.2f} ms, {flops[k]/v/1e6:.0f} GFLOP/s")
