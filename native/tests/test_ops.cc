@@ -919,7 +919,12 @@ void attention_cases() {
               S{{2, 13, 9, 3, 64}, false}, S{{2, 21, 4, 1, 8}, false}, S{{1, 70, 6, 3, 16}, false},
               S{{3, 1, 4, 2, 8}, false}, S{{2, 256, 4, 4, 32}, true}, S{{2, 256, 8, 2, 64}, true},
               // over 4 MiB of fp32 squares: the CPU takes the batch rows in several groups
-              S{{3, 300, 6, 6, 16}, true}, S{{3, 260, 8, 2, 8}, true}}) {
+              S{{3, 300, 6, 6, 16}, true}, S{{3, 260, 8, 2, 8}, true},
+              // head sizes the AMX kernels take (multiples of 32), with a last block of fewer than
+              // 32 rows, one position, head sizes of three and four 32-column steps, GQA and MQA, and
+              // a T that the backward's AMX products take (a multiple of 32)
+              S{{2, 45, 3, 3, 64}, false}, S{{1, 1, 2, 2, 32}, false}, S{{2, 70, 4, 2, 128}, false},
+              S{{1, 97, 2, 1, 96}, false}, S{{2, 64, 6, 2, 32}, false}}) {
     AttnShape s = c.s;
     int B = s.B, T = s.T, NH = s.NH;
     size_t nqkv = (size_t)B * T * s.qkv_width(), natt = (size_t)B * NH * T * T, nout = (size_t)B * T * s.q_width();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu/attention_amx.h"
 #include "cpu/matmul.h"
 #include "cpu/vecmath.h"
 
@@ -163,6 +164,11 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   const bool convert = mode != CpuMatmul::fp32;
   const int group = rows_per_group(s);
   void* kept_p = convert ? kept_operand_room(att, kP, BH * T * T) : nullptr;
+  if (attention_amx_usable(s, mode)) {
+    attention_forward_amx(out, att, static_cast<uint16_t*>(kept_p), static_cast<const uint16_t*>(q),
+                          static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
+    return;
+  }
   void* p_room = convert && !kept_p ? room(x.p, (int64_t)group * NH * T * T, mode) : nullptr;
   const int64_t heads_per_row = (int64_t)NH * T * hd, squares_per_row = (int64_t)NH * T * T;
   for (int b0 = 0; b0 < B; b0 += group) {
@@ -198,6 +204,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   // a group of batch rows at a time (rows_per_group): its squares stay in cache from the product
   // that writes datt to the two that read dpre
   const int group = rows_per_group(s);
+  const bool amx = attention_amx_backward_usable(s, mode);
   const int64_t gh = (int64_t)group * NH * T * hd, gsq = (int64_t)group * NH * T * T;
   void* dout_h = room(x.dout, gh, mode);
   void* p_room = convert && !kept_p ? room(x.p, gsq, mode) : nullptr;
@@ -230,8 +237,12 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
       }
     }
     // datt = dout_h @ v^T ;  dv = att^T @ dout_h, summed over each group
-    gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b, squares(bh, T),
-                          1.0f, false);
+    if (amx)
+      attention_scores_grad_amx(datt_b, static_cast<const uint16_t*>(dout_h), static_cast<const uint16_t*>(v_b), bh, T,
+                                hd);
+    else
+      gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b,
+                            squares(bh, T), 1.0f, false);
     gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd), 1.0f,
                           false);
     unpack_heads(dqkv_b, W, voff, grad, G, r);
@@ -251,8 +262,12 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
       if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);
     }
     // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q, summed over each group
-    gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
-                          false);
+    if (amx)
+      attention_query_grad_amx(grad, static_cast<const uint16_t*>(dpre), static_cast<const uint16_t*>(k_b), bh, T, hd,
+                               scale);
+    else
+      gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd),
+                            scale, false);
     unpack_heads(dqkv_b, W, 0, grad, 1, r);
     gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
                           false);

@@ -1,0 +1,333 @@
+// Causal attention's forward on AMX tiles (see attention_amx.h).
+//
+// Tiles: palette 1, all eight 16 rows x 64 bytes. A 32 x 32 block of fp32 results is four
+// accumulator tiles (0-3), fed by two tiles of the left operand (4, 5: 16 rows x 32 bf16 each) and
+// two of the right (6, 7) in the "VNNI" form tdpbf16ps reads: 16 rows, each a pair of consecutive
+// k values for 16 columns. A head's keys and values are put in that form once (pack_keys,
+// pack_values); queries and probabilities are read as they lie, row-major.
+#include "cpu/attention_amx.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "common.h"
+#include "cpu/vecmath.h"
+
+#define S2S_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+namespace s2s {
+
+namespace {
+
+bool amx_permitted() {
+  static const bool ok = [] {
+    if (const char* env = std::getenv("S2S_ATTENTION_AMX"); env && std::strcmp(env, "0") == 0) return false;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+    // Linux hands out the tiles' register state only to a process that asks (ARCH_REQ_XCOMP_PERM
+    // for XFEATURE_XTILEDATA); oneDNN asks too, and asking twice is harmless.
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+S2S_AMX_TARGET void configure_tiles() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; t++) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+// One thread's buffers for a head (T rounded up to Tp, a multiple of 32).
+struct Work {
+  HostArray<uint32_t> keys;     // [Tp / 16][hd / 32] tiles of 16 x 16 pairs
+  HostArray<uint16_t> values;   // [Tp / 32][hd / 16] tiles of 16 x 16 pairs
+  HostArray<float> scores;      // [32][Tp]: a block of rows' scores, then probabilities
+  HostArray<uint16_t> probs;    // [32][Tp]: the block's probabilities in bf16
+  HostArray<uint16_t> qpad;     // [32][hd]: the last, partial block of queries, zero-padded
+  HostArray<float> opad;        // [32][hd]: the last block's output before its valid rows are copied
+  void fit(int Tp, int hd) {
+    keys.reserve((size_t)Tp * hd / 2);
+    values.reserve((size_t)Tp * hd);
+    scores.reserve((size_t)32 * Tp);
+    probs.reserve((size_t)32 * Tp);
+    qpad.reserve((size_t)32 * hd);
+    opad.reserve((size_t)32 * hd);
+  }
+};
+
+// keys [T][hd] bf16 -> the right operand of scores = q k^T: tile (jb, s) holds, in row rr and
+// column jj, the pair (k[j][d], k[j][d + 1]) of key j = 16 jb + jj at d = 32 s + 2 rr (zero past T).
+void pack_keys(uint32_t* dst, const uint16_t* k, int T, int Tp, int hd) {
+  const int S = hd / 32, half = hd / 2;
+  const uint32_t* kd = reinterpret_cast<const uint32_t*>(k);  // a key's hd values as hd / 2 pairs
+  for (int jb = 0; jb < Tp / 16; jb++)
+    for (int s = 0; s < S; s++) {
+      uint32_t* tile = dst + ((int64_t)jb * S + s) * 256;
+      for (int jj = 0; jj < 16; jj++) {
+        const int j = jb * 16 + jj;
+        const uint32_t* row = kd + (int64_t)j * half + s * 16;
+        for (int rr = 0; rr < 16; rr++) tile[rr * 16 + jj] = j < T ? row[rr] : 0u;
+      }
+    }
+}
+
+// values [T][hd] bf16 -> the right operand of out = p v: tile (ks, nb) holds, in row rr and column
+// dd, the pair (v[j][d], v[j + 1][d]) at j = 32 ks + 2 rr, d = 16 nb + dd (zero past T).
+void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp, int hd) {
+  const int NB = hd / 16;
+  for (int ks = 0; ks < Tp / 32; ks++)
+    for (int nb = 0; nb < NB; nb++) {
+      uint16_t* tile = dst + ((int64_t)ks * NB + nb) * 512;
+      for (int rr = 0; rr < 16; rr++) {
+        const int j = ks * 32 + 2 * rr;
+        const uint16_t* v0 = v + (int64_t)j * hd + nb * 16;
+        const uint16_t* v1 = v0 + hd;
+        uint16_t* out = tile + rr * 32;
+        for (int dd = 0; dd < 16; dd++) {
+          out[2 * dd] = j < T ? v0[dd] : 0;
+          out[2 * dd + 1] = j + 1 < T ? v1[dd] : 0;
+        }
+      }
+    }
+}
+
+// n (a multiple of 16) fp32 values to bf16, rounding to nearest even as to_bf16 does.
+S2S_AMX_TARGET inline void to_bf16_row(uint16_t* dst, const float* src, int n) {
+  for (int j = 0; j < n; j += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + j)));
+}
+
+// One 32 x 32 block of results in tiles 0-3: cleared, one k step of 32 added (a: 32 bf16 rows
+// lda_bytes apart; b0, b1: the right operand's two 16-column tiles), stored as fp32 rows ldc apart.
+S2S_AMX_TARGET inline void clear_block() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+S2S_AMX_TARGET inline void add_step(const uint16_t* a, int64_t lda_bytes, const void* b0, const void* b1) {
+  _tile_loadd(4, a, lda_bytes);
+  _tile_loadd(5, reinterpret_cast<const char*>(a) + 16 * lda_bytes, lda_bytes);
+  _tile_loadd(6, b0, 64);
+  _tile_loadd(7, b1, 64);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+}
+S2S_AMX_TARGET inline void store_block(float* c, int64_t ldc) {
+  _tile_stored(0, c, ldc * 4);
+  _tile_stored(1, c + 16, ldc * 4);
+  _tile_stored(2, c + 16 * ldc, ldc * 4);
+  _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+}
+
+// c[32][ncols] (row stride ldc) = a[32][hd] (bf16 rows lda apart) times the packed keys' columns
+// j < ncols (pack_keys): scores against keys, or the gradient against values (packed the same way).
+S2S_AMX_TARGET inline void rows_times_keys(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint32_t* keys,
+                                           int ncols, int hd) {
+  const int S = hd / 32;
+  for (int j0 = 0; j0 < ncols; j0 += 32) {
+    clear_block();
+    const uint32_t* kt = keys + (int64_t)(j0 / 16) * S * 256;
+    for (int s = 0; s < S; s++) add_step(a + s * 32, lda * 2, kt + s * 256, kt + (S + s) * 256);
+    store_block(c + j0, ldc);
+  }
+}
+
+// c[32][hd] (row stride ldc) = a[32][kcols] (bf16 rows lda apart: probabilities, or their
+// gradient) times the packed rows j < kcols (pack_values) of values, or of keys.
+S2S_AMX_TARGET inline void rows_times_values(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
+                                             const uint16_t* values, int kcols, int hd) {
+  const int NB = hd / 16;
+  for (int d0 = 0; d0 < hd; d0 += 32) {
+    clear_block();
+    for (int ks = 0; ks < kcols / 32; ks++) {
+      const uint16_t* vt = values + ((int64_t)ks * NB + d0 / 16) * 512;
+      add_step(a + ks * 32, lda * 2, vt, vt + 512);
+    }
+    store_block(c + d0, ldc);
+  }
+}
+
+// dst[0, n) <- src[0, upto) and zeros after, with non-temporal stores: the probabilities are read
+// by the backward, after every later layer has been through the caches, so writing them around the
+// caches spares each line's read for ownership. dst 64-byte aligned; upto and n multiples of 32.
+S2S_AMX_TARGET inline void stream_row(float* dst, const float* src, int upto, int n) {
+  int j = 0;
+  for (; j < upto; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
+  for (; j < n; j += 16) _mm512_stream_ps(dst + j, _mm512_setzero_ps());
+}
+S2S_AMX_TARGET inline void stream_row(uint16_t* dst, const uint16_t* src, int upto, int n) {
+  int j = 0;
+  for (; j < upto; j += 32) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), _mm512_loadu_si512(src + j));
+  for (; j < n; j += 32) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), _mm512_setzero_si512());
+}
+
+// One head: out_h is its first output row's first column (rows QW apart), att_h / p_h its T x T
+// probabilities (p_h may be null).
+S2S_AMX_TARGET void head_forward(float* out_h, int64_t QW, float* att_h, uint16_t* p_h, const uint16_t* q,
+                                 const uint16_t* k, const uint16_t* v, int T, int hd, float scale, Work& w) {
+  const int Tp = (T + 31) / 32 * 32;
+  // rows of att (and of p) start 64 bytes apart and fill whole lines
+  const bool stream = T % 32 == 0 && reinterpret_cast<uintptr_t>(att_h) % 64 == 0 &&
+                      (!p_h || reinterpret_cast<uintptr_t>(p_h) % 64 == 0);
+  pack_keys(w.keys.data(), k, T, Tp, hd);
+  pack_values(w.values.data(), v, T, Tp, hd);
+  float* sc = w.scores.data();
+  uint16_t* pr = w.probs.data();
+  for (int i0 = 0; i0 < T; i0 += 32) {
+    const int rows = std::min(32, T - i0);
+    const int ncols = i0 + 32;  // causal: these rows attend to keys j < i0 + 32 only (ncols <= Tp)
+    const uint16_t* qa = q + (int64_t)i0 * hd;
+    if (rows < 32) {
+      std::memset(w.qpad.data(), 0, (size_t)32 * hd * sizeof(uint16_t));
+      std::memcpy(w.qpad.data(), qa, (size_t)rows * hd * sizeof(uint16_t));
+      qa = w.qpad.data();
+    }
+    // scores = q k^T for the blocks of keys on or left of the diagonal
+    rows_times_keys(sc, Tp, qa, hd, w.keys.data(), ncols, hd);
+    // softmax over j <= i, as forward_rows in attention.cc computes it
+    for (int r = 0; r < rows; r++) {
+      const int i = i0 + r;
+      float* a = sc + (int64_t)r * Tp;
+      float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+      for (int j = 0; j <= i; j++) {
+        a[j] *= scale;
+        mx = a[j] > mx ? a[j] : mx;
+      }
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j <= i; j++) {
+        a[j] = fast_exp(a[j] - mx);
+        sum += a[j];
+      }
+      const float inv = 1.0f / sum;
+#pragma omp simd
+      for (int j = 0; j <= i; j++) a[j] *= inv;
+      for (int j = i + 1; j < ncols; j++) a[j] = 0.0f;
+      float* att_row = att_h + (int64_t)i * T;
+      const int upto = std::min(ncols, T);
+      uint16_t* prow = pr + (int64_t)r * Tp;
+      to_bf16_row(prow, a, ncols);
+      uint16_t* kept = p_h ? p_h + (int64_t)i * T : nullptr;
+      if (stream) {
+        stream_row(att_row, a, upto, T);
+        if (kept) stream_row(kept, prow, upto, T);
+      } else {
+        std::memcpy(att_row, a, (size_t)upto * sizeof(float));
+        if (upto < T) std::memset(att_row + upto, 0, (size_t)(T - upto) * sizeof(float));
+        if (kept) {
+          std::memcpy(kept, prow, (size_t)upto * sizeof(uint16_t));
+          if (upto < T) std::memset(kept + upto, 0, (size_t)(T - upto) * sizeof(uint16_t));
+        }
+      }
+    }
+    for (int r = rows; r < 32; r++) std::memset(pr + (int64_t)r * Tp, 0, (size_t)ncols * sizeof(uint16_t));
+    // out = p v over the same keys
+    if (rows == 32) {
+      rows_times_values(out_h + (int64_t)i0 * QW, QW, pr, Tp, w.values.data(), ncols, hd);
+    } else {
+      rows_times_values(w.opad.data(), hd, pr, Tp, w.values.data(), ncols, hd);
+      for (int r = 0; r < rows; r++)
+        std::memcpy(out_h + (int64_t)(i0 + r) * QW, w.opad.data() + (int64_t)r * hd, (size_t)hd * sizeof(float));
+    }
+  }
+}
+
+// The end of a thread's share: its streamed stores are made visible (before the region's barrier
+// lets another thread read them) and its tiles handed back.
+S2S_AMX_TARGET void finish_thread() {
+  _mm_sfence();
+  _tile_release();
+}
+
+// per_head(bh, work) for each of BH heads, spread over the threads, each with its tiles configured
+// and its buffers fit for Tp positions.
+template <typename F>
+void over_heads(int64_t BH, int Tp, int hd, int64_t work, F&& per_head) {
+#pragma omp parallel if (work >= kMinParallelWork)
+  {
+    thread_local Work w;
+    w.fit(Tp, hd);
+    configure_tiles();
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; bh++) per_head(bh, w);
+    finish_thread();
+  }
+}
+
+S2S_AMX_TARGET void scale_block(float* c, int64_t ldc, int rows, int cols, float scale) {
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < cols; j += 16) {
+      float* x = c + r * ldc + j;
+      _mm512_storeu_ps(x, _mm512_mul_ps(_mm512_loadu_ps(x), _mm512_set1_ps(scale)));
+    }
+}
+
+}  // namespace
+
+bool attention_amx_usable(const AttnShape& s, CpuMatmul mode) {
+  return mode == CpuMatmul::bf16 && s.hd % 32 == 0 && s.hd > 0 && amx_permitted();
+}
+
+void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* q, const uint16_t* k,
+                           const uint16_t* v, const AttnShape& s) {
+  const int T = s.T, NH = s.NH, hd = s.hd;
+  const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  over_heads(BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
+    const int64_t b = bh / NH, h = bh % NH;
+    head_forward(out + b * T * QW + h * hd, QW, att + bh * square, p ? p + bh * square : nullptr, q + bh * head,
+                 k + bh * head, v + bh * head, T, hd, scale, w);
+  });
+}
+
+bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode) {
+  return s.T % 32 == 0 && attention_amx_usable(s, mode);
+}
+
+void attention_scores_grad_amx(float* datt, const uint16_t* dout, const uint16_t* v, int64_t BH, int T, int hd) {
+  const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
+  over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
+    pack_keys(w.keys.data(), v + bh * head, T, T, hd);  // v^T as the right operand, as k^T is
+    for (int i0 = 0; i0 < T; i0 += 32)
+      rows_times_keys(datt + bh * square + (int64_t)i0 * T, T, dout + bh * head + (int64_t)i0 * hd, hd, w.keys.data(),
+                      i0 + 32, hd);
+  });
+}
+
+void attention_query_grad_amx(float* dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
+                              float scale) {
+  const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
+  over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
+    pack_values(w.values.data(), k + bh * head, T, T, hd);  // k's rows as the right operand, as v's are
+    for (int i0 = 0; i0 < T; i0 += 32) {
+      float* c = dq + bh * head + (int64_t)i0 * hd;
+      rows_times_values(c, hd, dpre + bh * square + (int64_t)i0 * T, T, w.values.data(), i0 + 32, hd);
+      scale_block(c, hd, 32, hd, scale);
+    }
+  });
+}
+
+}  // namespace s2s
