@@ -626,8 +626,9 @@ TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
 }
 
 // A training forward keeps its bf16 matmul operands for the backward's weight gradients (the
-// OperandCache): the gradients are bit for bit those of the same model converting every operand
-// afresh (S2S_OPERAND_CACHE_MB=0), for GPT-2 and Llama (GQA, a fused gate/up), through two
+// OperandCache), the norms, GELU and SwiGLU writing their outputs' copies as they make them
+// (operand_made_here): the gradients are bit for bit those of the same model converting every
+// operand afresh (S2S_OPERAND_CACHE_MB=0), for GPT-2 and Llama (GQA, a fused gate/up), through two
 // forwards of different shapes before the backward and a second backward of the same forward.
 TEST(kept_bf16_operands_give_the_gradients_of_fresh_conversions) {
   std::vector<const char*> modes = {"bf16-emulated"};

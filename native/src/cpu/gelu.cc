@@ -1,21 +1,40 @@
 // GELU forward/backward (tanh form), vectorised with fast_tanh; reference loops in double.
 #include "cpu/gelu.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common.h"
+#include "cpu/matmul.h"
 #include "cpu/vecmath.h"
 
 namespace s2s {
 
 static constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
 
+#pragma omp declare simd notinbranch
+static inline float gelu_value(float x) {
+  return 0.5f * x * (1.0f + fast_tanh(kGeluScale * (x + 0.044715f * x * x * x)));
+}
+
 void gelu_forward(float* out, const float* inp, int64_t N) {
-#pragma omp parallel for simd schedule(static) if (N >= kMinParallelWork)
-  for (int64_t i = 0; i < N; i++) {
-    float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + fast_tanh(kGeluScale * (x + 0.044715f * x * x * x)));
+  // in a training forward with bf16 matmuls, the next matmul's copy of the output too, a chunk at a
+  // time while it is in cache (operand_made_here)
+  if (void* copy = operand_made_here(out, N)) {
+    const CpuMatmul mode = current_matmul();
+    const size_t esz = operand_size(mode);
+    constexpr int64_t kChunk = 4096;
+#pragma omp parallel for schedule(static) if (N >= kMinParallelWork)
+    for (int64_t c = 0; c < N; c += kChunk) {
+      const int64_t e = std::min(N, c + kChunk);
+#pragma omp simd
+      for (int64_t i = c; i < e; i++) out[i] = gelu_value(inp[i]);
+      to_operand(static_cast<char*>(copy) + c * esz, out + c, e - c, mode);
+    }
+    return;
   }
+#pragma omp parallel for simd schedule(static) if (N >= kMinParallelWork)
+  for (int64_t i = 0; i < N; i++) out[i] = gelu_value(inp[i]);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {

@@ -7,11 +7,16 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu/matmul.h"
 
 namespace s2s {
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int C) {
+  // the next matmul's copy of each row too, while the row is in cache (operand_made_here)
+  void* copy = operand_made_here(out, N * C);
+  const CpuMatmul mode = current_matmul();
+  const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (N * C >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
     const float* x = inp + n * C;
@@ -29,6 +34,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     float* o = out + n * C;
 #pragma omp simd
     for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+    if (copy) to_operand(static_cast<char*>(copy) + n * C * esz, o, C, mode);
     mean[n] = m;
     rstd[n] = r;
   }

@@ -85,8 +85,10 @@ const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
     if (const void* w = tl_weights->lookup(p, (size_t)n, mode)) return w;
   void* dst = nullptr;
   if (tl_operands) {
-    if (tl_operands->recording())
+    if (tl_operands->recording()) {
+      if (const void* made = tl_operands->made(p, (size_t)n, mode)) return made;
       dst = tl_operands->keep(p, (size_t)n, mode);
+    }
     else if (const void* kept = tl_operands->find(p, (size_t)n, mode))
       return kept;
   }
@@ -273,6 +275,11 @@ void* kept_operand_room(const float* src, int layout, int64_t n) {
 const void* kept_operand(const float* src, int layout, int64_t n) {
   if (tl_mode == CpuMatmul::fp32 || !tl_operands || tl_operands->recording()) return nullptr;
   return tl_operands->find(src, (size_t)n, tl_mode, layout);
+}
+
+void* operand_made_here(const float* p, int64_t n) {
+  if (tl_mode == CpuMatmul::fp32 || !tl_operands || !tl_operands->recording() || n == 0) return nullptr;
+  return tl_operands->make(p, (size_t)n, tl_mode);
 }
 
 void* shared_operand_target(int64_t n) {
@@ -622,8 +629,22 @@ void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode, int layout) {
   e.mode = mode;
   e.valid = true;
   e.pass = pass_;
+  e.made = 0;
   e.data.reserve(bytes);
   return e.data.data();
+}
+
+void* OperandCache::make(const float* p, size_t n, CpuMatmul mode) {
+  void* dst = keep(p, n, mode);
+  if (dst) entries_[Key{p, 0}].made = pass_;
+  return dst;
+}
+
+const void* OperandCache::made(const float* p, size_t n, CpuMatmul mode) const {
+  auto it = entries_.find(Key{p, 0});
+  if (it == entries_.end()) return nullptr;
+  const Entry& e = it->second;
+  return e.valid && e.made == pass_ && e.n == n && e.mode == mode ? e.data.data() : nullptr;
 }
 
 const void* OperandCache::find(const float* p, size_t n, CpuMatmul mode, int layout) {

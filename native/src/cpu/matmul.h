@@ -102,6 +102,10 @@ class OperandCache {
   void* keep(const float* p, size_t n, CpuMatmul mode, int layout = 0);
   // Otherwise: the kept copy of the n values from p, or null.
   const void* find(const float* p, size_t n, CpuMatmul mode, int layout = 0);
+  // While recording: keep(), for an op that writes the copy as it makes the values (made_here);
+  // made() is then that copy, for the matmul that reads p next (null when none was made so).
+  void* make(const float* p, size_t n, CpuMatmul mode);
+  const void* made(const float* p, size_t n, CpuMatmul mode) const;
   uint64_t hits() const { return hits_; }
 
  private:
@@ -110,6 +114,7 @@ class OperandCache {
     CpuMatmul mode = CpuMatmul::fp32;
     bool valid = false;
     uint64_t pass = 0;  // the recording that last wrote it
+    uint64_t made = 0;  // the recording in which the op making the values wrote it (make)
     HostArray<char> data;
   };
   struct Key {
@@ -176,6 +181,12 @@ void* shared_operand_target(int64_t n);
 // (null when there is none: then it makes its own).
 void* kept_operand_room(const float* src, int layout, int64_t n);
 const void* kept_operand(const float* src, int layout, int64_t n);
+// Where an op of a training forward that makes a matmul's input (a norm's output, GELU's or
+// SwiGLU's) writes the values' copy in the matmuls' setting itself, n values laid out as p, while
+// they are in its cache: the matmul that reads p then takes that copy instead of converting p, and
+// keeps it for the backward as its own. Null where the matmul converts p itself (fp32, outside a
+// training forward, past the OperandCache's budget). The op still writes p's fp32 values.
+void* operand_made_here(const float* p, int64_t n);
 // gemm with either operand already converted by shared_operand (null: converted as gemm does).
 void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
                    const float* B, const void* b_pre, float* C, float alpha, bool accumulate);

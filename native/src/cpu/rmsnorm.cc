@@ -8,10 +8,15 @@
 #include <vector>
 
 #include "common.h"
+#include "cpu/matmul.h"
 
 namespace s2s {
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N, int C, float eps) {
+  // the next matmul's copy of each row too, while the row is in cache (operand_made_here)
+  void* copy = operand_made_here(out, N * C);
+  const CpuMatmul mode = current_matmul();
+  const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (N * C >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
     const float* x = inp + n * C;
@@ -22,6 +27,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
     float* o = out + n * C;
 #pragma omp simd
     for (int c = 0; c < C; c++) o[c] = x[c] * r * weight[c];
+    if (copy) to_operand(static_cast<char*>(copy) + n * C * esz, o, C, mode);
     rstd[n] = r;
   }
 }

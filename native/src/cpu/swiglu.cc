@@ -4,11 +4,16 @@
 #include <cmath>
 
 #include "common.h"
+#include "cpu/matmul.h"
 #include "cpu/vecmath.h"
 
 namespace s2s {
 
 void swiglu_forward(float* out, const float* h, int64_t N, int64_t F) {
+  // the next matmul's copy of each row too, while the row is in cache (operand_made_here)
+  void* copy = operand_made_here(out, N * F);
+  const CpuMatmul mode = current_matmul();
+  const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (N * F >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
     const float* g = h + n * 2 * F;
@@ -16,6 +21,7 @@ void swiglu_forward(float* out, const float* h, int64_t N, int64_t F) {
     float* o = out + n * F;
 #pragma omp simd
     for (int64_t f = 0; f < F; f++) o[f] = g[f] / (1.0f + fast_exp(-g[f])) * u[f];
+    if (copy) to_operand(static_cast<char*>(copy) + n * F * esz, o, F, mode);
   }
 }
 
