@@ -74,41 +74,76 @@ struct Work {
   }
 };
 
+// GCC 12 takes the deliberately undefined filler inside AVX-512's shuffle and cast intrinsics
+// (_mm512_undefined_epi32) for an uninitialised read (an error under the tests' -Werror).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// The 16 x 16 matrix of 32-bit values in r[0..15] (a row each), transposed in place.
+S2S_AMX_TARGET inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; i++) {
+      t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
 // keys [T][hd] bf16 -> the right operand of scores = q k^T: tile (jb, s) holds, in row rr and
-// column jj, the pair (k[j][d], k[j][d + 1]) of key j = 16 jb + jj at d = 32 s + 2 rr (zero past T).
-void pack_keys(uint32_t* dst, const uint16_t* k, int T, int Tp, int hd) {
+// column jj, the pair (k[j][d], k[j][d + 1]) of key j = 16 jb + jj at d = 32 s + 2 rr (zero past T):
+// the transpose of the 16 x 16 block of pairs that keys 16 jb.. hold at pairs 16 s..
+S2S_AMX_TARGET void pack_keys(uint32_t* dst, const uint16_t* k, int T, int Tp, int hd) {
   const int S = hd / 32, half = hd / 2;
   const uint32_t* kd = reinterpret_cast<const uint32_t*>(k);  // a key's hd values as hd / 2 pairs
+  __m512i r[16];
   for (int jb = 0; jb < Tp / 16; jb++)
     for (int s = 0; s < S; s++) {
-      uint32_t* tile = dst + ((int64_t)jb * S + s) * 256;
       for (int jj = 0; jj < 16; jj++) {
         const int j = jb * 16 + jj;
-        const uint32_t* row = kd + (int64_t)j * half + s * 16;
-        for (int rr = 0; rr < 16; rr++) tile[rr * 16 + jj] = j < T ? row[rr] : 0u;
+        r[jj] = j < T ? _mm512_loadu_si512(kd + (int64_t)j * half + s * 16) : _mm512_setzero_si512();
       }
+      transpose16(r);
+      uint32_t* tile = dst + ((int64_t)jb * S + s) * 256;
+      for (int rr = 0; rr < 16; rr++) _mm512_storeu_si512(tile + rr * 16, r[rr]);
     }
 }
 
 // values [T][hd] bf16 -> the right operand of out = p v: tile (ks, nb) holds, in row rr and column
-// dd, the pair (v[j][d], v[j + 1][d]) at j = 32 ks + 2 rr, d = 16 nb + dd (zero past T).
-void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp, int hd) {
+// dd, the pair (v[j][d], v[j + 1][d]) at j = 32 ks + 2 rr, d = 16 nb + dd (zero past T): two rows'
+// 16 values interleaved.
+S2S_AMX_TARGET void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp, int hd) {
   const int NB = hd / 16;
-  for (int ks = 0; ks < Tp / 32; ks++)
+  alignas(64) static const uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                        8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kInterleave);
+  for (int j = 0; j < Tp; j += 2) {
+    const int ks = j / 32, rr = (j % 32) / 2;
+    const uint16_t* v0 = v + (int64_t)j * hd;
     for (int nb = 0; nb < NB; nb++) {
-      uint16_t* tile = dst + ((int64_t)ks * NB + nb) * 512;
-      for (int rr = 0; rr < 16; rr++) {
-        const int j = ks * 32 + 2 * rr;
-        const uint16_t* v0 = v + (int64_t)j * hd + nb * 16;
-        const uint16_t* v1 = v0 + hd;
-        uint16_t* out = tile + rr * 32;
-        for (int dd = 0; dd < 16; dd++) {
-          out[2 * dd] = j < T ? v0[dd] : 0;
-          out[2 * dd + 1] = j + 1 < T ? v1[dd] : 0;
-        }
-      }
+      const __m256i a = j < T ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v0 + nb * 16)) : _mm256_setzero_si256();
+      const __m256i b =
+          j + 1 < T ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v0 + hd + nb * 16)) : _mm256_setzero_si256();
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+      _mm512_storeu_si512(dst + ((int64_t)ks * NB + nb) * 512 + rr * 32, _mm512_permutexvar_epi16(idx, both));
     }
+  }
 }
+
+#pragma GCC diagnostic pop
 
 // n (a multiple of 16) fp32 values to bf16, rounding to nearest even as to_bf16 does.
 S2S_AMX_TARGET inline void to_bf16_row(uint16_t* dst, const float* src, int n) {
