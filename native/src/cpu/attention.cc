@@ -243,8 +243,12 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
     else
       gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b,
                             squares(bh, T), 1.0f, false);
-    gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd), 1.0f,
-                          false);
+    if (amx)
+      attention_transposed_grad_amx(grad, static_cast<const uint16_t*>(p), static_cast<const uint16_t*>(dout_h), bh, T,
+                                    hd, 1.0f);
+    else
+      gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd),
+                            1.0f, false);
     unpack_heads(dqkv_b, W, voff, grad, G, r);
     // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
     void* dpre = convert ? dpre_room : datt_b;
@@ -269,8 +273,12 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
       gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd),
                             scale, false);
     unpack_heads(dqkv_b, W, 0, grad, 1, r);
-    gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
-                          false);
+    if (amx)
+      attention_transposed_grad_amx(grad, static_cast<const uint16_t*>(dpre), static_cast<const uint16_t*>(q_b), bh, T,
+                                    hd, scale);
+    else
+      gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd),
+                            scale, false);
     unpack_heads(dqkv_b, W, koff, grad, G, r);
   }
 }

@@ -1,4 +1,4 @@
-// Causal attention's forward on AMX tiles (see attention_amx.h).
+// Causal attention's products on AMX tiles (see attention_amx.h).
 //
 // Tiles: palette 1, all eight 16 rows x 64 bytes. A 32 x 32 block of fp32 results is four
 // accumulator tiles (0-3), fed by two tiles of the left operand (4, 5: 16 rows x 32 bf16 each) and
@@ -64,7 +64,9 @@ struct Work {
   HostArray<uint16_t> probs;    // [32][Tp]: the block's probabilities in bf16
   HostArray<uint16_t> qpad;     // [32][hd]: the last, partial block of queries, zero-padded
   HostArray<float> opad;        // [32][hd]: the last block's output before its valid rows are copied
+  HostArray<uint32_t> square_t; // [Tp / 32][2][16 x 16]: a 32-column strip of a square, transposed
   void fit(int Tp, int hd) {
+    square_t.reserve((size_t)Tp * 16);
     keys.reserve((size_t)Tp * hd / 2);
     values.reserve((size_t)Tp * hd);
     scores.reserve((size_t)32 * Tp);
@@ -139,6 +141,34 @@ S2S_AMX_TARGET void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp,
           j + 1 < T ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v0 + hd + nb * 16)) : _mm256_setzero_si256();
       const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
       _mm512_storeu_si512(dst + ((int64_t)ks * NB + nb) * 512 + rr * 32, _mm512_permutexvar_epi16(idx, both));
+    }
+  }
+}
+
+// The left operand of x^T y for a lower-triangular square x [T][T] bf16 (zero above its diagonal,
+// as the probabilities and their gradient are), for output rows j0 .. j0 + 31: for each block of 32
+// rows i (ks, from the diagonal's down to T), two tiles of 16 rows j and 16 pairs (x[i][j],
+// x[i + 1][j]): two rows of x interleaved, then transposed as 32-bit pairs.
+S2S_AMX_TARGET void pack_strip_t(uint32_t* dst, const uint16_t* x, int T, int j0) {
+  alignas(64) static const uint16_t kLow[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static const uint16_t kHigh[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                 24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i lo = _mm512_load_si512(kLow), hi = _mm512_load_si512(kHigh);
+  __m512i a[16], b[16];
+  for (int ks = j0 / 32; ks < T / 32; ks++) {
+    for (int rr = 0; rr < 16; rr++) {
+      const uint16_t* row = x + (int64_t)(ks * 32 + 2 * rr) * T + j0;
+      const __m512i x0 = _mm512_loadu_si512(row), x1 = _mm512_loadu_si512(row + T);
+      a[rr] = _mm512_permutex2var_epi16(x0, lo, x1);  // columns j0 .. j0 + 15
+      b[rr] = _mm512_permutex2var_epi16(x0, hi, x1);  // columns j0 + 16 .. j0 + 31
+    }
+    transpose16(a);
+    transpose16(b);
+    uint32_t* tiles = dst + (int64_t)ks * 512;
+    for (int r = 0; r < 16; r++) {
+      _mm512_storeu_si512(tiles + r * 16, a[r]);
+      _mm512_storeu_si512(tiles + 256 + r * 16, b[r]);
     }
   }
 }
@@ -361,6 +391,29 @@ void attention_query_grad_amx(float* dq, const uint16_t* dpre, const uint16_t* k
       float* c = dq + bh * head + (int64_t)i0 * hd;
       rows_times_values(c, hd, dpre + bh * square + (int64_t)i0 * T, T, w.values.data(), i0 + 32, hd);
       scale_block(c, hd, 32, hd, scale);
+    }
+  });
+}
+
+void attention_transposed_grad_amx(float* out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T, int hd,
+                                   float scale) {
+  const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
+  const int NB = hd / 16;
+  over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
+    pack_values(w.values.data(), x + bh * head, T, T, hd);  // x's rows as the right operand
+    const uint16_t* xv = w.values.data();
+    for (int j0 = 0; j0 < T; j0 += 32) {
+      pack_strip_t(w.square_t.data(), sq + bh * square, T, j0);
+      float* c = out + bh * head + (int64_t)j0 * hd;
+      for (int d0 = 0; d0 < hd; d0 += 32) {
+        clear_block();
+        for (int ks = j0 / 32; ks < T / 32; ks++) {  // rows i >= j only: above the diagonal is zero
+          const uint16_t* b = xv + ((int64_t)ks * NB + d0 / 16) * 512;
+          add_step(reinterpret_cast<const uint16_t*>(w.square_t.data() + (int64_t)ks * 512), 64, b, b + 512);
+        }
+        store_block(c + d0, hd);
+      }
+      if (scale != 1.0f) scale_block(c, hd, 32, hd, scale);
     }
   });
 }

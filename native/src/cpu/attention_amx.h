@@ -1,9 +1,9 @@
-// Causal attention's forward on AMX tiles (Intel's Advanced Matrix Extensions), for the CPU's bf16
-// setting: one head at a time, a block of 32 query rows at a time, only the blocks on or below
-// the diagonal multiplied (oneDNN's batched products compute the whole T x T square), the scores
-// of a block staying in L1 from the product that makes them through the softmax to the product
-// that reads the probabilities. cpu/attention.cc's oneDNN path is what it is checked against and
-// what every other processor, shape and setting takes.
+// Causal attention's products on AMX tiles (Intel's Advanced Matrix Extensions), for the CPU's bf16
+// setting: one head at a time, a block of 32 rows at a time, only the blocks on or below the
+// diagonal multiplied (oneDNN's batched products compute the whole T x T square); in the forward
+// the scores of a block stay in L1 from the product that makes them through the softmax to the
+// product that reads the probabilities. cpu/attention.cc's oneDNN path is what it is checked
+// against and what every other processor, shape and setting takes.
 #pragma once
 
 #include <cstdint>
@@ -25,15 +25,19 @@ bool attention_amx_usable(const AttnShape& s, CpuMatmul mode);
 void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* q, const uint16_t* k,
                            const uint16_t* v, const AttnShape& s);
 
-// The backward's two products that, like the forward's, only need the blocks on and below the
-// diagonal (the other two, dv = p^T dout and dk = dpre^T q, stay with oneDNN: they read the squares
-// transposed). For T a multiple of 32 (attention_amx_backward_usable), over BH heads packed as above:
+// The backward's products, like the forward's only over the blocks on and below the diagonal, for
+// T a multiple of 32 (attention_amx_backward_usable), over BH heads packed as above:
 // datt[bh] = dout[bh] v[bh]^T, written for each block of 32 rows up to its diagonal block only
-// (the softmax's backward reads j <= i), and dq[bh] [T, hd] = scale dpre[bh] k[bh], reading dpre's
-// [T, T] bf16 rows up to each block's diagonal (zero beyond it, as the softmax's backward writes).
+// (the softmax's backward reads j <= i); dq[bh] [T, hd] = scale dpre[bh] k[bh], reading dpre's
+// [T, T] bf16 rows up to each block's diagonal (zero beyond it, as the softmax's backward writes);
+// and out[bh] [T, hd] = scale sq[bh]^T x[bh] for a square zero above its diagonal (dv = p^T dout
+// with scale 1, dk = scale dpre^T q), reading for output rows j only the rows i of sq from j's
+// block down.
 bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode);
 void attention_scores_grad_amx(float* datt, const uint16_t* dout, const uint16_t* v, int64_t BH, int T, int hd);
 void attention_query_grad_amx(float* dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
                               float scale);
+void attention_transposed_grad_amx(float* out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T, int hd,
+                                   float scale);
 
 }  // namespace s2s
