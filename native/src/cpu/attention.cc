@@ -243,13 +243,16 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
     else
       gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b,
                             squares(bh, T), 1.0f, false);
+    // the AMX products write a gradient that no group sums straight into dqkv's columns
+    const HeadRows grad_rows{grad, (int64_t)NH * T * hd, (int64_t)T * hd, hd, NH};
+    auto dqkv_rows = [&](int64_t off) { return HeadRows{dqkv_b + off, (int64_t)T * W, hd, W, NH}; };
     if (amx)
-      attention_transposed_grad_amx(grad, static_cast<const uint16_t*>(p), static_cast<const uint16_t*>(dout_h), bh, T,
-                                    hd, 1.0f);
+      attention_transposed_grad_amx(G == 1 ? dqkv_rows(voff) : grad_rows, static_cast<const uint16_t*>(p),
+                                    static_cast<const uint16_t*>(dout_h), bh, T, hd, 1.0f);
     else
       gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd),
                             1.0f, false);
-    unpack_heads(dqkv_b, W, voff, grad, G, r);
+    if (!amx || G > 1) unpack_heads(dqkv_b, W, voff, grad, G, r);
     // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
     void* dpre = convert ? dpre_room : datt_b;
 #pragma omp parallel for schedule(static) if (bh * T * T >= kMinParallelWork)
@@ -262,24 +265,27 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
       for (int j = 0; j <= i; j++) dot += a[j] * d[j];
 #pragma omp simd
       for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
-      for (int j = i + 1; j < T; j++) d[j] = 0.0f;
-      if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);
+      // the AMX products read a row only up to the end of its diagonal block of 32
+      const int width = amx ? (i / 32 + 1) * 32 : T;
+      for (int j = i + 1; j < width; j++) d[j] = 0.0f;
+      if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, width, mode);
     }
     // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q, summed over each group
-    if (amx)
-      attention_query_grad_amx(grad, static_cast<const uint16_t*>(dpre), static_cast<const uint16_t*>(k_b), bh, T, hd,
-                               scale);
-    else
+    if (amx) {
+      attention_query_grad_amx(dqkv_rows(0), static_cast<const uint16_t*>(dpre), static_cast<const uint16_t*>(k_b), bh,
+                               T, hd, scale);
+    } else {
       gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd),
                             scale, false);
-    unpack_heads(dqkv_b, W, 0, grad, 1, r);
+      unpack_heads(dqkv_b, W, 0, grad, 1, r);
+    }
     if (amx)
-      attention_transposed_grad_amx(grad, static_cast<const uint16_t*>(dpre), static_cast<const uint16_t*>(q_b), bh, T,
-                                    hd, scale);
+      attention_transposed_grad_amx(G == 1 ? dqkv_rows(koff) : grad_rows, static_cast<const uint16_t*>(dpre),
+                                    static_cast<const uint16_t*>(q_b), bh, T, hd, scale);
     else
       gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd),
                             scale, false);
-    unpack_heads(dqkv_b, W, koff, grad, G, r);
+    if (!amx || G > 1) unpack_heads(dqkv_b, W, koff, grad, G, r);
   }
 }
 

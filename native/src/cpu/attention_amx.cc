@@ -382,21 +382,21 @@ void attention_scores_grad_amx(float* datt, const uint16_t* dout, const uint16_t
   });
 }
 
-void attention_query_grad_amx(float* dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
+void attention_query_grad_amx(const HeadRows& dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
                               float scale) {
   const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
   over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
     pack_values(w.values.data(), k + bh * head, T, T, hd);  // k's rows as the right operand, as v's are
     for (int i0 = 0; i0 < T; i0 += 32) {
-      float* c = dq + bh * head + (int64_t)i0 * hd;
-      rows_times_values(c, hd, dpre + bh * square + (int64_t)i0 * T, T, w.values.data(), i0 + 32, hd);
-      scale_block(c, hd, 32, hd, scale);
+      float* c = dq.at(bh) + (int64_t)i0 * dq.row;
+      rows_times_values(c, dq.row, dpre + bh * square + (int64_t)i0 * T, T, w.values.data(), i0 + 32, hd);
+      scale_block(c, dq.row, 32, hd, scale);
     }
   });
 }
 
-void attention_transposed_grad_amx(float* out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T, int hd,
-                                   float scale) {
+void attention_transposed_grad_amx(const HeadRows& out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T,
+                                   int hd, float scale) {
   const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
   const int NB = hd / 16;
   over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
@@ -404,16 +404,16 @@ void attention_transposed_grad_amx(float* out, const uint16_t* sq, const uint16_
     const uint16_t* xv = w.values.data();
     for (int j0 = 0; j0 < T; j0 += 32) {
       pack_strip_t(w.square_t.data(), sq + bh * square, T, j0);
-      float* c = out + bh * head + (int64_t)j0 * hd;
+      float* c = out.at(bh) + (int64_t)j0 * out.row;
       for (int d0 = 0; d0 < hd; d0 += 32) {
         clear_block();
         for (int ks = j0 / 32; ks < T / 32; ks++) {  // rows i >= j only: above the diagonal is zero
           const uint16_t* b = xv + ((int64_t)ks * NB + d0 / 16) * 512;
           add_step(reinterpret_cast<const uint16_t*>(w.square_t.data() + (int64_t)ks * 512), 64, b, b + 512);
         }
-        store_block(c + d0, hd);
+        store_block(c + d0, out.row);
       }
-      if (scale != 1.0f) scale_block(c, hd, 32, hd, scale);
+      if (scale != 1.0f) scale_block(c, out.row, 32, hd, scale);
     }
   });
 }

@@ -29,15 +29,23 @@ void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* 
 // T a multiple of 32 (attention_amx_backward_usable), over BH heads packed as above:
 // datt[bh] = dout[bh] v[bh]^T, written for each block of 32 rows up to its diagonal block only
 // (the softmax's backward reads j <= i); dq[bh] [T, hd] = scale dpre[bh] k[bh], reading dpre's
-// [T, T] bf16 rows up to each block's diagonal (zero beyond it, as the softmax's backward writes);
-// and out[bh] [T, hd] = scale sq[bh]^T x[bh] for a square zero above its diagonal (dv = p^T dout
-// with scale 1, dk = scale dpre^T q), reading for output rows j only the rows i of sq from j's
-// block down.
+// [T, T] bf16 rows up to each block's diagonal block (zero above the diagonal within it); and
+// out[bh] [T, hd] = scale sq[bh]^T x[bh] for a square zero above its diagonal (dv = p^T dout with
+// scale 1, dk = scale dpre^T q), reading for output rows j only the rows i of sq from j's block
+// down, each up to its diagonal block. Rows of sq past their diagonal block are never read.
 bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode);
+// Where head bh = b NH + h of a [T, hd] gradient goes: rows `row` apart from
+// base + b * batch + h * head (a head-major [B NH, T, hd] buffer, or a head's columns of dqkv).
+struct HeadRows {
+  float* base;
+  int64_t batch, head, row;
+  int NH;
+  float* at(int64_t bh) const { return base + (bh / NH) * batch + (bh % NH) * head; }
+};
 void attention_scores_grad_amx(float* datt, const uint16_t* dout, const uint16_t* v, int64_t BH, int T, int hd);
-void attention_query_grad_amx(float* dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
+void attention_query_grad_amx(const HeadRows& dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
                               float scale);
-void attention_transposed_grad_amx(float* out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T, int hd,
-                                   float scale);
+void attention_transposed_grad_amx(const HeadRows& out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T,
+                                   int hd, float scale);
 
 }  // namespace s2s
