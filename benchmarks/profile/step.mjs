@@ -1,14 +1,17 @@
-// One GPT-2 shaped training step of the engine, repeated, with the phases marked on stdout (for
+// One training step of the engine, repeated, with the phases marked on stdout (for
 // matmul_share.py) and the median step at the end; S2S_NATIVE_ADDON picks the build, so two builds
 // can be compared by alternating runs.
-//   node benchmarks/profile/step.mjs [V,L,NH,C,B,T] [steps]     (default: the 10m config, 6 steps)
+//   node benchmarks/profile/step.mjs [V,L,NH,C,B,T[,KVH,F]] [steps]   (default: the 10m config, 6 steps)
+// GPT-2 shaped, or Llama shaped (tied embeddings, as the bench's smollm2-135m) when KVH and F
+// (key/value heads, FFN size) follow: SmolLM2-135M's shape is 49152,30,9,576,2,256,3,1536.
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const native = require('@s2s/native');
-const [V, L, NH, C, B, T] = (process.argv[2] ?? '4096,6,6,384,8,256').split(',').map(Number);
+const [V, L, NH, C, B, T, KVH, F] = (process.argv[2] ?? '4096,6,6,384,8,256').split(',').map(Number);
 const steps = Number(process.argv[3] ?? 6);
-const m = new native.NativeModel({ vocabSize: V, maxSeqLen: T, numLayers: L, numHeads: NH, channels: C, device: 'cpu' });
+const llama = KVH !== undefined ? { arch: 'llama', numKvHeads: KVH, ffnSize: F, tieEmbeddings: true, ropeTheta: 100000 } : {};
+const m = new native.NativeModel({ vocabSize: V, maxSeqLen: T, numLayers: L, numHeads: NH, channels: C, device: 'cpu', ...llama });
 await m.initWeights(1);
 const N = B * T;
 const tokens = Int32Array.from({ length: N }, (_, i) => (i * 7919) % V);
