@@ -3,8 +3,11 @@
 // Tiles: palette 1, all eight 16 rows x 64 bytes. A 32 x 32 block of fp32 results is four
 // accumulator tiles (0-3), fed by two tiles of the left operand (4, 5: 16 rows x 32 bf16 each) and
 // two of the right (6, 7) in the "VNNI" form tdpbf16ps reads: 16 rows, each a pair of consecutive
-// k values for 16 columns. A head's keys and values are put in that form once (pack_keys,
-// pack_values); queries and probabilities are read as they lie, row-major.
+// k values for 16 columns. A head's keys and values (and, in the backward, its values, keys,
+// queries and output gradient) are put in that form once (pack_keys, pack_values); queries,
+// probabilities and their gradients are read as left operands as they lie, row-major, except where
+// a product reads a square transposed (dv = p^T dout, dk = dpre^T q): a 32-column strip of it is
+// packed as transposed tiles first (pack_strip_t).
 #include "cpu/attention_amx.h"
 
 #include <immintrin.h>
