@@ -629,7 +629,9 @@ TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
 // OperandCache), the norms, GELU and SwiGLU writing their outputs' copies as they make them
 // (operand_made_here): the gradients are bit for bit those of the same model converting every
 // operand afresh (S2S_OPERAND_CACHE_MB=0), for GPT-2 and Llama (GQA, a fused gate/up), through two
-// forwards of different shapes before the backward and a second backward of the same forward.
+// forwards of different shapes before the backward and a second backward of the same forward; and
+// GPT-2 with 32-wide heads at T = 32, where a processor with AMX runs attention on its tiles (the
+// forward's output copy among the kept operands, cpu/attention_amx.cc).
 TEST(kept_bf16_operands_give_the_gradients_of_fresh_conversions) {
   std::vector<const char*> modes = {"bf16-emulated"};
   if (cpu_bf16_support().native) modes.push_back("bf16");
@@ -647,20 +649,21 @@ TEST(kept_bf16_operands_give_the_gradients_of_fresh_conversions) {
   ForwardOptions o;
   o.values = true;
   for (const char* mode : modes)
-    for (bool is_llama : {false, true}) {
+    for (int variant : {0, 1, 2}) {  // GPT-2, Llama, GPT-2 with 32-wide heads
+      const bool is_llama = variant == 1;
       auto make = [&](const char* budget_mb) -> std::unique_ptr<ModelBackend> {
         setenv("S2S_CPU_PRECISION", mode, 1);
         setenv("S2S_OPERAND_CACHE_MB", budget_mb, 1);
         std::unique_ptr<ModelBackend> m;
         if (is_llama) m = std::make_unique<LlamaCpu>(llama);
-        else m = std::make_unique<GPT>(GPTConfig{97, 32, 2, 4, 64, true});
+        else m = std::make_unique<GPT>(GPTConfig{97, 32, 2, variant == 2 ? 2 : 4, 64, true});
         setenv("S2S_CPU_PRECISION", "fp32", 1);
         unsetenv("S2S_OPERAND_CACHE_MB");
         return m;
       };
       auto kept = make("512"), fresh = make("0");
       const int V = is_llama ? 41 : 97;
-      const std::string name = std::string(mode) + (is_llama ? " llama" : " gpt2");
+      const std::string name = std::string(mode) + (is_llama ? " llama" : variant == 2 ? " gpt2 hd32" : " gpt2");
       auto fail = [](const std::string& who, const std::string& what) {
         std::printf("  FAIL %s: %s\n", who.c_str(), what.c_str());
         harness::failures()++;
@@ -670,7 +673,7 @@ TEST(kept_bf16_operands_give_the_gradients_of_fresh_conversions) {
         m->init_weights(8);
         auto other = tokens_for(2, 9, V, 5);
         m->forward(other.data(), other.data(), 2, 9, o);  // another shape first: its copies must not serve
-        const int B = 3, T = 20;
+        const int B = 3, T = variant == 2 ? 32 : 20;
         auto tok = tokens_for(B, T, V, 6);
         Vec dlogprob(B * T, 1.0f / (B * T)), dvalue(B * T, 0.25f / (B * T));
         m->forward(tok.data(), tok.data(), B, T, o);

@@ -253,8 +253,9 @@ S2S_AMX_TARGET inline void stream_row(uint16_t* dst, const uint16_t* src, int up
 
 // One head: out_h is its first output row's first column (rows QW apart), att_h / p_h its T x T
 // probabilities (p_h may be null).
-S2S_AMX_TARGET void head_forward(float* out_h, int64_t QW, float* att_h, uint16_t* p_h, const uint16_t* q,
-                                 const uint16_t* k, const uint16_t* v, int T, int hd, float scale, Work& w) {
+S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
+                                 const uint16_t* q, const uint16_t* k, const uint16_t* v, int T, int hd, float scale,
+                                 Work& w) {
   const int Tp = (T + 31) / 32 * 32;
   // rows of att (and of p) start 64 bytes apart and fill whole lines
   const bool stream = T % 32 == 0 && reinterpret_cast<uintptr_t>(att_h) % 64 == 0 &&
@@ -320,6 +321,8 @@ S2S_AMX_TARGET void head_forward(float* out_h, int64_t QW, float* att_h, uint16_
       for (int r = 0; r < rows; r++)
         std::memcpy(out_h + (int64_t)(i0 + r) * QW, w.opad.data() + (int64_t)r * hd, (size_t)hd * sizeof(float));
     }
+    if (copy_h)  // the output projection's bf16 copy of these rows, while they are in cache
+      for (int r = 0; r < rows; r++) to_bf16_row(copy_h + (int64_t)(i0 + r) * QW, out_h + (int64_t)(i0 + r) * QW, hd);
   }
 }
 
@@ -364,10 +367,12 @@ void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* 
   const int T = s.T, NH = s.NH, hd = s.hd;
   const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
   const float scale = 1.0f / std::sqrt((float)hd);
+  // in a training forward, the next matmul's copy of out too (operand_made_here: bf16, out's layout)
+  uint16_t* copy = static_cast<uint16_t*>(operand_made_here(out, (int64_t)s.B * T * QW));
   over_heads(BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
-    const int64_t b = bh / NH, h = bh % NH;
-    head_forward(out + b * T * QW + h * hd, QW, att + bh * square, p ? p + bh * square : nullptr, q + bh * head,
-                 k + bh * head, v + bh * head, T, hd, scale, w);
+    const int64_t b = bh / NH, h = bh % NH, at = b * T * QW + h * hd;
+    head_forward(out + at, copy ? copy + at : nullptr, QW, att + bh * square, p ? p + bh * square : nullptr,
+                 q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }
 
