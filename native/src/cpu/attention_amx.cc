@@ -251,8 +251,9 @@ S2S_AMX_TARGET inline void stream_row(uint16_t* dst, const uint16_t* src, int up
   for (; j < n; j += 32) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), _mm512_setzero_si512());
 }
 
-// One head: out_h is its first output row's first column (rows QW apart), att_h / p_h its T x T
-// probabilities (p_h may be null).
+// One head: out_h is its first output row's first column (rows QW apart), copy_h the same place in
+// the output's bf16 copy (null: none is made), att_h / p_h its T x T probabilities (p_h may be
+// null).
 S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
                                  const uint16_t* q, const uint16_t* k, const uint16_t* v, int T, int hd, float scale,
                                  Work& w) {
