@@ -19,22 +19,18 @@ static inline float gelu_value(float x) {
 
 void gelu_forward(float* out, const float* inp, int64_t N) {
   // in a training forward with bf16 matmuls, the next matmul's copy of the output too, a chunk at a
-  // time while it is in cache (operand_made_here)
-  if (void* copy = operand_made_here(out, N)) {
-    const CpuMatmul mode = current_matmul();
-    const size_t esz = operand_size(mode);
-    constexpr int64_t kChunk = 4096;
+  // time while it is in cache (operand_made_here), as the norms do a row at a time
+  void* copy = operand_made_here(out, N);
+  const CpuMatmul mode = current_matmul();
+  const size_t esz = operand_size(mode);
+  constexpr int64_t kChunk = 4096;
 #pragma omp parallel for schedule(static) if (N >= kMinParallelWork)
-    for (int64_t c = 0; c < N; c += kChunk) {
-      const int64_t e = std::min(N, c + kChunk);
+  for (int64_t c = 0; c < N; c += kChunk) {
+    const int64_t e = std::min(N, c + kChunk);
 #pragma omp simd
-      for (int64_t i = c; i < e; i++) out[i] = gelu_value(inp[i]);
-      to_operand(static_cast<char*>(copy) + c * esz, out + c, e - c, mode);
-    }
-    return;
+    for (int64_t i = c; i < e; i++) out[i] = gelu_value(inp[i]);
+    if (copy) to_operand(static_cast<char*>(copy) + c * esz, out + c, e - c, mode);
   }
-#pragma omp parallel for simd schedule(static) if (N >= kMinParallelWork)
-  for (int64_t i = 0; i < N; i++) out[i] = gelu_value(inp[i]);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {

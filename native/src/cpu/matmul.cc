@@ -88,9 +88,9 @@ const void* stage(const float* p, int64_t n, CpuMatmul mode, int slot) {
     if (tl_operands->recording()) {
       if (const void* made = tl_operands->made(p, (size_t)n, mode)) return made;
       dst = tl_operands->keep(p, (size_t)n, mode);
-    }
-    else if (const void* kept = tl_operands->find(p, (size_t)n, mode))
+    } else if (const void* kept = tl_operands->find(p, (size_t)n, mode)) {
       return kept;
+    }
   }
   if (!dst) dst = staging(n, mode, slot);
   convert(dst, p, n, mode);
