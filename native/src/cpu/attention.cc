@@ -201,10 +201,26 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const void* k = heads_of(x.k, kK, koff, G);
   const void* v = heads_of(x.v, kV, voff, G);
   const void* kept_p = convert ? kept_operand(att, kP, BH * T * T) : nullptr;
+  if (attention_amx_backward_usable(s, mode)) {  // every head in one pass, datt unused
+    const int64_t hsize = BH * T * hd;
+    if (G > 1) x.grad.reserve((size_t)(2 * hsize));
+    auto dqkv_rows = [&](int64_t off) { return HeadRows{dqkv + off, (int64_t)T * W, hd, W, NH}; };
+    // a key/value head's gradient sums over its group: each query head's first, then the sums
+    auto grad_rows = [&](int i) {
+      return HeadRows{x.grad.data() + i * hsize, (int64_t)NH * T * hd, (int64_t)T * hd, hd, NH};
+    };
+    attention_backward_amx(dqkv_rows(0), G == 1 ? dqkv_rows(koff) : grad_rows(0),
+                           G == 1 ? dqkv_rows(voff) : grad_rows(1), dout, att, static_cast<const uint16_t*>(kept_p), static_cast<const uint16_t*>(q),
+                           static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
+    if (G > 1) {
+      unpack_heads(dqkv, W, koff, grad_rows(0).base, G, s);
+      unpack_heads(dqkv, W, voff, grad_rows(1).base, G, s);
+    }
+    return;
+  }
   // a group of batch rows at a time (rows_per_group): its squares stay in cache from the product
   // that writes datt to the two that read dpre
   const int group = rows_per_group(s);
-  const bool amx = attention_amx_backward_usable(s, mode);
   const int64_t gh = (int64_t)group * NH * T * hd, gsq = (int64_t)group * NH * T * T;
   void* dout_h = room(x.dout, gh, mode);
   void* p_room = convert && !kept_p ? room(x.p, gsq, mode) : nullptr;
@@ -237,55 +253,26 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
       }
     }
     // datt = dout_h @ v^T ;  dv = att^T @ dout_h, summed over each group
-    if (amx)
-      attention_scores_grad_amx(datt_b, static_cast<const uint16_t*>(dout_h), static_cast<const uint16_t*>(v_b), bh, T,
-                                hd);
-    else
-      gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b,
-                            squares(bh, T), 1.0f, false);
-    // the AMX products write a gradient that no group sums straight into dqkv's columns
-    const HeadRows grad_rows{grad, (int64_t)NH * T * hd, (int64_t)T * hd, hd, NH};
-    auto dqkv_rows = [&](int64_t off) { return HeadRows{dqkv_b + off, (int64_t)T * W, hd, W, NH}; };
-    if (amx)
-      attention_transposed_grad_amx(G == 1 ? dqkv_rows(voff) : grad_rows, static_cast<const uint16_t*>(p),
-                                    static_cast<const uint16_t*>(dout_h), bh, T, hd, 1.0f);
-    else
-      gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd),
-                            1.0f, false);
-    if (!amx || G > 1) unpack_heads(dqkv_b, W, voff, grad, G, r);
+    gemm_batched_prepared(1, bh, T, T, hd, dout_h, heads(bh, T, hd), v_b, heads_t(bh, T, hd), datt_b, squares(bh, T),
+                          1.0f, false);
+    gemm_batched_prepared(1, bh, T, hd, T, p, squares_t(bh, T), dout_h, heads(bh, T, hd), grad, heads(bh, T, hd), 1.0f,
+                          false);
+    unpack_heads(dqkv_b, W, voff, grad, G, r);
     // softmax backward, in place: dpre = att * (datt - sum_j att * datt); then as the products read it
     void* dpre = convert ? dpre_room : datt_b;
 #pragma omp parallel for schedule(static) if (bh * T * T >= kMinParallelWork)
     for (int64_t row = 0; row < bh * T; row++) {
-      int i = (int)(row % T);
-      const float* a = att_b + row * T;
       float* d = datt_b + row * T;
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int j = 0; j <= i; j++) dot += a[j] * d[j];
-#pragma omp simd
-      for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
-      // the AMX products read a row only up to the end of its diagonal block of 32
-      const int width = amx ? (i / 32 + 1) * 32 : T;
-      for (int j = i + 1; j < width; j++) d[j] = 0.0f;
-      if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, width, mode);
+      softmax_backward_row(att_b + row * T, d, (int)(row % T), T);
+      if (convert) to_operand(static_cast<char*>(dpre) + row * T * esz, d, T, mode);
     }
     // dq = scale * dpre @ k ;  dk = scale * dpre^T @ q, summed over each group
-    if (amx) {
-      attention_query_grad_amx(dqkv_rows(0), static_cast<const uint16_t*>(dpre), static_cast<const uint16_t*>(k_b), bh,
-                               T, hd, scale);
-    } else {
-      gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd),
-                            scale, false);
-      unpack_heads(dqkv_b, W, 0, grad, 1, r);
-    }
-    if (amx)
-      attention_transposed_grad_amx(G == 1 ? dqkv_rows(koff) : grad_rows, static_cast<const uint16_t*>(dpre),
-                                    static_cast<const uint16_t*>(q_b), bh, T, hd, scale);
-    else
-      gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd),
-                            scale, false);
-    if (!amx || G > 1) unpack_heads(dqkv_b, W, koff, grad, G, r);
+    gemm_batched_prepared(1, bh, T, hd, T, dpre, squares(bh, T), k_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
+                          false);
+    unpack_heads(dqkv_b, W, 0, grad, 1, r);
+    gemm_batched_prepared(1, bh, T, hd, T, dpre, squares_t(bh, T), q_b, heads(bh, T, hd), grad, heads(bh, T, hd), scale,
+                          false);
+    unpack_heads(dqkv_b, W, koff, grad, G, r);
   }
 }
 

@@ -68,6 +68,14 @@ struct Work {
   HostArray<uint16_t> qpad;     // [32][hd]: the last, partial block of queries, zero-padded
   HostArray<float> opad;        // [32][hd]: the last block's output before its valid rows are copied
   HostArray<uint32_t> square_t; // [Tp / 32][2][16 x 16]: a 32-column strip of a square, transposed
+  HostArray<uint16_t> dout;     // backward: [T][hd] the head's output gradient in bf16
+  HostArray<uint16_t> dpre;     // backward: [T][T] the gradient of the scores in bf16
+  HostArray<uint16_t> probs_sq; // backward: [T][T] the probabilities in bf16, where none were kept
+  void fit_backward(int T, int hd, bool need_probs) {
+    dout.reserve((size_t)T * hd);
+    dpre.reserve((size_t)T * T);
+    if (need_probs) probs_sq.reserve((size_t)T * T);
+  }
   void fit(int Tp, int hd) {
     square_t.reserve((size_t)Tp * 16);
     keys.reserve((size_t)Tp * hd / 2);
@@ -357,6 +365,69 @@ S2S_AMX_TARGET void scale_block(float* c, int64_t ldc, int rows, int cols, float
     }
 }
 
+// c [T][hd] (rows ldc apart) = scale sq^T x, for a square sq [T][T] bf16 that is zero above its
+// diagonal (only the blocks on and below it are read) and x's rows packed by pack_values in xv.
+S2S_AMX_TARGET void transposed_times(float* c, int64_t ldc, const uint16_t* sq, const uint16_t* xv, int T, int hd,
+                                     float scale, Work& w) {
+  const int NB = hd / 16;
+  for (int j0 = 0; j0 < T; j0 += 32) {
+    pack_strip_t(w.square_t.data(), sq, T, j0);
+    float* cj = c + (int64_t)j0 * ldc;
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+      clear_block();
+      for (int ks = j0 / 32; ks < T / 32; ks++) {  // rows i >= j only: above the diagonal is zero
+        const uint16_t* b = xv + ((int64_t)ks * NB + d0 / 16) * 512;
+        add_step(reinterpret_cast<const uint16_t*>(w.square_t.data() + (int64_t)ks * 512), 64, b, b + 512);
+      }
+      store_block(cj + d0, ldc);
+    }
+    if (scale != 1.0f) scale_block(cj, ldc, 32, hd, scale);
+  }
+}
+
+// Where one head's three gradients go: its first row, and the distance between rows.
+struct HeadGrads {
+  float *dq, *dk, *dv;
+  int64_t dq_row, dk_row, dv_row;
+};
+
+// One head's whole backward (T a multiple of 32), its squares in the thread's caches throughout:
+// for each block of 32 query rows, the probabilities' gradient dout v^T, the softmax's backward
+// (dpre, in bf16 as the products read it) and dq = scale dpre k; then dv = p^T dout and
+// dk = scale dpre^T q. dout_h: the head's output gradient, fp32 rows ld apart; att_h: its fp32
+// probabilities; p_h: the same in bf16 (null: made here from att_h).
+S2S_AMX_TARGET void head_backward(const HeadGrads& g, const float* dout_h, int64_t ld, const float* att_h,
+                                  const uint16_t* p_h, const uint16_t* q, const uint16_t* k, const uint16_t* v, int T,
+                                  int hd, float scale, Work& w) {
+  uint16_t* dob = w.dout.data();
+  for (int t = 0; t < T; t++) to_bf16_row(dob + (int64_t)t * hd, dout_h + t * ld, hd);
+  if (!p_h) {  // each row up to the end of its diagonal block: all the products read
+    uint16_t* ps = w.probs_sq.data();
+    for (int i = 0; i < T; i++) to_bf16_row(ps + (int64_t)i * T, att_h + (int64_t)i * T, (i / 32 + 1) * 32);
+    p_h = ps;
+  }
+  pack_keys(w.keys.data(), v, T, T, hd);  // v^T as the right operand, as k^T is in the forward
+  pack_values(w.values.data(), k, T, T, hd);
+  float* sc = w.scores.data();
+  uint16_t* dp = w.dpre.data();
+  for (int i0 = 0; i0 < T; i0 += 32) {
+    const int ncols = i0 + 32;
+    rows_times_keys(sc, T, dob + (int64_t)i0 * hd, hd, w.keys.data(), ncols, hd);
+    for (int r = 0; r < 32; r++) {
+      const int i = i0 + r;
+      softmax_backward_row(att_h + (int64_t)i * T, sc + (int64_t)r * T, i, ncols);
+      to_bf16_row(dp + (int64_t)i * T, sc + (int64_t)r * T, ncols);
+    }
+    float* c = g.dq + (int64_t)i0 * g.dq_row;
+    rows_times_values(c, g.dq_row, dp + (int64_t)i0 * T, T, w.values.data(), ncols, hd);
+    scale_block(c, g.dq_row, 32, hd, scale);
+  }
+  pack_values(w.values.data(), dob, T, T, hd);
+  transposed_times(g.dv, g.dv_row, p_h, w.values.data(), T, hd, 1.0f, w);
+  pack_values(w.values.data(), q, T, T, hd);
+  transposed_times(g.dk, g.dk_row, dp, w.values.data(), T, hd, scale, w);
+}
+
 }  // namespace
 
 bool attention_amx_usable(const AttnShape& s, CpuMatmul mode) {
@@ -381,49 +452,18 @@ bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode) {
   return s.T % 32 == 0 && attention_amx_usable(s, mode);
 }
 
-void attention_scores_grad_amx(float* datt, const uint16_t* dout, const uint16_t* v, int64_t BH, int T, int hd) {
-  const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
+void attention_backward_amx(const HeadRows& dq, const HeadRows& dk, const HeadRows& dv, const float* dout,
+                            const float* att, const uint16_t* p, const uint16_t* q, const uint16_t* k,
+                            const uint16_t* v, const AttnShape& s) {
+  const int T = s.T, NH = s.NH, hd = s.hd;
+  const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
+  const float scale = 1.0f / std::sqrt((float)hd);
   over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
-    pack_keys(w.keys.data(), v + bh * head, T, T, hd);  // v^T as the right operand, as k^T is
-    for (int i0 = 0; i0 < T; i0 += 32)
-      rows_times_keys(datt + bh * square + (int64_t)i0 * T, T, dout + bh * head + (int64_t)i0 * hd, hd, w.keys.data(),
-                      i0 + 32, hd);
-  });
-}
-
-void attention_query_grad_amx(const HeadRows& dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
-                              float scale) {
-  const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
-  over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
-    pack_values(w.values.data(), k + bh * head, T, T, hd);  // k's rows as the right operand, as v's are
-    for (int i0 = 0; i0 < T; i0 += 32) {
-      float* c = dq.at(bh) + (int64_t)i0 * dq.row;
-      rows_times_values(c, dq.row, dpre + bh * square + (int64_t)i0 * T, T, w.values.data(), i0 + 32, hd);
-      scale_block(c, dq.row, 32, hd, scale);
-    }
-  });
-}
-
-void attention_transposed_grad_amx(const HeadRows& out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T,
-                                   int hd, float scale) {
-  const int64_t head = (int64_t)T * hd, square = (int64_t)T * T;
-  const int NB = hd / 16;
-  over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
-    pack_values(w.values.data(), x + bh * head, T, T, hd);  // x's rows as the right operand
-    const uint16_t* xv = w.values.data();
-    for (int j0 = 0; j0 < T; j0 += 32) {
-      pack_strip_t(w.square_t.data(), sq + bh * square, T, j0);
-      float* c = out.at(bh) + (int64_t)j0 * out.row;
-      for (int d0 = 0; d0 < hd; d0 += 32) {
-        clear_block();
-        for (int ks = j0 / 32; ks < T / 32; ks++) {  // rows i >= j only: above the diagonal is zero
-          const uint16_t* b = xv + ((int64_t)ks * NB + d0 / 16) * 512;
-          add_step(reinterpret_cast<const uint16_t*>(w.square_t.data() + (int64_t)ks * 512), 64, b, b + 512);
-        }
-        store_block(c + d0, out.row);
-      }
-      if (scale != 1.0f) scale_block(c, out.row, 32, hd, scale);
-    }
+    w.fit_backward(T, hd, p == nullptr);
+    const HeadGrads g{dq.at(bh), dk.at(bh), dv.at(bh), dq.row, dk.row, dv.row};
+    const float* dout_h = dout + (bh / NH) * T * QW + (bh % NH) * hd;
+    head_backward(g, dout_h, QW, att + bh * square, p ? p + bh * square : nullptr, q + bh * head, k + bh * head,
+                  v + bh * head, T, hd, scale, w);
   });
 }
 

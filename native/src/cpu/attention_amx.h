@@ -2,7 +2,8 @@
 // setting: one head at a time, a block of 32 rows at a time, only the blocks on or below the
 // diagonal multiplied (oneDNN's batched products compute the whole T x T square); in the forward
 // the scores of a block stay in L1 from the product that makes them through the softmax to the
-// product that reads the probabilities. cpu/attention.cc's oneDNN path is what it is checked
+// product that reads the probabilities, and the backward takes a head through all of its steps
+// in one pass (its squares stay in the core's L2). cpu/attention.cc's oneDNN path is what it is checked
 // against and what every other processor, shape and setting takes.
 #pragma once
 
@@ -25,14 +26,13 @@ bool attention_amx_usable(const AttnShape& s, CpuMatmul mode);
 void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* q, const uint16_t* k,
                            const uint16_t* v, const AttnShape& s);
 
-// The backward's products, like the forward's only over the blocks on and below the diagonal, for
-// T a multiple of 32 (attention_amx_backward_usable), over BH heads packed as above:
-// datt[bh] = dout[bh] v[bh]^T, written for each block of 32 rows up to its diagonal block only
-// (the softmax's backward reads j <= i); dq[bh] [T, hd] = scale dpre[bh] k[bh], reading dpre's
-// [T, T] bf16 rows up to each block's diagonal block (zero above the diagonal within it); and
-// out[bh] [T, hd] = scale sq[bh]^T x[bh] for a square zero above its diagonal (dv = p^T dout with
-// scale 1, dk = scale dpre^T q), reading for output rows j only the rows i of sq from j's block
-// down, each up to its diagonal block. Rows of sq past their diagonal block are never read.
+// The backward, for T a multiple of 32 (attention_amx_backward_usable), over BH heads packed as
+// above, one head at a time with its squares in the thread's caches: the gradient of its
+// probabilities (dout v^T), the softmax's backward, dq = scale dpre k, dv = p^T dout and
+// dk = scale dpre^T q, every product over the blocks on and below the diagonal only. dout
+// [B, T, NH hd] is the output's gradient as the forward wrote the output, att and p the forward's
+// probabilities (p null: none were kept in bf16; they are converted from att). The three
+// gradients are written (not added) where dq, dk, dv say (HeadRows), each [T, hd] per head.
 bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode);
 // Where head bh = b NH + h of a [T, hd] gradient goes: rows `row` apart from
 // base + b * batch + h * head (a head-major [B NH, T, hd] buffer, or a head's columns of dqkv).
@@ -42,10 +42,20 @@ struct HeadRows {
   int NH;
   float* at(int64_t bh) const { return base + (bh / NH) * batch + (bh % NH) * head; }
 };
-void attention_scores_grad_amx(float* datt, const uint16_t* dout, const uint16_t* v, int64_t BH, int T, int hd);
-void attention_query_grad_amx(const HeadRows& dq, const uint16_t* dpre, const uint16_t* k, int64_t BH, int T, int hd,
-                              float scale);
-void attention_transposed_grad_amx(const HeadRows& out, const uint16_t* sq, const uint16_t* x, int64_t BH, int T,
-                                   int hd, float scale);
+void attention_backward_amx(const HeadRows& dq, const HeadRows& dk, const HeadRows& dv, const float* dout,
+                            const float* att, const uint16_t* p, const uint16_t* q, const uint16_t* k,
+                            const uint16_t* v, const AttnShape& s);
+
+// The softmax's backward for row i of a causal square, in place: d[j] <- a[j] (d[j] - sum_k a[k]
+// d[k]) over j <= i (a: the row's probabilities, d: their gradient), and zeros from i + 1 up to
+// `width`. One definition for the oneDNN path and the AMX one, so that both give the same bits.
+inline void softmax_backward_row(const float* a, float* d, int i, int width) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (int j = 0; j <= i; j++) dot += a[j] * d[j];
+#pragma omp simd
+  for (int j = 0; j <= i; j++) d[j] = a[j] * (d[j] - dot);
+  for (int j = i + 1; j < width; j++) d[j] = 0.0f;
+}
 
 }  // namespace s2s
