@@ -995,6 +995,20 @@ void attention_cases() {
       b.loss = [=](const Host& h) { return dot(h.F("dout"), ref_gqa_attention(h.F("qkv").data(), s).out); };
       b.grads = {{"qkv", "dqkv"}};
     }
+    // The same after a training forward, as a model runs it (keep_operands: the CPU keeps its bf16
+    // copies for the backward, and with AMX each row's softmax instead of the probabilities, which
+    // the backward makes again), for the shapes whose backward runs on AMX there.
+    if (T % 32 == 0 && s.hd % 32 == 0) {
+      OpCase& k = add("attention_backward", shape + " after a training forward", b.make, b.reference,
+          [=](auto& ops, auto& t) {
+            ops.keep_operands(true);
+            ops.attention_forward(t.F("out"), t.F("att"), t.F("qkv"), s);
+            ops.keep_operands(false);
+            ops.attention_backward(t.F("dqkv"), t.F("datt"), t.F("dout"), t.F("qkv"), t.F("att"), s);
+          });
+      k.large = c.large;
+      k.tol = b.tol;
+    }
   }
 }
 

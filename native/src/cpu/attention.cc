@@ -45,7 +45,15 @@ void* room(HostArray<char>& a, int64_t values, CpuMatmul mode) {
 
 // A training forward's head-major copies and probabilities in the matmuls' type, kept for its
 // backward (kept_operand_room, cpu/matmul.h) under qkv's and att's addresses: each its own layout.
-enum Layout { kQ = 1, kK, kV, kP };
+enum Layout { kQ = 1, kK, kV, kP, kStats };
+// The AMX forward's RowSoftmax per row, kept under att's address as [B, NH, T] pairs of floats
+// (the OperandCache counts in bf16 values: four to a pair).
+RowSoftmax* kept_stats_room(float* att, int64_t rows) {
+  return static_cast<RowSoftmax*>(kept_operand_room(att, kStats, rows * 4));
+}
+const RowSoftmax* kept_stats(const float* att, int64_t rows) {
+  return static_cast<const RowSoftmax*>(kept_operand(att, kStats, rows * 4));
+}
 void* kept_or(HostArray<char>& scratch, const float* src, Layout layout, int64_t values, CpuMatmul mode) {
   if (void* kept = kept_operand_room(src, layout, values)) return kept;
   return room(scratch, values, mode);
@@ -163,12 +171,15 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   // the probabilities as the products read them: kept whole for the backward, else a group's room
   const bool convert = mode != CpuMatmul::fp32;
   const int group = rows_per_group(s);
-  void* kept_p = convert ? kept_operand_room(att, kP, BH * T * T) : nullptr;
   if (attention_amx_usable(s, mode)) {
-    attention_forward_amx(out, att, static_cast<uint16_t*>(kept_p), static_cast<const uint16_t*>(q),
+    // a training forward whose backward runs on AMX too keeps each row's softmax, not the squares
+    RowSoftmax* stats = attention_amx_backward_usable(s, mode) ? kept_stats_room(att, BH * T) : nullptr;
+    void* kept_p = stats ? nullptr : kept_operand_room(att, kP, BH * T * T);
+    attention_forward_amx(out, att, static_cast<uint16_t*>(kept_p), stats, static_cast<const uint16_t*>(q),
                           static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
     return;
   }
+  void* kept_p = convert ? kept_operand_room(att, kP, BH * T * T) : nullptr;
   void* p_room = convert && !kept_p ? room(x.p, (int64_t)group * NH * T * T, mode) : nullptr;
   const int64_t heads_per_row = (int64_t)NH * T * hd, squares_per_row = (int64_t)NH * T * T;
   for (int b0 = 0; b0 < B; b0 += group) {
@@ -202,6 +213,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const void* v = heads_of(x.v, kV, voff, G);
   const void* kept_p = convert ? kept_operand(att, kP, BH * T * T) : nullptr;
   if (attention_amx_backward_usable(s, mode)) {  // every head in one pass, datt unused
+    const RowSoftmax* stats = kept_stats(att, BH * T);  // then att holds nothing
     const int64_t hsize = BH * T * hd;
     if (G > 1) x.grad.reserve((size_t)(2 * hsize));
     auto dqkv_rows = [&](int64_t off) { return HeadRows{dqkv + off, (int64_t)T * W, hd, W, NH}; };
@@ -210,8 +222,9 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
       return HeadRows{x.grad.data() + i * hsize, (int64_t)NH * T * hd, (int64_t)T * hd, hd, NH};
     };
     attention_backward_amx(dqkv_rows(0), G == 1 ? dqkv_rows(koff) : grad_rows(0),
-                           G == 1 ? dqkv_rows(voff) : grad_rows(1), dout, att, static_cast<const uint16_t*>(kept_p), static_cast<const uint16_t*>(q),
-                           static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
+                           G == 1 ? dqkv_rows(voff) : grad_rows(1), dout, att, static_cast<const uint16_t*>(kept_p),
+                           stats, static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
+                           static_cast<const uint16_t*>(v), s);
     if (G > 1) {
       unpack_heads(dqkv, W, koff, grad_rows(0).base, G, s);
       unpack_heads(dqkv, W, voff, grad_rows(1).base, G, s);

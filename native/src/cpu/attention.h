@@ -10,7 +10,11 @@
 namespace s2s {
 
 // out[B, T, NH*hd]: the heads' outputs side by side; att[B, NH, T, T]: the softmax probabilities,
-// saved for backward (zero above the diagonal).
+// saved for backward (zero above the diagonal). Where the AMX kernels run both ways (bf16, head
+// size a multiple of 32, T a multiple of 32), a training forward (operands kept) leaves att
+// unwritten and keeps each row's max and 1 / sum instead, from which the backward makes the
+// probabilities again, bit for bit: a T x T square per head is neither written nor read back, and
+// att's pages are never touched.
 void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s);
 // dqkv[B, T, qkv_width] is overwritten; datt[B, NH, T, T] is scratch. With KVH < NH, a key/value
 // head's gradient sums over the query heads of its group.

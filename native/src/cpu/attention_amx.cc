@@ -68,10 +68,14 @@ struct Work {
   HostArray<uint16_t> qpad;     // [32][hd]: the last, partial block of queries, zero-padded
   HostArray<float> opad;        // [32][hd]: the last block's output before its valid rows are copied
   HostArray<uint32_t> square_t; // [Tp / 32][2][16 x 16]: a 32-column strip of a square, transposed
+  HostArray<uint32_t> keys_v;   // backward: the values packed as pack_keys packs the keys
+  HostArray<float> probs_f;     // backward: [32][T] a block's probabilities, made again
   HostArray<uint16_t> dout;     // backward: [T][hd] the head's output gradient in bf16
   HostArray<uint16_t> dpre;     // backward: [T][T] the gradient of the scores in bf16
   HostArray<uint16_t> probs_sq; // backward: [T][T] the probabilities in bf16, where none were kept
   void fit_backward(int T, int hd, bool need_probs) {
+    keys_v.reserve((size_t)T * hd / 2);
+    probs_f.reserve((size_t)32 * T);
     dout.reserve((size_t)T * hd);
     dpre.reserve((size_t)T * T);
     if (need_probs) probs_sq.reserve((size_t)T * T);
@@ -259,10 +263,46 @@ S2S_AMX_TARGET inline void stream_row(uint16_t* dst, const uint16_t* src, int up
   for (; j < n; j += 32) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), _mm512_setzero_si512());
 }
 
+// Row i of a block of scores (a: its first ncols), in place: the causal softmax of scale a[j] over
+// j <= i, zeros after it; returns the max and 1 / sum it took.
+S2S_AMX_TARGET inline RowSoftmax softmax_row(float* a, int i, int ncols, float scale) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int j = 0; j <= i; j++) {
+    a[j] *= scale;
+    mx = a[j] > mx ? a[j] : mx;
+  }
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j <= i; j++) {
+    a[j] = fast_exp(a[j] - mx);
+    sum += a[j];
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int j = 0; j <= i; j++) a[j] *= inv;
+  for (int j = i + 1; j < ncols; j++) a[j] = 0.0f;
+  return {mx, inv};
+}
+
+// The same row made again from the scores and what softmax_row returned: the same operations on
+// the same values, so the same bits.
+S2S_AMX_TARGET inline void softmax_row_again(float* a, int i, int ncols, float scale, RowSoftmax st) {
+#pragma omp simd
+  for (int j = 0; j <= i; j++) a[j] *= scale;
+#pragma omp simd
+  for (int j = 0; j <= i; j++) a[j] = fast_exp(a[j] - st.max);
+#pragma omp simd
+  for (int j = 0; j <= i; j++) a[j] *= st.inv_sum;
+  for (int j = i + 1; j < ncols; j++) a[j] = 0.0f;
+}
+
 // One head: out_h is its first output row's first column (rows QW apart), copy_h the same place in
 // the output's bf16 copy (null: none is made), att_h / p_h its T x T probabilities (p_h may be
-// null).
+// null), or, when stats_h is not null, its rows' softmax_row results there instead (neither
+// square is written).
 S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
+                                 RowSoftmax* stats_h,
                                  const uint16_t* q, const uint16_t* k, const uint16_t* v, int T, int hd, float scale,
                                  Work& w) {
   const int Tp = (T + 31) / 32 * 32;
@@ -288,26 +328,15 @@ S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, flo
     for (int r = 0; r < rows; r++) {
       const int i = i0 + r;
       float* a = sc + (int64_t)r * Tp;
-      float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-      for (int j = 0; j <= i; j++) {
-        a[j] *= scale;
-        mx = a[j] > mx ? a[j] : mx;
-      }
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (int j = 0; j <= i; j++) {
-        a[j] = fast_exp(a[j] - mx);
-        sum += a[j];
-      }
-      const float inv = 1.0f / sum;
-#pragma omp simd
-      for (int j = 0; j <= i; j++) a[j] *= inv;
-      for (int j = i + 1; j < ncols; j++) a[j] = 0.0f;
-      float* att_row = att_h + (int64_t)i * T;
-      const int upto = std::min(ncols, T);
+      const RowSoftmax st = softmax_row(a, i, ncols, scale);
       uint16_t* prow = pr + (int64_t)r * Tp;
       to_bf16_row(prow, a, ncols);
+      if (stats_h) {  // the backward makes the row again from these
+        stats_h[i] = st;
+        continue;
+      }
+      float* att_row = att_h + (int64_t)i * T;
+      const int upto = std::min(ncols, T);
       uint16_t* kept = p_h ? p_h + (int64_t)i * T : nullptr;
       if (stream) {
         stream_row(att_row, a, upto, T);
@@ -397,25 +426,37 @@ struct HeadGrads {
 // dk = scale dpre^T q. dout_h: the head's output gradient, fp32 rows ld apart; att_h: its fp32
 // probabilities; p_h: the same in bf16 (null: made here from att_h).
 S2S_AMX_TARGET void head_backward(const HeadGrads& g, const float* dout_h, int64_t ld, const float* att_h,
-                                  const uint16_t* p_h, const uint16_t* q, const uint16_t* k, const uint16_t* v, int T,
-                                  int hd, float scale, Work& w) {
+                                  const uint16_t* p_h, const RowSoftmax* stats_h, const uint16_t* q, const uint16_t* k,
+                                  const uint16_t* v, int T, int hd, float scale, Work& w) {
   uint16_t* dob = w.dout.data();
   for (int t = 0; t < T; t++) to_bf16_row(dob + (int64_t)t * hd, dout_h + t * ld, hd);
-  if (!p_h) {  // each row up to the end of its diagonal block: all the products read
+  if (!p_h && !stats_h) {  // each row up to the end of its diagonal block: all the products read
     uint16_t* ps = w.probs_sq.data();
     for (int i = 0; i < T; i++) to_bf16_row(ps + (int64_t)i * T, att_h + (int64_t)i * T, (i / 32 + 1) * 32);
     p_h = ps;
   }
-  pack_keys(w.keys.data(), v, T, T, hd);  // v^T as the right operand, as k^T is in the forward
+  if (stats_h) pack_keys(w.keys.data(), k, T, T, hd);  // the scores made again, as the forward made them
+  pack_keys(w.keys_v.data(), v, T, T, hd);  // v^T as the right operand, as k^T is in the forward
   pack_values(w.values.data(), k, T, T, hd);
   float* sc = w.scores.data();
   uint16_t* dp = w.dpre.data();
+  uint16_t* ps = w.probs_sq.data();
   for (int i0 = 0; i0 < T; i0 += 32) {
     const int ncols = i0 + 32;
-    rows_times_keys(sc, T, dob + (int64_t)i0 * hd, hd, w.keys.data(), ncols, hd);
+    const float* probs = att_h + (int64_t)i0 * T;  // the block's rows of probabilities, T apart
+    if (stats_h) {
+      float* pf = w.probs_f.data();
+      rows_times_keys(pf, T, q + (int64_t)i0 * hd, hd, w.keys.data(), ncols, hd);
+      for (int r = 0; r < 32; r++) {
+        softmax_row_again(pf + (int64_t)r * T, i0 + r, ncols, scale, stats_h[i0 + r]);
+        to_bf16_row(ps + (int64_t)(i0 + r) * T, pf + (int64_t)r * T, ncols);
+      }
+      probs = pf;
+    }
+    rows_times_keys(sc, T, dob + (int64_t)i0 * hd, hd, w.keys_v.data(), ncols, hd);
     for (int r = 0; r < 32; r++) {
       const int i = i0 + r;
-      softmax_backward_row(att_h + (int64_t)i * T, sc + (int64_t)r * T, i, ncols);
+      softmax_backward_row(probs + (int64_t)r * T, sc + (int64_t)r * T, i, ncols);
       to_bf16_row(dp + (int64_t)i * T, sc + (int64_t)r * T, ncols);
     }
     float* c = g.dq + (int64_t)i0 * g.dq_row;
@@ -423,7 +464,7 @@ S2S_AMX_TARGET void head_backward(const HeadGrads& g, const float* dout_h, int64
     scale_block(c, g.dq_row, 32, hd, scale);
   }
   pack_values(w.values.data(), dob, T, T, hd);
-  transposed_times(g.dv, g.dv_row, p_h, w.values.data(), T, hd, 1.0f, w);
+  transposed_times(g.dv, g.dv_row, stats_h ? ps : p_h, w.values.data(), T, hd, 1.0f, w);
   pack_values(w.values.data(), q, T, T, hd);
   transposed_times(g.dk, g.dk_row, dp, w.values.data(), T, hd, scale, w);
 }
@@ -434,8 +475,8 @@ bool attention_amx_usable(const AttnShape& s, CpuMatmul mode) {
   return mode == CpuMatmul::bf16 && s.hd % 32 == 0 && s.hd > 0 && amx_permitted();
 }
 
-void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* q, const uint16_t* k,
-                           const uint16_t* v, const AttnShape& s) {
+void attention_forward_amx(float* out, float* att, uint16_t* p, RowSoftmax* stats, const uint16_t* q,
+                           const uint16_t* k, const uint16_t* v, const AttnShape& s) {
   const int T = s.T, NH = s.NH, hd = s.hd;
   const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -444,7 +485,7 @@ void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* 
   over_heads(BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
     const int64_t b = bh / NH, h = bh % NH, at = b * T * QW + h * hd;
     head_forward(out + at, copy ? copy + at : nullptr, QW, att + bh * square, p ? p + bh * square : nullptr,
-                 q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
+                 stats ? stats + bh * T : nullptr, q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }
 
@@ -453,17 +494,17 @@ bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode) {
 }
 
 void attention_backward_amx(const HeadRows& dq, const HeadRows& dk, const HeadRows& dv, const float* dout,
-                            const float* att, const uint16_t* p, const uint16_t* q, const uint16_t* k,
-                            const uint16_t* v, const AttnShape& s) {
+                            const float* att, const uint16_t* p, const RowSoftmax* stats, const uint16_t* q,
+                            const uint16_t* k, const uint16_t* v, const AttnShape& s) {
   const int T = s.T, NH = s.NH, hd = s.hd;
   const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
   const float scale = 1.0f / std::sqrt((float)hd);
   over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
-    w.fit_backward(T, hd, p == nullptr);
+    w.fit_backward(T, hd, p == nullptr);  // a bf16 square of probabilities is made here then
     const HeadGrads g{dq.at(bh), dk.at(bh), dv.at(bh), dq.row, dk.row, dv.row};
     const float* dout_h = dout + (bh / NH) * T * QW + (bh % NH) * hd;
-    head_backward(g, dout_h, QW, att + bh * square, p ? p + bh * square : nullptr, q + bh * head, k + bh * head,
-                  v + bh * head, T, hd, scale, w);
+    head_backward(g, dout_h, QW, att + bh * square, p ? p + bh * square : nullptr, stats ? stats + bh * T : nullptr,
+                  q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }
 

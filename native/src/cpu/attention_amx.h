@@ -19,19 +19,28 @@ namespace s2s {
 // S2S_ATTENTION_AMX not "0" (set to 0, the oneDNN path runs instead: for comparing the two).
 bool attention_amx_usable(const AttnShape& s, CpuMatmul mode);
 
+// A row's softmax as the forward took it: its max (of the scaled scores) and 1 / its sum.
+struct RowSoftmax {
+  float max, inv_sum;
+};
+
 // For heads already packed head-major in bf16 (q, k, v [B, NH, T, hd], key/value heads repeated
 // per query head as attention.cc's copies are): out [B, T, NH hd] (each head's columns), att
 // [B, NH, T, T] the fp32 probabilities (zero above the diagonal), and, when p is not null, the
-// same probabilities in bf16 [B, NH, T, T] as the backward's products read them.
-void attention_forward_amx(float* out, float* att, uint16_t* p, const uint16_t* q, const uint16_t* k,
-                           const uint16_t* v, const AttnShape& s);
+// same probabilities in bf16 [B, NH, T, T] as the backward's products read them. When stats is not
+// null, neither square is written: stats [B, NH, T] gets each row's RowSoftmax instead, from which
+// attention_backward_amx makes the probabilities again, bit for bit (a training forward's choice:
+// the squares cost more to write and read back than to make again).
+void attention_forward_amx(float* out, float* att, uint16_t* p, RowSoftmax* stats, const uint16_t* q,
+                           const uint16_t* k, const uint16_t* v, const AttnShape& s);
 
 // The backward, for T a multiple of 32 (attention_amx_backward_usable), over BH heads packed as
 // above, one head at a time with its squares in the thread's caches: the gradient of its
 // probabilities (dout v^T), the softmax's backward, dq = scale dpre k, dv = p^T dout and
 // dk = scale dpre^T q, every product over the blocks on and below the diagonal only. dout
 // [B, T, NH hd] is the output's gradient as the forward wrote the output, att and p the forward's
-// probabilities (p null: none were kept in bf16; they are converted from att). The three
+// probabilities (p null: none were kept in bf16; they are converted from att), or, where stats is
+// not null, the forward's RowSoftmax of each row instead (att and p are not read). The three
 // gradients are written (not added) where dq, dk, dv say (HeadRows), each [T, hd] per head.
 bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode);
 // Where head bh = b NH + h of a [T, hd] gradient goes: rows `row` apart from
@@ -43,8 +52,8 @@ struct HeadRows {
   float* at(int64_t bh) const { return base + (bh / NH) * batch + (bh % NH) * head; }
 };
 void attention_backward_amx(const HeadRows& dq, const HeadRows& dk, const HeadRows& dv, const float* dout,
-                            const float* att, const uint16_t* p, const uint16_t* q, const uint16_t* k,
-                            const uint16_t* v, const AttnShape& s);
+                            const float* att, const uint16_t* p, const RowSoftmax* stats, const uint16_t* q,
+                            const uint16_t* k, const uint16_t* v, const AttnShape& s);
 
 // The softmax's backward for row i of a causal square, in place: d[j] <- a[j] (d[j] - sum_k a[k]
 // d[k]) over j <= i (a: the row's probabilities, d: their gradient), and zeros from i + 1 up to
