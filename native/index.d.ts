@@ -145,8 +145,9 @@ export class NativeModel {
 export function setNumThreads(n: number): void;
 export function getNumThreads(): number;
 /** GFLOP/s of an M x K by K x N matmul through the engine's path at `precision` (default fp32;
- * bf16 is refused where the processor lacks it natively, see cpuBf16()). */
-export function measureSgemm(M: number, N: number, K: number, iters: number, precision?: CpuPrecision): Promise<number>;
+ * bf16 is refused where the processor lacks it natively, see cpuBf16()), writing `outputs`
+ * (default 1, at most 4096 and 4 GiB in all) results in turn. */
+export function measureSgemm(M: number, N: number, K: number, iters: number, precision?: CpuPrecision, outputs?: number): Promise<number>;
 /** How CPU matmuls multiply: fp32; bf16 inputs with fp32 accumulation (AMX / AVX512-BF16); or bf16's numbers emulated. */
 export type CpuPrecision = 'fp32' | 'bf16' | 'bf16-emulated';
 /** The setting of new CPU models' matmuls, as the engine reads S2S_CPU_PRECISION (auto: bf16 where the

@@ -131,4 +131,11 @@ describe('cpuPrecision', () => {
       await expect(measureSgemm(256, 256, 256, 2, 'bf16')).rejects.toThrow(why);
     }
   });
+
+  it('measureSgemm cycles through `outputs` results and refuses a count out of range, naming it', async () => {
+    expect(await measureSgemm(64, 64, 64, 6, 'fp32', 3)).toBeGreaterThan(0);
+    await expect(measureSgemm(64, 64, 64, 2, 'fp32', 0)).rejects.toThrow('outputs must be an integer in [1, 4096]');
+    await expect(measureSgemm(64, 64, 64, 2, 'fp32', 1.5)).rejects.toThrow('outputs must be an integer');
+    await expect(measureSgemm(8192, 8192, 64, 1, 'fp32', 32)).rejects.toThrow('at most 4 GiB');
+  });
 });

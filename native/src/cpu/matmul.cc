@@ -478,11 +478,13 @@ void matmul_forward_naive(float* out, const float* inp, const float* weight, con
     }
 }
 
-double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmul mode) {
+double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmul mode, int outputs) {
   check_cpu_matmul(mode);
   // A and B in one buffer the weight cache holds, so a bf16 run measures the multiplication and
-  // not the conversion of its operands (as a model's weights are converted once per step).
-  Buffer ab(M * K + K * N), c(M * N);
+  // not the conversion of its operands (as a model's weights are converted once per step). The
+  // products write `outputs` results in turn, each touched before the clock starts.
+  Buffer ab(M * K + K * N), c(M * N * outputs);
+  std::memset(c.data(), 0, c.size() * sizeof(float));
   for (int64_t i = 0; i < M * K; i++) ab[i] = 0.001f * (float)(i % 97);
   for (int64_t i = 0; i < K * N; i++) ab[M * K + i] = 0.002f * (float)(i % 89);
   WeightCache cache;
@@ -492,7 +494,7 @@ double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmu
   const float* b = ab.data() + M * K;
   for (int i = 0; i < 2; i++) gemm(false, false, M, N, K, a, b, c.data(), 1.0f, false);
   auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; i++) gemm(false, false, M, N, K, a, b, c.data(), 1.0f, false);
+  for (int i = 0; i < iters; i++) gemm(false, false, M, N, K, a, b, c.data() + (i % outputs) * M * N, 1.0f, false);
   double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return 2.0 * M * N * K * iters / dt / 1e9;
 }

@@ -227,6 +227,10 @@ void matmul_forward_naive(float* out, const float* inp, const float* weight, con
                           int64_t N, int64_t C, int64_t OC);
 
 // Sustained GEMM rate of this machine through the same path the engine uses (GFLOP/s), at `mode`.
-double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmul mode = CpuMatmul::fp32);
+// With outputs > 1 the products write that many M x N results in turn: with more of them than the
+// caches hold, each product writes to lines that are not in the cache, as a training step's
+// products do (their outputs are activations and gradients, each written once a step).
+double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmul mode = CpuMatmul::fp32,
+                            int outputs = 1);
 
 }  // namespace s2s

@@ -38,6 +38,12 @@ Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
   int k = get_int_arg(env, info, 2, "K", 1, 1 << 16);
   int iters = get_int_arg(env, info, 3, "iters", 1, 1 << 20);
   CpuMatmul mode = cpu_matmul_arg(env, info[4]);
+  const int outputs = info.Length() > 5 && !info[5].IsUndefined() ? get_int_arg(env, info, 5, "outputs", 1, 4096) : 1;
+  const double gib = 4.0 * m * n * outputs / (1 << 30);
+  if (gib > 4.0)
+    throw Napi::RangeError::New(env, "outputs: " + std::to_string(outputs) + " results of " + std::to_string(m) + " x " +
+                                         std::to_string(n) + " would take " + std::to_string(gib) +
+                                         " GiB; at most 4 GiB is allowed");
   try {
     check_cpu_matmul(mode);
   } catch (const Error& e) {
@@ -46,7 +52,7 @@ Napi::Value MeasureSgemm(const Napi::CallbackInfo& info) {
   // Sustained GFLOP/s through the engine's own matmul path: the peak benchmarks compare against.
   auto gflops = std::make_shared<double>(0.0);
   return engine_call(
-      env, [=] { *gflops = measure_sgemm_gflops(m, n, k, iters, mode); },
+      env, [=] { *gflops = measure_sgemm_gflops(m, n, k, iters, mode, outputs); },
       [=](Napi::Env env) { return Napi::Number::New(env, *gflops); });
 }
 

@@ -33,9 +33,13 @@ export function getNumThreads(): number {
   return native.getNumThreads();
 }
 
-/** Sustained fp32 GEMM rate (GFLOP/s) through the engine's own matmul path. */
-export async function measureSgemm(M = 2048, N = 2048, K = 2048, iters = 10, precision: CpuPrecision = 'fp32'): Promise<number> {
-  return native.measureSgemm(M, N, K, iters, precision);
+/**
+ * Sustained GEMM rate (GFLOP/s) through the engine's own matmul path, at `precision`. With
+ * `outputs` > 1 the products write that many M x N results in turn: with more than the caches
+ * hold, each writes to memory that is not in the cache, as a training step's products do.
+ */
+export async function measureSgemm(M = 2048, N = 2048, K = 2048, iters = 10, precision: CpuPrecision = 'fp32', outputs = 1): Promise<number> {
+  return native.measureSgemm(M, N, K, iters, precision, outputs);
 }
 
 /** Whether the CUDA backend can run here (and on which GPU), and why not when it cannot. */
