@@ -53,6 +53,15 @@ export const CONFIGS: BenchConfig[] = [
     T: 256,
     tfjsRowsPerPass: 1,
   },
+  // The same model at a 1024-token context, one sequence a step: where attention's T x T squares
+  // (memory, and their share of the step) start to matter.
+  {
+    name: 'smollm2-135m-1k',
+    model: llama({ vocabSize: 49152, maxSeqLen: 1024, numLayers: 30, numHeads: 9, numKvHeads: 3, headDim: 64, channels: 576, ffnSize: 1536, ropeTheta: 100000 }),
+    B: 1,
+    T: 1024,
+    tfjsRowsPerPass: 1,
+  },
 ];
 
 /** A Llama config with every field the benchmark's peers read spelled out (SmolLM2's defaults). */
