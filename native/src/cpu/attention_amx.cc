@@ -298,7 +298,7 @@ S2S_AMX_TARGET inline void softmax_row_again(float* a, int i, int ncols, float s
 }
 
 // One head: out_h is its first output row's first column (rows QW apart), copy_h the same place in
-// the output's bf16 copy (null: none is made), att_h / p_h its T x T probabilities (p_h may be
+// the output's bf16 copy (null: none is made; else it is made instead of out), att_h / p_h its T x T probabilities (p_h may be
 // null), or, when stats_h is not null, its rows' softmax_row results there instead (neither
 // square is written).
 S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
@@ -351,16 +351,20 @@ S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, flo
       }
     }
     for (int r = rows; r < 32; r++) std::memset(pr + (int64_t)r * Tp, 0, (size_t)ncols * sizeof(uint16_t));
-    // out = p v over the same keys
-    if (rows == 32) {
+    // out = p v over the same keys; with copy_h, the output projection's bf16 copy of these rows
+    // alone, from the block in L1 (the projection is all that reads them)
+    if (rows == 32 && !copy_h) {
       rows_times_values(out_h + (int64_t)i0 * QW, QW, pr, Tp, w.values.data(), ncols, hd);
     } else {
       rows_times_values(w.opad.data(), hd, pr, Tp, w.values.data(), ncols, hd);
-      for (int r = 0; r < rows; r++)
-        std::memcpy(out_h + (int64_t)(i0 + r) * QW, w.opad.data() + (int64_t)r * hd, (size_t)hd * sizeof(float));
+      for (int r = 0; r < rows; r++) {
+        const float* o = w.opad.data() + (int64_t)r * hd;
+        if (copy_h)
+          to_bf16_row(copy_h + (int64_t)(i0 + r) * QW, o, hd);
+        else
+          std::memcpy(out_h + (int64_t)(i0 + r) * QW, o, (size_t)hd * sizeof(float));
+      }
     }
-    if (copy_h)  // the output projection's bf16 copy of these rows, while they are in cache
-      for (int r = 0; r < rows; r++) to_bf16_row(copy_h + (int64_t)(i0 + r) * QW, out_h + (int64_t)(i0 + r) * QW, hd);
   }
 }
 
@@ -480,8 +484,8 @@ void attention_forward_amx(float* out, float* att, uint16_t* p, RowSoftmax* stat
   const int T = s.T, NH = s.NH, hd = s.hd;
   const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
   const float scale = 1.0f / std::sqrt((float)hd);
-  // in a training forward, the next matmul's copy of out too (operand_made_here: bf16, out's layout)
-  uint16_t* copy = static_cast<uint16_t*>(operand_made_here(out, (int64_t)s.B * T * QW));
+  // in a training forward, only the next matmul's copy of out (operand_instead_here: bf16, out's layout)
+  uint16_t* copy = static_cast<uint16_t*>(operand_instead_here(out, (int64_t)s.B * T * QW));
   over_heads(BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
     const int64_t b = bh / NH, h = bh % NH, at = b * T * QW + h * hd;
     head_forward(out + at, copy ? copy + at : nullptr, QW, att + bh * square, p ? p + bh * square : nullptr,

@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "cpu/matmul.h"
+#include "cpu/vecmath.h"
 
 namespace s2s {
 
@@ -19,6 +20,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   const size_t esz = operand_size(mode);
 #pragma omp parallel for schedule(static) if (N * C >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
+    prefetch_row_ahead(inp, n, N, C);
     const float* x = inp + n * C;
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -51,6 +53,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     float* db = dw + C;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; n++) {
+      prefetch_row_ahead(inp, n, N, C);
+      prefetch_row_ahead(dout, n, N, C);
+      prefetch_row_ahead(dinp, n, N, C);
       const float* x = inp + n * C;
       const float* d = dout + n * C;
       float m = mean[n], r = rstd[n];

@@ -1,6 +1,7 @@
 // Matrix multiplication through oneDNN, with the primitives cached by shape, and the loops that
 // serve as its reference.
 #include "cpu/matmul.h"
+#include "cpu/vecmath.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -282,6 +283,8 @@ void* operand_made_here(const float* p, int64_t n) {
   return tl_operands->make(p, (size_t)n, tl_mode);
 }
 
+void* operand_instead_here(const float* p, int64_t n) { return operand_made_here(p, n); }
+
 void* shared_operand_target(int64_t n) {
   return tl_mode == CpuMatmul::fp32 || n == 0 ? nullptr : staging(n, tl_mode, kSharedSlot);
 }
@@ -360,9 +363,11 @@ const float* transposed(const float* src, int64_t R, int64_t K) {
 // dbias[c] += their sum over n (unless dbias is null) and, with `converted`, the same pass writes
 // them as the matmuls read them (to_operand in `mode`), so the gradient is read once for both.
 // (A range spans whole rows' worth of a thread's share: narrower blocks, read a few hundred bytes a
-// row several KiB apart, defeat the prefetcher.)
-template <class Rows>
-void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul mode, Rows&& rows) {
+// row several KiB apart, defeat the prefetcher; even so it lags, so ahead(n, c0, c1) asks for what
+// rows(n, ...) will read, kAheadRows rows before it is read.)
+constexpr int64_t kAheadRows = 2;
+template <class Rows, class Ahead>
+void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul mode, Rows&& rows, Ahead&& ahead) {
   const size_t esz = operand_size(mode);
   const bool parallel = N * OC >= kMinParallelWork;
   const int64_t parts = parallel ? omp_get_max_threads() : 1;
@@ -372,7 +377,9 @@ void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul
     const int64_t c0 = part * width, c1 = c0 + width < OC ? c0 + width : OC;
     if (c0 >= c1) continue;
     std::vector<float> acc(dbias ? c1 - c0 : 0, 0.0f), scratch(c1 - c0);
+    for (int64_t n = 0; n < std::min(N, kAheadRows); n++) ahead(n, c0, c1);
     for (int64_t n = 0; n < N; n++) {
+      if (n + kAheadRows < N) ahead(n + kAheadRows, c0, c1);
       const float* row = rows(n, c0, c1, scratch.data());
       if (dbias)
         for (int64_t c = 0; c < c1 - c0; c++) acc[c] += row[c];
@@ -386,8 +393,9 @@ void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul
 // dbias[c] += sum over n of dout[n, c] (and dout converted, see column_pass).
 void add_column_sums(float* dbias, const float* dout, int64_t N, int64_t OC, void* converted = nullptr,
                      CpuMatmul mode = CpuMatmul::fp32) {
-  column_pass(dbias, N, OC, converted, mode,
-              [=](int64_t n, int64_t c0, int64_t, float*) { return dout + n * OC + c0; });
+  column_pass(
+      dbias, N, OC, converted, mode, [=](int64_t n, int64_t c0, int64_t, float*) { return dout + n * OC + c0; },
+      [=](int64_t n, int64_t c0, int64_t c1) { prefetch_floats(dout + n * OC + c0, c1 - c0); });
 }
 
 // A layer's output gradient as both its products read it (converted once), with the bias gradient
@@ -447,13 +455,19 @@ void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre
   // GELU's gradient made a block of a row at a time, summed into dbias and written as the products
   // read it: the fp32 gradient never reaches memory (dpre is left as it was)
   void* d = shared_operand_target(N * OC);
-  column_pass(dbias, N, OC, d, mode, [=](int64_t n, int64_t c0, int64_t c1, float* out) {
-    const float* x = pre + n * OC;
-    const float* g = dact + n * OC;
+  column_pass(
+      dbias, N, OC, d, mode,
+      [=](int64_t n, int64_t c0, int64_t c1, float* out) {
+        const float* x = pre + n * OC;
+        const float* g = dact + n * OC;
 #pragma omp simd
-    for (int64_t c = c0; c < c1; c++) out[c - c0] = gelu_grad_times(x[c], g[c]);
-    return static_cast<const float*>(out);
-  });
+        for (int64_t c = c0; c < c1; c++) out[c - c0] = gelu_grad_times(x[c], g[c]);
+        return static_cast<const float*>(out);
+      },
+      [=](int64_t n, int64_t c0, int64_t c1) {
+        prefetch_floats(pre + n * OC + c0, c1 - c0);
+        prefetch_floats(dact + n * OC + c0, c1 - c0);
+      });
   if (dinp) gemm_prepared(false, true, N, C, OC, dpre, d, weight, nullptr, dinp, 1.0f, false);
   gemm_prepared(true, false, C, OC, N, inp, nullptr, dpre, d, dweight, 1.0f, true);
 }

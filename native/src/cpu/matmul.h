@@ -187,6 +187,12 @@ const void* kept_operand(const float* src, int layout, int64_t n);
 // keeps it for the backward as its own. Null where the matmul converts p itself (fp32, outside a
 // training forward, past the OperandCache's budget). The op still writes p's fp32 values.
 void* operand_made_here(const float* p, int64_t n);
+// The same for a p that nothing but that matmul reads (its forward, and its backward through the
+// kept copy): GELU's and SwiGLU's outputs, read by the MLP's second matmul, and attention's, read
+// by the output projection. Where this returns a copy, the op writes the copy alone and leaves p
+// unwritten: a training step then never moves p's fp32 values through memory. Where it returns
+// null, the op writes p as usual.
+void* operand_instead_here(const float* p, int64_t n);
 // gemm with either operand already converted by shared_operand (null: converted as gemm does).
 void gemm_prepared(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, const void* a_pre,
                    const float* B, const void* b_pre, float* C, float alpha, bool accumulate);

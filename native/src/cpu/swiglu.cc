@@ -1,6 +1,7 @@
 // SwiGLU forward/backward (silu(gate) * up), vectorised with fast_exp; reference loops in double.
 #include "cpu/swiglu.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common.h"
@@ -10,18 +11,26 @@
 namespace s2s {
 
 void swiglu_forward(float* out, const float* h, int64_t N, int64_t F) {
-  // the next matmul's copy of each row too, while the row is in cache (operand_made_here)
-  void* copy = operand_made_here(out, N * F);
+  // in a training forward with bf16 matmuls, only the next matmul's copy of each row, through L1 a
+  // block at a time: that matmul is all that reads it (operand_instead_here)
+  void* copy = operand_instead_here(out, N * F);
   const CpuMatmul mode = current_matmul();
   const size_t esz = operand_size(mode);
+  constexpr int64_t kBlock = 4096;
 #pragma omp parallel for schedule(static) if (N * F >= kMinParallelWork)
   for (int64_t n = 0; n < N; n++) {
     const float* g = h + n * 2 * F;
     const float* u = g + F;
-    float* o = out + n * F;
+    prefetch_row_ahead(h, n, N, 2 * F);  // (see gelu_forward)
+    float block[kBlock];
+    for (int64_t f0 = 0; f0 < F; f0 += kBlock) {
+      const int64_t f1 = std::min(F, f0 + kBlock);
+      float* o = copy ? block : out + n * F + f0;
+      const float *gf = g + f0, *uf = u + f0;
 #pragma omp simd
-    for (int64_t f = 0; f < F; f++) o[f] = g[f] / (1.0f + fast_exp(-g[f])) * u[f];
-    if (copy) to_operand(static_cast<char*>(copy) + n * F * esz, o, F, mode);
+      for (int64_t f = 0; f < f1 - f0; f++) o[f] = gf[f] / (1.0f + fast_exp(-gf[f])) * uf[f];
+      if (copy) to_operand(static_cast<char*>(copy) + (n * F + f0) * esz, block, f1 - f0, mode);
+    }
   }
 }
 

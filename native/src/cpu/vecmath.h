@@ -38,4 +38,15 @@ inline float fast_tanh(float x) {
   return 1.0f - 2.0f / (fast_exp(2.0f * x) + 1.0f);
 }
 
+// Asks for the n floats from p (a line at a time) ahead of a loop that reads them once: streaming
+// ops read their next block while computing this one (the hardware prefetcher lags them here).
+inline void prefetch_floats(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+}
+// Row n + kRowsAhead of rows [N, C] at base, where a row loop is at row n (nothing past row N).
+constexpr int64_t kRowsAhead = 2;
+inline void prefetch_row_ahead(const float* base, int64_t n, int64_t N, int64_t C) {
+  if (n + kRowsAhead < N) prefetch_floats(base + (n + kRowsAhead) * C, C);
+}
+
 }  // namespace s2s
