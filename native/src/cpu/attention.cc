@@ -72,6 +72,26 @@ void pack_heads(void* dst, const float* src, int64_t width, int64_t off, int rep
                    src + ((int64_t)b * T + t) * width + off + (int64_t)(h / rep) * hd, hd, mode);
 }
 
+// q, k, v [B, NH, T, hd] <- the query, key and value heads of qkv [B, T, qkv_width] (key/value head
+// h / G for query head h), converted to `mode`: pack_heads for all three in one pass over qkv's rows,
+// each row read once and whole (three column-strided passes read each row's lines three times).
+void pack_qkv_heads(void* q, void* k, void* v, const float* qkv, const AttnShape& s, CpuMatmul mode) {
+  const int NH = s.NH, T = s.T, hd = s.hd, G = s.group();
+  const int64_t W = s.qkv_width(), koff = s.q_width(), voff = s.q_width() + s.kv_width(), rows = (int64_t)s.B * T;
+  const size_t esz = operand_size(mode);
+#pragma omp parallel for schedule(static) if (rows * W >= kMinParallelWork)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t b = r / T, t = r % T;
+    const float* row = qkv + r * W;
+    for (int h = 0; h < NH; h++) {
+      const int64_t at = (((b * NH + h) * T + t) * hd) * (int64_t)esz;
+      to_operand(static_cast<char*>(q) + at, row + (int64_t)h * hd, hd, mode);
+      to_operand(static_cast<char*>(k) + at, row + koff + (int64_t)(h / G) * hd, hd, mode);
+      to_operand(static_cast<char*>(v) + at, row + voff + (int64_t)(h / G) * hd, hd, mode);
+    }
+  }
+}
+
 // The heads of dst [B, T, width] from column `off` (NH / rep of them) <- src [B, NH, T, hd], head j
 // the sum of src heads j rep .. j rep + rep - 1 (a key/value head's group); overwrites.
 void unpack_heads(float* dst, int64_t width, int64_t off, const float* src, int rep, const AttnShape& s) {
@@ -157,17 +177,14 @@ void forward_rows(float* out, float* att, const void* q, const void* k, const vo
 
 void attention_forward(float* out, float* att, const float* qkv, const AttnShape& s) {
   const CpuMatmul mode = current_matmul();
-  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd, G = s.group();
-  const int64_t W = s.qkv_width(), QW = s.q_width(), BH = (int64_t)B * NH;
-  const int64_t koff = s.q_width(), voff = s.q_width() + s.kv_width();
+  const int B = s.B, T = s.T, NH = s.NH, hd = s.hd;
+  const int64_t QW = s.q_width(), BH = (int64_t)B * NH;
   const size_t esz = operand_size(mode);
   Scratch& x = scratch();
   void* q = kept_or(x.q, qkv, kQ, BH * T * hd, mode);
   void* k = kept_or(x.k, qkv, kK, BH * T * hd, mode);
   void* v = kept_or(x.v, qkv, kV, BH * T * hd, mode);
-  pack_heads(q, qkv, W, 0, 1, s, mode);
-  pack_heads(k, qkv, W, koff, G, s, mode);
-  pack_heads(v, qkv, W, voff, G, s, mode);
+  pack_qkv_heads(q, k, v, qkv, s, mode);
   // the probabilities as the products read them: kept whole for the backward, else a group's room
   const bool convert = mode != CpuMatmul::fp32;
   const int group = rows_per_group(s);
