@@ -147,6 +147,9 @@ export function getNumThreads(): number;
 /** GFLOP/s of an M x K by K x N matmul through the engine's path at `precision` (default fp32;
  * bf16 is refused where the processor lacks it natively, see cpuBf16()), writing `outputs`
  * (default 1, at most 4096 and 4 GiB in all) results in turn. */
+/** With S2S_PROFILE_OPS=1 (read at startup), forgets the op times so far: the table printed at exit
+ * then covers only what ran after this call (steady steps, say). Call it between engine calls. */
+export function opProfileReset(): void;
 export function measureSgemm(M: number, N: number, K: number, iters: number, precision?: CpuPrecision, outputs?: number): Promise<number>;
 /** How CPU matmuls multiply: fp32; bf16 inputs with fp32 accumulation (AMX / AVX512-BF16); or bf16's numbers emulated. */
 export type CpuPrecision = 'fp32' | 'bf16' | 'bf16-emulated';

@@ -4,6 +4,7 @@
 //   node benchmarks/profile/step.mjs [V,L,NH,C,B,T[,KVH,F]] [steps]   (default: the 10m config, 6 steps)
 // GPT-2 shaped, or Llama shaped (tied embeddings, as the bench's smollm2-135m) when KVH and F
 // (key/value heads, FFN size) follow: SmolLM2-135M's shape is 49152,30,9,576,2,256,3,1536.
+// With S2S_PROFILE_OPS=1, the op table printed at exit covers the steps after the 2 warm-ups only.
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -19,6 +20,7 @@ const targets = Int32Array.from({ length: N }, (_, i) => (i * 104729 + 1) % V);
 const dlogprob = new Float32Array(N).fill(-1 / N);
 const times = [];
 for (let s = 0; s < steps; s++) {
+  if (s === 2) native.opProfileReset();
   console.log(`MARK step ${s}`);
   let t = performance.now();
   const t0 = t;

@@ -43,6 +43,12 @@ bool op_profile_enabled() {
   return on;
 }
 
+void op_profile_reset() {
+  Totals& t = totals();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.by_op.clear();
+}
+
 void op_profile_add(const char* name, double ms) {
   Totals& t = totals();
   std::lock_guard<std::mutex> lock(t.mu);

@@ -9,6 +9,9 @@ namespace s2s {
 
 bool op_profile_enabled();
 void op_profile_add(const char* name, double ms);
+// Forgets what was timed so far (the table then covers what runs after: steady steps, not the
+// first ones that fault their memory in). Call it between engine calls.
+void op_profile_reset();
 
 class OpTimer {
  public:

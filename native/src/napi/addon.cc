@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "common.h"
 #include "cpu/matmul.h"
+#include "cpu/op_profile.h"
 #include "napi/engine_call.h"
 #include "napi/group_wrap.h"
 #include "napi/model_wrap.h"
@@ -135,6 +136,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("measureSgemm", Napi::Function::New(env, MeasureSgemm));
+  exports.Set("opProfileReset", Napi::Function::New(env, [](const Napi::CallbackInfo&) { op_profile_reset(); }));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatusJs));
   exports.Set("cudaPrecision", Napi::Function::New(env, CudaPrecisionJs));
   exports.Set("cpuPrecision", Napi::Function::New(env, CpuPrecisionJs));
