@@ -21,7 +21,7 @@ function profile(reset: boolean): Map<string, number> {
       ${reset ? 'n.opProfileReset();' : ''}
       await m.forward(tok, tok, 2, 16);
     })();`;
-  const env = { ...process.env, S2S_PROFILE_OPS: '1', S2S_NUM_THREADS: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, S2S_PROFILE_OPS: '1', S2S_NUM_THREADS: '1' };
   delete env.NODE_OPTIONS;
   const r = spawnSync(process.execPath, ['-e', script], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
   expect(r.status, r.stderr).toBe(0);
