@@ -185,9 +185,6 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   void* k = kept_or(x.k, qkv, kK, BH * T * hd, mode);
   void* v = kept_or(x.v, qkv, kV, BH * T * hd, mode);
   pack_qkv_heads(q, k, v, qkv, s, mode);
-  // the probabilities as the products read them: kept whole for the backward, else a group's room
-  const bool convert = mode != CpuMatmul::fp32;
-  const int group = rows_per_group(s);
   if (attention_amx_usable(s, mode)) {
     // a training forward whose backward runs on AMX too keeps each row's softmax, not the squares
     RowSoftmax* stats = attention_amx_backward_usable(s, mode) ? kept_stats_room(att, BH * T) : nullptr;
@@ -196,6 +193,9 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
                           static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
     return;
   }
+  // the probabilities as the products read them: kept whole for the backward, else a group's room
+  const bool convert = mode != CpuMatmul::fp32;
+  const int group = rows_per_group(s);
   void* kept_p = convert ? kept_operand_room(att, kP, BH * T * T) : nullptr;
   void* p_room = convert && !kept_p ? room(x.p, (int64_t)group * NH * T * T, mode) : nullptr;
   const int64_t heads_per_row = (int64_t)NH * T * hd, squares_per_row = (int64_t)NH * T * T;

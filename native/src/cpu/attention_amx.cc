@@ -308,13 +308,12 @@ S2S_AMX_TARGET inline void softmax_row_again(float* a, int i, int ncols, float s
 }
 
 // One head: out_h is its first output row's first column (rows QW apart), copy_h the same place in
-// the output's bf16 copy (null: none is made; else it is made instead of out), att_h / p_h its T x T probabilities (p_h may be
-// null), or, when stats_h is not null, its rows' softmax_row results there instead (neither
-// square is written).
+// the output's bf16 copy (null: none is made; else it is made instead of out), att_h / p_h its
+// T x T probabilities (p_h may be null), or, when stats_h is not null, its rows' softmax_row
+// results there instead (neither square is written).
 S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
-                                 RowSoftmax* stats_h,
-                                 const uint16_t* q, const uint16_t* k, const uint16_t* v, int T, int hd, float scale,
-                                 Work& w) {
+                                 RowSoftmax* stats_h, const uint16_t* q, const uint16_t* k, const uint16_t* v, int T,
+                                 int hd, float scale, Work& w) {
   const int Tp = (T + 31) / 32 * 32;
   // rows of att (and of p) start 64 bytes apart and fill whole lines
   const bool stream = T % 32 == 0 && reinterpret_cast<uintptr_t>(att_h) % 64 == 0 &&

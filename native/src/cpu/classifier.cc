@@ -5,6 +5,7 @@
 // embedding.
 #include "cpu/classifier.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common.h"
@@ -29,8 +30,7 @@ int64_t chunk_rows(const ClassifierArgs& a) { return a.logits ? a.N : a.chunk; }
 // backward's loop waiting on loads).
 constexpr int kStripe = 256, kAhead = 2048;
 inline void prefetch_ahead(const float* row, int v0, int V) {
-  const int p1 = v0 + kAhead + kStripe < V ? v0 + kAhead + kStripe : V;
-  for (int p = v0 + kAhead; p < p1; p += 16) __builtin_prefetch(row + p);
+  if (v0 + kAhead < V) prefetch_floats(row + v0 + kAhead, std::min(kStripe, V - v0 - kAhead));
 }
 
 }  // namespace

@@ -364,8 +364,7 @@ const float* transposed(const float* src, int64_t R, int64_t K) {
 // them as the matmuls read them (to_operand in `mode`), so the gradient is read once for both.
 // (A range spans whole rows' worth of a thread's share: narrower blocks, read a few hundred bytes a
 // row several KiB apart, defeat the prefetcher; even so it lags, so ahead(n, c0, c1) asks for what
-// rows(n, ...) will read, kAheadRows rows before it is read.)
-constexpr int64_t kAheadRows = 2;
+// rows(n, ...) will read, kRowsAhead rows before it is read.)
 template <class Rows, class Ahead>
 void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul mode, Rows&& rows, Ahead&& ahead) {
   const size_t esz = operand_size(mode);
@@ -377,9 +376,9 @@ void column_pass(float* dbias, int64_t N, int64_t OC, void* converted, CpuMatmul
     const int64_t c0 = part * width, c1 = c0 + width < OC ? c0 + width : OC;
     if (c0 >= c1) continue;
     std::vector<float> acc(dbias ? c1 - c0 : 0, 0.0f), scratch(c1 - c0);
-    for (int64_t n = 0; n < std::min(N, kAheadRows); n++) ahead(n, c0, c1);
+    for (int64_t n = 0; n < std::min(N, kRowsAhead); n++) ahead(n, c0, c1);
     for (int64_t n = 0; n < N; n++) {
-      if (n + kAheadRows < N) ahead(n + kAheadRows, c0, c1);
+      if (n + kRowsAhead < N) ahead(n + kRowsAhead, c0, c1);
       const float* row = rows(n, c0, c1, scratch.data());
       if (dbias)
         for (int64_t c = 0; c < c1 - c0; c++) acc[c] += row[c];
