@@ -106,6 +106,10 @@ class Transformer final : public ModelBackend {
     Array<int32_t> tokens, targets;
   } head_;
   int B_ = 0, T_ = 0;
+  // The gradients are known to hold zeros (allocated, zero_grad, or read by AdamW, which zeroes
+  // them): the next backward's weight products write their gradients rather than add to them. Any
+  // backward, and any pointer to the gradients given out for writing, clears it.
+  bool grads_zero_ = false;
   bool logits_stored_ = false;    // head_.logits holds every row's logits (within the memory budget)
   bool logits_consumed_ = false;  // backward turned them into dlogits; a second backward recomputes
   bool head_ran_ = false;         // the last forward ran the LM head (backward may take dlogprob)

@@ -62,7 +62,12 @@ float* Transformer<Arch, D>::buffer(BufferKind k, bool allocate) {
   if (b.size() != num_params_) {
     if (!allocate) return nullptr;
     b.allocate_zeroed(num_params_);
+    if (k == BufferKind::grads) {
+      grads_zero_ = true;
+      return b.data();  // (allocated just now: nothing written since)
+    }
   }
+  if (k == BufferKind::grads && allocate) grads_zero_ = false;
   // A writable pointer to the parameters: whatever is written next makes what was derived stale.
   if (k == BufferKind::params && allocate) params_changed();
   return b.data();
@@ -203,7 +208,11 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
   check_backward_inputs(cfg_, dlogprob, dvalue, B_, T_, head_ran_);
   const int B = B_, T = T_, C = cfg_.channels, V = cfg_.vocab_size;
   const int64_t N = (int64_t)B * T;
-  buffer(BufferKind::grads, true);
+  if (grads.size() != num_params_) buffer(BufferKind::grads, true);
+  // Zeroed gradients are written rather than added to; from here on they are not known to be zero
+  // (whatever becomes of this call).
+  const bool accumulate = !grads_zero_;
+  grads_zero_ = false;
   const Params& p = view(params);
   const Params& g = view(grads);
   Head& h = head_;
@@ -218,7 +227,7 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
     if (!keep) h.chunk.reserve(D::kTraits.classifier_chunk * V);
     ClassifierArgs ca{acts_.lnf.data(), p.lm_head, h.targets.data(), N, C, V, last_inv_temp_,
                       keep ? h.logits.data() : nullptr, h.chunk.data(), D::kTraits.classifier_chunk, ops_.precision()};
-    ops_.classifier_backward(ca, dlnf, g.lm_head, h.dlogprob.data(), h.lse.data());
+    ops_.classifier_backward(ca, dlnf, g.lm_head, h.dlogprob.data(), h.lse.data(), accumulate);
     logits_consumed_ = logits_consumed_ || keep;  // the stored logits now hold dlogits
   } else {
     gacts_.dlnf.zero(N * C);
@@ -228,13 +237,15 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
     h.dvalue.upload(dvalue, N);
     ops_.value_head_backward(dlnf, g.score, h.dvalue.data(), acts_.lnf.data(), p.score, N, C);
   }
-  Arch::backward(ops_, cfg_, p, g, tables_, acts_, gacts_, h.tokens.data(), B, T);
+  Arch::backward(ops_, cfg_, p, g, tables_, acts_, gacts_, h.tokens.data(), B, T, accumulate);
   ops_.synchronize();
 }
 
 template <class Arch, class D>
 void Transformer<Arch, D>::zero_grad() {
-  if (grads.size() == num_params_) grads.zero();
+  if (grads.size() != num_params_) return;
+  grads.zero();
+  grads_zero_ = true;
 }
 
 template <class Arch, class D>
@@ -244,7 +255,7 @@ double Transformer<Arch, D>::step(const AdamWConfig& o) {
   invalidate_activations();
   double norm = ops_.grad_norm(g, num_params_);
   if (!std::isfinite(norm)) {
-    grads.zero();
+    zero_grad();
     throw Error("step skipped: the gradient norm is not finite (" + std::to_string(norm) +
                 "); parameters and optimizer state are unchanged and the gradients were zeroed");
   }
@@ -253,7 +264,7 @@ double Transformer<Arch, D>::step(const AdamWConfig& o) {
   // The second moment holds squared gradients in float: an element above sqrt(FLT_MAX) would make
   // it Inf, and AdamW would then freeze that parameter for good. No element exceeds the norm.
   if (norm * scale > 1.8e19) {
-    grads.zero();
+    zero_grad();
     throw Error("step skipped: the gradient norm (" + std::to_string(norm) +
                 ") is too large for AdamW's second moment in float (its squares overflow); parameters and "
                 "optimizer state are unchanged and the gradients were zeroed (maxGradNorm clips it)");
@@ -268,6 +279,7 @@ double Transformer<Arch, D>::step(const AdamWConfig& o) {
     ops_.adamw_update(params.data() + t.offset, g + t.offset, m + t.offset, v + t.offset, t.numel, o.lr, o.beta1,
                       o.beta2, o.eps, t.decay ? o.weight_decay : 0.0f, adam_step, scale);
   ops_.synchronize();
+  grads_zero_ = true;
   // a device whose update saw every new parameter finite spares the next call the scan
   if (ops_.take_updates_finite()) params_checked_ = true;
   return norm;

@@ -180,6 +180,44 @@ TEST(backward_twice_equals_double_gradient) {
   EXPECT_CLOSE(m.grads.data(), once.data(), once.size(), 1e-5);
 }
 
+// A backward after a step (or zero_grad) writes the weight gradients instead of adding to the zeros
+// there; gradients written from outside since (write_buffer, a pointer given out for writing) must
+// still be added to, and zero_grad makes the next backward write again.
+TEST(a_backward_adds_to_gradients_written_since_the_step) {
+  GPT m(tiny(false));
+  m.init_weights(5);
+  int B = 2, T = 5, V = m.config().vocab_size;
+  auto tok = tokens_for(B, T, V, 2);
+  Vec w(B * T, -0.1f);
+  const size_t P = m.num_params();
+  m.forward(tok.data(), tok.data(), B, T, {});
+  m.backward(w.data(), nullptr);
+  m.step({});
+  m.forward(tok.data(), tok.data(), B, T, {});
+  m.backward(w.data(), nullptr);  // onto the zeros the step left
+  Vec g1(m.grads.data(), m.grads.data() + P);
+  EXPECT(std::any_of(g1.begin(), g1.end(), [](float x) { return x != 0.0f; }));
+  Vec g0(P), want(P);
+  for (size_t i = 0; i < P; i++) {
+    g0[i] = 0.25f + 0.001f * (float)(i % 7);
+    want[i] = g0[i] + g1[i];
+  }
+  m.write_buffer(BufferKind::grads, 0, P, g0.data());
+  m.forward(tok.data(), tok.data(), B, T, {});
+  m.backward(w.data(), nullptr);
+  EXPECT_CLOSE(m.grads.data(), want.data(), P, 1e-6);
+  m.zero_grad();
+  float* g = m.buffer(BufferKind::grads, true);
+  std::copy(g0.begin(), g0.end(), g);
+  m.forward(tok.data(), tok.data(), B, T, {});
+  m.backward(w.data(), nullptr);
+  EXPECT_CLOSE(m.grads.data(), want.data(), P, 1e-6);
+  m.zero_grad();
+  m.forward(tok.data(), tok.data(), B, T, {});
+  m.backward(w.data(), nullptr);
+  EXPECT_CLOSE(m.grads.data(), g1.data(), P, 1e-6);
+}
+
 TEST(value_only_forward_skips_the_head_but_not_the_values_or_their_gradients) {
   GPT m(tiny());
   m.init_weights(11);

@@ -702,9 +702,11 @@ void gemm_cases() {
 }
 
 // A Conv1D layer's three gradients in double from the gradient at its output (dout(i), i over
-// [N, OC]): dinp written (when has_dinp), dweight and dbias (when has_bias) accumulated.
+// [N, OC]): dinp written (when has_dinp), dweight accumulated (written when not `accumulate`) and
+// dbias (when has_bias) accumulated.
 template <class Dout>
-void ref_matmul_backward(Host& h, Dout&& dout, int64_t N, int64_t C, int64_t OC, bool has_dinp, bool has_bias) {
+void ref_matmul_backward(Host& h, Dout&& dout, int64_t N, int64_t C, int64_t OC, bool has_dinp, bool has_bias,
+                         bool accumulate) {
   const float *inp = h.F("inp").data(), *w = h.F("weight").data();
   VecD dinp(N * C), dw(C * OC), db(OC);
   for (int64_t n = 0; n < N; n++)
@@ -717,9 +719,18 @@ void ref_matmul_backward(Host& h, Dout&& dout, int64_t N, int64_t C, int64_t OC,
       }
     }
   if (has_dinp) assign(h.F("dinp"), dinp);
-  add_to(h.F("dweight"), dw);
+  if (accumulate) add_to(h.F("dweight"), dw);
+  else assign(h.F("dweight"), dw);
   if (has_bias) add_to(h.F("dbias"), db);
 }
+
+// The weight gradient of a backward op: added to (random values before), or, with accumulate false,
+// written over NaN (which it must never read).
+void weight_grad(Host& h, const char* name, int64_t n, bool accumulate) {
+  if (accumulate) h.uniform(name, n, -1, 1, Role::inout);
+  else h.out(name, n);
+}
+std::string written(bool accumulate) { return accumulate ? "" : " weight gradient written"; }
 
 void matmul_cases() {
   struct S {
@@ -749,33 +760,36 @@ void matmul_cases() {
           ops.matmul_forward(t.F("out"), t.F("inp"), t.F("weight"), has_bias ? t.F("bias") : nullptr, N, C, OC);
         })
         .large = s.large;
-    OpCase& b = add(
-        "matmul_backward", shape + (has_bias ? "" : " no dbias") + (has_dinp ? "" : " no dinp"),
-        [=](Host& h) {
-          h.uniform("inp", N * C);
-          h.uniform("weight", C * OC);
-          h.uniform("bias", OC);
-          h.uniform("dout", N * OC);
-          if (has_dinp) h.out("dinp", N * C);
-          h.uniform("dweight", C * OC, -1, 1, Role::inout);  // gradients accumulate
-          h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
-        },
-        [=](Host& h) {
-          const float* dout = h.F("dout").data();
-          ref_matmul_backward(h, [&](int64_t i) { return (double)dout[i]; }, N, C, OC, has_dinp, has_bias);
-        },
-        [=](auto& ops, auto& t) {
-          ops.matmul_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
-                              t.F("dout"), t.F("inp"), t.F("weight"), N, C, OC);
-        });
-    b.large = s.large;
-    if (!s.large) {
-      b.loss = [=](const Host& h) {
-        return dot(h.F("dout"), ref_matmul(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC));
-      };
-      b.grads = {{"weight", "dweight"}};
-      if (has_dinp) b.grads.push_back({"inp", "dinp"});
-      if (has_bias) b.grads.push_back({"bias", "dbias"});
+    for (bool acc : {true, false}) {
+      if (!acc && s.large && OC != 1000) continue;  // written: the small shapes and one large
+      OpCase& b = add(
+          "matmul_backward", shape + (has_bias ? "" : " no dbias") + (has_dinp ? "" : " no dinp") + written(acc),
+          [=](Host& h) {
+            h.uniform("inp", N * C);
+            h.uniform("weight", C * OC);
+            h.uniform("bias", OC);
+            h.uniform("dout", N * OC);
+            if (has_dinp) h.out("dinp", N * C);
+            weight_grad(h, "dweight", C * OC, acc);
+            h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
+          },
+          [=](Host& h) {
+            const float* dout = h.F("dout").data();
+            ref_matmul_backward(h, [&](int64_t i) { return (double)dout[i]; }, N, C, OC, has_dinp, has_bias, acc);
+          },
+          [=](auto& ops, auto& t) {
+            ops.matmul_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
+                                t.F("dout"), t.F("inp"), t.F("weight"), N, C, OC, acc);
+          });
+      b.large = s.large;
+      if (!s.large) {
+        b.loss = [=](const Host& h) {
+          return dot(h.F("dout"), ref_matmul(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC));
+        };
+        b.grads = {{"weight", "dweight"}};
+        if (has_dinp) b.grads.push_back({"inp", "dinp"});
+        if (has_bias) b.grads.push_back({"bias", "dbias"});
+      }
     }
   }
 }
@@ -792,8 +806,9 @@ void gelu_matmul_cases() {
               S{300, 48, 192, true, true}}) {
     int64_t N = s.N, C = s.C, OC = s.OC;
     bool in_place = s.in_place, has_dinp = s.dinp;
+    const bool acc = N != 64;  // one shape writes dweight
     std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " OC" + std::to_string(OC) +
-                        (in_place ? " in place" : "") + (has_dinp ? "" : " no dinp");
+                        (in_place ? " in place" : "") + (has_dinp ? "" : " no dinp") + written(acc);
     OpCase& b = add("gelu_matmul_backward", shape,
         [=](Host& h) {
           h.uniform("bias", OC);  // the layer's, for the finite differences' forward
@@ -803,17 +818,17 @@ void gelu_matmul_cases() {
           h.uniform("dact", N * OC, -1, 1, in_place ? Role::scratch : Role::in);
           if (!in_place) h.scratch("dpre", N * OC);
           if (has_dinp) h.out("dinp", N * C);
-          h.uniform("dweight", C * OC, -1, 1, Role::inout);
+          weight_grad(h, "dweight", C * OC, acc);
           h.uniform("dbias", OC, -1, 1, Role::inout);
         },
         [=](Host& h) {
           const float *pre = h.F("pre").data(), *dact = h.F("dact").data();
-          ref_matmul_backward(h, [&](int64_t i) { return gelu_grad(pre[i]) * dact[i]; }, N, C, OC, has_dinp, true);
+          ref_matmul_backward(h, [&](int64_t i) { return gelu_grad(pre[i]) * dact[i]; }, N, C, OC, has_dinp, true, acc);
         },
         [=](auto& ops, auto& t) {
           float* dpre = in_place ? t.F("dact") : t.F("dpre");
           ops.gelu_matmul_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), t.F("dbias"), dpre, t.F("pre"),
-                                   t.F("dact"), t.F("inp"), t.F("weight"), N, C, OC);
+                                   t.F("dact"), t.F("inp"), t.F("weight"), N, C, OC, acc);
         });
     if (N * C * OC < 100000) {
       // the layer's loss with GELU's gradient at its output held fixed
@@ -862,46 +877,50 @@ void linear_cases() {
           ops.linear_forward(t.F("out"), t.F("inp"), t.F("weight"), has_bias ? t.F("bias") : nullptr, N, C, OC);
         })
         .large = s.large;
-    OpCase& b = add(
-        "linear_backward", shape + (has_bias ? "" : " no dbias") + (has_dinp ? "" : " no dinp"),
-        [=](Host& h) {
-          h.uniform("inp", N * C);
-          h.uniform("weight", OC * C);
-          h.uniform("bias", OC);
-          h.uniform("dout", N * OC);
-          if (has_dinp) h.out("dinp", N * C);
-          h.uniform("dweight", OC * C, -1, 1, Role::inout);  // gradients accumulate
-          h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
-        },
-        [=](Host& h) {
-          // out = inp W^T + b:  dinp = dout W, dW = dout^T inp, db = sum over rows of dout
-          const float *inp = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
-          VecD dinp(N * C), dw(OC * C), db(OC);
-          for (int64_t n = 0; n < N; n++)
-            for (int64_t o = 0; o < OC; o++) {
-              double d = dout[n * OC + o];
-              db[o] += d;
-              for (int64_t c = 0; c < C; c++) {
-                dinp[n * C + c] += d * w[o * C + c];
-                dw[o * C + c] += d * inp[n * C + c];
+    for (bool acc : {true, false}) {
+      if (!acc && s.large && OC != 1000) continue;  // written: the small shapes and one large
+      OpCase& b = add(
+          "linear_backward", shape + (has_bias ? "" : " no dbias") + (has_dinp ? "" : " no dinp") + written(acc),
+          [=](Host& h) {
+            h.uniform("inp", N * C);
+            h.uniform("weight", OC * C);
+            h.uniform("bias", OC);
+            h.uniform("dout", N * OC);
+            if (has_dinp) h.out("dinp", N * C);
+            weight_grad(h, "dweight", OC * C, acc);
+            h.uniform("dbias", OC, -1, 1, has_bias ? Role::inout : Role::in);
+          },
+          [=](Host& h) {
+            // out = inp W^T + b:  dinp = dout W, dW = dout^T inp, db = sum over rows of dout
+            const float *inp = h.F("inp").data(), *w = h.F("weight").data(), *dout = h.F("dout").data();
+            VecD dinp(N * C), dw(OC * C), db(OC);
+            for (int64_t n = 0; n < N; n++)
+              for (int64_t o = 0; o < OC; o++) {
+                double d = dout[n * OC + o];
+                db[o] += d;
+                for (int64_t c = 0; c < C; c++) {
+                  dinp[n * C + c] += d * w[o * C + c];
+                  dw[o * C + c] += d * inp[n * C + c];
+                }
               }
-            }
-          if (has_dinp) assign(h.F("dinp"), dinp);
-          add_to(h.F("dweight"), dw);
-          if (has_bias) add_to(h.F("dbias"), db);
-        },
-        [=](auto& ops, auto& t) {
-          ops.linear_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
-                              t.F("dout"), t.F("inp"), t.F("weight"), N, C, OC);
-        });
-    b.large = s.large;
-    if (!s.large) {
-      b.loss = [=](const Host& h) {
-        return dot(h.F("dout"), ref_linear(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC));
-      };
-      b.grads = {{"weight", "dweight"}};
-      if (has_dinp) b.grads.push_back({"inp", "dinp"});
-      if (has_bias) b.grads.push_back({"bias", "dbias"});
+            if (has_dinp) assign(h.F("dinp"), dinp);
+            if (acc) add_to(h.F("dweight"), dw);
+            else assign(h.F("dweight"), dw);
+            if (has_bias) add_to(h.F("dbias"), db);
+          },
+          [=](auto& ops, auto& t) {
+            ops.linear_backward(has_dinp ? t.F("dinp") : nullptr, t.F("dweight"), has_bias ? t.F("dbias") : nullptr,
+                                t.F("dout"), t.F("inp"), t.F("weight"), N, C, OC, acc);
+          });
+      b.large = s.large;
+      if (!s.large) {
+        b.loss = [=](const Host& h) {
+          return dot(h.F("dout"), ref_linear(h.F("inp").data(), h.F("weight").data(), h.F("bias").data(), N, C, OC));
+        };
+        b.grads = {{"weight", "dweight"}};
+        if (has_dinp) b.grads.push_back({"inp", "dinp"});
+        if (has_bias) b.grads.push_back({"bias", "dbias"});
+      }
     }
   }
 }
@@ -1637,7 +1656,9 @@ void classifier_cases() {
           });
       f.large = s.large;
       f.each_of["logprob"] = {0, 1e-4};  // a position without a target gets exactly 0
-      OpCase& b = add("classifier_backward", shape,
+      // dwte accumulates (the tied embedding's gradient), or is written over NaN by the first chunk
+      const bool acc = V != 1543;
+      OpCase& b = add("classifier_backward", shape + written(acc),
           [=](Host& h) {
             inputs(h);
             h.scratch("logprob", N);
@@ -1645,7 +1666,7 @@ void classifier_cases() {
             h.scratch("lse", N);
             h.uniform("dlogprob", N);
             h.out("dlnf", N * C);
-            h.uniform("dwte", (size_t)V * C, -1, 1, Role::inout);  // accumulates (the tied embedding's gradient)
+            weight_grad(h, "dwte", (size_t)V * C, acc);
           },
           [=](Host& h) {
             const float *lnf = h.F("lnf").data(), *wte = h.F("wte").data(), *dlp = h.F("dlogprob").data();
@@ -1665,12 +1686,13 @@ void classifier_cases() {
               }
             }
             assign(h.F("dlnf"), dlnf);
-            add_to(h.F("dwte"), dwte);
+            if (acc) add_to(h.F("dwte"), dwte);
+            else assign(h.F("dwte"), dwte);
           },
           [=](auto& ops, auto& t) {
             ClassifierArgs a = args(ops, t);
             ops.classifier_forward(a, t.F("logprob"), t.F("entropy"), t.F("lse"));
-            ops.classifier_backward(a, t.F("dlnf"), t.F("dwte"), t.F("dlogprob"), t.F("lse"));
+            ops.classifier_backward(a, t.F("dlnf"), t.F("dwte"), t.F("dlogprob"), t.F("lse"), acc);
           });
       b.large = s.large;
       b.tol = {1e-5, 1e-4, 2e-2};

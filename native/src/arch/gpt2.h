@@ -136,10 +136,12 @@ struct GPT2 {
                           p.lnfb, N, C);
   }
 
-  // From d.dlnf (the gradient of a.lnf) back to every parameter's gradient in g (accumulated).
+  // From d.dlnf (the gradient of a.lnf) back to every parameter's gradient in g (added to it; with
+  // accumulate false, g holds zeros and the layers' weight products write theirs instead: the same
+  // values, without reading the zeros).
   template <class D>
   static void backward(D& ops, const ModelConfig& c, const Params& p, const Params& g, const Tables<D>&, Acts<D>& a,
-                       Grads<D>& d, const int32_t* tokens, int B, int T) {
+                       Grads<D>& d, const int32_t* tokens, int B, int T, bool accumulate) {
     const int64_t N = (int64_t)B * T;
     const int C = c.channels, NH = c.num_heads, L = c.num_layers;
     float* dres = d.dres.data();
@@ -155,17 +157,17 @@ struct GPT2 {
       const float* res_in = l == 0 ? a.encoded.data() : a.res3.data() + (l - 1) * N * C;
       // MLP branch
       ops.matmul_backward(d4c, gw.fcprojw, gw.fcprojb, dres, a.fch_gelu.data() + l * N * 4 * C, w.fcprojw, N, 4 * C,
-                          C);
+                          C, accumulate);
       // through GELU into the up-projection (d4c: its gradient in, scratch after)
       ops.gelu_matmul_backward(dc, gw.fcw, gw.fcb, d4c, a.fch.data() + l * N * 4 * C, d4c, a.ln2.data() + l * N * C,
-                               w.fcw, N, C, 4 * C);
+                               w.fcw, N, C, 4 * C, accumulate);
       ops.layernorm_backward(dres, gw.ln2w, gw.ln2b, dc, a.res2.data() + l * N * C, w.ln2w, a.ln2_mean.data() + l * N,
                              a.ln2_rstd.data() + l * N, N, C);
       // attention branch
-      ops.matmul_backward(dc, gw.attprojw, gw.attprojb, dres, a.atty.data() + l * N * C, w.attprojw, N, C, C);
+      ops.matmul_backward(dc, gw.attprojw, gw.attprojb, dres, a.atty.data() + l * N * C, w.attprojw, N, C, C, accumulate);
       ops.attention_backward(d.dqkv.data(), d.datt.data(), dc, a.qkv.data() + l * N * 3 * C,
                              a.att.data() + (int64_t)l * B * NH * T * T, AttnShape{B, T, NH, NH, C / NH});
-      ops.matmul_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, 3 * C);
+      ops.matmul_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, 3 * C, accumulate);
       ops.layernorm_backward(dres, gw.ln1w, gw.ln1b, dc, res_in, w.ln1w, a.ln1_mean.data() + l * N,
                              a.ln1_rstd.data() + l * N, N, C);
     }

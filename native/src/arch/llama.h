@@ -153,9 +153,10 @@ struct Llama {
     ops.rmsnorm_forward(a.lnf.data(), a.lnf_rstd.data(), a.res3.data() + (L - 1) * N * C, p.normw, N, C, eps);
   }
 
+  // As GPT-2's backward (accumulate false: g holds zeros, and the weight products write theirs).
   template <class D>
   static void backward(D& ops, const ModelConfig& c, const Params& p, const Params& g, const Tables<D>& tb,
-                       Acts<D>& a, Grads<D>& d, const int32_t* tokens, int B, int T) {
+                       Acts<D>& a, Grads<D>& d, const int32_t* tokens, int B, int T, bool accumulate) {
     const int64_t N = (int64_t)B * T;
     const int C = c.channels, L = c.num_layers;
     const int64_t F = c.ffn_size;
@@ -170,16 +171,16 @@ struct Llama {
       const Layer& gw = g.layers[l];
       const float* res_in = l == 0 ? a.encoded.data() : a.res3.data() + (l - 1) * N * C;
       // MLP branch
-      ops.linear_backward(d.dact.data(), gw.downw, nullptr, dres, a.act.data() + l * N * F, w.downw, N, F, C);
+      ops.linear_backward(d.dact.data(), gw.downw, nullptr, dres, a.act.data() + l * N * F, w.downw, N, F, C, accumulate);
       ops.swiglu_backward(d.dgu.data(), d.dact.data(), a.gu.data() + l * N * 2 * F, N, F);
-      ops.linear_backward(dc, gw.gateupw, nullptr, d.dgu.data(), a.ln2.data() + l * N * C, w.gateupw, N, C, 2 * F);
+      ops.linear_backward(dc, gw.gateupw, nullptr, d.dgu.data(), a.ln2.data() + l * N * C, w.gateupw, N, C, 2 * F, accumulate);
       ops.rmsnorm_backward(dres, gw.ln2w, dc, a.res2.data() + l * N * C, w.ln2w, a.ln2_rstd.data() + l * N, N, C);
       // attention branch
-      ops.linear_backward(d.datty.data(), gw.ow, nullptr, dres, a.atty.data() + l * N * QW, w.ow, N, QW, C);
+      ops.linear_backward(d.datty.data(), gw.ow, nullptr, dres, a.atty.data() + l * N * QW, w.ow, N, QW, C, accumulate);
       ops.attention_backward(d.dqkv.data(), d.datt.data(), d.datty.data(), a.qkv.data() + l * N * W,
                              a.att.data() + (int64_t)l * B * c.num_heads * T * T, s);
       ops.rope_backward(d.dqkv.data(), tb.cos.data(), tb.sin.data(), nullptr, N, T, W, s.NH + s.KVH, s.hd);
-      ops.linear_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, W);
+      ops.linear_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, W, accumulate);
       ops.rmsnorm_backward(dres, gw.ln1w, dc, res_in, w.ln1w, a.ln1_rstd.data() + l * N, N, C);
     }
     ops.embedding_backward(g.wte, nullptr, dres, tokens, B, T, C);

@@ -70,7 +70,7 @@ void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy,
 }
 
 void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob,
-                         const float* lse) {
+                         const float* lse, bool accumulate) {
   const int V = a.V;
   for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
     int64_t rows = std::min(chunk_rows(a), a.N - r0);
@@ -103,7 +103,9 @@ void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, cons
     }
     const void* d = target ? target : lg;
     gemm_prepared(false, false, rows, a.C, V, lg, d, a.wte, nullptr, dlnf + r0 * a.C, a.inv_temp, false);
-    gemm_prepared(true, false, V, a.C, rows, lg, d, a.lnf + r0 * a.C, nullptr, dwte, a.inv_temp, true);
+    // the first chunk writes dwte unless it is to be added to; the rest add to that
+    gemm_prepared(true, false, V, a.C, rows, lg, d, a.lnf + r0 * a.C, nullptr, dwte, a.inv_temp,
+                  accumulate || r0 > 0);
   }
 }
 

@@ -418,14 +418,14 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC) {
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate) {
   const void* d = dout_operand(dbias, dout, N, OC);
   if (dinp) gemm_prepared(false, true, N, C, OC, dout, d, weight, nullptr, dinp, 1.0f, false);
   if (transpose_pays(N, OC))
     run_gemm(1, 1, C, OC, N, inp, dense_t(C, N), transposed(dout, N, OC), dense_t(N, OC), dweight, dense(C, OC), 1.0f,
-             true, nullptr);
+             accumulate, nullptr);
   else
-    gemm_prepared(true, false, C, OC, N, inp, nullptr, dout, d, dweight, 1.0f, true);
+    gemm_prepared(true, false, C, OC, N, inp, nullptr, dout, d, dweight, 1.0f, accumulate);
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
@@ -436,19 +436,19 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC) {
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate) {
   const void* d = dout_operand(dbias, dout, N, OC);
   if (dinp) run_gemm(1, 1, N, C, OC, dout, dense(N, OC), weight, dense(OC, C), dinp, dense(N, C), 1.0f, false, nullptr, d);
-  // dweight [OC, C] += dout^T @ inp
-  run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, true, nullptr, d);
+  // dweight [OC, C] (+)= dout^T @ inp
+  run_gemm(1, 1, OC, C, N, dout, dense_t(OC, N), inp, dense(N, C), dweight, dense(OC, C), 1.0f, accumulate, nullptr, d);
 }
 
 void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
-                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC) {
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate) {
   const CpuMatmul mode = tl_mode;
   if (mode == CpuMatmul::fp32) {  // the products read dpre itself: write it, then as matmul_backward
     gelu_backward(dpre, pre, dact, N * OC);
-    matmul_backward(dinp, dweight, dbias, dpre, inp, weight, N, C, OC);
+    matmul_backward(dinp, dweight, dbias, dpre, inp, weight, N, C, OC, accumulate);
     return;
   }
   // GELU's gradient made a block of a row at a time, summed into dbias and written as the products
@@ -468,7 +468,7 @@ void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre
         prefetch_floats(dact + n * OC + c0, c1 - c0);
       });
   if (dinp) gemm_prepared(false, true, N, C, OC, dpre, d, weight, nullptr, dinp, 1.0f, false);
-  gemm_prepared(true, false, C, OC, N, inp, nullptr, dpre, d, dweight, 1.0f, true);
+  gemm_prepared(true, false, C, OC, N, inp, nullptr, dpre, d, dweight, 1.0f, accumulate);
 }
 
 void linear_forward_naive(float* out, const float* inp, const float* weight, const float* bias, int64_t N,

@@ -205,27 +205,29 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
 // Linear layer with HF Conv1D's weight layout [C, OC]:  out[N,OC] = inp[N,C] @ weight + bias.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                     int64_t C, int64_t OC);
-// dinp = dout @ weight^T (overwritten; skipped when null), dweight += inp^T @ dout,
-// dbias += column sums of dout (skipped when null).
+// dinp = dout @ weight^T (overwritten; skipped when null), dweight += inp^T @ dout (with accumulate
+// false: dweight = inp^T @ dout, its old values never read; a backward whose gradients are known to
+// be zero passes false, and the product then writes them without reading memory it would add
+// zeros from), dbias += column sums of dout (skipped when null; always added to).
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC);
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate);
 
 // The backward of a Conv1D layer whose output went through GELU (GPT-2's MLP up-projection): with
 // dpre = gelu'(pre) * dact, the gradient at the layer's output, as matmul_backward(dinp, dweight,
-// dbias, dpre, inp, weight, ...). dpre is scratch [N, OC], and may be dact itself: its contents
-// afterwards are unspecified (with bf16 matmuls the CPU never writes it: the gradient goes straight
-// into the operand the products read).
+// dbias, dpre, inp, weight, ..., accumulate). dpre is scratch [N, OC], and may be dact itself: its
+// contents afterwards are unspecified (with bf16 matmuls the CPU never writes it: the gradient goes
+// straight into the operand the products read).
 void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
-                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC);
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate);
 
 // Linear layer with torch.nn.Linear's weight layout [OC, C] (Llama's projections):
 // out[N,OC] = inp[N,C] @ weight^T + bias (bias may be null).
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
                     int64_t OC);
-// dinp = dout @ weight (overwritten; skipped when null), dweight [OC, C] += dout^T @ inp,
-// dbias += column sums of dout (skipped when null).
+// dinp = dout @ weight (overwritten; skipped when null), dweight [OC, C] += dout^T @ inp (= with
+// accumulate false, as matmul_backward), dbias += column sums of dout (skipped when null).
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC);
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate);
 
 void linear_forward_naive(float* out, const float* inp, const float* weight, const float* bias, int64_t N,
                           int64_t C, int64_t OC);

@@ -70,14 +70,15 @@ void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy,
   }
 }
 
-void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob, const float* lse) {
+void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob, const float* lse,
+                         bool accumulate) {
   for (int64_t r0 = 0; r0 < a.N; r0 += chunk_rows(a)) {
     int64_t rows = std::min(chunk_rows(a), a.N - r0);
     float* lg = chunk_logits(a, r0, rows, a.logits == nullptr);
     S2S_LAUNCH(dlogits_kernel, (unsigned)rows, kThreads)(lg, a.V, a.targets, r0, dlogprob, lse);
     S2S_CUDA_LAUNCHED("classifier_backward");
     gemm(false, false, rows, a.C, a.V, lg, a.wte, dlnf + r0 * a.C, a.inv_temp, false, a.precision);
-    gemm(true, false, a.V, a.C, rows, lg, a.lnf + r0 * a.C, dwte, a.inv_temp, true, a.precision);
+    gemm(true, false, a.V, a.C, rows, lg, a.lnf + r0 * a.C, dwte, a.inv_temp, accumulate || r0 > 0, a.precision);
   }
 }
 

@@ -38,17 +38,20 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
           float alpha, bool accumulate, Precision p);
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
                     int64_t OC, Precision p);
+// accumulate: as the CPU's (dweight added to, or written without reading it; dbias always added to).
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate, Precision p);
 // The CPU's gelu_matmul_backward (cpu/matmul.h): here GELU's backward into dpre, then matmul_backward.
 void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
-                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate,
+                          Precision p);
 // torch.nn.Linear's layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias (bias may be null); backward as
-// the CPU's linear_backward (dinp overwritten unless null, dweight and dbias accumulate).
+// the CPU's linear_backward (dinp overwritten unless null, dweight added to unless accumulate is
+// false, dbias added to).
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
                     int64_t OC, Precision p);
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC, Precision p);
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate, Precision p);
 // dst[c] += sum_n scale[n] * src[n, c] over src [N, C] (scale null: all 1): bias and value-head
 // weight gradients.
 void add_column_sums(float* dst, const float* src, const float* scale, int64_t N, int64_t C);
@@ -107,7 +110,8 @@ void gather_rows(float* dst, const float* src, const int64_t* idx, int64_t N, in
 
 // ---- classifier.cu ----
 void classifier_forward(const ClassifierArgs& a, float* logprob, float* entropy, float* lse);
-void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob, const float* lse);
+void classifier_backward(const ClassifierArgs& a, float* dlnf, float* dwte, const float* dlogprob, const float* lse,
+                         bool accumulate);
 
 // ---- value_head.cu ----
 void value_head_forward(float* values, const float* lnf, const float* weight, int64_t N, int C);

@@ -361,16 +361,17 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC, Precision p) {
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate, Precision p) {
   if (dinp) gemm(false, true, N, C, OC, dout, weight, dinp, 1.0f, false, p);
-  gemm(true, false, C, OC, N, inp, dout, dweight, 1.0f, true, p);
+  gemm(true, false, C, OC, N, inp, dout, dweight, 1.0f, accumulate, p);
   if (dbias) add_column_sums(dbias, dout, nullptr, N, OC);
 }
 
 void gelu_matmul_backward(float* dinp, float* dweight, float* dbias, float* dpre, const float* pre, const float* dact,
-                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, Precision p) {
+                          const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate,
+                          Precision p) {
   gelu_backward(dpre, pre, dact, N * OC);
-  matmul_backward(dinp, dweight, dbias, dpre, inp, weight, N, C, OC, p);
+  matmul_backward(dinp, dweight, dbias, dpre, inp, weight, N, C, OC, accumulate, p);
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
@@ -383,9 +384,9 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC, Precision p) {
+                     const float* weight, int64_t N, int64_t C, int64_t OC, bool accumulate, Precision p) {
   if (dinp) gemm(false, false, N, C, OC, dout, weight, dinp, 1.0f, false, p);
-  gemm(true, false, OC, C, N, dout, inp, dweight, 1.0f, true, p);  // dweight [OC, C] += dout^T @ inp
+  gemm(true, false, OC, C, N, dout, inp, dweight, 1.0f, accumulate, p);  // dweight [OC, C] (+)= dout^T @ inp
   if (dbias) add_column_sums(dbias, dout, nullptr, N, OC);
 }
 
