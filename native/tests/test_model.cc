@@ -668,8 +668,8 @@ TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
 // (operand_made_here): the gradients are bit for bit those of the same model converting every
 // operand afresh (S2S_OPERAND_CACHE_MB=0), for GPT-2 and Llama (GQA, a fused gate/up), through two
 // forwards of different shapes before the backward and a second backward of the same forward; and
-// GPT-2 with 32-wide heads at T = 32, where a processor with AMX runs attention on its tiles (the
-// forward's output copy among the kept operands, cpu/attention_amx.cc).
+// GPT-2 with 32-wide heads at T = 32, where a processor with AMX or AVX512-BF16 runs attention in
+// blocks (the forward's output copy among the kept operands, cpu/attention_blocks.cc).
 TEST(kept_bf16_operands_give_the_gradients_of_fresh_conversions) {
   std::vector<const char*> modes = {"bf16-emulated"};
   if (cpu_bf16_support().native) modes.push_back("bf16");

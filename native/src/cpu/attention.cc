@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "common.h"
-#include "cpu/attention_amx.h"
+#include "cpu/attention_blocks.h"
 #include "cpu/matmul.h"
 #include "cpu/vecmath.h"
 
@@ -46,7 +46,7 @@ void* room(HostArray<char>& a, int64_t values, CpuMatmul mode) {
 // A training forward's head-major copies and probabilities in the matmuls' type, kept for its
 // backward (kept_operand_room, cpu/matmul.h) under qkv's and att's addresses: each its own layout.
 enum Layout { kQ = 1, kK, kV, kP, kStats };
-// The AMX forward's RowSoftmax per row, kept under att's address as [B, NH, T] pairs of floats
+// The blocked forward's RowSoftmax per row, kept under att's address as [B, NH, T] pairs of floats
 // (the OperandCache counts in bf16 values: four to a pair).
 RowSoftmax* kept_stats_room(float* att, int64_t rows) {
   return static_cast<RowSoftmax*>(kept_operand_room(att, kStats, rows * 4));
@@ -185,11 +185,11 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   void* k = kept_or(x.k, qkv, kK, BH * T * hd, mode);
   void* v = kept_or(x.v, qkv, kV, BH * T * hd, mode);
   pack_qkv_heads(q, k, v, qkv, s, mode);
-  if (attention_amx_usable(s, mode)) {
-    // a training forward whose backward runs on AMX too keeps each row's softmax, not the squares
-    RowSoftmax* stats = attention_amx_backward_usable(s, mode) ? kept_stats_room(att, BH * T) : nullptr;
+  if (attention_blocks_usable(s, mode)) {
+    // a training forward whose backward runs in blocks too keeps each row's softmax, not the squares
+    RowSoftmax* stats = attention_blocks_backward_usable(s, mode) ? kept_stats_room(att, BH * T) : nullptr;
     void* kept_p = stats ? nullptr : kept_operand_room(att, kP, BH * T * T);
-    attention_forward_amx(out, att, static_cast<uint16_t*>(kept_p), stats, static_cast<const uint16_t*>(q),
+    attention_forward_blocks(out, att, static_cast<uint16_t*>(kept_p), stats, static_cast<const uint16_t*>(q),
                           static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
     return;
   }
@@ -229,7 +229,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const void* k = heads_of(x.k, kK, koff, G);
   const void* v = heads_of(x.v, kV, voff, G);
   const void* kept_p = convert ? kept_operand(att, kP, BH * T * T) : nullptr;
-  if (attention_amx_backward_usable(s, mode)) {  // every head in one pass, datt unused
+  if (attention_blocks_backward_usable(s, mode)) {  // every head in one pass, datt unused
     const RowSoftmax* stats = kept_stats(att, BH * T);  // then att holds nothing
     const int64_t hsize = BH * T * hd;
     if (G > 1) x.grad.reserve((size_t)(2 * hsize));
@@ -238,7 +238,7 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
     auto grad_rows = [&](int i) {
       return HeadRows{x.grad.data() + i * hsize, (int64_t)NH * T * hd, (int64_t)T * hd, hd, NH};
     };
-    attention_backward_amx(dqkv_rows(0), G == 1 ? dqkv_rows(koff) : grad_rows(0),
+    attention_backward_blocks(dqkv_rows(0), G == 1 ? dqkv_rows(koff) : grad_rows(0),
                            G == 1 ? dqkv_rows(voff) : grad_rows(1), dout, att, static_cast<const uint16_t*>(kept_p),
                            stats, static_cast<const uint16_t*>(q), static_cast<const uint16_t*>(k),
                            static_cast<const uint16_t*>(v), s);

@@ -1,14 +1,15 @@
-// Causal attention's products on AMX tiles (see attention_amx.h).
+// Causal attention's products in 32 x 32 blocks (see attention_blocks.h).
 //
-// Tiles: palette 1, all eight 16 rows x 64 bytes. A 32 x 32 block of fp32 results is four
+// AMX tiles: palette 1, all eight 16 rows x 64 bytes. A 32 x 32 block of fp32 results is four
 // accumulator tiles (0-3), fed by two tiles of the left operand (4, 5: 16 rows x 32 bf16 each) and
 // two of the right (6, 7) in the "VNNI" form tdpbf16ps reads: 16 rows, each a pair of consecutive
 // k values for 16 columns. A head's keys and values (and, in the backward, its values, keys,
 // queries and output gradient) are put in that form once (pack_keys, pack_values); queries,
 // probabilities and their gradients are read as left operands as they lie, row-major, except where
 // a product reads a square transposed (dv = p^T dout, dk = dpre^T q): a 32-column strip of it is
-// packed as transposed tiles first (pack_strip_t).
-#include "cpu/attention_amx.h"
+// packed as transposed tiles first (pack_strip_t). Without AMX, AVX512-BF16's vdpbf16ps takes the
+// same packed operands (Block below): a right operand's tile row is one zmm register of 16 pairs.
+#include "cpu/attention_blocks.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -19,11 +20,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common.h"
 #include "cpu/vecmath.h"
 
-#define S2S_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define S2S_BLOCKS_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
 
 namespace s2s {
 
@@ -31,7 +33,6 @@ namespace {
 
 bool amx_permitted() {
   static const bool ok = [] {
-    if (const char* env = std::getenv("S2S_ATTENTION_AMX"); env && std::strcmp(env, "0") == 0) return false;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
     // Linux hands out the tiles' register state only to a process that asks (ARCH_REQ_XCOMP_PERM
@@ -42,6 +43,32 @@ bool amx_permitted() {
   return ok;
 }
 
+bool avx512_bf16_present() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+  }();
+  return ok;
+}
+
+// What multiplies the blocks here (S2S_ATTENTION_BLOCKS, attention_blocks.h): none means the oneDNN
+// path.
+enum class Isa { none, amx, avx512 };
+Isa block_isa() {
+  static const Isa isa = [] {
+    const char* env = std::getenv("S2S_ATTENTION_BLOCKS");
+    const std::string want = env && *env ? env : "auto";
+    if (want == "off") return Isa::none;
+    if (want == "amx") return amx_permitted() ? Isa::amx : Isa::none;
+    if (want == "avx512") return avx512_bf16_present() ? Isa::avx512 : Isa::none;
+    if (want != "auto")
+      throw Error("S2S_ATTENTION_BLOCKS must be 'auto', 'amx', 'avx512' or 'off', got '" + want + "'");
+    return amx_permitted() ? Isa::amx : avx512_bf16_present() ? Isa::avx512 : Isa::none;
+  }();
+  return isa;
+}
+
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
   uint8_t start_row = 0;
@@ -50,7 +77,7 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-S2S_AMX_TARGET void configure_tiles() {
+S2S_BLOCKS_TARGET void configure_tiles() {
   TileConfig cfg;
   for (int t = 0; t < 8; t++) {
     cfg.rows[t] = 16;
@@ -97,7 +124,7 @@ struct Work {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 // The 16 x 16 matrix of 32-bit values in r[0..15] (a row each), transposed in place.
-S2S_AMX_TARGET inline void transpose16(__m512i r[16]) {
+S2S_BLOCKS_TARGET inline void transpose16(__m512i r[16]) {
   __m512i t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
@@ -123,7 +150,7 @@ S2S_AMX_TARGET inline void transpose16(__m512i r[16]) {
 // keys [T][hd] bf16 -> the right operand of scores = q k^T: tile (jb, s) holds, in row rr and
 // column jj, the pair (k[j][d], k[j][d + 1]) of key j = 16 jb + jj at d = 32 s + 2 rr (zero past T):
 // the transpose of the 16 x 16 block of pairs that keys 16 jb.. hold at pairs 16 s..
-S2S_AMX_TARGET void pack_keys(uint32_t* dst, const uint16_t* k, int T, int Tp, int hd) {
+S2S_BLOCKS_TARGET void pack_keys(uint32_t* dst, const uint16_t* k, int T, int Tp, int hd) {
   const int S = hd / 32, half = hd / 2;
   const uint32_t* kd = reinterpret_cast<const uint32_t*>(k);  // a key's hd values as hd / 2 pairs
   __m512i r[16];
@@ -142,7 +169,7 @@ S2S_AMX_TARGET void pack_keys(uint32_t* dst, const uint16_t* k, int T, int Tp, i
 // values [T][hd] bf16 -> the right operand of out = p v: tile (ks, nb) holds, in row rr and column
 // dd, the pair (v[j][d], v[j + 1][d]) at j = 32 ks + 2 rr, d = 16 nb + dd (zero past T): two rows'
 // 16 values interleaved.
-S2S_AMX_TARGET void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp, int hd) {
+S2S_BLOCKS_TARGET void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp, int hd) {
   const int NB = hd / 16;
   alignas(64) static const uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
                                                         8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
@@ -164,7 +191,7 @@ S2S_AMX_TARGET void pack_values(uint16_t* dst, const uint16_t* v, int T, int Tp,
 // as the probabilities and their gradient are), for output rows j0 .. j0 + 31: for each block of 32
 // rows i (ks, from the diagonal's down to T), two tiles of 16 rows j and 16 pairs (x[i][j],
 // x[i + 1][j]): two rows of x interleaved, then transposed as 32-bit pairs.
-S2S_AMX_TARGET void pack_strip_t(uint32_t* dst, const uint16_t* x, int T, int j0) {
+S2S_BLOCKS_TARGET void pack_strip_t(uint32_t* dst, const uint16_t* x, int T, int j0) {
   alignas(64) static const uint16_t kLow[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
                                                 8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
   alignas(64) static const uint16_t kHigh[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
@@ -191,73 +218,117 @@ S2S_AMX_TARGET void pack_strip_t(uint32_t* dst, const uint16_t* x, int T, int j0
 #pragma GCC diagnostic pop
 
 // n (a multiple of 16) fp32 values to bf16, rounding to nearest even as to_bf16 does.
-S2S_AMX_TARGET inline void to_bf16_row(uint16_t* dst, const float* src, int n) {
+S2S_BLOCKS_TARGET inline void to_bf16_row(uint16_t* dst, const float* src, int n) {
   for (int j = 0; j < n; j += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + j)));
 }
 
-// One 32 x 32 block of results in tiles 0-3: cleared, one k step of 32 added (a: 32 bf16 rows
-// lda_bytes apart; b0, b1: the right operand's two 16-column tiles), stored as fp32 rows ldc apart.
-S2S_AMX_TARGET inline void clear_block() {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-}
-S2S_AMX_TARGET inline void add_step(const uint16_t* a, int64_t lda_bytes, const void* b0, const void* b1) {
-  _tile_loadd(4, a, lda_bytes);
-  _tile_loadd(5, reinterpret_cast<const char*>(a) + 16 * lda_bytes, lda_bytes);
-  _tile_loadd(6, b0, 64);
-  _tile_loadd(7, b1, 64);
-  _tile_dpbf16ps(0, 4, 6);
-  _tile_dpbf16ps(1, 4, 7);
-  _tile_dpbf16ps(2, 5, 6);
-  _tile_dpbf16ps(3, 5, 7);
-}
-S2S_AMX_TARGET inline void store_block(float* c, int64_t ldc) {
-  _tile_stored(0, c, ldc * 4);
-  _tile_stored(1, c + 16, ldc * 4);
-  _tile_stored(2, c + 16 * ldc, ldc * 4);
-  _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
-}
+// One 32 x 32 block of fp32 results, stored as rows ldc apart: the sum over steps s < n of a 32 x 32
+// bf16 product, step(s) giving its left operand (32 bf16 rows lda_bytes apart) and its right
+// operand's two 16-column tiles (16 rows of 16 pairs each):
+//   c[m][n] = sum over s, kk of a[m][2kk] b[kk][n][0] + a[m][2kk + 1] b[kk][n][1]   (tdpbf16ps's sum)
+// On AMX the block is tiles 0-3 (fed by 4-7); with AVX512-BF16 it is eight rows at a time in
+// registers, their sixteen accumulators and b's two rows held, a's pairs broadcast from memory.
+struct Step {
+  const uint16_t* a;
+  int64_t lda_bytes;
+  const void *b0, *b1;
+};
+template <Isa I>
+struct Block;
+
+template <>
+struct Block<Isa::amx> {
+  template <class F>
+  S2S_BLOCKS_TARGET static void product(float* c, int64_t ldc, int n, F&& step) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int s = 0; s < n; s++) {
+      const Step x = step(s);
+      _tile_loadd(4, x.a, x.lda_bytes);
+      _tile_loadd(5, reinterpret_cast<const char*>(x.a) + 16 * x.lda_bytes, x.lda_bytes);
+      _tile_loadd(6, x.b0, 64);
+      _tile_loadd(7, x.b1, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, ldc * 4);
+    _tile_stored(1, c + 16, ldc * 4);
+    _tile_stored(2, c + 16 * ldc, ldc * 4);
+    _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+  }
+};
+
+template <>
+struct Block<Isa::avx512> {
+  template <class F>
+  S2S_BLOCKS_TARGET static void product(float* c, int64_t ldc, int n, F&& step) {
+    for (int m0 = 0; m0 < 32; m0 += 8) {
+      __m512 c0[8], c1[8];
+      for (int r = 0; r < 8; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+      for (int s = 0; s < n; s++) {
+        const Step x = step(s);
+        const char* a = reinterpret_cast<const char*>(x.a) + m0 * x.lda_bytes;
+        const char* b0 = static_cast<const char*>(x.b0);
+        const char* b1 = static_cast<const char*>(x.b1);
+        for (int kk = 0; kk < 16; kk++) {
+          const __m512bh y0 = (__m512bh)_mm512_loadu_si512(b0 + kk * 64);
+          const __m512bh y1 = (__m512bh)_mm512_loadu_si512(b1 + kk * 64);
+          for (int r = 0; r < 8; r++) {
+            int32_t pair;
+            std::memcpy(&pair, a + r * x.lda_bytes + kk * 4, 4);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+            c0[r] = _mm512_dpbf16_ps(c0[r], av, y0);
+            c1[r] = _mm512_dpbf16_ps(c1[r], av, y1);
+          }
+        }
+      }
+      for (int r = 0; r < 8; r++) {
+        _mm512_storeu_ps(c + (m0 + r) * ldc, c0[r]);
+        _mm512_storeu_ps(c + (m0 + r) * ldc + 16, c1[r]);
+      }
+    }
+  }
+};
 
 // c[32][ncols] (row stride ldc) = a[32][hd] (bf16 rows lda apart) times the packed keys' columns
 // j < ncols (pack_keys): scores against keys, or the gradient against values (packed the same way).
-S2S_AMX_TARGET inline void rows_times_keys(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint32_t* keys,
+template <Isa I>
+S2S_BLOCKS_TARGET inline void rows_times_keys(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint32_t* keys,
                                            int ncols, int hd) {
   const int S = hd / 32;
   for (int j0 = 0; j0 < ncols; j0 += 32) {
-    clear_block();
     const uint32_t* kt = keys + (int64_t)(j0 / 16) * S * 256;
-    for (int s = 0; s < S; s++) add_step(a + s * 32, lda * 2, kt + s * 256, kt + (S + s) * 256);
-    store_block(c + j0, ldc);
+    Block<I>::product(c + j0, ldc, S, [&](int s) { return Step{a + s * 32, lda * 2, kt + s * 256, kt + (S + s) * 256}; });
   }
 }
 
 // c[32][hd] (row stride ldc) = a[32][kcols] (bf16 rows lda apart: probabilities, or their
 // gradient) times the packed rows j < kcols (pack_values) of values, or of keys.
-S2S_AMX_TARGET inline void rows_times_values(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
+template <Isa I>
+S2S_BLOCKS_TARGET inline void rows_times_values(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
                                              const uint16_t* values, int kcols, int hd) {
   const int NB = hd / 16;
-  for (int d0 = 0; d0 < hd; d0 += 32) {
-    clear_block();
-    for (int ks = 0; ks < kcols / 32; ks++) {
+  for (int d0 = 0; d0 < hd; d0 += 32)
+    Block<I>::product(c + d0, ldc, kcols / 32, [&](int ks) {
       const uint16_t* vt = values + ((int64_t)ks * NB + d0 / 16) * 512;
-      add_step(a + ks * 32, lda * 2, vt, vt + 512);
-    }
-    store_block(c + d0, ldc);
-  }
+      return Step{a + ks * 32, lda * 2, vt, vt + 512};
+    });
 }
 
 // dst[0, n) <- src[0, upto) and zeros after, with non-temporal stores: the probabilities are read
 // by the backward, after every later layer has been through the caches, so writing them around the
 // caches spares each line's read for ownership. dst 64-byte aligned; upto and n multiples of 32.
-S2S_AMX_TARGET inline void stream_row(float* dst, const float* src, int upto, int n) {
+S2S_BLOCKS_TARGET inline void stream_row(float* dst, const float* src, int upto, int n) {
   int j = 0;
   for (; j < upto; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
   for (; j < n; j += 16) _mm512_stream_ps(dst + j, _mm512_setzero_ps());
 }
-S2S_AMX_TARGET inline void stream_row(uint16_t* dst, const uint16_t* src, int upto, int n) {
+S2S_BLOCKS_TARGET inline void stream_row(uint16_t* dst, const uint16_t* src, int upto, int n) {
   int j = 0;
   for (; j < upto; j += 32) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), _mm512_loadu_si512(src + j));
   for (; j < n; j += 32) _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), _mm512_setzero_si512());
@@ -275,7 +346,7 @@ inline void prefetch_rows_for_write(const void* p, int64_t ld, int rows, int byt
 
 // Row i of a block of scores (a: its first ncols), in place: the causal softmax of scale a[j] over
 // j <= i, zeros after it; returns the max and 1 / sum it took.
-S2S_AMX_TARGET inline RowSoftmax softmax_row(float* a, int i, int ncols, float scale) {
+S2S_BLOCKS_TARGET inline RowSoftmax softmax_row(float* a, int i, int ncols, float scale) {
   float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int j = 0; j <= i; j++) {
@@ -297,7 +368,7 @@ S2S_AMX_TARGET inline RowSoftmax softmax_row(float* a, int i, int ncols, float s
 
 // The same row made again from the scores and what softmax_row returned: the same operations on
 // the same values, so the same bits.
-S2S_AMX_TARGET inline void softmax_row_again(float* a, int i, int ncols, float scale, RowSoftmax st) {
+S2S_BLOCKS_TARGET inline void softmax_row_again(float* a, int i, int ncols, float scale, RowSoftmax st) {
 #pragma omp simd
   for (int j = 0; j <= i; j++) a[j] *= scale;
 #pragma omp simd
@@ -311,7 +382,8 @@ S2S_AMX_TARGET inline void softmax_row_again(float* a, int i, int ncols, float s
 // the output's bf16 copy (null: none is made; else it is made instead of out), att_h / p_h its
 // T x T probabilities (p_h may be null), or, when stats_h is not null, its rows' softmax_row
 // results there instead (neither square is written).
-S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
+template <Isa I>
+S2S_BLOCKS_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
                                  RowSoftmax* stats_h, const uint16_t* q, const uint16_t* k, const uint16_t* v, int T,
                                  int hd, float scale, Work& w) {
   const int Tp = (T + 31) / 32 * 32;
@@ -338,7 +410,7 @@ S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, flo
       qa = w.qpad.data();
     }
     // scores = q k^T for the blocks of keys on or left of the diagonal
-    rows_times_keys(sc, Tp, qa, hd, w.keys.data(), ncols, hd);
+    rows_times_keys<I>(sc, Tp, qa, hd, w.keys.data(), ncols, hd);
     // softmax over j <= i, as forward_rows in attention.cc computes it
     for (int r = 0; r < rows; r++) {
       const int i = i0 + r;
@@ -369,9 +441,9 @@ S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, flo
     // out = p v over the same keys; with copy_h, the output projection's bf16 copy of these rows
     // alone, from the block in L1 (the projection is all that reads them)
     if (rows == 32 && !copy_h) {
-      rows_times_values(out_h + (int64_t)i0 * QW, QW, pr, Tp, w.values.data(), ncols, hd);
+      rows_times_values<I>(out_h + (int64_t)i0 * QW, QW, pr, Tp, w.values.data(), ncols, hd);
     } else {
-      rows_times_values(w.opad.data(), hd, pr, Tp, w.values.data(), ncols, hd);
+      rows_times_values<I>(w.opad.data(), hd, pr, Tp, w.values.data(), ncols, hd);
       for (int r = 0; r < rows; r++) {
         const float* o = w.opad.data() + (int64_t)r * hd;
         if (copy_h)
@@ -385,27 +457,27 @@ S2S_AMX_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, flo
 
 // The end of a thread's share: its streamed stores are made visible (before the region's barrier
 // lets another thread read them) and its tiles handed back.
-S2S_AMX_TARGET void finish_thread() {
+S2S_BLOCKS_TARGET void finish_thread(Isa isa) {
   _mm_sfence();
-  _tile_release();
+  if (isa == Isa::amx) _tile_release();
 }
 
 // per_head(bh, work) for each of BH heads, spread over the threads, each with its tiles configured
-// and its buffers fit for Tp positions.
+// (AMX) and its buffers fit for Tp positions.
 template <typename F>
-void over_heads(int64_t BH, int Tp, int hd, int64_t work, F&& per_head) {
+void over_heads(Isa isa, int64_t BH, int Tp, int hd, int64_t work, F&& per_head) {
 #pragma omp parallel if (work >= kMinParallelWork)
   {
     thread_local Work w;
     w.fit(Tp, hd);
-    configure_tiles();
+    if (isa == Isa::amx) configure_tiles();
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < BH; bh++) per_head(bh, w);
-    finish_thread();
+    finish_thread(isa);
   }
 }
 
-S2S_AMX_TARGET void scale_block(float* c, int64_t ldc, int rows, int cols, float scale) {
+S2S_BLOCKS_TARGET void scale_block(float* c, int64_t ldc, int rows, int cols, float scale) {
   for (int r = 0; r < rows; r++)
     for (int j = 0; j < cols; j += 16) {
       float* x = c + r * ldc + j;
@@ -415,7 +487,8 @@ S2S_AMX_TARGET void scale_block(float* c, int64_t ldc, int rows, int cols, float
 
 // c [T][hd] (rows ldc apart) = scale sq^T x, for a square sq [T][T] bf16 that is zero above its
 // diagonal (only the blocks on and below it are read) and x's rows packed by pack_values in xv.
-S2S_AMX_TARGET void transposed_times(float* c, int64_t ldc, const uint16_t* sq, const uint16_t* xv, int T, int hd,
+template <Isa I>
+S2S_BLOCKS_TARGET void transposed_times(float* c, int64_t ldc, const uint16_t* sq, const uint16_t* xv, int T, int hd,
                                      float scale, Work& w) {
   const int NB = hd / 16;
   const int64_t ld = ldc * (int64_t)sizeof(float);
@@ -424,14 +497,13 @@ S2S_AMX_TARGET void transposed_times(float* c, int64_t ldc, const uint16_t* sq, 
     if (j0 + 32 < T) prefetch_rows_for_write(c + (int64_t)(j0 + 32) * ldc, ld, 32, hd * (int)sizeof(float));
     pack_strip_t(w.square_t.data(), sq, T, j0);
     float* cj = c + (int64_t)j0 * ldc;
-    for (int d0 = 0; d0 < hd; d0 += 32) {
-      clear_block();
-      for (int ks = j0 / 32; ks < T / 32; ks++) {  // rows i >= j only: above the diagonal is zero
+    const int k0 = j0 / 32;  // rows i >= j only: above the diagonal is zero
+    for (int d0 = 0; d0 < hd; d0 += 32)
+      Block<I>::product(cj + d0, ldc, T / 32 - k0, [&](int s) {
+        const int ks = k0 + s;
         const uint16_t* b = xv + ((int64_t)ks * NB + d0 / 16) * 512;
-        add_step(reinterpret_cast<const uint16_t*>(w.square_t.data() + (int64_t)ks * 512), 64, b, b + 512);
-      }
-      store_block(cj + d0, ldc);
-    }
+        return Step{reinterpret_cast<const uint16_t*>(w.square_t.data() + (int64_t)ks * 512), 64, b, b + 512};
+      });
     if (scale != 1.0f) scale_block(cj, ldc, 32, hd, scale);
   }
 }
@@ -447,7 +519,8 @@ struct HeadGrads {
 // (dpre, in bf16 as the products read it) and dq = scale dpre k; then dv = p^T dout and
 // dk = scale dpre^T q. dout_h: the head's output gradient, fp32 rows ld apart; att_h: its fp32
 // probabilities; p_h: the same in bf16 (null: made here from att_h).
-S2S_AMX_TARGET void head_backward(const HeadGrads& g, const float* dout_h, int64_t ld, const float* att_h,
+template <Isa I>
+S2S_BLOCKS_TARGET void head_backward(const HeadGrads& g, const float* dout_h, int64_t ld, const float* att_h,
                                   const uint16_t* p_h, const RowSoftmax* stats_h, const uint16_t* q, const uint16_t* k,
                                   const uint16_t* v, int T, int hd, float scale, Work& w) {
   uint16_t* dob = w.dout.data();
@@ -471,64 +544,68 @@ S2S_AMX_TARGET void head_backward(const HeadGrads& g, const float* dout_h, int64
     const float* probs = att_h + (int64_t)i0 * T;  // the block's rows of probabilities, T apart
     if (stats_h) {
       float* pf = w.probs_f.data();
-      rows_times_keys(pf, T, q + (int64_t)i0 * hd, hd, w.keys.data(), ncols, hd);
+      rows_times_keys<I>(pf, T, q + (int64_t)i0 * hd, hd, w.keys.data(), ncols, hd);
       for (int r = 0; r < 32; r++) {
         softmax_row_again(pf + (int64_t)r * T, i0 + r, ncols, scale, stats_h[i0 + r]);
         to_bf16_row(ps + (int64_t)(i0 + r) * T, pf + (int64_t)r * T, ncols);
       }
       probs = pf;
     }
-    rows_times_keys(sc, T, dob + (int64_t)i0 * hd, hd, w.keys_v.data(), ncols, hd);
+    rows_times_keys<I>(sc, T, dob + (int64_t)i0 * hd, hd, w.keys_v.data(), ncols, hd);
     for (int r = 0; r < 32; r++) {
       const int i = i0 + r;
       softmax_backward_row(probs + (int64_t)r * T, sc + (int64_t)r * T, i, ncols);
       to_bf16_row(dp + (int64_t)i * T, sc + (int64_t)r * T, ncols);
     }
     float* c = g.dq + (int64_t)i0 * g.dq_row;
-    rows_times_values(c, g.dq_row, dp + (int64_t)i0 * T, T, w.values.data(), ncols, hd);
+    rows_times_values<I>(c, g.dq_row, dp + (int64_t)i0 * T, T, w.values.data(), ncols, hd);
     scale_block(c, g.dq_row, 32, hd, scale);
   }
   pack_values(w.values.data(), dob, T, T, hd);
-  transposed_times(g.dv, g.dv_row, stats_h ? ps : p_h, w.values.data(), T, hd, 1.0f, w);
+  transposed_times<I>(g.dv, g.dv_row, stats_h ? ps : p_h, w.values.data(), T, hd, 1.0f, w);
   pack_values(w.values.data(), q, T, T, hd);
-  transposed_times(g.dk, g.dk_row, dp, w.values.data(), T, hd, scale, w);
+  transposed_times<I>(g.dk, g.dk_row, dp, w.values.data(), T, hd, scale, w);
 }
 
 }  // namespace
 
-bool attention_amx_usable(const AttnShape& s, CpuMatmul mode) {
-  return mode == CpuMatmul::bf16 && s.hd % 32 == 0 && s.hd > 0 && amx_permitted();
+bool attention_blocks_usable(const AttnShape& s, CpuMatmul mode) {
+  return mode == CpuMatmul::bf16 && s.hd % 32 == 0 && s.hd > 0 && block_isa() != Isa::none;
 }
 
-void attention_forward_amx(float* out, float* att, uint16_t* p, RowSoftmax* stats, const uint16_t* q,
+void attention_forward_blocks(float* out, float* att, uint16_t* p, RowSoftmax* stats, const uint16_t* q,
                            const uint16_t* k, const uint16_t* v, const AttnShape& s) {
   const int T = s.T, NH = s.NH, hd = s.hd;
   const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
   const float scale = 1.0f / std::sqrt((float)hd);
   // in a training forward, only the next matmul's copy of out (operand_instead_here: bf16, out's layout)
   uint16_t* copy = static_cast<uint16_t*>(operand_instead_here(out, (int64_t)s.B * T * QW));
-  over_heads(BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
+  const Isa isa = block_isa();
+  over_heads(isa, BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
     const int64_t b = bh / NH, h = bh % NH, at = b * T * QW + h * hd;
-    head_forward(out + at, copy ? copy + at : nullptr, QW, att + bh * square, p ? p + bh * square : nullptr,
+    auto one_head = isa == Isa::amx ? head_forward<Isa::amx> : head_forward<Isa::avx512>;
+    one_head(out + at, copy ? copy + at : nullptr, QW, att + bh * square, p ? p + bh * square : nullptr,
                  stats ? stats + bh * T : nullptr, q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }
 
-bool attention_amx_backward_usable(const AttnShape& s, CpuMatmul mode) {
-  return s.T % 32 == 0 && attention_amx_usable(s, mode);
+bool attention_blocks_backward_usable(const AttnShape& s, CpuMatmul mode) {
+  return s.T % 32 == 0 && attention_blocks_usable(s, mode);
 }
 
-void attention_backward_amx(const HeadRows& dq, const HeadRows& dk, const HeadRows& dv, const float* dout,
+void attention_backward_blocks(const HeadRows& dq, const HeadRows& dk, const HeadRows& dv, const float* dout,
                             const float* att, const uint16_t* p, const RowSoftmax* stats, const uint16_t* q,
                             const uint16_t* k, const uint16_t* v, const AttnShape& s) {
   const int T = s.T, NH = s.NH, hd = s.hd;
   const int64_t QW = s.q_width(), BH = (int64_t)s.B * NH, head = (int64_t)T * hd, square = (int64_t)T * T;
   const float scale = 1.0f / std::sqrt((float)hd);
-  over_heads(BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
+  const Isa isa = block_isa();
+  over_heads(isa, BH, T, hd, BH * square * hd, [&](int64_t bh, Work& w) {
     w.fit_backward(T, hd, p == nullptr);  // a bf16 square of probabilities is made here then
     const HeadGrads g{dq.at(bh), dk.at(bh), dv.at(bh), dq.row, dk.row, dv.row};
     const float* dout_h = dout + (bh / NH) * T * QW + (bh % NH) * hd;
-    head_backward(g, dout_h, QW, att + bh * square, p ? p + bh * square : nullptr, stats ? stats + bh * T : nullptr,
+    auto one_head = isa == Isa::amx ? head_backward<Isa::amx> : head_backward<Isa::avx512>;
+    one_head(g, dout_h, QW, att + bh * square, p ? p + bh * square : nullptr, stats ? stats + bh * T : nullptr,
                   q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }
