@@ -663,6 +663,23 @@ TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
   }
 }
 
+// A training forward keeps attention's row softmax (kept_state_room) past the operands' budget and
+// with it at 0: a long context's forward must not go back to writing its T x T squares because
+// the operands filled the budget first (SmolLM2 at T = 4096 did: 13.4 GB after the forward).
+TEST(a_training_forward_keeps_small_states_past_the_operand_budget) {
+  OperandCache cache(0);
+  MatmulScope scope(CpuMatmul::bf16_emulated, nullptr, &cache);
+  float x[8] = {};
+  EXPECT(kept_state_room(x, 3, 8) == nullptr);  // not a training forward: nothing is kept
+  cache.record(true);
+  EXPECT(kept_operand_room(x, 2, 8) == nullptr);  // past the budget
+  void* kept = kept_state_room(x, 3, 8);
+  EXPECT(kept != nullptr);
+  cache.record(false);
+  EXPECT(kept_operand(x, 3, 8) == kept);
+  EXPECT(kept_operand(x, 2, 8) == nullptr);
+}
+
 // A training forward keeps its bf16 matmul operands for the backward's weight gradients (the
 // OperandCache), the norms, GELU and SwiGLU writing their outputs' copies as they make them
 // (operand_made_here): the gradients are bit for bit those of the same model converting every

@@ -47,9 +47,9 @@ void* room(HostArray<char>& a, int64_t values, CpuMatmul mode) {
 // backward (kept_operand_room, cpu/matmul.h) under qkv's and att's addresses: each its own layout.
 enum Layout { kQ = 1, kK, kV, kP, kStats };
 // The blocked forward's RowSoftmax per row, kept under att's address as [B, NH, T] pairs of floats
-// (the OperandCache counts in bf16 values: four to a pair).
+// (the OperandCache counts in bf16 values: four to a pair), whatever the operands' budget.
 RowSoftmax* kept_stats_room(float* att, int64_t rows) {
-  return static_cast<RowSoftmax*>(kept_operand_room(att, kStats, rows * 4));
+  return static_cast<RowSoftmax*>(kept_state_room(att, kStats, rows * 4));
 }
 const RowSoftmax* kept_stats(const float* att, int64_t rows) {
   return static_cast<const RowSoftmax*>(kept_operand(att, kStats, rows * 4));

@@ -273,6 +273,11 @@ void* kept_operand_room(const float* src, int layout, int64_t n) {
   return tl_operands->keep(src, (size_t)n, tl_mode, layout);
 }
 
+void* kept_state_room(const float* src, int layout, int64_t n) {
+  if (tl_mode == CpuMatmul::fp32 || !tl_operands || !tl_operands->recording()) return nullptr;
+  return tl_operands->keep(src, (size_t)n, tl_mode, layout, false);
+}
+
 const void* kept_operand(const float* src, int layout, int64_t n) {
   if (tl_mode == CpuMatmul::fp32 || !tl_operands || tl_operands->recording()) return nullptr;
   return tl_operands->find(src, (size_t)n, tl_mode, layout);
@@ -635,11 +640,12 @@ void OperandCache::drop() {
   for (auto& [p, e] : entries_) e.valid = false;
 }
 
-void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode, int layout) {
+void* OperandCache::keep(const float* p, size_t n, CpuMatmul mode, int layout, bool budgeted) {
   const size_t bytes = n * operand_size(mode);
-  if (used_ + bytes > budget_) return nullptr;
+  if (budgeted && used_ + bytes > budget_) return nullptr;
   Entry& e = entries_[Key{p, layout}];
-  used_ += bytes;
+  if (budgeted) used_ += bytes;
+  e.budgeted = budgeted;
   e.n = n;
   e.mode = mode;
   e.valid = true;
@@ -665,7 +671,7 @@ const void* OperandCache::made(const float* p, size_t n, CpuMatmul mode) const {
 const void* OperandCache::find(const float* p, size_t n, CpuMatmul mode, int layout) {
   auto it = entries_.find(Key{p, layout});
   if (it == entries_.end() || !it->second.valid || it->second.n != n || it->second.mode != mode) return nullptr;
-  hits_++;
+  if (it->second.budgeted) hits_++;
   return it->second.data.data();
 }
 

@@ -98,14 +98,16 @@ class OperandCache {
   bool recording() const { return recording_; }
   // While recording: where the n values from p are converted to (kept), or null past the budget.
   // `layout` tells apart copies of one buffer laid out differently (0: as p is; attention's
-  // head-major copies of qkv have their own, cpu/attention.cc).
-  void* keep(const float* p, size_t n, CpuMatmul mode, int layout = 0);
+  // head-major copies of qkv have their own, cpu/attention.cc). `budgeted` false: kept whatever the
+  // budget, and not counted against it (a small state, kept_state_room).
+  void* keep(const float* p, size_t n, CpuMatmul mode, int layout = 0, bool budgeted = true);
   // Otherwise: the kept copy of the n values from p, or null.
   const void* find(const float* p, size_t n, CpuMatmul mode, int layout = 0);
   // While recording: keep(), for an op that writes the copy as it makes the values (made_here);
   // made() is then that copy, for the matmul that reads p next (null when none was made so).
   void* make(const float* p, size_t n, CpuMatmul mode);
   const void* made(const float* p, size_t n, CpuMatmul mode) const;
+  // How many operand copies (not states) find() has returned.
   uint64_t hits() const { return hits_; }
 
  private:
@@ -115,6 +117,7 @@ class OperandCache {
     bool valid = false;
     uint64_t pass = 0;  // the recording that last wrote it
     uint64_t made = 0;  // the recording in which the op making the values wrote it (make)
+    bool budgeted = true;  // an operand copy (counted in hits()), not a state
     HostArray<char> data;
   };
   struct Key {
@@ -180,6 +183,11 @@ void* shared_operand_target(int64_t n);
 // kept: fp32, outside a training forward, past the budget), kept_operand the copy a backward finds
 // (null when there is none: then it makes its own).
 void* kept_operand_room(const float* src, int layout, int64_t n);
+// The same for a state that is small next to what it spares (attention's softmax, two floats a
+// row, which spare the backward the T x T probabilities): kept in any training forward of a bf16
+// setting, past the budget too, so that a long context's forward never falls back to writing its
+// squares because the operands filled the budget first.
+void* kept_state_room(const float* src, int layout, int64_t n);
 const void* kept_operand(const float* src, int layout, int64_t n);
 // Where an op of a training forward that makes a matmul's input (a norm's output, GELU's or
 // SwiGLU's) writes the values' copy in the matmuls' setting itself, n values laid out as p, while
