@@ -49,7 +49,12 @@ class Transformer final : public ModelBackend {
 
   // The device's precision for matmuls (bf16 inputs with fp32 accumulation, or fp32).
   Precision precision() const { return ops_.precision(); }
-  void set_precision(Precision p) { ops_.set_precision(p); }
+  // A forward's activations (what attention kept, the copies the backward reads) are the old
+  // setting's: a backward needs a forward at the new one.
+  void set_precision(Precision p) {
+    ops_.set_precision(p);
+    invalidate_activations();
+  }
   // The device's op set (the C++ tests read its counters).
   const D& ops() const { return ops_; }
 

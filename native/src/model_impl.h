@@ -115,7 +115,7 @@ void Transformer<Arch, D>::check_params(const char* call) {
 template <class Arch, class D>
 void Transformer<Arch, D>::run_body(const int32_t* tokens, int B, int T) {
   const int64_t N = (int64_t)B * T;
-  acts_.reserve(cfg_, B, T);
+  acts_.reserve(ops_, cfg_, B, T);
   head_.tokens.reserve(N);
   head_.tokens.upload(tokens, N);
   B_ = B;
@@ -216,7 +216,7 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
   const Params& p = view(params);
   const Params& g = view(grads);
   Head& h = head_;
-  gacts_.reserve(cfg_, B, T);
+  gacts_.reserve(ops_, cfg_, B, T);
 
   // The LM head and the value head -> the gradient of the final hidden states (dlnf).
   float* dlnf = gacts_.dlnf.data();

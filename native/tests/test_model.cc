@@ -663,6 +663,33 @@ TEST(cpu_bf16_model_tracks_fp32_and_its_weights_follow_every_change) {
   }
 }
 
+// Attention's T x T probabilities are allocated only where the CPU's attention reads them: not
+// where it runs in blocks (bf16 on AMX or AVX512-BF16, head size and T multiples of 32), where a
+// long context's squares would be tens of GB of address space (SmolLM2 at T = 8192: 69 GB, refused).
+// A change of precision discards the forward's activations, which were made for the old one.
+TEST(attention_probabilities_are_allocated_only_where_attention_reads_them) {
+  CpuOps ops;
+  const AttnShape blocked{2, 64, 4, 2, 32}, odd_t{2, 40, 4, 2, 32}, narrow{2, 64, 4, 2, 16};
+  ops.set_matmul(CpuMatmul::fp32);
+  EXPECT(ops.attention_probs_values(blocked) == 2 * 4 * 64 * 64);
+  ops.set_matmul(CpuMatmul::bf16_emulated);
+  EXPECT(ops.attention_probs_values(blocked) == 2 * 4 * 64 * 64);
+  if (cpu_bf16_support().native) {
+    ops.set_matmul(CpuMatmul::bf16);
+    EXPECT(ops.attention_probs_values(odd_t) == 2 * 4 * 40 * 40);
+    EXPECT(ops.attention_probs_values(narrow) == 2 * 4 * 64 * 64);
+    // none where this processor runs attention in blocks (as S2S_ATTENTION_BLOCKS allows)
+    if (attention_blocks_backward_usable(blocked, CpuMatmul::bf16)) EXPECT(ops.attention_probs_values(blocked) == 0);
+  }
+  GPT m(tiny(false));
+  m.init_weights(2);
+  std::vector<int32_t> tok = {0, 1, 2};
+  Vec dlp(3, -1.0f / 3);
+  m.forward(tok.data(), tok.data(), 1, 3, {});
+  m.set_precision(m.precision());
+  EXPECT_THROWS_WITH(m.backward(dlp.data(), nullptr), "call forward() first");
+}
+
 // A training forward keeps attention's row softmax (kept_state_room) past the operands' budget and
 // with it at 0: a long context's forward must not go back to writing its T x T squares because
 // the operands filled the budget first (SmolLM2 at T = 4096 did: 13.4 GB after the forward).

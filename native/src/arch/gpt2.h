@@ -24,6 +24,9 @@ namespace arch {
 
 struct GPT2 {
   static constexpr const char* kName = "gpt2";
+  static AttnShape shape(const ModelConfig& c, int B, int T) {
+    return AttnShape{B, T, c.num_heads, c.num_heads, c.channels / c.num_heads};
+  }
 
   static void validate(const ModelConfig& c);
   // wte, wpe, 12 tensors per block, ln_f, and score when the model has a value head.
@@ -58,13 +61,17 @@ struct GPT2 {
   struct Acts {
     typename D::template Array<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, res2, ln2, ln2_mean, ln2_rstd,
         fch, fch_gelu, res3, lnf, lnf_mean, lnf_rstd, scratch_c;
-    void reserve(const ModelConfig& c, int B, int T) {
-      const int64_t N = (int64_t)B * T, C = c.channels, L = c.num_layers, NH = c.num_heads;
+    int64_t att_layer = 0;  // values of att per layer: the device's attention_probs_values, maybe 0
+    // layer l's probabilities, or null where the device keeps none
+    float* att_of(int l) { return att_layer ? att.data() + l * att_layer : nullptr; }
+    void reserve(const D& ops, const ModelConfig& c, int B, int T) {
+      const int64_t N = (int64_t)B * T, C = c.channels, L = c.num_layers;
       encoded.reserve(N * C);
       for (auto* b : {&ln1, &atty, &res2, &ln2, &res3}) b->reserve(L * N * C);
       for (auto* b : {&ln1_mean, &ln1_rstd, &ln2_mean, &ln2_rstd}) b->reserve(L * N);
       qkv.reserve(L * N * 3 * C);
-      att.reserve(L * B * NH * T * T);
+      att_layer = ops.attention_probs_values(shape(c, B, T));
+      att.reserve(L * att_layer);
       fch.reserve(L * N * 4 * C);
       fch_gelu.reserve(L * N * 4 * C);
       lnf.reserve(N * C);
@@ -77,13 +84,13 @@ struct GPT2 {
   template <class D>
   struct Grads {
     typename D::template Array<float> dres, dlnf, dbuf_4c, dqkv, datt;
-    void reserve(const ModelConfig& c, int B, int T) {
+    void reserve(const D& ops, const ModelConfig& c, int B, int T) {
       const int64_t N = (int64_t)B * T, C = c.channels;
       dres.reserve(N * C);
       dlnf.reserve(N * C);
       dbuf_4c.reserve(N * 4 * C);
       dqkv.reserve(N * 3 * C);
-      datt.reserve((int64_t)B * c.num_heads * T * T);
+      datt.reserve(ops.attention_probs_values(shape(c, B, T)));
     }
   };
   // One decoding step's buffers for B rows; `out` holds the final hidden states.
@@ -106,7 +113,7 @@ struct GPT2 {
   static void forward(D& ops, const ModelConfig& c, const Params& p, const Tables<D>&, Acts<D>& a,
                       const int32_t* tokens, int B, int T) {
     const int64_t N = (int64_t)B * T;
-    const int C = c.channels, NH = c.num_heads, L = c.num_layers;
+    const int C = c.channels, L = c.num_layers;
     ops.embedding_forward(a.encoded.data(), tokens, p.wte, p.wpe, B, T, C, nullptr);
     for (int l = 0; l < L; l++) {
       const Layer& w = p.layers[l];
@@ -114,7 +121,7 @@ struct GPT2 {
       float* ln1 = a.ln1.data() + l * N * C;
       float* qkv = a.qkv.data() + l * N * 3 * C;
       float* atty = a.atty.data() + l * N * C;
-      float* att = a.att.data() + (int64_t)l * B * NH * T * T;
+      float* att = a.att_of(l);
       float* res2 = a.res2.data() + l * N * C;
       float* ln2 = a.ln2.data() + l * N * C;
       float* fch = a.fch.data() + l * N * 4 * C;
@@ -123,7 +130,7 @@ struct GPT2 {
       float* tmp = a.scratch_c.data();
       ops.layernorm_forward(ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, res_in, w.ln1w, w.ln1b, N, C);
       ops.matmul_forward(qkv, ln1, w.qkvw, w.qkvb, N, C, 3 * C);
-      ops.attention_forward(atty, att, qkv, AttnShape{B, T, NH, NH, C / NH});
+      ops.attention_forward(atty, att, qkv, shape(c, B, T));
       ops.matmul_forward(tmp, atty, w.attprojw, w.attprojb, N, C, C);
       ops.residual_forward(res2, res_in, tmp, N * C);
       ops.layernorm_forward(ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, res2, w.ln2w, w.ln2b, N, C);
@@ -143,7 +150,7 @@ struct GPT2 {
   static void backward(D& ops, const ModelConfig& c, const Params& p, const Params& g, const Tables<D>&, Acts<D>& a,
                        Grads<D>& d, const int32_t* tokens, int B, int T, bool accumulate) {
     const int64_t N = (int64_t)B * T;
-    const int C = c.channels, NH = c.num_heads, L = c.num_layers;
+    const int C = c.channels, L = c.num_layers;
     float* dres = d.dres.data();
     float* dc = d.dlnf.data();  // the heads' gradient first, then each branch's C-wide gradient
     float* d4c = d.dbuf_4c.data();
@@ -166,7 +173,7 @@ struct GPT2 {
       // attention branch
       ops.matmul_backward(dc, gw.attprojw, gw.attprojb, dres, a.atty.data() + l * N * C, w.attprojw, N, C, C, accumulate);
       ops.attention_backward(d.dqkv.data(), d.datt.data(), dc, a.qkv.data() + l * N * 3 * C,
-                             a.att.data() + (int64_t)l * B * NH * T * T, AttnShape{B, T, NH, NH, C / NH});
+                             a.att_of(l), shape(c, B, T));
       ops.matmul_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, 3 * C, accumulate);
       ops.layernorm_backward(dres, gw.ln1w, gw.ln1b, dc, res_in, w.ln1w, a.ln1_mean.data() + l * N,
                              a.ln1_rstd.data() + l * N, N, C);

@@ -69,7 +69,9 @@ struct Llama {
   struct Acts {
     typename D::template Array<float> encoded, ln1, ln1_rstd, qkv, atty, att, res2, ln2, ln2_rstd, gu, act, res3,
         lnf, lnf_rstd, scratch_c;
-    void reserve(const ModelConfig& c, int B, int T) {
+    int64_t att_layer = 0;  // as GPT-2's
+    float* att_of(int l) { return att_layer ? att.data() + l * att_layer : nullptr; }
+    void reserve(const D& ops, const ModelConfig& c, int B, int T) {
       const int64_t N = (int64_t)B * T, C = c.channels, L = c.num_layers, F = c.ffn_size;
       const AttnShape s = shape(c, B, T);
       encoded.reserve(N * C);
@@ -77,7 +79,8 @@ struct Llama {
       for (auto* b : {&ln1_rstd, &ln2_rstd}) b->reserve(L * N);
       qkv.reserve(L * N * s.qkv_width());
       atty.reserve(L * N * s.q_width());
-      att.reserve(L * B * c.num_heads * (int64_t)T * T);
+      att_layer = ops.attention_probs_values(s);
+      att.reserve(L * att_layer);
       gu.reserve(L * N * 2 * F);
       act.reserve(L * N * F);
       lnf.reserve(N * C);
@@ -88,7 +91,7 @@ struct Llama {
   template <class D>
   struct Grads {
     typename D::template Array<float> dres, dlnf, dgu, dact, dqkv, datty, datt;
-    void reserve(const ModelConfig& c, int B, int T) {
+    void reserve(const D& ops, const ModelConfig& c, int B, int T) {
       const int64_t N = (int64_t)B * T, C = c.channels, F = c.ffn_size;
       const AttnShape s = shape(c, B, T);
       dres.reserve(N * C);
@@ -97,7 +100,7 @@ struct Llama {
       dact.reserve(N * F);
       dqkv.reserve(N * s.qkv_width());
       datty.reserve(N * s.q_width());
-      datt.reserve((int64_t)B * c.num_heads * T * T);
+      datt.reserve(ops.attention_probs_values(s));
     }
   };
   template <class D>
@@ -131,7 +134,7 @@ struct Llama {
       float* ln1 = a.ln1.data() + l * N * C;
       float* qkv = a.qkv.data() + l * N * W;
       float* atty = a.atty.data() + l * N * QW;
-      float* att = a.att.data() + (int64_t)l * B * c.num_heads * T * T;
+      float* att = a.att_of(l);
       float* res2 = a.res2.data() + l * N * C;
       float* ln2 = a.ln2.data() + l * N * C;
       float* gu = a.gu.data() + l * N * 2 * F;
@@ -178,7 +181,7 @@ struct Llama {
       // attention branch
       ops.linear_backward(d.datty.data(), gw.ow, nullptr, dres, a.atty.data() + l * N * QW, w.ow, N, QW, C, accumulate);
       ops.attention_backward(d.dqkv.data(), d.datt.data(), d.datty.data(), a.qkv.data() + l * N * W,
-                             a.att.data() + (int64_t)l * B * c.num_heads * T * T, s);
+                             a.att_of(l), s);
       ops.rope_backward(d.dqkv.data(), tb.cos.data(), tb.sin.data(), nullptr, N, T, W, s.NH + s.KVH, s.hd);
       ops.linear_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, W, accumulate);
       ops.rmsnorm_backward(dres, gw.ln1w, dc, res_in, w.ln1w, a.ln1_rstd.data() + l * N, N, C);

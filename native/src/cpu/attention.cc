@@ -44,15 +44,17 @@ void* room(HostArray<char>& a, int64_t values, CpuMatmul mode) {
 }
 
 // A training forward's head-major copies and probabilities in the matmuls' type, kept for its
-// backward (kept_operand_room, cpu/matmul.h) under qkv's and att's addresses: each its own layout.
+// backward (kept_operand_room, cpu/matmul.h) under qkv's address (the probabilities under att's):
+// each its own layout.
 enum Layout { kQ = 1, kK, kV, kP, kStats };
-// The blocked forward's RowSoftmax per row, kept under att's address as [B, NH, T] pairs of floats
-// (the OperandCache counts in bf16 values: four to a pair), whatever the operands' budget.
-RowSoftmax* kept_stats_room(float* att, int64_t rows) {
-  return static_cast<RowSoftmax*>(kept_state_room(att, kStats, rows * 4));
+// The blocked forward's RowSoftmax per row, kept under qkv's address as [B, NH, T] pairs of floats
+// (the OperandCache counts in bf16 values: four to a pair), whatever the operands' budget. (Not
+// under att's: where the backward runs in blocks too, the model gives attention no att at all.)
+RowSoftmax* kept_stats_room(const float* qkv, int64_t rows) {
+  return static_cast<RowSoftmax*>(kept_state_room(qkv, kStats, rows * 4));
 }
-const RowSoftmax* kept_stats(const float* att, int64_t rows) {
-  return static_cast<const RowSoftmax*>(kept_operand(att, kStats, rows * 4));
+const RowSoftmax* kept_stats(const float* qkv, int64_t rows) {
+  return static_cast<const RowSoftmax*>(kept_operand(qkv, kStats, rows * 4));
 }
 void* kept_or(HostArray<char>& scratch, const float* src, Layout layout, int64_t values, CpuMatmul mode) {
   if (void* kept = kept_operand_room(src, layout, values)) return kept;
@@ -187,8 +189,9 @@ void attention_forward(float* out, float* att, const float* qkv, const AttnShape
   pack_qkv_heads(q, k, v, qkv, s, mode);
   if (attention_blocks_usable(s, mode)) {
     // a training forward whose backward runs in blocks too keeps each row's softmax, not the squares
-    RowSoftmax* stats = attention_blocks_backward_usable(s, mode) ? kept_stats_room(att, BH * T) : nullptr;
-    void* kept_p = stats ? nullptr : kept_operand_room(att, kP, BH * T * T);
+    // (and any other forward then has no att: nothing would read its probabilities)
+    RowSoftmax* stats = attention_blocks_backward_usable(s, mode) ? kept_stats_room(qkv, BH * T) : nullptr;
+    void* kept_p = stats || !att ? nullptr : kept_operand_room(att, kP, BH * T * T);
     attention_forward_blocks(out, att, static_cast<uint16_t*>(kept_p), stats, static_cast<const uint16_t*>(q),
                           static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), s);
     return;
@@ -228,9 +231,11 @@ void attention_backward(float* dqkv, float* datt, const float* dout, const float
   const void* q = heads_of(x.q, kQ, 0, 1);
   const void* k = heads_of(x.k, kK, koff, G);
   const void* v = heads_of(x.v, kV, voff, G);
-  const void* kept_p = convert ? kept_operand(att, kP, BH * T * T) : nullptr;
+  const void* kept_p = convert && att ? kept_operand(att, kP, BH * T * T) : nullptr;
   if (attention_blocks_backward_usable(s, mode)) {  // every head in one pass, datt unused
-    const RowSoftmax* stats = kept_stats(att, BH * T);  // then att holds nothing
+    const RowSoftmax* stats = kept_stats(qkv, BH * T);  // then att holds nothing (or is null)
+    if (!stats && !att)
+      throw Error("attention_backward: the forward kept neither its probabilities nor its rows' softmax");
     const int64_t hsize = BH * T * hd;
     if (G > 1) x.grad.reserve((size_t)(2 * hsize));
     auto dqkv_rows = [&](int64_t off) { return HeadRows{dqkv + off, (int64_t)T * W, hd, W, NH}; };

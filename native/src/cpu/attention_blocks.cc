@@ -381,7 +381,7 @@ S2S_BLOCKS_TARGET inline void softmax_row_again(float* a, int i, int ncols, floa
 // One head: out_h is its first output row's first column (rows QW apart), copy_h the same place in
 // the output's bf16 copy (null: none is made; else it is made instead of out), att_h / p_h its
 // T x T probabilities (p_h may be null), or, when stats_h is not null, its rows' softmax_row
-// results there instead (neither square is written).
+// results there instead (neither square is written); att_h null: neither (no backward follows).
 template <Isa I>
 S2S_BLOCKS_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, float* att_h, uint16_t* p_h,
                                  RowSoftmax* stats_h, const uint16_t* q, const uint16_t* k, const uint16_t* v, int T,
@@ -422,6 +422,7 @@ S2S_BLOCKS_TARGET void head_forward(float* out_h, uint16_t* copy_h, int64_t QW, 
         stats_h[i] = st;
         continue;
       }
+      if (!att_h) continue;
       float* att_row = att_h + (int64_t)i * T;
       const int upto = std::min(ncols, T);
       uint16_t* kept = p_h ? p_h + (int64_t)i * T : nullptr;
@@ -541,7 +542,7 @@ S2S_BLOCKS_TARGET void head_backward(const HeadGrads& g, const float* dout_h, in
   for (int i0 = 0; i0 < T; i0 += 32) {
     const int ncols = i0 + 32;
     if (i0 + 32 < T) prefetch_rows_for_write(g.dq + (int64_t)(i0 + 32) * g.dq_row, dq_ld, 32, hd * (int)sizeof(float));
-    const float* probs = att_h + (int64_t)i0 * T;  // the block's rows of probabilities, T apart
+    const float* probs = stats_h ? nullptr : att_h + (int64_t)i0 * T;  // the block's rows, T apart
     if (stats_h) {
       float* pf = w.probs_f.data();
       rows_times_keys<I>(pf, T, q + (int64_t)i0 * hd, hd, w.keys.data(), ncols, hd);
@@ -584,7 +585,7 @@ void attention_forward_blocks(float* out, float* att, uint16_t* p, RowSoftmax* s
   over_heads(isa, BH, (T + 31) / 32 * 32, hd, BH * square * hd, [&](int64_t bh, Work& w) {
     const int64_t b = bh / NH, h = bh % NH, at = b * T * QW + h * hd;
     auto one_head = isa == Isa::amx ? head_forward<Isa::amx> : head_forward<Isa::avx512>;
-    one_head(out + at, copy ? copy + at : nullptr, QW, att + bh * square, p ? p + bh * square : nullptr,
+    one_head(out + at, copy ? copy + at : nullptr, QW, att ? att + bh * square : nullptr, p ? p + bh * square : nullptr,
                  stats ? stats + bh * T : nullptr, q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }
@@ -605,7 +606,7 @@ void attention_backward_blocks(const HeadRows& dq, const HeadRows& dk, const Hea
     const HeadGrads g{dq.at(bh), dk.at(bh), dv.at(bh), dq.row, dk.row, dv.row};
     const float* dout_h = dout + (bh / NH) * T * QW + (bh % NH) * hd;
     auto one_head = isa == Isa::amx ? head_backward<Isa::amx> : head_backward<Isa::avx512>;
-    one_head(g, dout_h, QW, att + bh * square, p ? p + bh * square : nullptr, stats ? stats + bh * T : nullptr,
+    one_head(g, dout_h, QW, att ? att + bh * square : nullptr, p ? p + bh * square : nullptr, stats ? stats + bh * T : nullptr,
                   q + bh * head, k + bh * head, v + bh * head, T, hd, scale, w);
   });
 }

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "cpu/adamw.h"
 #include "cpu/attention.h"
+#include "cpu/attention_blocks.h"
 #include "cpu/classifier.h"
 #include "cpu/divergence.h"
 #include "cpu/embedding.h"
@@ -43,6 +44,14 @@ struct CpuOps {
   void set_matmul(CpuMatmul m) {
     check_cpu_matmul(m);
     matmul_ = m;
+  }
+  // How many fp32 values attention_forward and attention_backward need in att (and datt) for shape
+  // s at this setting: the B NH T T probabilities (and their gradient), or none where both run in
+  // blocks (cpu/attention_blocks.h): the training forward keeps each row's softmax instead and the
+  // backward makes the probabilities again. (att is then null: at SmolLM2's shape and T = 8192
+  // the squares would be 69 GB of address space that nothing touches.)
+  int64_t attention_probs_values(const AttnShape& s) const {
+    return attention_blocks_backward_usable(s, matmul_) ? 0 : (int64_t)s.B * s.NH * s.T * s.T;
   }
   // The parameters changed (a step, a write) or moved: bf16 matmuls convert them again, once.
   void weights_changed(const float* base, size_t n) { weights_.changed(base, n); }

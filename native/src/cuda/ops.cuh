@@ -25,6 +25,8 @@ struct CudaOps {
   Precision precision() const { return precision_; }
   void set_precision(Precision p) { precision_ = p; }
   const char* precision_label() const { return precision_name(precision_); }
+  // The CPU's attention_probs_values (cpu/ops.h): here attention always keeps the probabilities.
+  int64_t attention_probs_values(const AttnShape& s) const { return (int64_t)s.B * s.NH * s.T * s.T; }
   // The bf16 kernels round their inputs as they stage them: no weight copy to keep.
   void weights_changed(const float*, size_t) {}
   // A fault shows up here, in the engine call that caused it.
