@@ -62,11 +62,8 @@ float* Transformer<Arch, D>::buffer(BufferKind k, bool allocate) {
   if (b.size() != num_params_) {
     if (!allocate) return nullptr;
     b.allocate_zeroed(num_params_);
-    if (k == BufferKind::grads) {
-      grads_zero_ = true;
-      return b.data();  // (allocated just now: nothing written since)
-    }
   }
+  // gradients given out for writing (write_buffer, a collective, a test) are not known to be zero
   if (k == BufferKind::grads && allocate) grads_zero_ = false;
   // A writable pointer to the parameters: whatever is written next makes what was derived stale.
   if (k == BufferKind::params && allocate) params_changed();
@@ -208,7 +205,10 @@ void Transformer<Arch, D>::backward(const float* dlogprob, const float* dvalue) 
   check_backward_inputs(cfg_, dlogprob, dvalue, B_, T_, head_ran_);
   const int B = B_, T = T_, C = cfg_.channels, V = cfg_.vocab_size;
   const int64_t N = (int64_t)B * T;
-  if (grads.size() != num_params_) buffer(BufferKind::grads, true);
+  if (grads.size() != num_params_) {
+    grads.allocate_zeroed(num_params_);
+    grads_zero_ = true;
+  }
   // Zeroed gradients are written rather than added to; from here on they are not known to be zero
   // (whatever becomes of this call).
   const bool accumulate = !grads_zero_;

@@ -190,6 +190,19 @@ TEST(a_backward_adds_to_gradients_written_since_the_step) {
   auto tok = tokens_for(B, T, V, 2);
   Vec w(B * T, -0.1f);
   const size_t P = m.num_params();
+  {  // gradients written into a model that had none yet (write_buffer allocates them)
+    GPT fresh(tiny(false)), ref(tiny(false));
+    fresh.init_weights(5);
+    ref.init_weights(5);
+    ref.forward(tok.data(), tok.data(), B, T, {});
+    ref.backward(w.data(), nullptr);
+    Vec g0(P, 0.5f), want(P);
+    for (size_t i = 0; i < P; i++) want[i] = g0[i] + ref.grads[i];
+    fresh.write_buffer(BufferKind::grads, 0, P, g0.data());
+    fresh.forward(tok.data(), tok.data(), B, T, {});
+    fresh.backward(w.data(), nullptr);
+    EXPECT_CLOSE(fresh.grads.data(), want.data(), P, 1e-6);
+  }
   m.forward(tok.data(), tok.data(), B, T, {});
   m.backward(w.data(), nullptr);
   m.step({});
@@ -678,8 +691,11 @@ TEST(attention_probabilities_are_allocated_only_where_attention_reads_them) {
     ops.set_matmul(CpuMatmul::bf16);
     EXPECT(ops.attention_probs_values(odd_t) == 2 * 4 * 40 * 40);
     EXPECT(ops.attention_probs_values(narrow) == 2 * 4 * 64 * 64);
-    // none where this processor runs attention in blocks (as S2S_ATTENTION_BLOCKS allows)
-    if (attention_blocks_backward_usable(blocked, CpuMatmul::bf16)) EXPECT(ops.attention_probs_values(blocked) == 0);
+    // none on a processor with AVX512-BF16 (every one with AMX has it too), unless turned off
+    const char* env = std::getenv("S2S_ATTENTION_BLOCKS");
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16") && !(env && std::strcmp(env, "off") == 0))
+      EXPECT(ops.attention_probs_values(blocked) == 0);
   }
   GPT m(tiny(false));
   m.init_weights(2);
@@ -688,6 +704,40 @@ TEST(attention_probabilities_are_allocated_only_where_attention_reads_them) {
   m.forward(tok.data(), tok.data(), 1, 3, {});
   m.set_precision(m.precision());
   EXPECT_THROWS_WITH(m.backward(dlp.data(), nullptr), "call forward() first");
+}
+
+// Where bf16 attention runs in blocks, the backward after a training forward makes each row's
+// probabilities again from the two floats the forward kept: the gradient must be bit for bit the one
+// it gets from the probabilities a forward wrote out (a forward that keeps nothing writes them when
+// given att). A forward with no att writes its output alone, the same output.
+TEST(attention_made_again_from_row_softmax_gives_the_stored_probabilities_gradient) {
+  const AttnShape s{2, 64, 4, 2, 32};
+  if (!cpu_bf16_support().native || !attention_blocks_backward_usable(s, CpuMatmul::bf16)) {
+    std::printf("  (not run here: bf16 attention does not run in blocks on this processor or setting)\n");
+    return;
+  }
+  CpuOps ops;
+  ops.set_matmul(CpuMatmul::bf16);
+  const int64_t N = (int64_t)s.B * s.T, W = s.qkv_width(), QW = s.q_width(), sq = (int64_t)s.B * s.NH * s.T * s.T;
+  Vec qkv(N * W), dout(N * QW);
+  harness::fill_uniform(qkv.data(), qkv.size(), 31, -1.0f, 1.0f);
+  harness::fill_uniform(dout.data(), dout.size(), 32, -1.0f, 1.0f);
+  Vec out_kept(N * QW), out_stored(N * QW), out_none(N * QW), att(sq), datt(sq), dq_kept(N * W), dq_stored(N * W);
+  ops.keep_operands(true);
+  ops.attention_forward(out_kept.data(), nullptr, qkv.data(), s);
+  ops.keep_operands(false);
+  ops.attention_backward(dq_kept.data(), nullptr, dout.data(), qkv.data(), nullptr, s);
+  ops.drop_operands();
+  ops.attention_forward(out_stored.data(), att.data(), qkv.data(), s);
+  ops.attention_backward(dq_stored.data(), datt.data(), dout.data(), qkv.data(), att.data(), s);
+  ops.attention_forward(out_none.data(), nullptr, qkv.data(), s);
+  EXPECT(std::memcmp(dq_kept.data(), dq_stored.data(), dq_kept.size() * sizeof(float)) == 0);
+  EXPECT(std::memcmp(out_none.data(), out_stored.data(), out_none.size() * sizeof(float)) == 0);
+  // (out_kept is not compared: a training forward writes only the projection's bf16 copy of it.)
+  // A backward that finds neither probabilities nor the rows' softmax refuses.
+  ops.drop_operands();
+  EXPECT_THROWS_WITH(ops.attention_backward(dq_kept.data(), nullptr, dout.data(), qkv.data(), nullptr, s),
+                     "kept neither its probabilities nor its rows' softmax");
 }
 
 // A training forward keeps attention's row softmax (kept_state_room) past the operands' budget and

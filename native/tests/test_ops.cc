@@ -939,9 +939,9 @@ void attention_cases() {
               S{{3, 1, 4, 2, 8}, false}, S{{2, 256, 4, 4, 32}, true}, S{{2, 256, 8, 2, 64}, true},
               // over 4 MiB of fp32 squares: the CPU takes the batch rows in several groups
               S{{3, 300, 6, 6, 16}, true}, S{{3, 260, 8, 2, 8}, true},
-              // head sizes the AMX kernels take (multiples of 32), with a last block of fewer than
-              // 32 rows, one position, head sizes of three and four 32-column steps, GQA and MQA, and
-              // a T that the backward's AMX products take (a multiple of 32)
+              // head sizes the blocked kernels take (multiples of 32; AMX or AVX512-BF16), with a last
+              // block of fewer than 32 rows, one position, head sizes of three and four 32-column
+              // steps, GQA and MQA, and a T that the backward's blocked products take (a multiple of 32)
               S{{2, 45, 3, 3, 64}, false}, S{{1, 1, 2, 2, 32}, false}, S{{2, 70, 4, 2, 128}, false},
               S{{1, 97, 2, 1, 96}, false}, S{{2, 64, 6, 2, 32}, false}}) {
     AttnShape s = c.s;
@@ -1015,8 +1015,8 @@ void attention_cases() {
       b.grads = {{"qkv", "dqkv"}};
     }
     // The same after a training forward, as a model runs it (keep_operands: the CPU keeps its bf16
-    // copies for the backward, and with AMX each row's softmax instead of the probabilities, which
-    // the backward makes again), for the shapes whose backward runs on AMX there.
+    // copies for the backward, and where attention runs in blocks each row's softmax instead of the
+    // probabilities, which the backward makes again), for the shapes whose backward runs in blocks.
     if (T % 32 == 0 && s.hd % 32 == 0) {
       OpCase& k = add("attention_backward", shape + " after a training forward", b.make, b.reference,
           [=](auto& ops, auto& t) {

@@ -57,6 +57,8 @@ bool avx512_bf16_present() {
 enum class Isa { none, amx, avx512 };
 Isa block_isa() {
   static const Isa isa = [] {
+    if (std::getenv("S2S_ATTENTION_AMX"))
+      throw Error("S2S_ATTENTION_AMX was renamed: S2S_ATTENTION_BLOCKS=off (or auto, amx, avx512) sets attention's path");
     const char* env = std::getenv("S2S_ATTENTION_BLOCKS");
     const std::string want = env && *env ? env : "auto";
     if (want == "off") return Isa::none;

@@ -2,8 +2,9 @@
 // Advanced Matrix Extensions) where the processor has them, else with AVX512-BF16's dot products
 // (AMD Zen 4 and 5, Intel Cooper Lake); one head at a time, a block of 32 rows at a time, only the
 // blocks on or below the diagonal multiplied (oneDNN's batched products compute the whole T x T
-// square). Both sum each result's products in the order oneDNN's kernel for the same processor does,
-// so the results are its bits (checked by the parameters after training steps). In the forward
+// square). Both sum each result's products in the order oneDNN's kernel for the same instructions
+// does (its AMX kernel, or its AVX512-BF16 one where there is no AMX), so the results are its bits
+// (checked by the parameters after training steps). In the forward
 // the scores of a block stay in L1 from the product that makes them through the softmax to the
 // product that reads the probabilities, and the backward takes a head through all of its steps
 // in one pass (its squares stay in the core's L2). cpu/attention.cc's oneDNN path is what it is

@@ -47,7 +47,8 @@ struct CpuOps {
   }
   // How many fp32 values attention_forward and attention_backward need in att (and datt) for shape
   // s at this setting: the B NH T T probabilities (and their gradient), or none where both run in
-  // blocks (cpu/attention_blocks.h): the training forward keeps each row's softmax instead and the
+  // blocks (cpu/attention_blocks.h: bf16 on AMX or AVX512-BF16, head size and T multiples of 32;
+  // any other T keeps the squares): the training forward keeps each row's softmax instead and the
   // backward makes the probabilities again. (att is then null: at SmolLM2's shape and T = 8192
   // the squares would be 69 GB of address space that nothing touches.)
   int64_t attention_probs_values(const AttnShape& s) const {
@@ -85,7 +86,8 @@ struct CpuOps {
   }
   // A training forward's matmul operands are kept as the matmuls read them, for its backward's
   // weight gradients (OperandCache, cpu/matmul.h): on around the forward, dropped with the
-  // activations. S2S_OPERAND_CACHE_MB bounds the memory (default 512; 0 turns it off).
+  // activations. S2S_OPERAND_CACHE_MB bounds the memory (default 512; 0 turns it off); attention's
+  // row softmax, two floats a row, is kept whatever the budget (kept_state_room).
   void keep_operands(bool on) { operands_.record(on); }
   void drop_operands() { operands_.drop(); }
   // How many matmul operands were taken from kept copies (the tests check the path runs).
