@@ -171,10 +171,12 @@ struct GPT2 {
       ops.layernorm_backward(dres, gw.ln2w, gw.ln2b, dc, a.res2.data() + l * N * C, w.ln2w, a.ln2_mean.data() + l * N,
                              a.ln2_rstd.data() + l * N, N, C);
       // attention branch
-      ops.matmul_backward(dc, gw.attprojw, gw.attprojb, dres, a.atty.data() + l * N * C, w.attprojw, N, C, C, accumulate);
+      ops.matmul_backward(dc, gw.attprojw, gw.attprojb, dres, a.atty.data() + l * N * C, w.attprojw, N, C, C,
+                          accumulate);
       ops.attention_backward(d.dqkv.data(), d.datt.data(), dc, a.qkv.data() + l * N * 3 * C,
                              a.att_of(l), shape(c, B, T));
-      ops.matmul_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, 3 * C, accumulate);
+      ops.matmul_backward(dc, gw.qkvw, gw.qkvb, d.dqkv.data(), a.ln1.data() + l * N * C, w.qkvw, N, C, 3 * C,
+                          accumulate);
       ops.layernorm_backward(dres, gw.ln1w, gw.ln1b, dc, res_in, w.ln1w, a.ln1_mean.data() + l * N,
                              a.ln1_rstd.data() + l * N, N, C);
     }

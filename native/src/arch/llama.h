@@ -174,9 +174,11 @@ struct Llama {
       const Layer& gw = g.layers[l];
       const float* res_in = l == 0 ? a.encoded.data() : a.res3.data() + (l - 1) * N * C;
       // MLP branch
-      ops.linear_backward(d.dact.data(), gw.downw, nullptr, dres, a.act.data() + l * N * F, w.downw, N, F, C, accumulate);
+      ops.linear_backward(d.dact.data(), gw.downw, nullptr, dres, a.act.data() + l * N * F, w.downw, N, F, C,
+                          accumulate);
       ops.swiglu_backward(d.dgu.data(), d.dact.data(), a.gu.data() + l * N * 2 * F, N, F);
-      ops.linear_backward(dc, gw.gateupw, nullptr, d.dgu.data(), a.ln2.data() + l * N * C, w.gateupw, N, C, 2 * F, accumulate);
+      ops.linear_backward(dc, gw.gateupw, nullptr, d.dgu.data(), a.ln2.data() + l * N * C, w.gateupw, N, C, 2 * F,
+                          accumulate);
       ops.rmsnorm_backward(dres, gw.ln2w, dc, a.res2.data() + l * N * C, w.ln2w, a.ln2_rstd.data() + l * N, N, C);
       // attention branch
       ops.linear_backward(d.datty.data(), gw.ow, nullptr, dres, a.atty.data() + l * N * QW, w.ow, N, QW, C, accumulate);

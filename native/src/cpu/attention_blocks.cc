@@ -43,30 +43,22 @@ bool amx_permitted() {
   return ok;
 }
 
-bool avx512_bf16_present() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
-  }();
-  return ok;
-}
-
 // What multiplies the blocks here (S2S_ATTENTION_BLOCKS, attention_blocks.h): none means the oneDNN
 // path.
 enum class Isa { none, amx, avx512 };
 Isa block_isa() {
   static const Isa isa = [] {
     if (std::getenv("S2S_ATTENTION_AMX"))
-      throw Error("S2S_ATTENTION_AMX was renamed: S2S_ATTENTION_BLOCKS=off (or auto, amx, avx512) sets attention's path");
+      throw Error("S2S_ATTENTION_AMX was renamed: S2S_ATTENTION_BLOCKS=off (or auto, amx, avx512) sets "
+                  "attention's path");
     const char* env = std::getenv("S2S_ATTENTION_BLOCKS");
     const std::string want = env && *env ? env : "auto";
     if (want == "off") return Isa::none;
     if (want == "amx") return amx_permitted() ? Isa::amx : Isa::none;
-    if (want == "avx512") return avx512_bf16_present() ? Isa::avx512 : Isa::none;
+    if (want == "avx512") return have_avx512_bf16() ? Isa::avx512 : Isa::none;
     if (want != "auto")
       throw Error("S2S_ATTENTION_BLOCKS must be 'auto', 'amx', 'avx512' or 'off', got '" + want + "'");
-    return amx_permitted() ? Isa::amx : avx512_bf16_present() ? Isa::avx512 : Isa::none;
+    return amx_permitted() ? Isa::amx : have_avx512_bf16() ? Isa::avx512 : Isa::none;
   }();
   return isa;
 }
@@ -300,12 +292,13 @@ struct Block<Isa::avx512> {
 // c[32][ncols] (row stride ldc) = a[32][hd] (bf16 rows lda apart) times the packed keys' columns
 // j < ncols (pack_keys): scores against keys, or the gradient against values (packed the same way).
 template <Isa I>
-S2S_BLOCKS_TARGET inline void rows_times_keys(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint32_t* keys,
-                                           int ncols, int hd) {
+S2S_BLOCKS_TARGET inline void rows_times_keys(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
+                                              const uint32_t* keys, int ncols, int hd) {
   const int S = hd / 32;
   for (int j0 = 0; j0 < ncols; j0 += 32) {
     const uint32_t* kt = keys + (int64_t)(j0 / 16) * S * 256;
-    Block<I>::product(c + j0, ldc, S, [&](int s) { return Step{a + s * 32, lda * 2, kt + s * 256, kt + (S + s) * 256}; });
+    Block<I>::product(c + j0, ldc, S,
+                      [&](int s) { return Step{a + s * 32, lda * 2, kt + s * 256, kt + (S + s) * 256}; });
   }
 }
 

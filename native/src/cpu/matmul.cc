@@ -45,13 +45,6 @@ __attribute__((target("avx512f,avx512bf16,avx512vl"))) void convert_bf16_avx512(
   for (; i < n; i++) dst[i] = to_bf16(src[i]);
 }
 
-bool have_avx512_bf16() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") != 0;
-  }();
-  return yes;
-}
 
 // n values converted as `mode`'s matmuls read them (to_operand), in parallel chunks.
 void convert(void* dst, const float* src, int64_t n, CpuMatmul mode) {
@@ -268,15 +261,16 @@ const void* shared_operand(const float* p, int64_t n) {
   return tl_mode == CpuMatmul::fp32 || n == 0 ? p : stage(p, n, tl_mode, kSharedSlot);
 }
 
-void* kept_operand_room(const float* src, int layout, int64_t n) {
+namespace {
+void* kept_room(const float* src, int layout, int64_t n, bool budgeted) {
   if (tl_mode == CpuMatmul::fp32 || !tl_operands || !tl_operands->recording()) return nullptr;
-  return tl_operands->keep(src, (size_t)n, tl_mode, layout);
+  return tl_operands->keep(src, (size_t)n, tl_mode, layout, budgeted);
 }
+}  // namespace
 
-void* kept_state_room(const float* src, int layout, int64_t n) {
-  if (tl_mode == CpuMatmul::fp32 || !tl_operands || !tl_operands->recording()) return nullptr;
-  return tl_operands->keep(src, (size_t)n, tl_mode, layout, false);
-}
+void* kept_operand_room(const float* src, int layout, int64_t n) { return kept_room(src, layout, n, true); }
+
+void* kept_state_room(const float* src, int layout, int64_t n) { return kept_room(src, layout, n, false); }
 
 const void* kept_operand(const float* src, int layout, int64_t n) {
   if (tl_mode == CpuMatmul::fp32 || !tl_operands || tl_operands->recording()) return nullptr;
@@ -518,6 +512,14 @@ double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int iters, CpuMatmu
 }
 
 // ---- precision ----
+
+bool have_avx512_bf16() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return yes;
+}
 
 const char* cpu_matmul_name(CpuMatmul m) {
   return m == CpuMatmul::bf16 ? "bf16" : m == CpuMatmul::bf16_emulated ? "bf16-emulated" : "fp32";

@@ -30,6 +30,9 @@ struct CpuBf16Support {
   std::string reason;  // why not, when not
 };
 const CpuBf16Support& cpu_bf16_support();
+// Whether the processor has AVX512-BF16 (every one that does has AVX-512 BW and VL too; AMX
+// machines have it as well), whatever oneDNN makes of it. Asked once.
+bool have_avx512_bf16();
 
 // The setting of new CPU models: S2S_CPU_PRECISION = auto (the default: bf16 where the processor
 // has it natively, else fp32) | fp32 | bf16 (refused where it is not native) | bf16-emulated.
